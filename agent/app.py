@@ -1,0 +1,285 @@
+"""The running agent: builds the components, owns their lifecycle, moves data between them.
+
+Startup order: outbox -> model -> sources and loops; shutdown is the reverse, and ends with a
+final flush so that nothing already read is lost on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import deque
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.codec import encode_json, encode_readings
+from agent.config import AgentConfig, OpcUaSourceConfig
+from agent.errors import AgentError
+from agent.features import FeatureBuilder, TagSpec
+from agent.labels import LabelListener
+from agent.model import LoadedModel, load_model
+from agent.outbox import AsyncOutbox, NewRecord, OutboxStats, Priority
+from agent.outputs import MqttPublisher, OpcUaWriteback
+from agent.sources import build_source
+from agent.sources.opcua import OpcUaSource
+from agent.supervisor import ComponentHealth, supervise
+from agent.types import Label, Prediction, Reading
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.started = time.time()
+        self.readings: deque[Reading] = deque()
+        self.dropped_readings = 0
+        self._wake = asyncio.Event()
+        self.sources = [build_source(s, config, self) for s in config.sources]
+        self.health: dict[str, ComponentHealth] = {}
+        self.model: LoadedModel | None = None
+        self.model_error: str | None = None
+        self.builder: FeatureBuilder | None = None
+        self.publisher = MqttPublisher(config.outputs.mqtt, config.gateway_id) if (
+            config.outputs.mqtt) else None
+        self.writeback: OpcUaWriteback | None = None
+        self.labels = LabelListener(config.labels, config.gateway_id, self._on_label) if (
+            config.labels) else None
+        self.outbox: AsyncOutbox | None = None
+        self.outbox_stats: OutboxStats | None = None
+        self._pending_readings: list[Reading] = []
+        self._pending_predictions: list[dict[str, Any]] = []
+        self._pending_labels: list[dict[str, Any]] = []
+        self.predictions = 0
+        self.labels_received = 0
+        self.inference_errors = 0
+        self.records_written = 0
+        self.ready = asyncio.Event()
+        self._rate = (time.monotonic(), 0)
+        self.samples_per_s = 0.0
+        self.prediction_listeners: list[Any] = []  # callables(list[Prediction]) e.g. the demo
+
+    # -- ReadingSink: called by sources from the event loop, must not block ---------------
+    def offer(self, reading: Reading) -> None:
+        if len(self.readings) >= self.config.reading_queue:
+            self.dropped_readings += 1  # counted drop: the pipeline cannot keep up
+            return
+        self.readings.append(reading)
+        self._wake.set()
+
+    def alive(self, source: str, ts: float) -> None:
+        if self.builder is not None:
+            self.builder.alive(source, ts)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        cfg = self.config
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        async with AsyncExitStack() as stack:
+            self.outbox = await stack.enter_async_context(
+                AsyncOutbox(cfg.outbox_path, cfg.outbox.disk_budget_bytes, cfg.outbox.synchronous))
+            await self._load_initial_model()
+            tasks: list[asyncio.Task[None]] = []
+            async with asyncio.TaskGroup() as group:
+                def start(name: str, factory: Any) -> None:
+                    health = self.health[name] = ComponentHealth(name)
+                    tasks.append(group.create_task(supervise(name, factory, health), name=name))
+
+                for src in self.sources:
+                    start(f"source:{src.status.name}", src.run)
+                start("pipeline", self._pipeline_loop)
+                start("flusher", self._flush_loop)
+                start("status", self._status_loop)
+                if self.publisher:
+                    start("mqtt-out", self.publisher.run)
+                if self.writeback:
+                    start("opcua-writeback", self.writeback.run)
+                if self.labels:
+                    start("labels", self.labels.run)
+                self.ready.set()
+                log.info("agent %s %s running: %d source(s), model %s", cfg.gateway_id,
+                         __version__, len(self.sources),
+                         self.model.bundle.label if self.model else "none")
+                await stop.wait()
+                log.info("stopping: shutting components down in reverse order")
+                for task in reversed(tasks):
+                    task.cancel()
+            self._process_once()
+            await self._flush()
+            await self._write_status()
+
+    async def _load_initial_model(self) -> None:
+        cfg = self.config
+        if cfg.model.bundle is None:
+            self.model_error = "no model configured; waiting for one"
+            return
+        try:
+            model = await asyncio.to_thread(load_model, cfg.model, cfg.model.bundle,
+                                            cfg.state_dir / "staging")
+        except AgentError as exc:
+            # keep reading and buffering data: an operator can fix the model without data loss
+            self.model_error = str(exc)
+            log.error("model not loaded, agent runs without inference: %s", exc)
+            return
+        self.activate(model)
+
+    def activate(self, model: LoadedModel) -> None:
+        specs = []
+        max_age = {n.tag: n.max_age_s for s in self.config.sources if isinstance(
+            s, OpcUaSourceConfig) for n in s.nodes if n.max_age_s}
+        for src in self.config.sources:
+            if not isinstance(src, OpcUaSourceConfig):
+                max_age.update({t.tag: t.max_age_s for topic in src.topics for t in topic.tags
+                                if t.max_age_s})
+        for tag in model.input_tags:
+            specs.append(TagSpec(tag, max_age.get(tag, self.config.features.max_age_s)))
+        self.builder = FeatureBuilder(specs, self.config.features)
+        self.model = model
+        self.model_error = None
+        wb = self.config.outputs.opcua_writeback
+        if wb is not None:
+            writer = next(s for s in self.sources if isinstance(s, OpcUaSource)
+                          and s.config.name == wb.source)
+            self.writeback = OpcUaWriteback(wb, writer, model.bundle.manifest.output.classes)
+
+    # -- the data path -------------------------------------------------------------------------
+    async def _pipeline_loop(self) -> None:
+        health = self.health["pipeline"]
+        while True:
+            deadline = self.builder.next_deadline() if self.builder else None
+            timeout = max(0.0, deadline - time.time()) if deadline is not None else 1.0
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            self._process_once()
+            health.heartbeat = time.monotonic()
+
+    def _process_once(self) -> None:
+        """Drain every queued reading first, then build samples: a trigger that arrived in the
+        same notification batch as the process values sees all of them."""
+        queue = self.readings
+        builder = self.builder
+        keep = self.config.outbox.store_readings
+        pending = self._pending_readings
+        while queue:
+            r = queue.popleft()
+            if builder is not None:
+                builder.update(r)
+            if keep:
+                pending.append(r)
+        if builder is None or self.model is None:
+            return
+        samples = builder.due(time.time())
+        batch = self.config.model.batch_max
+        for start in range(0, len(samples), batch):
+            chunk = samples[start:start + batch]
+            try:
+                predictions, _ = self.model.predict(chunk)
+            except AgentError as exc:
+                self.inference_errors += 1
+                log.error("inference failed on %d samples: %s", len(chunk), exc)
+                continue
+            self._deliver(predictions)
+
+    def _deliver(self, predictions: list[Prediction]) -> None:
+        self.predictions += len(predictions)
+        if self.publisher is not None:
+            self.publisher.offer_predictions(predictions)
+        if self.writeback is not None:
+            self.writeback.offer(predictions)
+        self._pending_predictions.extend(
+            {"id": p.sample_id, "ts": p.sample_ts, "model": p.model_name, "v": p.model_version,
+             "sha": p.bundle_sha256, "in": p.inputs_hash, "out": p.outputs}
+            for p in predictions)
+        for listener in self.prediction_listeners:
+            listener(predictions)
+
+    def _on_label(self, label: Label) -> None:
+        self.labels_received += 1
+        self._pending_labels.append({"id": label.sample_id, "label": label.value,
+                                     "ts": label.timestamp})
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.outbox.flush_interval_s)
+            await self._flush()
+            self.health["flusher"].heartbeat = time.monotonic()
+
+    async def _flush(self) -> None:
+        records: list[NewRecord] = []
+        if self._pending_readings:
+            readings, self._pending_readings = self._pending_readings, []
+            for start in range(0, len(readings), 20000):
+                part = readings[start:start + 20000]
+                records.append(NewRecord("readings", Priority.READINGS, encode_readings(part),
+                                         len(part)))
+        if self._pending_predictions:
+            preds, self._pending_predictions = self._pending_predictions, []
+            records.append(NewRecord("predictions", Priority.PREDICTIONS, encode_json(preds),
+                                     len(preds)))
+        if self._pending_labels:
+            labels, self._pending_labels = self._pending_labels, []
+            records.append(NewRecord("labels", Priority.LABELS, encode_json(labels), len(labels)))
+        if records and self.outbox is not None:
+            await self.outbox.append(records)
+            self.records_written += len(records)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await self._write_status()
+            self.health["status"].heartbeat = time.monotonic()
+            await asyncio.sleep(2.0)
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.monotonic()
+        samples = self.builder.samples if self.builder else 0
+        then, before = self._rate
+        if now - then >= 1.0:
+            self.samples_per_s = (samples - before) / (now - then)
+            self._rate = (now, samples)
+        model = None
+        if self.model is not None:
+            b = self.model.bundle
+            model = {"name": b.manifest.name, "version": b.manifest.version, "sha256": b.sha256,
+                     "signed_by": b.signed_by}
+        stats = self.outbox_stats
+        return {
+            "gateway_id": self.config.gateway_id, "agent_version": __version__, "pid": os.getpid(),
+            "started": self.started, "updated": time.time(),
+            "model": model, "model_error": self.model_error,
+            "sources": [s.status.as_dict() for s in self.sources],
+            "samples": samples, "samples_per_s": round(self.samples_per_s, 3),
+            "invalid_samples": dict(self.builder.invalid) if self.builder else {},
+            "predictions": self.predictions, "inference_errors": self.inference_errors,
+            "labels": self.labels_received, "dropped_readings": self.dropped_readings,
+            "published": self.publisher.published if self.publisher else None,
+            "publish_dropped": self.publisher.dropped if self.publisher else None,
+            "outbox": stats.__dict__ if stats else None,
+            "components": {k: {"restarts": h.restarts, "last_error": h.last_error}
+                           for k, h in self.health.items()},
+        }
+
+    async def _write_status(self) -> None:
+        if self.outbox is not None:
+            self.outbox_stats = await self.outbox.stats()
+        path = self.config.state_dir / STATUS_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.snapshot(), indent=1, default=str))
+        os.replace(tmp, path)  # readers never see a half-written file
+
+
+def read_status(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads((state_dir / STATUS_FILE).read_text())
+        return data
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,369 @@
+"""Agent configuration: YAML -> ${ENV} substitution -> pydantic validation.
+
+Validation is pure: no file is opened and no network is touched while a model validates
+(files named in the config are checked by ``preflight``, which check-config runs separately).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from agent.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/agent.yaml")
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretFile(Strict):
+    file: Path = Field(description="Path of a file whose whole content (stripped) is the secret.")
+
+
+Secret = SecretStr | SecretFile
+
+
+def reveal(secret: Secret | None) -> str | None:
+    """Return the secret's text. Reading a file happens here, at connect time, never in logs."""
+    if secret is None:
+        return None
+    if isinstance(secret, SecretFile):
+        return secret.file.read_text(encoding="utf-8").strip()
+    return secret.get_secret_value()
+
+
+class TlsConfig(Strict):
+    ca_file: Path | None = Field(None, description="CA bundle that signs the server certificate.")
+    cert_file: Path | None = Field(None, description="Client certificate for mutual TLS.")
+    key_file: Path | None = Field(None, description="Private key of the client certificate.")
+    insecure: bool = Field(False, description="Skip server hostname verification (test only).")
+
+
+class BackoffConfig(Strict):
+    initial_s: float = Field(1.0, gt=0, description="First retry delay in seconds.")
+    max_s: float = Field(60.0, gt=0, description="Upper bound of the retry delay in seconds.")
+
+
+class OpcUaSecurity(Strict):
+    mode: Literal["None", "Sign", "SignAndEncrypt"] = Field(
+        "None", description="OPC UA message security mode."
+    )
+    policy: Literal["Basic256Sha256"] = Field(
+        "Basic256Sha256", description="Security policy used when mode is not None."
+    )
+    certificate: Path | None = Field(None, description="Client application certificate (DER/PEM).")
+    private_key: Path | None = Field(None, description="Private key of the client certificate.")
+    server_certificate: Path | None = Field(None, description="Pinned server certificate.")
+
+    @model_validator(mode="after")
+    def _keys_when_secure(self) -> OpcUaSecurity:
+        if self.mode != "None" and (self.certificate is None or self.private_key is None):
+            raise ValueError(f"mode {self.mode} needs both 'certificate' and 'private_key' files")
+        return self
+
+
+_NODE_ID = r"^(ns=\d+;)?(i=\d+|s=.+|g=[0-9a-fA-F-]{36}|b=.+)$"
+
+
+class OpcUaNode(Strict):
+    tag: str = Field(min_length=1, description="Tag name used by features and the model bundle.")
+    node_id: str = Field(
+        pattern=_NODE_ID,
+        description="OPC UA node id, numeric or string form: 'ns=2;i=1001' or 'ns=3;s=\"DB1\".\"T\"'.",
+    )
+    max_age_s: float | None = Field(None, gt=0, description="Staleness limit for this tag.")
+
+
+class OpcUaSourceConfig(Strict):
+    type: Literal["opcua"] = Field(description="Source plug-in: OPC UA client (asyncua).")
+    name: str = Field(min_length=1, description="Unique source name.")
+    endpoint: str = Field(pattern=r"^opc\.tcp://", description="Server URL, opc.tcp://host:port/path.")
+    security: OpcUaSecurity = Field(default_factory=OpcUaSecurity, description="Message security.")
+    username: str | None = Field(None, description="User name for user/password identity.")
+    password: Secret | None = Field(None, description="Password, or {file: PATH}.")
+    publishing_interval_ms: float = Field(500, gt=0, description="Subscription publishing interval.")
+    sampling_interval_ms: float = Field(100, ge=0, description="Monitored-item sampling interval.")
+    max_items_per_subscription: int = Field(
+        1000, ge=1, description="Split monitored items across subscriptions above this many."
+    )
+    timeout_s: float = Field(5.0, gt=0, description="Timeout of each request to the server.")
+    watchdog_s: float = Field(5.0, gt=0, description="Connection check period.")
+    reconnect: BackoffConfig = Field(default_factory=BackoffConfig, description="Retry delays.")
+    nodes: list[OpcUaNode] = Field(min_length=1, description="Nodes to subscribe to.")
+
+
+class MqttBroker(Strict):
+    host: str = Field(min_length=1, description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS).")
+    username: str | None = Field(None, description="User name.")
+    password: Secret | None = Field(None, description="Password, or {file: PATH}.")
+    client_id: str | None = Field(None, description="Client id; generated when empty.")
+    keepalive_s: int = Field(30, ge=5, description="MQTT keep-alive in seconds.")
+    tls: TlsConfig | None = Field(None, description="Enable TLS with these settings.")
+    reconnect: BackoffConfig = Field(default_factory=BackoffConfig, description="Retry delays.")
+
+
+class MqttTag(Strict):
+    tag: str = Field(
+        min_length=1,
+        description="Tag name; '{1}', '{2}'... are replaced by the levels a wildcard matched.",
+    )
+    field: str | None = Field(
+        None, description="Dotted path into a JSON payload ('data.temp'); empty for a plain number."
+    )
+    timestamp_field: str | None = Field(
+        None, description="Dotted path of the source timestamp (epoch s/ms or ISO 8601)."
+    )
+    max_age_s: float | None = Field(None, gt=0, description="Staleness limit for this tag.")
+
+
+class MqttTopic(Strict):
+    topic: str = Field(min_length=1, description="Topic filter; '+' and '#' wildcards allowed.")
+    tags: list[MqttTag] = Field(min_length=1, description="Tags read from each message.")
+
+    @model_validator(mode="after")
+    def _valid_filter(self) -> MqttTopic:
+        levels = self.topic.split("/")
+        for i, level in enumerate(levels):
+            if "#" in level and (level != "#" or i != len(levels) - 1):
+                raise ValueError("'#' must be a whole level and the last one")
+            if "+" in level and level != "+":
+                raise ValueError("'+' must be a whole level")
+        return self
+
+
+class MqttSourceConfig(Strict):
+    type: Literal["mqtt"] = Field(description="Source plug-in: MQTT subscriber (aiomqtt).")
+    name: str = Field(min_length=1, description="Unique source name.")
+    broker: MqttBroker = Field(description="Broker connection.")
+    qos: Literal[0, 1, 2] = Field(1, description="Subscription QoS.")
+    topics: list[MqttTopic] = Field(min_length=1, description="Topic filters and their tags.")
+
+
+SourceConfig = Annotated[OpcUaSourceConfig | MqttSourceConfig, Field(discriminator="type")]
+
+
+class OnnxRuntimeConfig(Strict):
+    type: Literal["onnx"] = Field("onnx", description="Runtime plug-in: onnxruntime.")
+    threads: int = Field(1, ge=1, le=64, description="Intra-op threads.")
+
+
+class TfliteRuntimeConfig(Strict):
+    type: Literal["tflite"] = Field(description="Runtime plug-in: LiteRT (ai-edge-litert).")
+    threads: int = Field(1, ge=1, le=64, description="Interpreter threads.")
+
+
+RuntimeConfig = Annotated[OnnxRuntimeConfig | TfliteRuntimeConfig, Field(discriminator="type")]
+
+
+class ModelConfig(Strict):
+    bundle: Path | None = Field(None, description="Bundle directory or .tar; none waits for the hub.")
+    runtime: RuntimeConfig = Field(default_factory=OnnxRuntimeConfig, description="Model runtime.")
+    trusted_keys: list[Path] = Field(
+        default_factory=list, description="Ed25519 public keys (PEM) trusted to sign bundles."
+    )
+    allow_unsigned: bool = Field(False, description="Accept bundles without a valid signature.")
+    batch_max: int = Field(64, ge=1, le=4096, description="Largest inference batch.")
+
+
+class FeaturesConfig(Strict):
+    mode: Literal["periodic", "trigger"] = Field(
+        "periodic", description="Sample on a fixed period, or when the trigger tag changes."
+    )
+    period_s: float = Field(1.0, gt=0, description="Sampling period in periodic mode.")
+    trigger_tag: str | None = Field(None, description="Tag whose change triggers a sample.")
+    sample_id_tag: str | None = Field(
+        None, description="Tag whose value is the sample id (part serial); defaults to trigger_tag."
+    )
+    max_age_s: float = Field(5.0, gt=0, description="Default staleness limit of a tag.")
+
+    @model_validator(mode="after")
+    def _trigger_needs_tag(self) -> FeaturesConfig:
+        if self.mode == "trigger" and not self.trigger_tag:
+            raise ValueError("mode 'trigger' needs 'trigger_tag'")
+        return self
+
+
+class MqttOutputConfig(Strict):
+    broker: MqttBroker = Field(description="Broker that receives predictions.")
+    topic: str = Field(
+        "edge/{gateway_id}/{model}/predictions",
+        description="Topic template: {gateway_id}, {model}, {version}.",
+    )
+    qos: Literal[0, 1, 2] = Field(1, description="Publish QoS.")
+    queue_size: int = Field(10000, ge=1, description="Messages kept while the broker is down.")
+
+
+class OpcUaWritebackConfig(Strict):
+    source: str = Field(description="Name of the OPC UA source whose session writes.")
+    nodes: dict[str, str] = Field(description="Output name ('label', 'score') -> node id.")
+
+
+class OutputsConfig(Strict):
+    mqtt: MqttOutputConfig | None = Field(None, description="Publish predictions over MQTT.")
+    opcua_writeback: OpcUaWritebackConfig | None = Field(None, description="Write to the PLC.")
+
+
+class MqttLabelsConfig(Strict):
+    type: Literal["mqtt"] = Field("mqtt", description="Labels arrive as MQTT messages.")
+    broker: MqttBroker = Field(description="Broker of the QC station.")
+    topic: str = Field(min_length=1, description="Topic filter of label messages.")
+    sample_id_field: str = Field("serial", description="JSON path of the sample id.")
+    label_field: str = Field("result", description="JSON path of the label value.")
+
+
+class OutboxConfig(Strict):
+    path: Path | None = Field(None, description="SQLite file; default STATE_DIR/outbox.db.")
+    disk_budget_bytes: int = Field(1 << 30, ge=1 << 16, description="Bytes kept before evicting.")
+    synchronous: Literal["NORMAL", "FULL"] = Field(
+        "NORMAL", description="FULL survives power loss; NORMAL survives process crashes."
+    )
+    flush_interval_s: float = Field(0.5, gt=0, description="Batching period of writes.")
+    store_readings: bool = Field(True, description="Keep raw tag readings for the hub.")
+
+
+class AgentConfig(Strict):
+    gateway_id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="This gateway's id.")
+    state_dir: Path = Field(Path("/var/lib/edge-agent"), description="Writable state directory.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_json: bool = Field(False, description="Log JSON lines instead of plain text.")
+    reading_queue: int = Field(100_000, ge=100, description="Readings buffered before dropping.")
+    sources: list[SourceConfig] = Field(min_length=1, description="Protocol sources.")
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig, description="Sampling.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Model and runtime.")
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig, description="Where predictions go.")
+    labels: MqttLabelsConfig | None = Field(None, description="Where ground-truth labels come from.")
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Store-and-forward.")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> AgentConfig:
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique, repeated: {', '.join(dupes)}")
+        wb = self.outputs.opcua_writeback
+        if wb and not any(s.name == wb.source and s.type == "opcua" for s in self.sources):
+            raise ValueError(f"outputs.opcua_writeback.source '{wb.source}' is not an opcua source")
+        return self
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox.path or self.state_dir / "outbox.db"
+
+    def tag_names(self) -> list[str]:
+        tags: list[str] = []
+        for src in self.sources:
+            if isinstance(src, OpcUaSourceConfig):
+                tags += [n.tag for n in src.nodes]
+            else:
+                tags += [t.tag for topic in src.topics for t in topic.tags]
+        return tags
+
+
+def substitute_env(text: str, env: dict[str, str] | None = None) -> str:
+    """Replace ${VAR} and ${VAR:-default}; an unset variable without default is an error."""
+    env = dict(os.environ) if env is None else env
+    missing: list[str] = []
+
+    def repl(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return ""
+
+    result = _ENV_PATTERN.sub(repl, text)
+    if missing:
+        raise ConfigError([f"${{{n}}}: environment variable is not set (set it or give a default "
+                           f"as ${{{n}:-value}})" for n in sorted(set(missing))])
+    return result
+
+
+def format_location(loc: tuple[Any, ...]) -> str:
+    place = ""
+    for part in loc:
+        if isinstance(part, int):
+            place += f"[{part}]"
+        elif part in ("opcua", "mqtt", "onnx", "tflite", "SecretStr", "SecretFile", "str"):
+            continue  # discriminator / union branch names say nothing to the user
+        elif isinstance(part, str) and ("[" in part or "function-after" in part):
+            continue
+        else:
+            place += f".{part}" if place else str(part)
+    return place or "(top level)"
+
+
+def parse_config(data: Any) -> AgentConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(["(top level): expected a mapping of settings, got "
+                           f"{type(data).__name__}"])
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            place = format_location(tuple(err["loc"]))
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{place}: {msg}")
+        raise ConfigError(list(dict.fromkeys(problems))) from None
+
+
+def load_config(path: Path, env: dict[str, str] | None = None) -> AgentConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    text = substitute_env(text, env)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError([f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    return parse_config(data)
+
+
+def preflight(cfg: AgentConfig) -> list[str]:
+    """File checks that validation leaves out: named files must exist and be readable."""
+    problems: list[str] = []
+
+    def need(path: Path | None, place: str) -> None:
+        if path is not None and not path.exists():
+            problems.append(f"{place}: file not found: {path}")
+
+    for i, src in enumerate(cfg.sources):
+        if isinstance(src, OpcUaSourceConfig):
+            need(src.security.certificate, f"sources[{i}].security.certificate")
+            need(src.security.private_key, f"sources[{i}].security.private_key")
+            need(src.security.server_certificate, f"sources[{i}].security.server_certificate")
+            if isinstance(src.password, SecretFile):
+                need(src.password.file, f"sources[{i}].password.file")
+        else:
+            _check_broker(src.broker, f"sources[{i}].broker", need)
+    if cfg.outputs.mqtt:
+        _check_broker(cfg.outputs.mqtt.broker, "outputs.mqtt.broker", need)
+    if cfg.labels:
+        _check_broker(cfg.labels.broker, "labels.broker", need)
+    for i, key in enumerate(cfg.model.trusted_keys):
+        need(key, f"model.trusted_keys[{i}]")
+    return problems
+
+
+def _check_broker(broker: MqttBroker, place: str, need: Any) -> None:
+    if isinstance(broker.password, SecretFile):
+        need(broker.password.file, f"{place}.password.file")
+    if broker.tls:
+        need(broker.tls.ca_file, f"{place}.tls.ca_file")
+        need(broker.tls.cert_file, f"{place}.tls.cert_file")
+        need(broker.tls.key_file, f"{place}.tls.key_file")

@@ -1,0 +1,115 @@
+"""Where predictions go: MQTT (never blocking inference) and optional OPC UA write-back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+
+import aiomqtt
+
+from agent.config import MqttOutputConfig, OpcUaWritebackConfig
+from agent.errors import SourceError
+from agent.mqtt_session import run_session
+from agent.sources.base import SourceStatus
+from agent.types import Prediction
+
+log = logging.getLogger(__name__)
+
+
+def prediction_json(p: Prediction) -> bytes:
+    return json.dumps({
+        "sample_id": p.sample_id, "model": p.model_name, "version": p.model_version,
+        "bundle_sha256": p.bundle_sha256, "inputs_hash": p.inputs_hash, "outputs": p.outputs,
+        "sample_ts": p.sample_ts, "predicted_ts": p.predicted_ts,
+    }, separators=(",", ":")).encode()
+
+
+class MqttPublisher:
+    """A bounded queue in front of a reconnecting client.
+
+    ``offer`` never waits: while the broker is down the queue fills, and when it is full the
+    oldest message is dropped and counted (the outbox still holds every prediction).
+    """
+
+    def __init__(self, config: MqttOutputConfig, gateway_id: str) -> None:
+        self.config = config
+        self.gateway_id = gateway_id
+        self.status = SourceStatus("predictions-out", "mqtt-out")
+        self._queue: deque[tuple[str, bytes]] = deque()
+        self._wake = asyncio.Event()
+        self.published = 0
+        self.dropped = 0
+
+    def topic_for(self, p: Prediction) -> str:
+        return self.config.topic.format(gateway_id=self.gateway_id, model=p.model_name,
+                                         version=p.model_version)
+
+    def offer(self, topic: str, payload: bytes) -> None:
+        if len(self._queue) >= self.config.queue_size:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append((topic, payload))
+        self._wake.set()
+
+    def offer_predictions(self, predictions: list[Prediction]) -> None:
+        for p in predictions:
+            self.offer(self.topic_for(p), prediction_json(p))
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    async def run(self) -> None:
+        await run_session(self.config.broker, f"edge-{self.gateway_id}-out", self.status, [],
+                          on_connected=self._drain)
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        while True:
+            while self._queue:
+                topic, payload = self._queue[0]
+                await client.publish(topic, payload, qos=self.config.qos)
+                self._queue.popleft()  # only after the broker took it
+                self.published += 1
+            self._wake.clear()
+            await self._wake.wait()
+
+
+class OpcUaWriteback:
+    """Writes chosen outputs of the newest prediction back to PLC nodes."""
+
+    def __init__(self, config: OpcUaWritebackConfig, writer: object, classes: list[str]) -> None:
+        self.config = config
+        self._classes = classes
+        self._writer = writer
+        self._latest: Prediction | None = None
+        self._wake = asyncio.Event()
+        self.written = 0
+        self.failed = 0
+
+    def offer(self, predictions: list[Prediction]) -> None:
+        if predictions:
+            self._latest = predictions[-1]  # the PLC wants the current part, not a backlog
+            self._wake.set()
+
+    async def run(self) -> None:
+        write = getattr(self._writer, "write")
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            p = self._latest
+            if p is None:
+                continue
+            for output, node_id in self.config.nodes.items():
+                value = p.outputs.get(output)
+                if isinstance(value, str):  # a class label goes to the PLC as its class index
+                    value = self._classes.index(value) if value in self._classes else None
+                if value is None:
+                    continue
+                try:
+                    await write(node_id, float(value))
+                    self.written += 1
+                except SourceError as exc:
+                    self.failed += 1
+                    log.warning("write-back skipped: %s", exc)

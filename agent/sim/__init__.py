@@ -1,0 +1,1 @@
+"""Simulated injection moulding line: OPC UA machine + MQTT quality station."""

@@ -1,0 +1,130 @@
+"""The simulated machine as an OPC UA server, and its quality station as an MQTT publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import aiomqtt
+from asyncua import Server, ua
+
+from agent.sim.process import COUNTER_TAG, PROCESS_TAGS, DriftStep, LineProcess
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "urn:factory-edge:sim"
+TAG_NODE_NAMES = {
+    "barrel_temp_1": "BarrelZone1.Temperature", "barrel_temp_2": "BarrelZone2.Temperature",
+    "barrel_temp_3": "BarrelZone3.Temperature", "injection_pressure": "Injection.Pressure",
+    "mould_temp": "Mould.Temperature", "screw_speed": "Screw.Speed",
+    "cycle_time": "Cycle.Time", "cushion": "Injection.Cushion", COUNTER_TAG: "PartCounter",
+}
+
+
+def node_id(tag: str, ns: int = 2) -> str:
+    return f"ns={ns};s=Machine1.{TAG_NODE_NAMES[tag]}"
+
+
+@dataclass
+class SimOptions:
+    opcua_port: int = 4840
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    qc_topic: str = "plant/line1/qc"
+    qc_delay_s: float = 5.0  # simulated seconds between a part and its QC result
+    cycle_s: float = 30.0  # simulated seconds per part
+    speed: float = 1.0  # simulated seconds per wall second
+    seed: int = 7
+    drift: list[DriftStep] = field(default_factory=list)
+    extra_vars: int = 0  # additional noise variables, for load tests
+
+
+class SimulatedLine:
+    """Runs the machine in (compressed) time: each cycle writes the process values, then the
+    part counter, then schedules the QC result for that serial."""
+
+    def __init__(self, options: SimOptions) -> None:
+        self.options = options
+        self.process = LineProcess(seed=options.seed, drift=options.drift)
+        self.server = Server()
+        self.parts = 0
+        self.sim_time = 0.0
+        self.results: dict[int, bool] = {}
+        self.ns = 2
+        self._vars: dict[str, object] = {}
+        self.extra_nodes: list[object] = []
+        self._qc_queue: asyncio.Queue[tuple[float, int, bool]] = asyncio.Queue()
+        self.qc_published = 0
+
+    async def __aenter__(self) -> SimulatedLine:
+        await self.server.init()
+        self.server.set_endpoint(f"opc.tcp://127.0.0.1:{self.options.opcua_port}/sim")
+        self.server.set_server_name("factory-edge simulated moulding machine")
+        self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        self.ns = await self.server.register_namespace(NAMESPACE)
+        machine = await self.server.nodes.objects.add_object(
+            ua.NodeId("Machine1", self.ns), ua.QualifiedName("Machine1", self.ns))
+        for tag in [*PROCESS_TAGS, COUNTER_TAG]:
+            initial = ua.Variant(0, ua.VariantType.Int64) if tag == COUNTER_TAG else 0.0
+            var = await machine.add_variable(
+                ua.NodeId(f"Machine1.{TAG_NODE_NAMES[tag]}", self.ns),
+                ua.QualifiedName(TAG_NODE_NAMES[tag], self.ns), initial)
+            self._vars[tag] = var
+        for i in range(self.options.extra_vars):
+            var = await machine.add_variable(ua.NodeId(f"Machine1.Extra{i}", self.ns),
+                                             ua.QualifiedName(f"Extra{i}", self.ns), 0.0)
+            self.extra_nodes.append(var)
+        await self.server.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.server.stop()
+
+    async def make_part(self) -> None:
+        values, ok = self.process.part(self.sim_time)
+        for tag in PROCESS_TAGS:
+            await self.server.write_attribute_value(
+                self._vars[tag].nodeid, ua.DataValue(ua.Variant(values[tag], ua.VariantType.Double),
+                                                     SourceTimestamp=_now()))
+        self.parts += 1
+        await self.server.write_attribute_value(
+            self._vars[COUNTER_TAG].nodeid,
+            ua.DataValue(ua.Variant(self.parts, ua.VariantType.Int64), SourceTimestamp=_now()))
+        self.results[self.parts] = ok
+        due = time.monotonic() + self.options.qc_delay_s / self.options.speed
+        self._qc_queue.put_nowait((due, self.parts, ok))
+
+    async def run_machine(self, stop_after: int | None = None) -> None:
+        period = self.options.cycle_s / self.options.speed
+        next_at = time.monotonic()
+        while stop_after is None or self.parts < stop_after:
+            await self.make_part()
+            self.sim_time += self.options.cycle_s
+            next_at += period
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    async def run_qc_station(self) -> None:
+        """Publish each part's OK/NOK by serial once its delay has passed; reconnects."""
+        while True:
+            try:
+                async with aiomqtt.Client(self.options.mqtt_host, self.options.mqtt_port,
+                                          identifier=f"sim-qc-{self.options.opcua_port}") as client:
+                    while True:
+                        due, serial, ok = await self._qc_queue.get()
+                        await asyncio.sleep(max(0.0, due - time.monotonic()))
+                        payload = {"serial": serial, "result": "OK" if ok else "NOK",
+                                   "ts": time.time()}
+                        await client.publish(self.options.qc_topic, json.dumps(payload), qos=1)
+                        self.qc_published += 1
+            except aiomqtt.MqttError as exc:
+                log.warning("sim QC station: broker unreachable (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+
+
+def _now() -> object:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)

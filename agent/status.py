@@ -1,0 +1,60 @@
+"""edge-agent status: what the agent is doing, read from its state directory (works when the
+agent is stopped too: the outbox figures come from the database itself)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+from agent.app import read_status
+from agent.config import AgentConfig
+
+
+def outbox_figures(cfg: AgentConfig) -> dict[str, Any] | None:
+    path = cfg.outbox_path
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        depth, items, size = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(items),0), COALESCE(SUM(nbytes),0) FROM records"
+        ).fetchone()
+        evicted = dict(conn.execute("SELECT kind, items FROM evicted").fetchall())
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    return {"depth": depth, "items": items, "bytes": size, "file_bytes": path.stat().st_size,
+            "evicted_by_kind": evicted, "evicted_items": sum(evicted.values())}
+
+
+def print_status(cfg: AgentConfig, as_json: bool) -> int:
+    status = read_status(cfg.state_dir) or {}
+    outbox = outbox_figures(cfg)
+    report = {"gateway_id": cfg.gateway_id, "state_dir": str(cfg.state_dir),
+              "running": bool(status) and time.time() - status.get("updated", 0) < 10,
+              **{k: status.get(k) for k in ("model", "model_error", "sources", "samples",
+                                            "samples_per_s", "predictions", "labels",
+                                            "invalid_samples", "dropped_readings", "updated")},
+              "outbox": outbox}
+    if as_json:
+        print(json.dumps(report, indent=1))
+        return 0
+    model = report["model"]
+    print(f"gateway       {cfg.gateway_id} ({'running' if report['running'] else 'not running'})")
+    print(f"model         {model['name'] + ' ' + model['version'] if model else 'none'}"
+          + (f"  [{report['model_error']}]" if report["model_error"] else ""))
+    for src in report["sources"] or []:
+        state = "connected" if src["connected"] else "DISCONNECTED"
+        print(f"source        {src['name']} ({src['kind']}): {state}, {src['readings']} readings,"
+              f" {src['malformed']} malformed, {src['reconnects']} reconnects")
+    print(f"samples       {report['samples'] or 0} ({report['samples_per_s'] or 0}/s), "
+          f"predictions {report['predictions'] or 0}, labels {report['labels'] or 0}")
+    if outbox:
+        print(f"outbox        {outbox['depth']} records ({outbox['items']} items), "
+              f"{outbox['bytes']} bytes, evicted {outbox['evicted_items']}")
+    else:
+        print("outbox        not created yet")
+    return 0

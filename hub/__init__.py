@@ -1,0 +1,1 @@
+"""The central hub: model registry, deployments, telemetry (see issue 4)."""
