@@ -34,8 +34,8 @@ def monitored_score(out: RuntimeOutput, kind: str, classes: list[str], positive:
     if kind == "regression" or out.scores.shape[1] == 1:
         return out.scores[:, 0]
     if positive is not None and positive in classes:
-        return out.scores[:, classes.index(positive)]
-    return out.scores.max(axis=1)
+        return np.asarray(out.scores[:, classes.index(positive)])
+    return np.asarray(out.scores.max(axis=1))
 
 
 def predicted_labels(out: RuntimeOutput, classes: list[str]) -> list[str]:

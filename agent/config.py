@@ -314,9 +314,27 @@ def parse_config(data: Any) -> AgentConfig:
         problems = []
         for err in exc.errors():
             place = format_location(tuple(err["loc"]))
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{place}: {msg}")
+            problems.append(f"{place}: {_friendly(err)}")
         raise ConfigError(list(dict.fromkeys(problems))) from None
+
+
+def _friendly(err: Any) -> str:
+    """Say what to do, not only what pydantic checked."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "unknown setting (check the spelling; 'edge-agent config-schema' lists them all)"
+    if kind == "union_tag_invalid":
+        return f"unknown type '{ctx.get('tag')}'; expected one of {ctx.get('expected_tags')}"
+    if kind == "string_pattern_mismatch" and err["loc"][-1] == "node_id":
+        return (f"'{err['input']}' is not an OPC UA node id; use 'ns=2;i=1001' or "
+                "'ns=3;s=Machine.Tag'")
+    if kind == "string_pattern_mismatch" and err["loc"][-1] == "endpoint":
+        return f"'{err['input']}' is not an OPC UA endpoint; use opc.tcp://host:4840"
+    if kind == "string_pattern_mismatch" and err["loc"][-1] == "gateway_id":
+        return "use only letters, digits, '.', '_' and '-'"
+    if kind == "missing":
+        return "required setting is missing"
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def load_config(path: Path, env: dict[str, str] | None = None) -> AgentConfig:

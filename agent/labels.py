@@ -40,5 +40,4 @@ class LabelListener:
         sample_id = format_id(raw_id) if isinstance(raw_id, int | float) else str(raw_id)
         self.received += 1
         self.status.readings += 1
-        self._deliver(Label(sample_id, value if not isinstance(value, float) else value,
-                            time.time()))
+        self._deliver(Label(sample_id, value, time.time()))

@@ -92,7 +92,7 @@ def load_model(config: ModelConfig, bundle_path: Path, staging: Path) -> LoadedM
 
         runtime_cfg = (TfliteRuntimeConfig(type="tflite", threads=runtime_cfg.threads)
                        if bundle.manifest.runtime == "tflite"
-                       else OnnxRuntimeConfig(threads=runtime_cfg.threads))
+                       else OnnxRuntimeConfig(type="onnx", threads=runtime_cfg.threads))
     runtime = load_runtime(runtime_cfg, bundle.model_path, len(bundle.manifest.inputs))
     run_self_test(bundle, runtime.predict)
     log.info("model %s active (bundle %s, signed by %s)", bundle.label, bundle.sha256[:12],

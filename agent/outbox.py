@@ -70,19 +70,21 @@ class OutboxStats:
 
 
 def _migrate(db: sqlite_utils.Database) -> None:
+    """Versioned schema steps; each runs once, recorded in PRAGMA user_version."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version < 1:
-        db["records"].create(
+        records, evicted, meta = db.table("records"), db.table("evicted"), db.table("meta")
+        records.create(
             {"seq": int, "kind": str, "priority": int, "created": float, "payload": bytes,
              "nbytes": int, "items": int},
             pk="seq", not_null={"kind", "priority", "created", "payload", "nbytes", "items"},
             if_not_exists=True,
         )
-        db["records"].create_index(["priority", "seq"], index_name="records_evict",
+        records.create_index(["priority", "seq"], index_name="records_evict",
                                    if_not_exists=True)
-        db["evicted"].create({"kind": str, "records": int, "items": int}, pk="kind",
+        evicted.create({"kind": str, "records": int, "items": int}, pk="kind",
                              if_not_exists=True)
-        db["meta"].create({"key": str, "value": int}, pk="key", if_not_exists=True)
+        meta.create({"key": str, "value": int}, pk="key", if_not_exists=True)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -103,8 +105,9 @@ class Outbox:
             row = self._conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(nbytes), 0), COALESCE(MAX(seq), 0) FROM records"
             ).fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise OutboxError(f"{path}: cannot open the outbox database ({exc})") from exc
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise OutboxError(f"{path}: cannot open the outbox database ({exc}); check that "
+                              "the state directory is writable and the disk is not full") from exc
         self._depth, self._bytes, self._last_seq = int(row[0]), int(row[1]), int(row[2])
         # AUTOINCREMENT-like monotonic seq even after the newest rows were acked and deleted
         stored = self._conn.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()

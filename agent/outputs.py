@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections import deque
+from typing import Protocol
 
 import aiomqtt
 
@@ -76,10 +77,14 @@ class MqttPublisher:
             await self._wake.wait()
 
 
+class NodeWriter(Protocol):
+    async def write(self, node_id: str, value: float) -> None: ...
+
+
 class OpcUaWriteback:
     """Writes chosen outputs of the newest prediction back to PLC nodes."""
 
-    def __init__(self, config: OpcUaWritebackConfig, writer: object, classes: list[str]) -> None:
+    def __init__(self, config: OpcUaWritebackConfig, writer: NodeWriter, classes: list[str]) -> None:
         self.config = config
         self._classes = classes
         self._writer = writer
@@ -94,7 +99,7 @@ class OpcUaWriteback:
             self._wake.set()
 
     async def run(self) -> None:
-        write = getattr(self._writer, "write")
+        write = self._writer.write
         while True:
             await self._wake.wait()
             self._wake.clear()

@@ -33,7 +33,7 @@ def outbox_figures(cfg: AgentConfig) -> dict[str, Any] | None:
 def print_status(cfg: AgentConfig, as_json: bool) -> int:
     status = read_status(cfg.state_dir) or {}
     outbox = outbox_figures(cfg)
-    report = {"gateway_id": cfg.gateway_id, "state_dir": str(cfg.state_dir),
+    report: dict[str, Any] = {"gateway_id": cfg.gateway_id, "state_dir": str(cfg.state_dir),
               "running": bool(status) and time.time() - status.get("updated", 0) < 10,
               **{k: status.get(k) for k in ("model", "model_error", "sources", "samples",
                                             "samples_per_s", "predictions", "labels",
@@ -42,11 +42,12 @@ def print_status(cfg: AgentConfig, as_json: bool) -> int:
     if as_json:
         print(json.dumps(report, indent=1))
         return 0
-    model = report["model"]
+    model: dict[str, Any] | None = report["model"]
     print(f"gateway       {cfg.gateway_id} ({'running' if report['running'] else 'not running'})")
     print(f"model         {model['name'] + ' ' + model['version'] if model else 'none'}"
           + (f"  [{report['model_error']}]" if report["model_error"] else ""))
-    for src in report["sources"] or []:
+    sources: list[dict[str, Any]] = report["sources"] or []
+    for src in sources:
         state = "connected" if src["connected"] else "DISCONNECTED"
         print(f"source        {src['name']} ({src['kind']}): {state}, {src['readings']} readings,"
               f" {src['malformed']} malformed, {src['reconnects']} reconnects")

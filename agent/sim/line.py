@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiomqtt
 from asyncua import Server, ua
@@ -54,8 +55,8 @@ class SimulatedLine:
         self.sim_time = 0.0
         self.results: dict[int, bool] = {}
         self.ns = 2
-        self._vars: dict[str, object] = {}
-        self.extra_nodes: list[object] = []
+        self._vars: dict[str, Any] = {}  # asyncua Node objects
+        self.extra_nodes: list[Any] = []
         self._qc_queue: asyncio.Queue[tuple[float, int, bool]] = asyncio.Queue()
         self.qc_published = 0
 
@@ -124,7 +125,7 @@ class SimulatedLine:
                 await asyncio.sleep(1.0)
 
 
-def _now() -> object:
+def _now() -> Any:
     import datetime as dt
 
     return dt.datetime.now(dt.UTC)

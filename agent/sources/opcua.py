@@ -118,12 +118,15 @@ class OpcUaSource:
             chunk, pending = pending[:limit], pending[limit:]
             sub: Subscription = await client.create_subscription(cfg.publishing_interval_ms, handler)
             self.subscriptions += 1
-            results = await sub.subscribe_data_change(chunk, sampling_interval=cfg.sampling_interval_ms)
-            refused = [n for n, r in zip(chunk, results, strict=True) if isinstance(r, ua.StatusCode)]
-            too_many = [n for n, r in zip(chunk, results, strict=True) if isinstance(r, ua.StatusCode)
-                        and r.value == ua.StatusCodes.BadTooManyMonitoredItems]
+            results = await sub.subscribe_data_change(
+                chunk, sampling_interval=cfg.sampling_interval_ms)
+            too_many = []
             for node, res in zip(chunk, results, strict=True):
-                if isinstance(res, ua.StatusCode) and res.value != ua.StatusCodes.BadTooManyMonitoredItems:
+                if not isinstance(res, ua.StatusCode):
+                    continue
+                if res.value == ua.StatusCodes.BadTooManyMonitoredItems:
+                    too_many.append(node)
+                else:  # a wrong node id must not stop the other tags
                     log.error("opcua %s: node %s refused by the server: %s (check the node id)",
                               cfg.name, node.nodeid.to_string(), res.name)
             if too_many:
@@ -131,7 +134,6 @@ class OpcUaSource:
                     raise SourceError(f"sources.{cfg.name}: server accepts no monitored items")
                 limit = len(chunk) - len(too_many)  # learn the real limit and split the rest
                 pending = too_many + pending
-            del refused
 
     async def _watch(self, client: Client) -> None:
         """Probe the server state; a failed probe or a lost-callback ends the session."""
@@ -184,4 +186,5 @@ class OpcUaSource:
             await asyncio.wait_for(node.write_value(ua.DataValue(ua.Variant(value, variant_type))),
                                    self.config.timeout_s)
         except CONNECTION_ERRORS as exc:
-            raise SourceError(f"opcua {self.config.name}: write to {node_id} failed: {exc}") from exc
+            raise SourceError(
+                f"opcua {self.config.name}: write to {node_id} failed: {exc}") from exc

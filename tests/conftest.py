@@ -1,0 +1,83 @@
+"""Shared fixtures: real peers only (mosquitto process, asyncua server, trained ONNX models)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.bundle import generate_keypair
+from agent.bundle_build import build_bundle
+from agent.sim.broker import EmbeddedBroker, MosquittoBroker, mosquitto_path
+from agent.sim.process import history
+from agent.training import train_onnx, write_csv
+
+
+class ThreadedEmbeddedBroker:
+    """amqtt on its own loop in a thread: the stand-in where mosquitto is not installed."""
+
+    def __init__(self) -> None:
+        self._inner = EmbeddedBroker()
+        self.port = self._inner.port
+        self.kind = "amqtt"
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def start(self) -> None:
+        if not self._thread.is_alive():
+            self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._inner.start_async(), self._loop).result(10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._inner.stop_async(), self._loop).result(10)
+
+
+def make_broker(port: int | None = None) -> Any:
+    if mosquitto_path():
+        return MosquittoBroker(port)
+    if os.environ.get("EDGE_REQUIRE_MOSQUITTO"):
+        pytest.fail("mosquitto is required (EDGE_REQUIRE_MOSQUITTO is set) but not installed: "
+                    "apt-get install mosquitto")
+    return ThreadedEmbeddedBroker()
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Any]:
+    """One broker process for the session, on a free port."""
+    b = make_broker()
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture()
+def private_broker() -> Iterator[Any]:
+    """A broker of this test's own, which the test may stop and restart on the same port."""
+    b = make_broker()
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A real ONNX classifier trained on the simulated line, its CSVs and a signed bundle."""
+    root = tmp_path_factory.mktemp("trained")
+    x, names, y = history(1600, seed=1)
+    write_csv(root / "train.csv", x[:1200], names, y[:1200])
+    write_csv(root / "holdout.csv", x[1200:], names, y[1200:])
+    model = train_onnx(x[:1200], y[:1200], root / "model.onnx")
+    generate_keypair(root / "key.pem", root / "key.pub")
+    generate_keypair(root / "other.pem", root / "other.pub")
+    bundle = root / "bundle"
+    build_bundle(model, root / "train.csv", "label", "moulding-nok", "1.0.0", bundle,
+                 holdout_csv=root / "holdout.csv", positive_class="NOK",
+                 signing_key=root / "key.pem")
+    return {"root": root, "model": model, "train": root / "train.csv",
+            "holdout": root / "holdout.csv", "bundle": bundle, "key": root / "key.pem",
+            "pub": root / "key.pub", "other_key": root / "other.pem", "other_pub": root / "other.pub"}
