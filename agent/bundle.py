@@ -14,6 +14,7 @@ import logging
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -169,8 +170,11 @@ def unpack(path: Path, staging: Path) -> Path:
     return target
 
 
+TrustedKey = Path | Ed25519PublicKey
+
+
 def verify_bundle(
-    bundle_dir: Path, trusted_keys: list[Path], allow_unsigned: bool = False
+    bundle_dir: Path, trusted_keys: Sequence[TrustedKey], allow_unsigned: bool = False
 ) -> Bundle:
     """Check structure, every file hash and the signature. Raises BundleError naming the cause."""
     manifest_path = bundle_dir / MANIFEST
@@ -195,7 +199,7 @@ def verify_bundle(
 
 
 def _check_signature(
-    bundle_dir: Path, manifest_bytes: bytes, trusted_keys: list[Path], allow_unsigned: bool
+    bundle_dir: Path, manifest_bytes: bytes, trusted_keys: Sequence[TrustedKey], allow_unsigned: bool
 ) -> str | None:
     sig_path = bundle_dir / SIGNATURE
     if not sig_path.exists():
@@ -208,8 +212,8 @@ def _check_signature(
         signature = base64.b64decode(sig_path.read_bytes().strip(), validate=True)
     except ValueError:
         raise BundleError(f"{sig_path}: signature is not base64") from None
-    for key_path in trusted_keys:
-        key = load_public_key(key_path)
+    for trusted in trusted_keys:
+        key = load_public_key(trusted) if isinstance(trusted, Path) else trusted
         try:
             key.verify(signature, manifest_bytes)
             return key_fingerprint(key)

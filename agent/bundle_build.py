@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from agent import __version__
-from agent.bundle import Bundle, sign_bundle, verify_bundle, write_manifest
+from agent.bundle import Bundle, load_private_key, sign_bundle, verify_bundle, write_manifest
 from agent.csvio import Table, read_table
 from agent.errors import BundleError
 from agent.profile import build_profile
@@ -144,10 +144,10 @@ def build_bundle(
         **(extra or {}),
     }
     write_manifest(out, manifest)
-    keys: list[Path] = []
-    if signing_key is not None:
-        sign_bundle(out, signing_key)
-    return verify_bundle(out, keys, allow_unsigned=True)
+    if signing_key is None:
+        return verify_bundle(out, [], allow_unsigned=True)
+    sign_bundle(out, signing_key)
+    return verify_bundle(out, [load_private_key(signing_key).public_key()])
 
 
 def _data_summary(table: Table, path: Path) -> dict[str, Any]:

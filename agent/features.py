@@ -57,7 +57,9 @@ class FeatureBuilder:
         if i is None:
             return
         trig = self.config.trigger_tag
-        if trig is not None and r.tag == trig and r.value != self._value[i] and r.quality == Quality.GOOD:
+        # the first value seen (at start or after a restart) is a state, not a new part
+        if (trig is not None and r.tag == trig and r.quality == Quality.GOOD
+                and not np.isnan(self._value[i]) and r.value != self._value[i]):
             self._value[i] = r.value  # the id tag may be the trigger itself: store first
             id_tag = self.config.sample_id_tag or trig
             self._pending.append((r.source_ts, self._value[self._index[id_tag]]))

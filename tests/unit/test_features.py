@@ -53,6 +53,8 @@ def test_missing_and_bad_quality_are_counted() -> None:
 def test_trigger_mode_uses_counter_as_sample_id() -> None:
     cfg = FeaturesConfig(mode="trigger", trigger_tag="counter")
     fb = FeatureBuilder(specs("a"), cfg)
+    fb.update(r("counter", 40.0, 9.0))  # first value seen: the current state, not a new part
+    assert fb.due(9.0) == []
     fb.update(r("a", 1.0, 10.0))
     fb.update(r("counter", 41.0, 10.0))
     fb.update(r("a", 2.0, 11.0))
@@ -60,6 +62,7 @@ def test_trigger_mode_uses_counter_as_sample_id() -> None:
     fb.update(r("counter", 42.0, 11.5))  # unchanged: not a new part
     out = fb.due(11.6)
     assert [(s.sample_id, s.values) for s in out] == [("41", (2.0,)), ("42", (2.0,))]
+    assert [s.timestamp for s in out] == [10.0, 11.0]
 
 
 def test_trigger_with_separate_serial_tag() -> None:
@@ -67,6 +70,7 @@ def test_trigger_with_separate_serial_tag() -> None:
     fb = FeatureBuilder(specs("a"), cfg)
     fb.update(r("a", 5.0, 1.0))
     fb.update(r("serial", 9001.0, 1.0))
+    fb.update(r("cycle_done", 0.0, 0.5))
     fb.update(r("cycle_done", 1.0, 1.0))
     fb.update(r("cycle_done", 0.0, 2.0))  # falling edge also changes: both are part events
     out = fb.due(2.0)
@@ -77,6 +81,7 @@ def test_process_values_of_the_same_batch_as_the_trigger_are_used() -> None:
     """The agent drains a whole notification batch before building: values that arrive after
     the counter in the same batch belong to that part."""
     fb = FeatureBuilder(specs("a"), FeaturesConfig(mode="trigger", trigger_tag="n"))
+    fb.update(r("n", 0.0, 0.0))
     fb.update(r("n", 1.0, 1.0))
     fb.update(r("a", 7.0, 1.0))
     assert fb.due(1.0)[0].values == (7.0,)

@@ -1,0 +1,53 @@
+"""Run a real Agent in the test's event loop, and wait for conditions without fixed sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from agent.app import Agent
+from agent.config import parse_config
+from agent.sim.line import node_id
+from agent.sim.process import COUNTER_TAG, PROCESS_TAGS
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def running_agent(config: dict[str, Any]) -> AsyncIterator[Agent]:
+    agent = Agent(parse_config(config))
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await wait_for(lambda: agent.ready.is_set() or task.done(), 20, "agent ready")
+        if task.done():
+            task.result()
+        yield agent
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+def opcua_source(port: int, ns: int = 2, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "opcua", "name": "plc", "endpoint": f"opc.tcp://127.0.0.1:{port}/sim",
+        "publishing_interval_ms": 50, "sampling_interval_ms": 0, "watchdog_s": 0.5,
+        "timeout_s": 2.0, "reconnect": {"initial_s": 0.2, "max_s": 1.0},
+        "nodes": [{"tag": t, "node_id": node_id(t, ns)} for t in [*PROCESS_TAGS, COUNTER_TAG]],
+        **extra,
+    }
+
+
+def base_config(state: Path, sources: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"gateway_id": "test-gw", "state_dir": str(state), "sources": sources,
+            "outbox": {"flush_interval_s": 0.1}, **extra}

@@ -1,0 +1,120 @@
+"""The whole agent against the simulated line: predictions out over MQTT, labels in, outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from agent.cli import main
+from agent.codec import decode_json, decode_readings
+from agent.outbox import Outbox
+from agent.sim.broker import free_port
+from agent.sim.line import SimOptions, SimulatedLine
+from agent.sim.process import COUNTER_TAG
+from tests.helpers.running import base_config, opcua_source, running_agent, wait_for
+
+
+def full_config(tmp_path: Path, trained: dict[str, Path], opc_port: int, ns: int,
+                out_port: int, label_port: int) -> dict[str, Any]:
+    return base_config(
+        tmp_path, [opcua_source(opc_port, ns)],
+        features={"mode": "trigger", "trigger_tag": COUNTER_TAG},
+        model={"bundle": str(trained["bundle"]), "trusted_keys": [str(trained["pub"])]},
+        outputs={"mqtt": {"broker": {"host": "127.0.0.1", "port": out_port,
+                                     "reconnect": {"initial_s": 0.2, "max_s": 0.5}},
+                          "topic": "edge/{gateway_id}/{model}/predictions"}},
+        labels={"broker": {"host": "127.0.0.1", "port": label_port}, "topic": "plant/line1/qc"},
+    )
+
+
+async def test_predictions_labels_and_outbox(tmp_path: Path, trained: dict[str, Path], broker: Any,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    opc_port = free_port()
+    received: list[dict[str, Any]] = []
+
+    async def listen() -> None:
+        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+            await client.subscribe("edge/#", qos=1)
+            async for msg in client.messages:
+                assert isinstance(msg.payload, bytes)
+                received.append({"topic": str(msg.topic), **json.loads(msg.payload)})
+
+    options = SimOptions(opcua_port=opc_port, mqtt_port=broker.port, speed=100, qc_delay_s=10)
+    async with SimulatedLine(options) as line:
+        listener = asyncio.create_task(listen())
+        cfg = full_config(tmp_path, trained, opc_port, line.ns, broker.port, broker.port)
+        async with running_agent(cfg) as agent:
+            assert agent.model is not None and agent.model.version == "1.0.0"
+            qc = asyncio.create_task(line.run_qc_station())
+            await wait_for(lambda: agent.labels is not None and agent.labels.status.connected, what="labels")
+            await line.run_machine(stop_after=30)
+            await wait_for(lambda: len(received) >= 30, what="30 predictions published")
+            await wait_for(lambda: agent.labels_received >= 28, what="labels")
+            qc.cancel()
+        listener.cancel()
+
+    first = received[0]
+    assert first["topic"] == "edge/test-gw/moulding-nok/predictions"
+    assert first["model"] == "moulding-nok" and first["version"] == "1.0.0"
+    assert first["bundle_sha256"] == agent.model.bundle.sha256
+    assert len(first["inputs_hash"]) == 16 and first["outputs"]["label"] in ("OK", "NOK")
+    assert {p["sample_id"] for p in received} >= {str(i) for i in range(1, 31)}
+    correct = sum(line.results[int(p["sample_id"])] == (p["outputs"]["label"] == "OK") for p in received)
+    assert correct / len(received) >= 0.75  # the model really predicts the line
+
+    box = Outbox(tmp_path / "outbox.db", 1 << 30)
+    kinds: dict[str, int] = {}
+    for record in box.peek(limit=10000, max_bytes=1 << 30):
+        kinds[record.kind] = kinds.get(record.kind, 0) + record.items
+        if record.kind == "readings":
+            assert all(r.tag for r in decode_readings(record.payload))
+        elif record.kind == "predictions":
+            assert all(p["sha"] == agent.model.bundle.sha256 for p in decode_json(record.payload))
+    assert kinds["predictions"] == agent.predictions >= 30
+    assert kinds["labels"] == agent.labels_received
+    assert kinds["readings"] >= 30 * 9
+
+    config_file = tmp_path / "agent.yaml"
+    config_file.write_text(json.dumps(cfg))  # JSON is YAML
+    capsys.readouterr()
+    assert main(["status", "--config", str(config_file), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["model"]["version"] == "1.0.0"
+    assert status["predictions"] == agent.predictions
+    assert status["outbox"]["depth"] > 0 and status["outbox"]["evicted_items"] == 0
+    assert main(["status", "--config", str(config_file)]) == 0
+    assert "moulding-nok 1.0.0" in capsys.readouterr().out
+
+
+async def test_broker_down_never_blocks_inference(tmp_path: Path, trained: dict[str, Path]) -> None:
+    opc_port, dead_port = free_port(), free_port()
+    async with SimulatedLine(SimOptions(opcua_port=opc_port)) as line:
+        cfg = full_config(tmp_path, trained, opc_port, line.ns, dead_port, dead_port)
+        async with running_agent(cfg) as agent:
+            await wait_for(lambda: agent.sources[0].status.connected, what="opcua connected")
+            for _ in range(20):
+                await line.make_part()
+                await asyncio.sleep(0.02)
+            await wait_for(lambda: agent.predictions >= 20, what="inference without a broker")
+            assert agent.publisher is not None
+            assert agent.publisher.published == 0 and agent.publisher.queued >= 20
+            assert not agent.publisher.status.connected
+        box = Outbox(tmp_path / "outbox.db", 1 << 30)
+        assert sum(r.items for r in box.peek(limit=1000) if r.kind == "predictions") >= 20
+
+
+async def test_bad_bundle_keeps_agent_running_without_model(tmp_path: Path,
+                                                            trained: dict[str, Path]) -> None:
+    opc_port = free_port()
+    async with SimulatedLine(SimOptions(opcua_port=opc_port)) as line:
+        cfg = full_config(tmp_path, trained, opc_port, line.ns, free_port(), free_port())
+        cfg["model"]["trusted_keys"] = [str(trained["other_pub"])]
+        async with running_agent(cfg) as agent:
+            assert agent.model is None and "trusted key" in (agent.model_error or "")
+            await line.make_part()
+            await wait_for(lambda: agent.sources[0].status.readings >= 18, what="data still read")
