@@ -15,11 +15,11 @@ from agent.sim.line import node_id
 from agent.sim.process import COUNTER_TAG, PROCESS_TAGS
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(condition: Callable[[], bool], within: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+            raise AssertionError(f"timed out after {within}s waiting for {what or condition}")
         await asyncio.sleep(0.05)
 
 
