@@ -12,11 +12,13 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.batches import PredictionBatch, encode_predictions
 from agent.codec import encode_json, encode_readings
 from agent.config import AgentConfig, OpcUaSourceConfig
 from agent.errors import AgentError
@@ -28,7 +30,7 @@ from agent.outputs import MqttPublisher, OpcUaWriteback
 from agent.sources import build_source
 from agent.sources.opcua import OpcUaSource
 from agent.supervisor import ComponentHealth, supervise
-from agent.types import Label, Prediction, Reading
+from agent.types import Label, Reading
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class Agent:
         self.outbox: AsyncOutbox | None = None
         self.outbox_stats: OutboxStats | None = None
         self._pending_readings: list[Reading] = []
-        self._pending_predictions: list[dict[str, Any]] = []
+        self._pending_predictions: list[PredictionBatch] = []
         self._pending_labels: list[dict[str, Any]] = []
         self.predictions = 0
         self.labels_received = 0
@@ -64,7 +66,7 @@ class Agent:
         self.ready = asyncio.Event()
         self._rate = (time.monotonic(), 0)
         self.samples_per_s = 0.0
-        self.prediction_listeners: list[Any] = []  # callables(list[Prediction]) e.g. the demo
+        self.prediction_listeners: list[Callable[[PredictionBatch], None]] = []  # e.g. the demo
 
     # -- ReadingSink: called by sources from the event loop, must not block ---------------
     def offer(self, reading: Reading) -> None:
@@ -179,9 +181,9 @@ class Agent:
         if builder is None or self.model is None:
             return
         samples = builder.due(time.time())
-        batch = self.config.model.batch_max
-        for start in range(0, len(samples), batch):
-            chunk = samples[start:start + batch]
+        size = self.config.model.batch_max
+        for start in range(0, len(samples), size):
+            chunk = samples.slice(start, start + size) if len(samples) > size else samples
             try:
                 predictions, _ = self.model.predict(chunk)
             except AgentError as exc:
@@ -190,16 +192,13 @@ class Agent:
                 continue
             self._deliver(predictions)
 
-    def _deliver(self, predictions: list[Prediction]) -> None:
+    def _deliver(self, predictions: PredictionBatch) -> None:
         self.predictions += len(predictions)
         if self.publisher is not None:
-            self.publisher.offer_predictions(predictions)
+            self.publisher.offer(predictions)
         if self.writeback is not None:
             self.writeback.offer(predictions)
-        self._pending_predictions.extend(
-            {"id": p.sample_id, "ts": p.sample_ts, "model": p.model_name, "v": p.model_version,
-             "sha": p.bundle_sha256, "in": p.inputs_hash, "out": p.outputs}
-            for p in predictions)
+        self._pending_predictions.append(predictions)
         for listener in self.prediction_listeners:
             listener(predictions)
 
@@ -223,9 +222,14 @@ class Agent:
                 records.append(NewRecord("readings", Priority.READINGS, encode_readings(part),
                                          len(part)))
         if self._pending_predictions:
-            preds, self._pending_predictions = self._pending_predictions, []
-            records.append(NewRecord("predictions", Priority.PREDICTIONS, encode_json(preds),
-                                     len(preds)))
+            batches, self._pending_predictions = self._pending_predictions, []
+            by_version: dict[str, list[PredictionBatch]] = {}
+            for b in batches:
+                by_version.setdefault(b.bundle_sha256, []).append(b)
+            for group in by_version.values():
+                joined = PredictionBatch.concat(group)
+                records.append(NewRecord("predictions", Priority.PREDICTIONS,
+                                         encode_predictions(joined), len(joined)))
         if self._pending_labels:
             labels, self._pending_labels = self._pending_labels, []
             records.append(NewRecord("labels", Priority.LABELS, encode_json(labels), len(labels)))

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from agent.app import Agent
+from agent.batches import PredictionBatch
 from agent.bundle import generate_keypair
 from agent.bundle_build import build_bundle
 from agent.config import parse_config
@@ -26,7 +27,7 @@ from agent.sim.broker import any_broker, free_port
 from agent.sim.line import SimOptions, SimulatedLine, node_id
 from agent.sim.process import COUNTER_TAG, PROCESS_TAGS, history
 from agent.training import train_onnx, write_csv
-from agent.types import Label, Prediction
+from agent.types import Label
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,9 @@ class Scoreboard:
         self.hits: deque[bool] = deque(maxlen=200)
         self.joined = 0
 
-    def on_predictions(self, preds: list[Prediction]) -> None:
-        for p in preds:
-            self.predicted[p.sample_id] = str(p.outputs.get("label"))
+    def on_predictions(self, batch: PredictionBatch) -> None:
+        for i, sample_id in enumerate(batch.sample_ids):
+            self.predicted[sample_id] = str(batch.outputs(i).get("label"))
 
     def on_label(self, label: Label) -> None:
         guess = self.predicted.pop(label.sample_id, None)

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from agent.batches import PredictionBatch, SampleBatch, inputs_hash
 from agent.bundle import Bundle, run_self_test, unpack, verify_bundle
 from agent.bundle_build import monitored_score
-from agent.config import ModelConfig
+from agent.config import ModelConfig, OnnxRuntimeConfig, RuntimeConfig, TfliteRuntimeConfig
 from agent.runtimes import ModelRuntime, RuntimeOutput, load_runtime
-from agent.types import Prediction, Sample
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +22,11 @@ log = logging.getLogger(__name__)
 class LoadedModel:
     bundle: Bundle
     runtime: ModelRuntime
+
+    def __post_init__(self) -> None:
+        o = self.bundle.manifest.output
+        self.classes = list(o.classes) if o.kind == "classifier" else []
+        self._class_pos = {c: i for i, c in enumerate(self.classes)}
 
     @property
     def name(self) -> str:
@@ -44,40 +47,37 @@ class LoadedModel:
         o = self.bundle.manifest.output
         return monitored_score(out, o.kind, o.classes, o.positive_class)
 
-    def predict(self, samples: list[Sample]) -> tuple[list[Prediction], RuntimeOutput]:
-        x = np.asarray([s.values for s in samples], dtype=np.float32)
-        out = self.runtime.predict(x)
-        return self.to_predictions(samples, x, out), out
+    def predict(self, batch: SampleBatch) -> tuple[PredictionBatch, RuntimeOutput]:
+        out = self.runtime.predict(batch.x)
+        return self.to_batch(batch, out), out
 
-    def to_predictions(self, samples: list[Sample], x: np.ndarray,
-                       out: RuntimeOutput) -> list[Prediction]:
-        now = time.time()
-        manifest = self.bundle.manifest
-        score = self.score(out).tolist()
-        classes = manifest.output.classes
-        if manifest.output.kind == "classifier":
-            if out.labels is not None:
-                labels = [_text(v) for v in out.labels.tolist()]
-            else:
-                labels = [classes[i] for i in out.scores.argmax(axis=1).tolist()]
-        rows = x.tobytes()
-        width = x.shape[1] * 4
-        preds = []
-        for i, s in enumerate(samples):
-            outputs: dict[str, Any]
-            if manifest.output.kind == "classifier":
-                outputs = {"label": labels[i], "score": round(score[i], 6)}
-            else:
-                outputs = {"value": score[i]}
-            digest = hashlib.sha256(rows[i * width:(i + 1) * width]).hexdigest()[:16]
-            preds.append(Prediction(s.sample_id, s.timestamp, now, manifest.name,
-                                    manifest.version, self.bundle.sha256, digest, outputs))
-        return preds
+    def to_batch(self, batch: SampleBatch, out: RuntimeOutput) -> PredictionBatch:
+        label_idx = None
+        if self.classes:
+            label_idx = self._label_index(out)
+        b = self.bundle
+        return PredictionBatch(b.manifest.name, b.manifest.version, b.sha256, batch.ids,
+                               batch.timestamps, time.time(), self.score(out), label_idx,
+                               self.classes, inputs_hash(batch.x))
+
+    def _label_index(self, out: RuntimeOutput) -> np.ndarray:
+        if out.labels is None:
+            return np.asarray(out.scores.argmax(axis=1))
+        # the model's own labels win (it may apply a decision threshold): map them to indices
+        uniq, inverse = np.unique(out.labels, return_inverse=True)
+        pos = np.array([self._class_pos.get(_text(u), -1) for u in uniq.tolist()])
+        idx = pos[inverse]
+        missing = idx < 0
+        if missing.any():  # a label outside the manifest's classes: fall back to the scores
+            idx[missing] = out.scores[missing].argmax(axis=1)
+        return np.asarray(idx)
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return str(value)
 
 
@@ -86,10 +86,8 @@ def load_model(config: ModelConfig, bundle_path: Path, staging: Path) -> LoadedM
     staging.mkdir(parents=True, exist_ok=True)
     directory = unpack(bundle_path, staging)
     bundle = verify_bundle(directory, config.trusted_keys, config.allow_unsigned)
-    runtime_cfg = config.runtime
-    if bundle.manifest.runtime != runtime_cfg.type:
-        from agent.config import OnnxRuntimeConfig, TfliteRuntimeConfig
-
+    runtime_cfg: RuntimeConfig = config.runtime
+    if bundle.manifest.runtime != runtime_cfg.type:  # the bundle knows what its model file is
         runtime_cfg = (TfliteRuntimeConfig(type="tflite", threads=runtime_cfg.threads)
                        if bundle.manifest.runtime == "tflite"
                        else OnnxRuntimeConfig(type="onnx", threads=runtime_cfg.threads))

@@ -6,10 +6,11 @@ import asyncio
 import json
 import logging
 from collections import deque
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiomqtt
 
+from agent.batches import PredictionBatch
 from agent.config import MqttOutputConfig, OpcUaWritebackConfig
 from agent.errors import SourceError
 from agent.mqtt_session import run_session
@@ -30,37 +31,43 @@ def prediction_json(p: Prediction) -> bytes:
 class MqttPublisher:
     """A bounded queue in front of a reconnecting client.
 
-    ``offer`` never waits: while the broker is down the queue fills, and when it is full the
-    oldest message is dropped and counted (the outbox still holds every prediction).
+    ``offer`` never waits and costs O(1) per batch: messages are formatted by the sending task.
+    While the broker is down the queue fills; when it is full the oldest messages are dropped
+    and counted (the outbox still holds every prediction).
     """
 
     def __init__(self, config: MqttOutputConfig, gateway_id: str) -> None:
         self.config = config
         self.gateway_id = gateway_id
         self.status = SourceStatus("predictions-out", "mqtt-out")
-        self._queue: deque[tuple[str, bytes]] = deque()
+        self._queue: deque[list[Any]] = deque()  # [topic, batch, next row to send]
+        self._queued = 0
         self._wake = asyncio.Event()
         self.published = 0
         self.dropped = 0
 
-    def topic_for(self, p: Prediction) -> str:
-        return self.config.topic.format(gateway_id=self.gateway_id, model=p.model_name,
-                                         version=p.model_version)
+    def topic_for(self, batch: PredictionBatch) -> str:
+        return self.config.topic.format(gateway_id=self.gateway_id, model=batch.model_name,
+                                         version=batch.model_version)
 
-    def offer(self, topic: str, payload: bytes) -> None:
-        if len(self._queue) >= self.config.queue_size:
-            self._queue.popleft()
-            self.dropped += 1
-        self._queue.append((topic, payload))
+    def offer(self, batch: PredictionBatch) -> None:
+        if not len(batch):
+            return
+        self._queue.append([self.topic_for(batch), batch, 0])
+        self._queued += len(batch)
+        while self._queued > self.config.queue_size:
+            entry = self._queue[0]
+            excess = min(self._queued - self.config.queue_size, len(entry[1]) - entry[2])
+            entry[2] += excess
+            self._queued -= excess
+            self.dropped += excess
+            if entry[2] >= len(entry[1]):
+                self._queue.popleft()
         self._wake.set()
-
-    def offer_predictions(self, predictions: list[Prediction]) -> None:
-        for p in predictions:
-            self.offer(self.topic_for(p), prediction_json(p))
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        return self._queued
 
     async def run(self) -> None:
         await run_session(self.config.broker, f"edge-{self.gateway_id}-out", self.status, [],
@@ -69,9 +76,16 @@ class MqttPublisher:
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:
             while self._queue:
-                topic, payload = self._queue[0]
+                entry = self._queue[0]
+                topic, batch, row = entry
+                if row >= len(batch):
+                    self._queue.popleft()
+                    continue
+                payload = prediction_json(batch.prediction(row))
                 await client.publish(topic, payload, qos=self.config.qos)
-                self._queue.popleft()  # only after the broker took it
+                if self._queue and self._queue[0] is entry:  # not dropped meanwhile
+                    entry[2] += 1  # only after the broker took it
+                    self._queued -= 1
                 self.published += 1
             self._wake.clear()
             await self._wake.wait()
@@ -93,9 +107,9 @@ class OpcUaWriteback:
         self.written = 0
         self.failed = 0
 
-    def offer(self, predictions: list[Prediction]) -> None:
-        if predictions:
-            self._latest = predictions[-1]  # the PLC wants the current part, not a backlog
+    def offer(self, batch: PredictionBatch) -> None:
+        if len(batch):
+            self._latest = batch.prediction(len(batch) - 1)  # the PLC wants the current part
             self._wake.set()
 
     async def run(self) -> None:

@@ -10,8 +10,9 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from agent.batches import decode_predictions
 from agent.cli import main
-from agent.codec import decode_json, decode_readings
+from agent.codec import decode_readings
 from agent.outbox import Outbox
 from agent.sim.broker import free_port
 from agent.sim.line import SimOptions, SimulatedLine
@@ -74,7 +75,8 @@ async def test_predictions_labels_and_outbox(tmp_path: Path, trained: dict[str, 
         if record.kind == "readings":
             assert all(r.tag for r in decode_readings(record.payload))
         elif record.kind == "predictions":
-            assert all(p["sha"] == agent.model.bundle.sha256 for p in decode_json(record.payload))
+            rows = decode_predictions(record.payload)
+            assert all(p["sha"] == agent.model.bundle.sha256 and len(p["in"]) == 16 for p in rows)
     assert kinds["predictions"] == agent.predictions >= 30
     assert kinds["labels"] == agent.labels_received
     assert kinds["readings"] >= 30 * 9

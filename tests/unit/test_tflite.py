@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.batches import SampleBatch
 from agent.bundle import verify_bundle
 from agent.bundle_build import build_bundle
 from agent.config import ModelConfig, TfliteRuntimeConfig
@@ -47,5 +48,5 @@ def test_tflite_bundle_builds_verifies_and_self_tests(tmp_path: Path) -> None:
     loaded = load_model(ModelConfig(bundle=tmp_path / "bundle", allow_unsigned=True),
                         tmp_path / "bundle", tmp_path / "staging")
     assert loaded.bundle.manifest.output.classes == ["NOK", "OK"]
-    preds, _ = loaded.predict([Sample("1", 0.0, tuple(x[0]))])
-    assert preds[0].outputs["label"] in ("OK", "NOK")
+    preds, _ = loaded.predict(SampleBatch.from_samples([Sample("1", 0.0, tuple(x[0]))]))
+    assert preds.outputs(0)["label"] in ("OK", "NOK")
