@@ -40,7 +40,7 @@ class MqttPublisher:
         self.config = config
         self.gateway_id = gateway_id
         self.status = SourceStatus("predictions-out", "mqtt-out")
-        self._queue: deque[list[Any]] = deque()  # [topic, batch, next row to send]
+        self._queue: deque[list[Any]] = deque()  # [topic, batch, next row to send, rows]
         self._queued = 0
         self._wake = asyncio.Event()
         self.published = 0
@@ -53,15 +53,16 @@ class MqttPublisher:
     def offer(self, batch: PredictionBatch) -> None:
         if not len(batch):
             return
-        self._queue.append([self.topic_for(batch), batch, 0])
-        self._queued += len(batch)
+        n = len(batch)
+        self._queue.append([self.topic_for(batch), batch, 0, n])
+        self._queued += n
         while self._queued > self.config.queue_size:
             entry = self._queue[0]
-            excess = min(self._queued - self.config.queue_size, len(entry[1]) - entry[2])
+            excess = min(self._queued - self.config.queue_size, entry[3] - entry[2])
             entry[2] += excess
             self._queued -= excess
             self.dropped += excess
-            if entry[2] >= len(entry[1]):
+            if entry[2] >= entry[3]:
                 self._queue.popleft()
         self._wake.set()
 
@@ -77,8 +78,8 @@ class MqttPublisher:
         while True:
             while self._queue:
                 entry = self._queue[0]
-                topic, batch, row = entry
-                if row >= len(batch):
+                topic, batch, row, rows = entry
+                if row >= rows:
                     self._queue.popleft()
                     continue
                 payload = prediction_json(batch.prediction(row))

@@ -40,12 +40,13 @@ class OnnxRuntime:
             )
         self.n_inputs = n_inputs
         outs = self._session.get_outputs()
-        self._output_names = [o.name for o in outs]
-        # skl2onnx classifiers emit (label, probabilities); regressors a single tensor
-        self._label_idx = next((i for i, o in enumerate(outs) if "label" in o.name.lower()), None)
-        self._score_idx = next(
-            (i for i, o in enumerate(outs) if i != self._label_idx), self._label_idx or 0
-        )
+        # skl2onnx classifiers emit (label, probabilities); regressors a single tensor. With
+        # probabilities at hand the label is their argmax, so only they are fetched (faster).
+        label = next((o.name for o in outs if "label" in o.name.lower()), None)
+        score = next((o.name for o in outs if o.name != label), None)
+        self._output_names = [score] if score else [label or outs[0].name]
+        self._label_idx = None if score else 0
+        self._score_idx = 0
         self.predict(np.zeros((1, n_inputs), dtype=np.float32))  # warm-up: allocate arenas now
         log.info("loaded ONNX model %s (%d threads)", model_path.name, threads)
 

@@ -1,0 +1,42 @@
+"""Helpers shared by the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.bundle import generate_keypair
+from agent.bundle_build import build_bundle
+from agent.sim.process import history
+from agent.training import train_onnx, write_csv
+
+
+def emit(**fields: Any) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def pin_to_one_core() -> None:
+    """'On one core': the benchmark and its baseline share one CPU, as on a busy gateway."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+
+def quick() -> bool:
+    return bool(os.environ.get("BENCH_QUICK"))
+
+
+def trained_bundle(kind: str = "gbt") -> tuple[Path, Path, np.ndarray]:
+    """A signed bundle of the simulated line's model; returns (bundle, public key, sample X)."""
+    root = Path(tempfile.mkdtemp(prefix="bench-"))
+    x, names, y = history(3000, seed=1)
+    write_csv(root / "train.csv", x, names, y)
+    model = train_onnx(x, y, root / "model.onnx", kind=kind)
+    generate_keypair(root / "k.pem", root / "k.pub")
+    build_bundle(model, root / "train.csv", "label", f"bench-{kind}", "1", root / "bundle",
+                 positive_class="NOK", signing_key=root / "k.pem")
+    return root / "bundle", root / "k.pub", x.astype(np.float32)
