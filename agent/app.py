@@ -35,6 +35,7 @@ from agent.types import Label, Reading
 log = logging.getLogger(__name__)
 
 STATUS_FILE = "status.json"
+RECORD_ROWS = 20_000  # rows per outbox record: keeps upload batches to a few hundred kB
 
 
 class Agent:
@@ -217,8 +218,8 @@ class Agent:
         records: list[NewRecord] = []
         if self._pending_readings:
             readings, self._pending_readings = self._pending_readings, []
-            for start in range(0, len(readings), 20000):
-                part = readings[start:start + 20000]
+            for start in range(0, len(readings), RECORD_ROWS):
+                part = readings[start:start + RECORD_ROWS]
                 records.append(NewRecord("readings", Priority.READINGS, encode_readings(part),
                                          len(part)))
         if self._pending_predictions:
@@ -228,8 +229,10 @@ class Agent:
                 by_version.setdefault(b.bundle_sha256, []).append(b)
             for group in by_version.values():
                 joined = PredictionBatch.concat(group)
-                records.append(NewRecord("predictions", Priority.PREDICTIONS,
-                                         encode_predictions(joined), len(joined)))
+                for start in range(0, len(joined), RECORD_ROWS):
+                    part = joined.slice(start, start + RECORD_ROWS) if len(joined) > RECORD_ROWS else joined
+                    records.append(NewRecord("predictions", Priority.PREDICTIONS,
+                                             encode_predictions(part), len(part)))
         if self._pending_labels:
             labels, self._pending_labels = self._pending_labels, []
             records.append(NewRecord("labels", Priority.LABELS, encode_json(labels), len(labels)))

@@ -82,6 +82,13 @@ class PredictionBatch:
     def __len__(self) -> int:
         return len(self.sample_ids)
 
+    def slice(self, start: int, stop: int) -> PredictionBatch:
+        return PredictionBatch(
+            self.model_name, self.model_version, self.bundle_sha256, self.sample_ids[start:stop],
+            self.sample_ts[start:stop], self.predicted_ts, self.score[start:stop],
+            None if self.label_idx is None else self.label_idx[start:stop], self.classes,
+            self.hashes[start:stop])
+
     @staticmethod
     def concat(batches: list[PredictionBatch]) -> PredictionBatch:
         """Join batches of one model version (the flusher stores one record per flush)."""

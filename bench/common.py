@@ -26,6 +26,12 @@ def pin_to_one_core() -> None:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 
 
+def use_all_cores() -> None:
+    """Undo pin_to_one_core for benchmarks whose peers (server, agent process) need their own."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+
+
 def quick() -> bool:
     return bool(os.environ.get("BENCH_QUICK"))
 

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -41,6 +42,23 @@ class SimOptions:
     seed: int = 7
     drift: list[DriftStep] = field(default_factory=list)
     extra_vars: int = 0  # additional noise variables, for load tests
+    # Basic256Sha256 SignAndEncrypt + Sign with this (certificate DER, private key PEM), and
+    # user/password identities, to test the client's security settings against a real server
+    certificate: tuple[Path, Path] | None = None
+    users: dict[str, str] | None = None
+
+
+class _PasswordUsers:
+    def __init__(self, users: dict[str, str]) -> None:
+        self._users = users
+
+    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
+                 certificate: Any = None) -> Any:
+        from asyncua.crypto.permission_rules import User, UserRole
+
+        if username is not None and self._users.get(username) == password:
+            return User(role=UserRole.User)
+        return None
 
 
 class SimulatedLine:
@@ -50,13 +68,14 @@ class SimulatedLine:
     def __init__(self, options: SimOptions) -> None:
         self.options = options
         self.process = LineProcess(seed=options.seed, drift=options.drift)
-        self.server = Server()
+        self.server = Server(user_manager=_PasswordUsers(options.users) if options.users else None)
         self.parts = 0
         self.sim_time = 0.0
         self.results: dict[int, bool] = {}
         self.ns = 2
         self._vars: dict[str, Any] = {}  # asyncua Node objects
         self.extra_nodes: list[Any] = []
+        self.writeback_nodes: dict[str, Any] = {}
         self._qc_queue: asyncio.Queue[tuple[float, int, bool]] = asyncio.Queue()
         self.qc_published = 0
 
@@ -64,7 +83,16 @@ class SimulatedLine:
         await self.server.init()
         self.server.set_endpoint(f"opc.tcp://127.0.0.1:{self.options.opcua_port}/sim")
         self.server.set_server_name("factory-edge simulated moulding machine")
-        self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        if self.options.certificate is None:
+            self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        else:
+            cert, key = self.options.certificate
+            await self.server.load_certificate(str(cert))
+            await self.server.load_private_key(str(key))
+            self.server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+                                             ua.SecurityPolicyType.Basic256Sha256_Sign])
+        if self.options.users:
+            self.server.set_security_IDs(["Username"])
         self.ns = await self.server.register_namespace(NAMESPACE)
         machine = await self.server.nodes.objects.add_object(
             ua.NodeId("Machine1", self.ns), ua.QualifiedName("Machine1", self.ns))
@@ -74,6 +102,13 @@ class SimulatedLine:
                 ua.NodeId(f"Machine1.{TAG_NODE_NAMES[tag]}", self.ns),
                 ua.QualifiedName(TAG_NODE_NAMES[tag], self.ns), initial)
             self._vars[tag] = var
+        # where a gateway may write its verdict back (the PLC could divert the part on NOK)
+        for name, initial in (("Edge.PredictedClass", ua.Variant(-1, ua.VariantType.Int32)),
+                              ("Edge.NokScore", ua.Variant(-1.0, ua.VariantType.Double))):
+            var = await machine.add_variable(ua.NodeId(f"Machine1.{name}", self.ns),
+                                             ua.QualifiedName(name, self.ns), initial)
+            await var.set_writable()
+            self.writeback_nodes[name] = var
         for i in range(self.options.extra_vars):
             var = await machine.add_variable(ua.NodeId(f"Machine1.Extra{i}", self.ns),
                                              ua.QualifiedName(f"Extra{i}", self.ns), 0.0)

@@ -51,6 +51,7 @@ class OpcUaSource:
         self._tags: dict[Any, str] = {}
         self._bad_values = RateLimitedLog()
         self.subscriptions = 0  # how many the last connect created (visible for tests)
+        self._write_types: dict[str, Any] = {}
 
     async def run(self) -> None:
         backoff = Backoff(self.config.reconnect)
@@ -95,6 +96,7 @@ class OpcUaSource:
             await self._watch(client)
         finally:
             self._client = None
+            self._write_types.clear()
             try:
                 await asyncio.wait_for(client.disconnect(), cfg.timeout_s)
             except (*CONNECTION_ERRORS, RuntimeError):
@@ -181,9 +183,17 @@ class OpcUaSource:
             raise SourceError(f"opcua {self.config.name}: not connected, cannot write {node_id}")
         node = client.get_node(node_id)
         try:
-            variant_type = await asyncio.wait_for(node.read_data_type_as_variant_type(),
-                                                  self.config.timeout_s)
-            await asyncio.wait_for(node.write_value(ua.DataValue(ua.Variant(value, variant_type))),
+            variant_type = self._write_types.get(node_id)
+            if variant_type is None:  # asked once per node: the PLC's type decides the encoding
+                variant_type = await asyncio.wait_for(node.read_data_type_as_variant_type(),
+                                                      self.config.timeout_s)
+                self._write_types[node_id] = variant_type
+            typed: float | int | bool = value
+            if variant_type == ua.VariantType.Boolean:
+                typed = bool(value)
+            elif variant_type not in (ua.VariantType.Float, ua.VariantType.Double):
+                typed = int(round(value))
+            await asyncio.wait_for(node.write_value(ua.DataValue(ua.Variant(typed, variant_type))),
                                    self.config.timeout_s)
         except CONNECTION_ERRORS as exc:
             raise SourceError(

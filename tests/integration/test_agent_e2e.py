@@ -120,3 +120,25 @@ async def test_bad_bundle_keeps_agent_running_without_model(tmp_path: Path,
             assert agent.model is None and "trusted key" in (agent.model_error or "")
             await line.make_part()
             await wait_for(lambda: agent.sources[0].status.readings >= 18, what="data still read")
+
+
+async def test_opcua_writeback_of_label_and_score(tmp_path: Path, trained: dict[str, Path]) -> None:
+    opc_port = free_port()
+    async with SimulatedLine(SimOptions(opcua_port=opc_port)) as line:
+        cfg = full_config(tmp_path, trained, opc_port, line.ns, free_port(), free_port())
+        del cfg["outputs"]["mqtt"], cfg["labels"]
+        cfg["outputs"]["opcua_writeback"] = {"source": "plc", "nodes": {
+            "label": f"ns={line.ns};s=Machine1.Edge.PredictedClass",
+            "score": f"ns={line.ns};s=Machine1.Edge.NokScore"}}
+        async with running_agent(cfg) as agent:
+            await wait_for(lambda: agent.sources[0].status.connected, what="connected")
+            await line.make_part()
+            await line.make_part()
+            assert agent.writeback is not None
+            await wait_for(lambda: agent.writeback is not None and agent.writeback.written >= 2,
+                           what="write-back")
+            predicted = await line.writeback_nodes["Edge.PredictedClass"].read_value()
+            score = await line.writeback_nodes["Edge.NokScore"].read_value()
+            assert predicted in (0, 1)  # index into ["NOK", "OK"]
+            assert 0.0 <= score <= 1.0
+            assert agent.writeback.failed == 0

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from agent.codec import decode_json, decode_readings, encode_json, encode_readings
 from agent.errors import OutboxError
 from agent.outbox import AsyncOutbox, NewRecord, Outbox, Priority
-from agent.types import Quality, Reading
+from agent.sim.tags import plant_readings
 
 
 def rec(kind: str = "predictions", prio: int = Priority.PREDICTIONS, size: int = 100) -> NewRecord:
@@ -91,26 +89,8 @@ async def test_async_outbox_roundtrip(tmp_path: Path) -> None:
         assert (await box.stats()).depth == 0
 
 
-def realistic_readings(n_tags: int, seconds: int, seed: int = 0) -> list[Reading]:
-    """100 tags at 1 Hz the way a PLC delivers them: analog values at the sensor's resolution,
-    clock jitter of a few ms, some tags that rarely change."""
-    rng = np.random.default_rng(seed)
-    base = rng.uniform(10, 500, n_tags)
-    out = []
-    t0 = time.time()
-    level = base.copy()
-    for s in range(seconds):
-        level += rng.normal(0, 0.02, n_tags) * base / 100
-        for k in range(n_tags):
-            resolution = 0.1 if k % 3 else 0.01
-            value = round(float(level[k] + rng.normal(0, base[k] / 1000)) / resolution) * resolution
-            ts = t0 + s + k * 0.0005 + rng.uniform(0, 0.003)
-            out.append(Reading("plc", f"Line1.Machine.Tag{k:03d}", value, ts, ts + 0.004, Quality.GOOD))
-    return out
-
-
 def test_readings_roundtrip_exactly() -> None:
-    readings = realistic_readings(10, 30)
+    readings = plant_readings(10, 30)
     back = decode_readings(encode_readings(readings))
     assert [(b.tag, b.value, b.quality) for b in back] == [(r.tag, r.value, r.quality) for r in readings]
     assert max(abs(b.source_ts - r.source_ts) for b, r in zip(back, readings, strict=True)) < 0.0006
@@ -119,7 +99,7 @@ def test_readings_roundtrip_exactly() -> None:
 def test_bytes_per_reading_meets_goal(tmp_path: Path) -> None:
     """<= 17 bytes per stored tag reading, database overhead included, as the outbox writes them
     (one record per half-second flush)."""
-    readings = realistic_readings(100, 120)
+    readings = plant_readings(100, 120)
     box = Outbox(tmp_path / "o.db", 1 << 30)
     for start in range(0, len(readings), 50):  # 100 tags at 1 Hz flushed every 0.5 s
         part = readings[start:start + 50]

@@ -1,0 +1,21 @@
+"""make bench: every benchmark in one run, JSON lines on stdout (BENCH_QUICK=1 for a short run)."""
+
+from __future__ import annotations
+
+import logging
+
+from bench import opcua_ingest, outbox, pipeline, soak
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.ERROR)
+    for name in ("asyncua", "amqtt"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    outbox.main()
+    pipeline.main()
+    opcua_ingest.main()
+    soak.main()  # last: it runs for minutes
+
+
+if __name__ == "__main__":
+    main()
