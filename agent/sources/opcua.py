@@ -192,7 +192,7 @@ class OpcUaSource:
             if variant_type == ua.VariantType.Boolean:
                 typed = bool(value)
             elif variant_type not in (ua.VariantType.Float, ua.VariantType.Double):
-                typed = int(round(value))
+                typed = round(value)
             await asyncio.wait_for(node.write_value(ua.DataValue(ua.Variant(typed, variant_type))),
                                    self.config.timeout_s)
         except CONNECTION_ERRORS as exc:

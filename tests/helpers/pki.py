@@ -67,7 +67,8 @@ def tls_ca_and_server(directory: Path) -> tuple[Path, Path, Path]:
             .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                                                         x509.DNSName("localhost")]), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    ca_path, cert_path, key_path = directory / "ca.pem", directory / "server.pem", directory / "server-key.pem"
+    ca_path, cert_path = directory / "ca.pem", directory / "server.pem"
+    key_path = directory / "server-key.pem"
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_key(key, key_path)

@@ -85,7 +85,8 @@ async def test_mqtt_over_tls(tmp_path: Path, tls_broker: tuple[int, Path]) -> No
         await wait_for(lambda: source.status.readings == 1, what="a reading over TLS")
 
 
-async def test_mqtt_tls_with_an_untrusted_ca_never_connects(tmp_path: Path, tls_broker: tuple[int, Path]) -> None:
+async def test_mqtt_tls_with_an_untrusted_ca_never_connects(tmp_path: Path,
+                                                            tls_broker: tuple[int, Path]) -> None:
     port, _ = tls_broker
     other_ca, _, _ = tls_ca_and_server(tmp_path)
     src = {"type": "mqtt", "name": "secure", "broker": {"host": "127.0.0.1", "port": port,
