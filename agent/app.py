@@ -230,9 +230,9 @@ class Agent:
             for group in by_version.values():
                 joined = PredictionBatch.concat(group)
                 for start in range(0, len(joined), RECORD_ROWS):
-                    part = joined.slice(start, start + RECORD_ROWS) if len(joined) > RECORD_ROWS else joined
+                    chunk = joined.slice(start, start + RECORD_ROWS) if len(joined) > RECORD_ROWS else joined
                     records.append(NewRecord("predictions", Priority.PREDICTIONS,
-                                             encode_predictions(part), len(part)))
+                                             encode_predictions(chunk), len(chunk)))
         if self._pending_labels:
             labels, self._pending_labels = self._pending_labels, []
             records.append(NewRecord("labels", Priority.LABELS, encode_json(labels), len(labels)))
