@@ -18,19 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
-from agent.batches import PredictionBatch, encode_predictions
+from agent.batches import PredictionBatch, SampleBatch, encode_predictions
 from agent.codec import encode_json, encode_readings
-from agent.config import AgentConfig, OpcUaSourceConfig
+from agent.config import AgentConfig, MqttLabelsConfig, OpcUaLabelsConfig, OpcUaSourceConfig
 from agent.errors import AgentError
-from agent.features import FeatureBuilder, TagSpec
+from agent.features import FeatureBuilder, TagSpec, format_id
 from agent.labels import LabelListener
 from agent.model import LoadedModel, load_model
+from agent.monitor.alarms import MonitorEvent
 from agent.outbox import AsyncOutbox, NewRecord, OutboxStats, Priority
 from agent.outputs import MqttPublisher, OpcUaWriteback
 from agent.sources import build_source
 from agent.sources.opcua import OpcUaSource
 from agent.supervisor import ComponentHealth, supervise
 from agent.types import Label, Reading
+from agent.watch import ModelWatch
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,11 @@ class Agent:
             config.outputs.mqtt) else None
         self.writeback: OpcUaWriteback | None = None
         self.labels = LabelListener(config.labels, config.gateway_id, self._on_label) if (
-            config.labels) else None
+            isinstance(config.labels, MqttLabelsConfig)) else None
+        self.opcua_labels = config.labels if isinstance(config.labels, OpcUaLabelsConfig) else None
+        self.watch: ModelWatch | None = None
+        self.events: list[MonitorEvent] = []  # transitions so far (the demo and tests read them)
+        self._pending_events: list[dict[str, Any]] = []
         self.outbox: AsyncOutbox | None = None
         self.outbox_stats: OutboxStats | None = None
         self._pending_readings: list[Reading] = []
@@ -67,7 +73,8 @@ class Agent:
         self.ready = asyncio.Event()
         self._rate = (time.monotonic(), 0)
         self.samples_per_s = 0.0
-        self.prediction_listeners: list[Callable[[PredictionBatch], None]] = []  # e.g. the demo
+        # called with every inference batch (the demo's scoreboard, tests recording samples)
+        self.prediction_listeners: list[Callable[[SampleBatch, PredictionBatch], None]] = []
 
     # -- ReadingSink: called by sources from the event loop, must not block ---------------
     def offer(self, reading: Reading) -> None:
@@ -117,6 +124,8 @@ class Agent:
             self._process_once()
             await self._flush()
             await self._write_status()
+            if self.watch is not None:
+                self.watch.close()
 
     async def _load_initial_model(self) -> None:
         cfg = self.config
@@ -143,9 +152,20 @@ class Agent:
                                 if t.max_age_s})
         for tag in model.input_tags:
             specs.append(TagSpec(tag, max_age.get(tag, self.config.features.max_age_s)))
-        self.builder = FeatureBuilder(specs, self.config.features)
+        extra = [self.opcua_labels.tag] if self.opcua_labels else []
+        if self.opcua_labels and self.opcua_labels.sample_id_tag:
+            extra.append(self.opcua_labels.sample_id_tag)
+        self.builder = FeatureBuilder(specs, self.config.features, extra_tags=extra)
         self.model = model
         self.model_error = None
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
+        if self.config.monitoring.enabled:
+            try:
+                self.watch = ModelWatch(model, self.config.monitoring, self.config.state_dir)
+            except ValueError as exc:  # a bundle without calibrated thresholds
+                log.warning("monitoring off for %s: %s", model.bundle.label, exc)
         wb = self.config.outputs.opcua_writeback
         if wb is not None:
             writer = next(s for s in self.sources if isinstance(s, OpcUaSource)
@@ -159,7 +179,10 @@ class Agent:
             deadline = self.builder.next_deadline() if self.builder else None
             timeout = max(0.0, deadline - time.time()) if deadline is not None else 1.0
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that lands as its timeout fires, and the shutdown would hang
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
@@ -173,12 +196,15 @@ class Agent:
         builder = self.builder
         keep = self.config.outbox.store_readings
         pending = self._pending_readings
+        label_tag = self.opcua_labels.tag if self.opcua_labels else None
         while queue:
             r = queue.popleft()
             if builder is not None:
                 builder.update(r)
             if keep:
                 pending.append(r)
+            if r.tag == label_tag:
+                self._opcua_label(r)
         if builder is None or self.model is None:
             return
         samples = builder.due(time.time())
@@ -186,12 +212,39 @@ class Agent:
         for start in range(0, len(samples), size):
             chunk = samples.slice(start, start + size) if len(samples) > size else samples
             try:
-                predictions, _ = self.model.predict(chunk)
+                predictions, out = self.model.predict(chunk)
             except AgentError as exc:
                 self.inference_errors += 1
                 log.error("inference failed on %d samples: %s", len(chunk), exc)
                 continue
             self._deliver(predictions)
+            if self.watch is not None:
+                self._emit(self.watch.on_batch(chunk, predictions, out))
+            for listener in self.prediction_listeners:
+                listener(chunk, predictions)
+
+    def _opcua_label(self, r: Reading) -> None:
+        assert self.opcua_labels is not None
+        id_tag = self.opcua_labels.sample_id_tag
+        sample_id = ""
+        if id_tag and self.builder is not None:
+            sample_id = format_id(self.builder.latest(id_tag))
+        self._on_label(Label(sample_id, r.value, r.source_ts))
+
+    def _emit(self, events: list[MonitorEvent]) -> None:
+        """Alarm transitions go to the MQTT alarm topic and, through the outbox, to the hub."""
+        for e in events:
+            self.events.append(e)
+            doc = e.as_dict()
+            self._pending_events.append(doc)
+            if self.publisher is not None:
+                topic = self.config.monitoring.alarm_topic.format(
+                    gateway_id=self.config.gateway_id, model=e.model, version=e.model_version)
+                self.publisher.offer_raw(topic, json.dumps(doc, default=str).encode())
+            log.log(logging.WARNING if e.level != "ok" else logging.INFO,
+                    "%s %s: %s/%s%s score %.4g (threshold %.4g) at sample %d", e.level.upper(),
+                    e.model_version, e.kind, e.detector, f" [{e.feature}]" if e.feature else "",
+                    e.score, e.threshold, e.index)
 
     def _deliver(self, predictions: PredictionBatch) -> None:
         self.predictions += len(predictions)
@@ -200,13 +253,13 @@ class Agent:
         if self.writeback is not None:
             self.writeback.offer(predictions)
         self._pending_predictions.append(predictions)
-        for listener in self.prediction_listeners:
-            listener(predictions)
 
     def _on_label(self, label: Label) -> None:
         self.labels_received += 1
         self._pending_labels.append({"id": label.sample_id, "label": label.value,
                                      "ts": label.timestamp})
+        if self.watch is not None:
+            self._emit(self.watch.on_label(label))
 
     async def _flush_loop(self) -> None:
         while True:
@@ -236,12 +289,17 @@ class Agent:
         if self._pending_labels:
             labels, self._pending_labels = self._pending_labels, []
             records.append(NewRecord("labels", Priority.LABELS, encode_json(labels), len(labels)))
+        if self._pending_events:
+            events, self._pending_events = self._pending_events, []
+            records.append(NewRecord("events", Priority.EVENTS, encode_json(events), len(events)))
         if records and self.outbox is not None:
             await self.outbox.append(records)
             self.records_written += len(records)
 
     async def _status_loop(self) -> None:
         while True:
+            if self.watch is not None:
+                self._emit(self.watch.tick())
             await self._write_status()
             self.health["status"].heartbeat = time.monotonic()
             await asyncio.sleep(2.0)
@@ -271,6 +329,7 @@ class Agent:
             "published": self.publisher.published if self.publisher else None,
             "publish_dropped": self.publisher.dropped if self.publisher else None,
             "outbox": stats.__dict__ if stats else None,
+            "monitor": self.watch.figures() if self.watch else None,
             "components": {k: {"restarts": h.restarts, "last_error": h.last_error}
                            for k, h in self.health.items()},
         }

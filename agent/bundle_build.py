@@ -13,6 +13,7 @@ from agent import __version__
 from agent.bundle import Bundle, load_private_key, sign_bundle, verify_bundle, write_manifest
 from agent.csvio import Table, read_table
 from agent.errors import BundleError
+from agent.monitor.calibrate import Budget, calibrate
 from agent.profile import build_profile
 from agent.runtimes import RuntimeOutput, runtime_for_file
 
@@ -85,6 +86,7 @@ def build_bundle(
     signing_key: Path | None = None,
     lineage: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    budget: Budget | None = None,
 ) -> Bundle:
     if not model.is_file():
         raise BundleError(f"--model: file not found: {model}")
@@ -121,6 +123,10 @@ def build_bundle(
         shutil.copyfile(model, out / model_file)
     for stale in ("manifest.sig",):
         (out / stale).unlink(missing_ok=True)
+    profile = build_profile(x.astype(np.float64), features, scores)
+    confidence = out_train.scores.max(axis=1) if is_classifier and out_train.scores.shape[1] > 1 else None
+    monitoring = calibrate(x.astype(np.float64), [profile["features"][f] for f in features], scores,
+                           profile["prediction"], confidence, metrics, budget or Budget())
     n_test = min(SELF_TEST_ROWS, len(x))
     manifest: dict[str, Any] = {
         "format": 1, "name": name, "version": version,
@@ -128,7 +134,8 @@ def build_bundle(
         "model_file": model_file,
         "inputs": [{"name": f, "tag": f, "dtype": "float32"} for f in features],
         "output": {"kind": kind, "classes": classes, "positive_class": positive},
-        "profile": build_profile(x.astype(np.float64), features, scores),
+        "profile": profile,
+        "monitoring": monitoring,
         "metrics": {"holdout": metrics},
         "lineage": {
             "training_data": _data_summary(table, train_csv),

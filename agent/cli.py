@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--holdout-csv", type=Path, help="labelled data the model never saw")
     build.add_argument("--positive-class", help="class whose score is monitored (e.g. NOK)")
     build.add_argument("--sign-key", type=Path, help="Ed25519 private key to sign with")
+    build.add_argument("--sample-rate", type=float, default=1.0,
+                       help="samples per second on the line (sets the false-alarm budget)")
+    build.add_argument("--false-alarms-per-week", type=float, default=1.0,
+                       help="alarm budget per feature per week (warnings get 10x)")
+    build.add_argument("--window", type=int, default=500, help="monitoring window in samples")
     keygen = bsub.add_parser("keygen", help="make an Ed25519 signing key pair")
     keygen.add_argument("--out", type=Path, required=True, help="private key file (PEM)")
     keygen.add_argument("--public", type=Path, help="public key file (default OUT.pub)")
@@ -65,6 +70,20 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--key", type=Path, action="append", default=[],
                         help="trusted public key (repeatable)")
     verify.add_argument("--allow-unsigned", action="store_true")
+
+    replay = sub.add_parser("replay", help="run features -> model -> monitors over a CSV, offline")
+    replay.add_argument("--config", type=Path, required=True)
+    replay.add_argument("--csv", type=Path, required=True,
+                        help="timestamp column, one column per tag, optional label column")
+    replay.add_argument("--out", type=Path, required=True, help="REPORT.json to write")
+
+    alarms = sub.add_parser("alarms", help="list or acknowledge model health alarms")
+    asub = alarms.add_subparsers(dest="alarms_command", required=True, metavar="ACTION")
+    alist = asub.add_parser("list", help="current warnings and latched alarms")
+    alist.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH)
+    aack = asub.add_parser("ack", help="acknowledge (clear) latched alarms")
+    aack.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH)
+    aack.add_argument("--by", default="operator", help="who acknowledges (for the record)")
 
     sim = sub.add_parser("sim", help="run the simulated moulding line (OPC UA + MQTT QC)")
     sim.add_argument("--opcua-port", type=int, default=4840)
@@ -117,6 +136,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return print_status(load_config(args.config), as_json=args.json)
     if cmd == "bundle":
         return _bundle(args)
+    if cmd == "replay":
+        from agent.replay import run_replay
+
+        return run_replay(load_config(args.config), args.csv, args.out)
+    if cmd == "alarms":
+        return _alarms(args)
     if cmd == "sim":
         from agent.sim.cli import run_sim
 
@@ -157,6 +182,27 @@ def _run(cfg: AgentConfig) -> int:
     return 0
 
 
+def _alarms(args: argparse.Namespace) -> int:
+    from agent.app import read_status
+    from agent.watch import ACK_FILE
+
+    cfg = load_config(args.config)
+    status = read_status(cfg.state_dir) or {}
+    active = (status.get("monitor") or {}).get("alarms") or []
+    if args.alarms_command == "list":
+        if not active:
+            print("no warnings or alarms")
+        for a in active:
+            print(f"{a['level'].upper():8} {a['kind']}/{a['detector']}"
+                  f"{' [' + a['feature'] + ']' if a['feature'] else ''}")
+        return 0
+    # the running agent picks the request up within a few seconds (its status loop)
+    (cfg.state_dir / ACK_FILE).write_text(args.by + "\n")
+    latched = sum(1 for a in active if a["level"] == "alarm")
+    print(f"acknowledgement by {args.by} handed to the agent ({latched} latched alarm(s))")
+    return 0
+
+
 def _bundle(args: argparse.Namespace) -> int:
     from agent import bundle as b
 
@@ -180,11 +226,14 @@ def _bundle(args: argparse.Namespace) -> int:
               f"{bundle.signed_by or 'nobody'}, self-test passed)")
         return 0
     from agent.bundle_build import build_bundle
+    from agent.monitor.calibrate import Budget
 
     built = build_bundle(
         args.model, args.train_csv, args.label, args.name, args.model_version, args.out,
         inputs=args.inputs.split(",") if args.inputs else None, holdout_csv=args.holdout_csv,
-        positive_class=args.positive_class, signing_key=args.sign_key)
+        positive_class=args.positive_class, signing_key=args.sign_key,
+        budget=Budget(sample_rate_hz=args.sample_rate, alarms_per_week=args.false_alarms_per_week,
+                      warnings_per_week=10 * args.false_alarms_per_week, window=args.window))
     summary: dict[str, Any] = {"bundle": str(args.out), "sha256": built.sha256,
                                "signed": built.signed_by is not None or args.sign_key is not None,
                                "metrics": built.manifest.metrics.get("holdout")}

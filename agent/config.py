@@ -214,11 +214,34 @@ class OutputsConfig(Strict):
 
 
 class MqttLabelsConfig(Strict):
-    type: Literal["mqtt"] = Field("mqtt", description="Labels arrive as MQTT messages.")
+    type: Literal["mqtt"] = Field(description="Labels arrive as MQTT messages (a QC station).")
     broker: MqttBroker = Field(description="Broker of the QC station.")
     topic: str = Field(min_length=1, description="Topic filter of label messages.")
     sample_id_field: str = Field("serial", description="JSON path of the sample id.")
     label_field: str = Field("result", description="JSON path of the label value.")
+
+
+class OpcUaLabelsConfig(Strict):
+    type: Literal["opcua"] = Field(description="Labels arrive as an OPC UA tag (a QC verdict).")
+    tag: str = Field(min_length=1, description="Tag (of an OPC UA source) holding the label.")
+    sample_id_tag: str | None = Field(
+        None, description="Tag holding the part serial the label is for; empty: match by time.")
+
+
+LabelsConfig = Annotated[MqttLabelsConfig | OpcUaLabelsConfig, Field(discriminator="type")]
+
+
+class MonitoringConfig(Strict):
+    enabled: bool = Field(True, description="Run the drift and performance detectors.")
+    snapshot_interval_s: float = Field(60.0, gt=0, description="How often detector state is saved.")
+    label_match: Literal["sample_id", "time_offset"] = Field(
+        "sample_id", description="Join labels by sample id (part serial) or by time offset.")
+    label_time_offset_s: float = Field(0.0, ge=0, description="Label arrives this long after its part.")
+    label_tolerance_s: float = Field(1.0, gt=0, description="Time-offset matching tolerance.")
+    label_ttl_s: float = Field(24 * 3600.0, gt=0, description="How long a prediction waits for its label.")
+    max_pending_labels: int = Field(200_000, ge=100, description="Bound of the pending-label table.")
+    alarm_topic: str = Field("edge/{gateway_id}/{model}/alarms",
+                             description="MQTT topic of alarm events (on outputs.mqtt's broker).")
 
 
 class OutboxConfig(Strict):
@@ -241,7 +264,9 @@ class AgentConfig(Strict):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig, description="Sampling.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Model and runtime.")
     outputs: OutputsConfig = Field(default_factory=OutputsConfig, description="Where predictions go.")
-    labels: MqttLabelsConfig | None = Field(None, description="Where ground-truth labels come from.")
+    labels: LabelsConfig | None = Field(None, description="Where ground-truth labels come from.")
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig,
+                                         description="Model health monitoring.")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Store-and-forward.")
 
     @model_validator(mode="after")
@@ -371,7 +396,7 @@ def preflight(cfg: AgentConfig) -> list[str]:
             _check_broker(src.broker, f"sources[{i}].broker", need)
     if cfg.outputs.mqtt:
         _check_broker(cfg.outputs.mqtt.broker, "outputs.mqtt.broker", need)
-    if cfg.labels:
+    if isinstance(cfg.labels, MqttLabelsConfig):
         _check_broker(cfg.labels.broker, "labels.broker", need)
     for i, key in enumerate(cfg.model.trusted_keys):
         need(key, f"model.trusted_keys[{i}]")

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from agent.app import Agent
-from agent.batches import PredictionBatch
+from agent.batches import PredictionBatch, SampleBatch
 from agent.bundle import generate_keypair
 from agent.bundle_build import build_bundle
 from agent.config import parse_config
@@ -65,7 +65,7 @@ def agent_config(out: Path, opcua_port: int, ns: int, mqtt_port: int, bundle: Pa
         "features": {"mode": "trigger", "trigger_tag": COUNTER_TAG, "max_age_s": 5.0},
         "model": {"bundle": str(bundle), "trusted_keys": [str(public_key)]},
         "outputs": {"mqtt": {"broker": broker, "topic": "edge/{gateway_id}/{model}/predictions"}},
-        "labels": {"broker": broker, "topic": "plant/line1/qc", "sample_id_field": "serial",
+        "labels": {"type": "mqtt", "broker": broker, "topic": "plant/line1/qc", "sample_id_field": "serial",
                    "label_field": "result"},
         "outbox": {"flush_interval_s": 0.5},
     }
@@ -79,7 +79,7 @@ class Scoreboard:
         self.hits: deque[bool] = deque(maxlen=200)
         self.joined = 0
 
-    def on_predictions(self, batch: PredictionBatch) -> None:
+    def on_predictions(self, samples: SampleBatch, batch: PredictionBatch) -> None:
         for i, sample_id in enumerate(batch.sample_ids):
             self.predicted[sample_id] = str(batch.outputs(i).get("label"))
 

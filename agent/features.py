@@ -85,6 +85,10 @@ class FeatureBuilder:
             self._alive = np.append(self._alive, -np.inf)
         return sid
 
+    def latest(self, tag: str) -> float:
+        i = self._index.get(tag)
+        return float(self._value[i]) if i is not None else float("nan")
+
     def alive(self, source: str, ts: float) -> None:
         self._alive[self._source_id(source)] = ts
 

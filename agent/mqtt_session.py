@@ -16,6 +16,7 @@ import aiomqtt
 from agent.backoff import Backoff
 from agent.config import MqttBroker, reveal
 from agent.sources.base import SourceStatus
+from agent.supervisor import raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ async def run_session(
                     await asyncio.Future()  # connected, nothing to read: wait for cancellation
         except aiomqtt.MqttError as exc:
             status.last_error = f"{type(exc).__name__}: {exc}"
+        raise_if_cancelling()
         status.connected = False
         delay = backoff.next_delay()
         log.warning("mqtt %s: broker %s:%d unreachable or lost (%s); retry in %.1fs",

@@ -42,13 +42,20 @@ class MqttPublisher:
         self.status = SourceStatus("predictions-out", "mqtt-out")
         self._queue: deque[list[Any]] = deque()  # [topic, batch, next row to send, rows]
         self._queued = 0
+        self._topics: dict[tuple[str, str], str] = {}
+        self._urgent: deque[tuple[str, bytes]] = deque(maxlen=1000)
         self._wake = asyncio.Event()
         self.published = 0
+        self.published_raw = 0
         self.dropped = 0
 
     def topic_for(self, batch: PredictionBatch) -> str:
-        return self.config.topic.format(gateway_id=self.gateway_id, model=batch.model_name,
-                                         version=batch.model_version)
+        key = (batch.model_name, batch.model_version)
+        topic = self._topics.get(key)
+        if topic is None:
+            topic = self._topics[key] = self.config.topic.format(
+                gateway_id=self.gateway_id, model=batch.model_name, version=batch.model_version)
+        return topic
 
     def offer(self, batch: PredictionBatch) -> None:
         if not len(batch):
@@ -56,6 +63,11 @@ class MqttPublisher:
         n = len(batch)
         self._queue.append([self.topic_for(batch), batch, 0, n])
         self._queued += n
+        if self._queued > self.config.queue_size:
+            self._drop_oldest()
+        self._wake.set()
+
+    def _drop_oldest(self) -> None:
         while self._queued > self.config.queue_size:
             entry = self._queue[0]
             excess = min(self._queued - self.config.queue_size, entry[3] - entry[2])
@@ -64,6 +76,10 @@ class MqttPublisher:
             self.dropped += excess
             if entry[2] >= entry[3]:
                 self._queue.popleft()
+
+    def offer_raw(self, topic: str, payload: bytes) -> None:
+        """One message that is not a prediction (an alarm event): it jumps the queue."""
+        self._urgent.append((topic, payload))
         self._wake.set()
 
     @property
@@ -76,6 +92,11 @@ class MqttPublisher:
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:
+            while self._urgent:
+                topic, payload = self._urgent[0]
+                await client.publish(topic, payload, qos=1)
+                self._urgent.popleft()
+                self.published_raw += 1
             while self._queue:
                 entry = self._queue[0]
                 topic, batch, row, rows = entry

@@ -23,6 +23,14 @@ class ComponentHealth:
     heartbeat: float = 0.0  # monotonic time of the last sign of progress
 
 
+def raise_if_cancelling() -> None:
+    """Re-raise a cancellation a library swallowed (asyncio.wait_for on 3.11 can): a loop that
+    catches connection errors must still stop when its task is being cancelled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def supervise(name: str, factory: Callable[[], Awaitable[None]], health: ComponentHealth,
                     backoff: BackoffConfig | None = None) -> None:
     """Run ``factory()`` until cancelled; an exception restarts it after a jittered delay."""
@@ -38,6 +46,7 @@ async def supervise(name: str, factory: Callable[[], Awaitable[None]], health: C
             health.running = False
             raise
         except Exception as exc:  # the supervisor's job: contain any component failure
+            raise_if_cancelling()
             health.last_error = f"{type(exc).__name__}: {exc}"
             log.error("component %s failed: %s", name, health.last_error, exc_info=exc)
         health.running = False

@@ -85,7 +85,8 @@ class EmbeddedBroker:
     async def stop_async(self) -> None:
         if self._broker is not None:
             with contextlib.suppress(Exception):  # amqtt raises assorted errors while closing
-                await asyncio.wait_for(self._broker.shutdown(), 5)
+                async with asyncio.timeout(5):
+                    await self._broker.shutdown()
             self._broker = None
 
 

@@ -61,7 +61,9 @@ class LineProcess:
 
     def part(self, t: float) -> tuple[dict[str, float], bool]:
         """Process values of the part made at simulated time t, and whether it is OK."""
-        self._ar = 0.8 * self._ar + 0.6 * self._rng.standard_normal(len(NOMINAL))
+        # AR(1) wander with unit stationary variance: consecutive parts are alike, as on a
+        # real machine (0.866 = sqrt(1 - 0.5^2))
+        self._ar = 0.5 * self._ar + 0.866 * self._rng.standard_normal(len(NOMINAL))
         z = self._ar.copy()
         if self.active("resin", t):
             # new resin melts differently: the operators raise barrel temps and pressure

@@ -18,6 +18,7 @@ from agent.backoff import Backoff
 from agent.config import OpcUaSourceConfig, reveal
 from agent.errors import SourceError
 from agent.sources.base import RateLimitedLog, ReadingSink, SourceStatus
+from agent.supervisor import raise_if_cancelling
 from agent.types import Quality, Reading
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,18 @@ MAX_ITEMS_NODE = "i=24104"  # Server_ServerCapabilities_MaxMonitoredItemsPerSubs
 SERVER_STATE_NODE = "i=2259"  # Server_ServerStatus_State
 # Errors that mean "the link or the server is gone": retry. Anything else is a bug and propagates.
 CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, ConnectionError, ua.UaError, EOFError)
+
+
+async def _close_quietly(client: Client, within: float) -> None:
+    """Disconnect politely, but never let a dead server or a swallowed cancellation inside the
+    library hold up a reconnect or the shutdown: wait at most ``within`` s, then walk away."""
+    task = asyncio.ensure_future(client.disconnect())
+    done, _ = await asyncio.wait({task}, timeout=within)
+    if not done:
+        task.cancel()
+        log.warning("opcua: disconnect did not finish in %.1fs; abandoned", within)
+    elif not task.cancelled() and task.exception() is not None:
+        pass  # the server is already gone; nothing to close politely
 
 
 class _Handler:
@@ -60,6 +73,7 @@ class OpcUaSource:
                 await self._session(backoff)
             except CONNECTION_ERRORS as exc:
                 self.status.last_error = f"{type(exc).__name__}: {exc}"
+            raise_if_cancelling()
             self._mark_down()
             delay = backoff.next_delay()
             log.warning("opcua %s: connection to %s lost or refused (%s); retry in %.1fs",
@@ -84,7 +98,8 @@ class OpcUaSource:
             await client.set_security_string(",".join(parts))
         self.lost.clear()
         try:
-            await asyncio.wait_for(client.connect(), cfg.timeout_s * 2)
+            async with asyncio.timeout(cfg.timeout_s * 2):
+                await client.connect()
             self._client = client
             await self._subscribe(client)
             self.status.connected = True
@@ -97,10 +112,7 @@ class OpcUaSource:
         finally:
             self._client = None
             self._write_types.clear()
-            try:
-                await asyncio.wait_for(client.disconnect(), cfg.timeout_s)
-            except (*CONNECTION_ERRORS, RuntimeError):
-                pass  # the server is already gone; nothing to close politely
+            await _close_quietly(client, cfg.timeout_s)
 
     async def _subscribe(self, client: Client) -> None:
         cfg = self.config
@@ -142,11 +154,13 @@ class OpcUaSource:
         state_node = client.get_node(SERVER_STATE_NODE)
         while True:
             try:
-                await asyncio.wait_for(self.lost.wait(), self.config.watchdog_s)
+                async with asyncio.timeout(self.config.watchdog_s):
+                    await self.lost.wait()
                 raise ConnectionError("server reported the connection lost")
             except TimeoutError:
                 pass
-            await asyncio.wait_for(state_node.read_value(), self.config.timeout_s)
+            async with asyncio.timeout(self.config.timeout_s):
+                await state_node.read_value()
             self.sink.alive(self.config.name, time.time())
 
     async def _on_lost(self, exc: Exception) -> None:
@@ -185,16 +199,16 @@ class OpcUaSource:
         try:
             variant_type = self._write_types.get(node_id)
             if variant_type is None:  # asked once per node: the PLC's type decides the encoding
-                variant_type = await asyncio.wait_for(node.read_data_type_as_variant_type(),
-                                                      self.config.timeout_s)
+                async with asyncio.timeout(self.config.timeout_s):
+                    variant_type = await node.read_data_type_as_variant_type()
                 self._write_types[node_id] = variant_type
             typed: float | int | bool = value
             if variant_type == ua.VariantType.Boolean:
                 typed = bool(value)
             elif variant_type not in (ua.VariantType.Float, ua.VariantType.Double):
                 typed = round(value)
-            await asyncio.wait_for(node.write_value(ua.DataValue(ua.Variant(typed, variant_type))),
-                                   self.config.timeout_s)
+            async with asyncio.timeout(self.config.timeout_s):
+                await node.write_value(ua.DataValue(ua.Variant(typed, variant_type)))
         except CONNECTION_ERRORS as exc:
             raise SourceError(
                 f"opcua {self.config.name}: write to {node_id} failed: {exc}") from exc

@@ -35,7 +35,12 @@ async def running_agent(config: dict[str, Any]) -> AsyncIterator[Agent]:
         yield agent
     finally:
         stop.set()
-        await asyncio.wait_for(task, 15)
+        done, _ = await asyncio.wait({task}, timeout=15)
+        if not done:  # say where the shutdown hangs before failing
+            for t in asyncio.all_tasks():
+                t.print_stack(limit=6)
+            raise AssertionError("agent did not stop within 15 s")
+        task.result()
 
 
 def opcua_source(port: int, ns: int = 2, **extra: Any) -> dict[str, Any]:

@@ -1,0 +1,105 @@
+"""Delayed ground truth: predictions wait in a bounded SQLite table until their label arrives
+(matched by sample id, or by time offset), or their time-to-live runs out. Survives restarts."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agent.batches import PredictionBatch
+
+
+@dataclass(frozen=True)
+class Joined:
+    index: int  # the monitor's sample index of the labelled prediction
+    predicted: float  # class index, or the regression value
+    latency_s: float
+
+
+class LabelJoin:
+    def __init__(self, path: Path, ttl_s: float, max_pending: int, match: str = "sample_id",
+                 offset_s: float = 0.0, tolerance_s: float = 1.0) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS pending (sample_id TEXT PRIMARY KEY, "
+                         "idx INTEGER NOT NULL, ts REAL NOT NULL, predicted REAL NOT NULL, "
+                         "created REAL NOT NULL)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS pending_ts ON pending(ts)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL)")
+        self.ttl_s, self.max_pending = ttl_s, max_pending
+        self.match, self.offset_s, self.tolerance_s = match, offset_s, tolerance_s
+        self.counts = {k: 0.0 for k in ("predictions", "labelled", "expired", "unmatched",
+                                        "latency_sum", "evicted")}
+        for key, value in self._db.execute("SELECT key, value FROM meta"):
+            self.counts[key] = float(value)
+
+    def close(self) -> None:
+        self._save_counts()
+        self._db.close()
+
+    def add(self, preds: PredictionBatch, first_index: int) -> None:
+        values = preds.label_idx if preds.label_idx is not None else preds.score
+        now = time.time()
+        rows = [(sid, first_index + i, float(ts), float(v), now) for i, (sid, ts, v) in
+                enumerate(zip(preds.sample_ids, preds.sample_ts.tolist(), np.asarray(values).tolist(),
+                              strict=True))]
+        self._db.execute("BEGIN")
+        self._db.executemany("INSERT OR REPLACE INTO pending VALUES (?,?,?,?,?)", rows)
+        self._db.execute("COMMIT")
+        self.counts["predictions"] += len(rows)
+
+    def join(self, sample_id: str, label_ts: float) -> Joined | None:
+        if self.match == "sample_id":
+            row = self._db.execute("SELECT sample_id, idx, ts, predicted FROM pending WHERE sample_id=?",
+                                   (sample_id,)).fetchone()
+        else:  # the label describes the part made offset_s before it arrived
+            target = label_ts - self.offset_s
+            row = self._db.execute(
+                "SELECT sample_id, idx, ts, predicted FROM pending WHERE ts BETWEEN ? AND ? "
+                "ORDER BY abs(ts - ?) LIMIT 1",
+                (target - self.tolerance_s, target + self.tolerance_s, target)).fetchone()
+        if row is None:
+            self.counts["unmatched"] += 1
+            return None
+        self._db.execute("DELETE FROM pending WHERE sample_id=?", (row[0],))
+        latency = max(0.0, label_ts - row[2])
+        self.counts["labelled"] += 1
+        self.counts["latency_sum"] += latency
+        return Joined(int(row[1]), float(row[3]), latency)
+
+    def expire(self, now: float | None = None) -> int:
+        """Drop predictions whose label did not come in time, and keep the table bounded."""
+        now = time.time() if now is None else now
+        expired = self._db.execute("DELETE FROM pending WHERE created < ?", (now - self.ttl_s,)).rowcount
+        excess = self.pending - self.max_pending
+        evicted = 0
+        if excess > 0:
+            evicted = self._db.execute(
+                "DELETE FROM pending WHERE sample_id IN (SELECT sample_id FROM pending "
+                "ORDER BY created LIMIT ?)", (excess,)).rowcount
+        self.counts["expired"] += expired
+        self.counts["evicted"] += evicted
+        self._save_counts()
+        return expired + evicted
+
+    @property
+    def pending(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
+
+    def figures(self) -> dict[str, float | None]:
+        c = self.counts
+        decided = c["labelled"] + c["expired"] + c["evicted"]
+        return {"pending": self.pending, "labelled": c["labelled"], "expired": c["expired"],
+                "coverage": round(c["labelled"] / c["predictions"], 4) if c["predictions"] else None,
+                "coverage_of_decided": round(c["labelled"] / decided, 4) if decided else None,
+                "mean_latency_s": round(c["latency_sum"] / c["labelled"], 3) if c["labelled"] else None,
+                "unmatched_labels": c["unmatched"]}
+
+    def _save_counts(self) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?,?)", list(self.counts.items()))
