@@ -29,7 +29,8 @@ def full_config(tmp_path: Path, trained: dict[str, Path], opc_port: int, ns: int
         outputs={"mqtt": {"broker": {"host": "127.0.0.1", "port": out_port,
                                      "reconnect": {"initial_s": 0.2, "max_s": 0.5}},
                           "topic": "edge/{gateway_id}/{model}/predictions"}},
-        labels={"type": "mqtt", "broker": {"host": "127.0.0.1", "port": label_port}, "topic": "plant/line1/qc"},
+        labels={"type": "mqtt", "broker": {"host": "127.0.0.1", "port": label_port},
+                "topic": "plant/line1/qc"},
     )
 
 
