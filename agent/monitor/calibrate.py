@@ -27,8 +27,8 @@ class Budget:
     alarms_per_week: float = 1.0  # false alarms per feature per week
     warnings_per_week: float = 10.0
     window: int = 500
-    every: int = 16
-    cusum_k: float = 0.5
+    every: int = 32
+    cusum_k: float = 0.25  # tuned for shifts of half a standard deviation
 
     @property
     def samples_per_week(self) -> float:
@@ -84,7 +84,8 @@ def psi_threshold(rate_per_week: float, budget: Budget, bins: np.ndarray, n_ref:
     Under no drift, PSI * (1/W + 1/N_ref)^-1 is about chi-square with (bins-1) degrees of
     freedom; overlapping windows are about samples_per_week / W independent looks a week.
     """
-    looks = max(1.0, budget.samples_per_week / budget.window)
+    # evaluations every `every` samples are counted as independent looks: conservative
+    looks = max(1.0, budget.samples_per_week / budget.every)
     alpha = min(0.5, rate_per_week / looks)
     scale = (1.0 / budget.window + 1.0 / max(1, n_ref)) * infl
     return np.array([chi2_quantile(1 - alpha, max(1, int(b) - 1)) for b in bins]) * scale
@@ -98,9 +99,7 @@ def pad_profiles(profiles: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray
     for i, p in enumerate(profiles):
         e = p["edges"]
         edges[i, :len(e)] = e
-        pr = p["proportions"]
-        props[i, :len(e)] = pr[:-1]  # inner bins and underflow
-        props[i, width] = pr[-1]  # overflow always in the last slot
+        props[i, :len(e) + 1] = p["proportions"]  # underflow, inner bins, overflow at len(e)
     return edges, props
 
 
@@ -116,17 +115,21 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     mean, std = x.mean(axis=0), x.std(axis=0)
     monitoring: dict[str, Any] = {
         "budget": budget.__dict__, "window": budget.window, "every": budget.every,
-        "data": _stream_thresholds(x, profiles, mean, std, infl, bins, budget),
+        "data": _stream_thresholds(x, x, profiles, mean, std, infl, bins, budget),
     }
-    sp = [score_profile]
+    # class probabilities are skewed; their logit is close to normal, which the CUSUM assumes
+    transform = "logit" if confidence is not None else "none"
+    cusum_score = score_transform(score, transform)
     monitoring["prediction"] = _stream_thresholds(
-        score[:, None], sp, np.array([score.mean()]), np.array([score.std()]),
-        inflation(ar1(score)), np.array([len(score_profile["edges"]) + 1]), budget)
+        score[:, None], cusum_score[:, None], [score_profile], np.array([cusum_score.mean()]),
+        np.array([cusum_score.std()]), inflation(ar1(cusum_score)),
+        np.array([len(score_profile["edges"]) + 1]), budget)
+    monitoring["prediction"]["transform"] = transform
     if k >= 2:
         monitoring["multivariate"] = _pca(x, mean, std, budget)
     if confidence is not None:
         c_rho = float(ar1(confidence)[0])
-        looks = max(1.0, week / budget.window)
+        looks = max(1.0, week / budget.every)
         sd = float(confidence.std()) * math.sqrt(float(inflation(np.array([c_rho]))[0]) / budget.window)
         monitoring["cbpe"] = {
             "reference_expected_accuracy": float(confidence.mean()),
@@ -148,8 +151,15 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     return monitoring
 
 
-def _stream_thresholds(x: np.ndarray, profiles: list[dict[str, Any]], mean: np.ndarray,
-                       std: np.ndarray, infl: np.ndarray, bins: np.ndarray,
+def score_transform(score: np.ndarray, transform: str) -> np.ndarray:
+    if transform == "logit":
+        p = np.clip(score, 1e-6, 1 - 1e-6)
+        return np.asarray(np.log(p / (1 - p)))
+    return np.asarray(score, dtype=np.float64)
+
+
+def _stream_thresholds(x: np.ndarray, x_cusum: np.ndarray, profiles: list[dict[str, Any]],
+                       mean: np.ndarray, std: np.ndarray, infl: np.ndarray, bins: np.ndarray,
                        budget: Budget) -> dict[str, Any]:
     k = x.shape[1]
     psi_warn = psi_threshold(budget.warnings_per_week, budget, bins, len(x), infl)
@@ -160,15 +170,16 @@ def _stream_thresholds(x: np.ndarray, profiles: list[dict[str, Any]], mean: np.n
     h_warn = cusum_h(budget.samples_per_week / budget.warnings_per_week, budget.cusum_k)
     h_alarm = cusum_h(budget.samples_per_week / budget.alarms_per_week, budget.cusum_k)
     h_warn_v, h_alarm_v = np.full(k, h_warn), np.full(k, h_alarm)
-    adjusted = _replay_check(x, profiles, mean, eff_std, psi_warn, psi_alarm, h_warn_v, h_alarm_v,
-                             budget)
+    adjusted = _replay_check(x, x_cusum, profiles, mean, eff_std, psi_warn, psi_alarm, h_warn_v,
+                             h_alarm_v, budget)
     return {"psi_warn": psi_warn.tolist(), "psi_alarm": psi_alarm.tolist(),
             "cusum_mean": mean.tolist(), "cusum_std": eff_std.tolist(), "cusum_k": budget.cusum_k,
             "cusum_h_warn": h_warn_v.tolist(), "cusum_h_alarm": h_alarm_v.tolist(),
             "replay_adjusted": adjusted}
 
 
-def _replay_check(x: np.ndarray, profiles: list[dict[str, Any]], mean: np.ndarray,
+def _replay_check(x: np.ndarray, x_cusum: np.ndarray, profiles: list[dict[str, Any]],
+                  mean: np.ndarray,
                   eff_std: np.ndarray, psi_warn: np.ndarray, psi_alarm: np.ndarray,
                   h_warn: np.ndarray, h_alarm: np.ndarray, budget: Budget) -> bool:
     """Replay the training data (no drift by definition); raise any threshold it crosses."""
@@ -186,7 +197,7 @@ def _replay_check(x: np.ndarray, profiles: list[dict[str, Any]], mean: np.ndarra
                 adjusted = True
     for _ in range(20):
         cusum = Cusum(mean, eff_std, budget.cusum_k, h_alarm, h_warn=h_warn)
-        fired = cusum.update(x)
+        fired = cusum.update(x_cusum)
         alarms = {d.column for d in fired if d.level == "alarm"}
         if not alarms:
             break

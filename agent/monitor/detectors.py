@@ -21,16 +21,37 @@ class Detection:
     level: str = "alarm"  # "warning" or "alarm"
 
 
-def bin_index(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Per-feature bins for a batch: x (n, k), edges (k, e) -> (n, k) in [0, e].
+class Binner:
+    """Per-feature bins for a batch, x (n, k) -> (n, k) in [0, e], with one searchsorted call.
 
     Bin 0 is below the training minimum, bin e above the training maximum (the overflow bins).
-    Edges of features with fewer distinct deciles are padded with +inf.
+    Each feature's edges are mapped onto [0, 1] and shifted by 2 per feature, so all features'
+    edges form one sorted array. Edges of features with fewer distinct deciles are +inf padded.
     """
-    idx = (x[:, :, None] >= edges[None, :, :]).sum(axis=2)
-    # a value equal to the training maximum belongs to the last inner bin, not the overflow
-    top = edges[np.arange(edges.shape[0]), (edges < np.inf).sum(axis=1) - 1]
-    return np.asarray(np.where(x == top, idx - 1, idx))
+
+    def __init__(self, edges: np.ndarray) -> None:
+        edges = np.asarray(edges, dtype=np.float64)
+        k = edges.shape[0]
+        valid = edges < np.inf
+        count = valid.sum(axis=1)
+        self.lo = edges[:, 0].copy()
+        self.top = edges[np.arange(k), count - 1]
+        span = self.top - self.lo
+        self.span = np.where(span > 0, span, 1.0)
+        norm = (edges - self.lo[:, None]) / self.span[:, None] + 2.0 * np.arange(k)[:, None]
+        self.flat = norm[valid]  # row by row: ascending
+        self.first = np.concatenate([[0], np.cumsum(count)[:-1]])  # each feature's first edge
+        self.offset = 2.0 * np.arange(k)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        u = np.clip((x - self.lo) / self.span, -0.5, 1.5) + self.offset
+        idx = np.searchsorted(self.flat, u, side="right") - self.first
+        # a value equal to the training maximum belongs to the last inner bin, not the overflow
+        return np.asarray(np.where(x == self.top, idx - 1, idx))
+
+
+def bin_index(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    return Binner(edges)(x)
 
 
 class WindowPSI:
@@ -53,10 +74,11 @@ class WindowPSI:
         self._offsets = np.arange(k) * self.nbins
         self.seen = 0
         self.last = np.zeros(k)
+        self._binner = Binner(self.edges)
 
     def update(self, x: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """Feed a batch; return (sample index, PSI per feature) at each evaluation point."""
-        return self._update_bins(bin_index(x, self.edges).astype(np.int16))
+        return self._update_bins(self._binner(x).astype(np.int16))
 
     def _update_bins(self, bins: np.ndarray) -> list[tuple[int, np.ndarray]]:
         out: list[tuple[int, np.ndarray]] = []
@@ -77,16 +99,15 @@ class WindowPSI:
         n = len(bins)
         k = bins.shape[1]
         slots = (self.seen + np.arange(n)) % self.window
-        if self.seen >= self.window:
-            old = self._ring[slots]
-            np.subtract.at(self._counts.reshape(-1), (old + self._offsets).reshape(-1), 1)
+        flat = self._counts.reshape(-1)
+        size = k * self.nbins
+        if self.seen >= self.window:  # the oldest samples leave the window
+            flat -= np.bincount((self._ring[slots] + self._offsets).reshape(-1), minlength=size)
         elif self.seen + n > self.window:
-            full = slots[self.window - self.seen:]
-            old = self._ring[full]
-            np.subtract.at(self._counts.reshape(-1), (old + self._offsets).reshape(-1), 1)
+            old = self._ring[slots[self.window - self.seen:]]
+            flat -= np.bincount((old + self._offsets).reshape(-1), minlength=size)
         self._ring[slots] = bins
-        self._counts.reshape(-1)[:] += np.bincount((bins + self._offsets).reshape(-1),
-                                                    minlength=k * self.nbins)
+        flat += np.bincount((bins + self._offsets).reshape(-1), minlength=size)
         self.seen += n
 
     def psi(self) -> np.ndarray:
@@ -108,74 +129,86 @@ class WindowPSI:
 
 
 class Cusum:
-    """Standardised CUSUM per column: S+ catches upward, S- downward shifts (two-sided), or
-    only S+ when ``one_sided``. Exact per sample using the cumulative-sum form of the Lindley
-    recursion, so a batch costs a few numpy calls whatever its length."""
+    """Standardised CUSUM per column: an upward sum S+ for every column and a downward sum S-
+    for the two-sided ones. Both live side by side in one array, so a batch costs a dozen numpy
+    calls whatever its length and width; exact per sample through the cumulative-sum form of
+    the Lindley recursion, S_t = C_t - min(-S_0, min_{j<=t} C_j)."""
 
     def __init__(self, mean: np.ndarray, std: np.ndarray, k: float, h: float | np.ndarray,
-                 one_sided: bool = False, h_warn: float | np.ndarray | None = None) -> None:
+                 one_sided: bool | np.ndarray = False, h_warn: float | np.ndarray | None = None) -> None:
         self.mean = np.asarray(mean, dtype=np.float64)
-        self.std = np.where(np.asarray(std, dtype=np.float64) > 0, std, 1.0)
-        self.k = k
-        self.h = np.broadcast_to(np.asarray(h, dtype=np.float64), self.mean.shape).copy()
-        warn = self.h * 0.5 if h_warn is None else h_warn
-        self.h_warn = np.broadcast_to(np.asarray(warn, dtype=np.float64), self.mean.shape).copy()
-        self.warned = np.zeros(self.mean.shape, dtype=bool)  # a warning is raised once per excursion
-        self.one_sided = one_sided
         cols = self.mean.shape[0]
-        self.pos = np.zeros(cols)
-        self.neg = np.zeros(cols)
-        self.pos_start = np.zeros(cols, dtype=np.int64)  # last index where S+ was 0
-        self.neg_start = np.zeros(cols, dtype=np.int64)
+        std = np.asarray(std, dtype=np.float64)
+        self.std = np.where(std > 0, std, 1.0)
+        self.k = k
+        self.h = np.broadcast_to(np.asarray(h, dtype=np.float64), (cols,)).copy()
+        warn = self.h * 0.5 if h_warn is None else h_warn
+        self.h_warn = np.broadcast_to(np.asarray(warn, dtype=np.float64), (cols,)).copy()
+        one = np.broadcast_to(np.asarray(one_sided, dtype=bool), (cols,))
+        self._down = np.flatnonzero(~one)  # columns that also get a downward sum
+        # side j watches column _col[j]; upward sides first, then the downward ones
+        self._col = np.concatenate([np.arange(cols), self._down])
+        self._sign = np.concatenate([np.ones(cols), -np.ones(len(self._down))])
+        self._h_side, self._warn_side = self.h[self._col], self.h_warn[self._col]
+        sides = len(self._col)
+        self.s = np.zeros(sides)  # current sums
+        self.start = np.zeros(sides, dtype=np.int64)  # index after the sum was last zero
+        self.warned = np.zeros(cols, dtype=bool)  # a warning is raised once per excursion
         self.seen = 0
 
     @property
     def score(self) -> np.ndarray:
-        """max(S+, S-) per column, in units of the threshold's scale."""
-        return np.maximum(self.pos, self.neg) if not self.one_sided else self.pos.copy()
+        """max(S+, S-) per column."""
+        out = self.s[: len(self.mean)].copy()
+        np.maximum.at(out, self._down, self.s[len(self.mean):])
+        return out
 
-    def update(self, x: np.ndarray, threshold: np.ndarray | None = None) -> list[Detection]:
-        """Feed a batch (n, cols); return detections at ``threshold`` (default h). A column
-        that fires restarts from zero, as after an alarm is raised."""
-        h = self.h if threshold is None else threshold
-        z = (np.asarray(x, dtype=np.float64) - self.mean) / self.std
-        detections: list[Detection] = []
+    def update(self, x: np.ndarray) -> list[Detection]:
+        """Feed a batch (n, cols); return warnings and alarms. A column that alarms restarts from
+        zero, as after an alarm is raised."""
+        x = np.asarray(x, dtype=np.float64)
+        z = (x[:, self._col] - self.mean[self._col]) / self.std[self._col] * self._sign - self.k
+        out: list[Detection] = []
         while len(z):
-            s_pos, s_neg = self._sums(z)
-            over = (s_pos > h) | (s_neg > h)
-            fired = over.any(axis=1)
-            end = int(np.flatnonzero(fired)[0]) + 1 if fired.any() else len(z)
-            detections += self._warnings(s_pos[:end], s_neg[:end])
-            if not fired.any():
-                self._record_zero(s_pos, s_neg, self.seen)
-                self.pos, self.neg = s_pos[-1].copy(), s_neg[-1].copy()
+            c = np.cumsum(z, axis=0)
+            s = c - np.minimum(np.minimum.accumulate(c, axis=0), -self.s)
+            over = s > self._h_side
+            fired_rows = over.any(axis=1)
+            end = int(fired_rows.argmax()) + 1 if fired_rows.any() else len(z)
+            out += self._warnings(s[:end])
+            self._record_zero(s[:end])
+            if end == len(z) and not fired_rows[-1]:
+                self.s = s[-1].copy()
                 self.seen += len(z)
                 break
             row = end - 1
-            cols = np.flatnonzero(over[row])
-            self._record_zero(s_pos[: row + 1], s_neg[: row + 1], self.seen)
+            sides = np.flatnonzero(over[row])
+            cols = np.unique(self._col[sides])
             for col in cols.tolist():
-                upward = s_pos[row, col] > h[col]
-                began = int(self.pos_start[col] if upward else self.neg_start[col])
-                detections.append(Detection(self.seen + row, col,
-                                            float(max(s_pos[row, col], s_neg[row, col])), began))
-            self.pos, self.neg = s_pos[row].copy(), s_neg[row].copy()
-            self.pos[cols] = 0.0
-            self.neg[cols] = 0.0
+                mine = sides[self._col[sides] == col]
+                best = int(mine[np.argmax(s[row, mine])])
+                out.append(Detection(self.seen + row, col, float(s[row, best]),
+                                     int(self.start[best]), "alarm"))
+            self.s = s[row].copy()
+            reset = np.isin(self._col, cols)
+            self.s[reset] = 0.0
+            self.start[reset] = self.seen + row + 1
             self.warned[cols] = False
-            self.pos_start[cols] = self.neg_start[cols] = self.seen + row + 1
             self.seen += row + 1
             z = z[row + 1:]
-        return detections
+        return out
 
-    def _warnings(self, s_pos: np.ndarray, s_neg: np.ndarray) -> list[Detection]:
-        """First crossing of the warning level per column, until the sum returns to zero."""
-        if not len(s_pos):
+    def _warnings(self, s: np.ndarray) -> list[Detection]:
+        """First crossing of the warning level per column, until its sums return to zero."""
+        above = s > self._warn_side
+        hot = above.any(axis=0)
+        if not hot.any() and not self.warned.any():
             return []
-        score = np.maximum(s_pos, s_neg)
+        cols_n = len(self.mean)
+        score = np.zeros((len(s), cols_n))
+        np.maximum.at(score.T, self._col, s.T)  # per column: the larger of its sides
         out: list[Detection] = []
-        above = score > self.h_warn
-        for col in np.flatnonzero(above.any(axis=0) | self.warned).tolist():
+        for col in np.flatnonzero(np.isin(np.arange(cols_n), self._col[hot]) | self.warned).tolist():
             column = score[:, col]
             row = 0
             while row < len(column):
@@ -193,36 +226,21 @@ class Cusum:
                 self.warned[col] = False
         return out
 
-    def _sums(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """S+ and S- after each row: S_t = C_t - min(-S_0, min_{j<=t} C_j), C the running sum."""
-        up = np.cumsum(z - self.k, axis=0)
-        s_pos = up - np.minimum(np.minimum.accumulate(up, axis=0), -self.pos)
-        if self.one_sided:
-            return s_pos, np.zeros_like(s_pos)
-        down = np.cumsum(-z - self.k, axis=0)
-        return s_pos, down - np.minimum(np.minimum.accumulate(down, axis=0), -self.neg)
-
-    def _record_zero(self, s_pos: np.ndarray, s_neg: np.ndarray, base: int) -> None:
-        n = len(s_pos)
-        if not n:
-            return
-        idx = np.arange(n)[:, None]
-        last_pos = np.where(s_pos <= 0, idx, -1).max(axis=0)
-        last_neg = np.where(s_neg <= 0, idx, -1).max(axis=0)
-        self.pos_start = np.where(last_pos >= 0, base + last_pos + 1, self.pos_start)
-        self.neg_start = np.where(last_neg >= 0, base + last_neg + 1, self.neg_start)
+    def _record_zero(self, s: np.ndarray) -> None:
+        zero = s <= 0
+        hit = zero.any(axis=0)
+        if hit.any():
+            last = len(s) - 1 - zero[::-1].argmax(axis=0)
+            self.start = np.where(hit, self.seen + last + 1, self.start)
 
     def state(self) -> dict[str, Any]:
-        return {"pos": self.pos, "neg": self.neg, "pos_start": self.pos_start,
-                "neg_start": self.neg_start, "seen": self.seen, "warned": self.warned}
+        return {"s": self.s, "start": self.start, "seen": self.seen, "warned": self.warned}
 
-    def restore(self, s: dict[str, Any]) -> None:
-        self.pos = np.asarray(s["pos"], dtype=np.float64).copy()
-        self.neg = np.asarray(s["neg"], dtype=np.float64).copy()
-        self.pos_start = np.asarray(s["pos_start"], dtype=np.int64).copy()
-        self.neg_start = np.asarray(s["neg_start"], dtype=np.int64).copy()
-        self.seen = int(s["seen"])
-        self.warned = np.asarray(s["warned"], dtype=bool).copy()
+    def restore(self, st: dict[str, Any]) -> None:
+        self.s = np.asarray(st["s"], dtype=np.float64).copy()
+        self.start = np.asarray(st["start"], dtype=np.int64).copy()
+        self.seen = int(st["seen"])
+        self.warned = np.asarray(st["warned"], dtype=bool).copy()
 
 
 class WindowCategorical(WindowPSI):
@@ -237,7 +255,8 @@ class WindowCategorical(WindowPSI):
         for i, c in enumerate(categories):
             self.codes[i, :len(c)] = np.sort(np.asarray(c, dtype=np.float64))
         self.sizes = np.array([len(c) for c in categories])
-        super().__init__(np.zeros((k, width)), np.zeros((k, width + 1)), window, every)
+        super().__init__(np.tile(np.arange(width, dtype=np.float64), (k, 1)),
+                         np.ones((k, width + 1)), window, every)
         self.ref = np.asarray(ref_props, dtype=np.float64)  # exact: JS needs no smoothing
         self.unseen_rate = np.zeros(k)
 

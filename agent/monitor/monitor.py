@@ -11,7 +11,7 @@ import numpy as np
 from agent.batches import PredictionBatch, SampleBatch
 from agent.bundle import Manifest
 from agent.monitor.alarms import AlarmBook, MonitorEvent
-from agent.monitor.calibrate import pad_profiles, reconstruction_log_error
+from agent.monitor.calibrate import pad_profiles, reconstruction_log_error, score_transform
 from agent.monitor.detectors import Cusum, Detection, RingMean, WindowPSI
 
 HYSTERESIS = 0.8  # a PSI warning clears below 80% of its threshold
@@ -19,6 +19,10 @@ TOP = 3
 
 
 class ModelMonitor:
+    """One PSI ring buffer and one CUSUM bank hold every stream side by side: the features,
+    the model's score, and (CUSUM only) the PCA reconstruction error. A batch of any size then
+    costs a fixed few dozen numpy calls, whatever the number of features."""
+
     def __init__(self, manifest: Manifest) -> None:
         mon: dict[str, Any] = dict((manifest.model_extra or {}).get("monitoring") or {})
         if not mon:
@@ -26,28 +30,36 @@ class ModelMonitor:
                              "section: rebuild it with this version's bundle builder")
         self.model, self.version = manifest.name, manifest.version
         self.names = [i.name for i in manifest.inputs]
+        k = len(self.names)
         self.window, self.every = int(mon["window"]), int(mon["every"])
         feats = manifest.profile["features"]
-        edges, props = pad_profiles([feats[n] for n in self.names])
-        d = mon["data"]
-        self.data_psi = WindowPSI(edges, props, self.window, self.every)
-        self.psi_warn, self.psi_alarm = np.array(d["psi_warn"]), np.array(d["psi_alarm"])
-        self.data_cusum = Cusum(np.array(d["cusum_mean"]), np.array(d["cusum_std"]), d["cusum_k"],
-                                np.array(d["cusum_h_alarm"]), h_warn=np.array(d["cusum_h_warn"]))
-        p = mon["prediction"]
-        pe, pp = pad_profiles([manifest.profile["prediction"]])
-        self.pred_psi = WindowPSI(pe, pp, self.window, self.every)
-        self.pred_warn, self.pred_alarm = np.array(p["psi_warn"]), np.array(p["psi_alarm"])
-        self.pred_cusum = Cusum(np.array(p["cusum_mean"]), np.array(p["cusum_std"]), p["cusum_k"],
-                                np.array(p["cusum_h_alarm"]), h_warn=np.array(p["cusum_h_warn"]))
+        d, p = mon["data"], mon["prediction"]
+        self.transform = p.get("transform", "none")
+        edges, props = pad_profiles([*(feats[n] for n in self.names), manifest.profile["prediction"]])
+        self.psi = WindowPSI(edges, props, self.window, self.every)
+        self.psi_warn = np.array(d["psi_warn"] + p["psi_warn"])
+        self.psi_alarm = np.array(d["psi_alarm"] + p["psi_alarm"])
+        # per PSI / CUSUM column: which kind of drift it reports, and under which name
+        self.kinds: list[str] = ["data_drift"] * k + ["prediction_drift"]
+        self.columns: list[str | None] = [*self.names, "score"]
         self.pca: dict[str, Any] | None = mon.get("multivariate")
+        mean = d["cusum_mean"] + p["cusum_mean"]
+        std = d["cusum_std"] + p["cusum_std"]
+        h = d["cusum_h_alarm"] + p["cusum_h_alarm"]
+        h_warn = d["cusum_h_warn"] + p["cusum_h_warn"]
+        one_sided = [False] * (k + 1)
+        self.cusum_kinds, self.cusum_columns = list(self.kinds), list(self.columns)
         if self.pca is not None:
             self._pca_mean = np.array(self.pca["mean"])
             self._pca_scale = np.array(self.pca["scale"])
             self._pca_comps = np.array(self.pca["components"])
-            self.pca_cusum = Cusum(np.array([self.pca["error_mean"]]), np.array([self.pca["error_std"]]),
-                                   self.pca["cusum_k"], self.pca["h_alarm"], one_sided=True,
-                                   h_warn=self.pca["h_warn"])
+            mean, std = [*mean, self.pca["error_mean"]], [*std, self.pca["error_std"]]
+            h, h_warn = [*h, self.pca["h_alarm"]], [*h_warn, self.pca["h_warn"]]
+            one_sided.append(True)  # only a growing error means broken correlations
+            self.cusum_kinds.append("multivariate_drift")
+            self.cusum_columns.append(None)
+        self.cusum = Cusum(np.array(mean), np.array(std), d["cusum_k"], np.array(h),
+                           np.array(one_sided), np.array(h_warn))
         self.cbpe: dict[str, Any] | None = mon.get("cbpe")
         self.confidence = RingMean(self.window)
         lab = mon.get("labels") or {}
@@ -82,33 +94,22 @@ class ModelMonitor:
         self._ts[slots] = batch.timestamps
         self._ts_seen = first + n
         x = batch.x.astype(np.float64)
+        score = preds.score.astype(np.float64)
         events: list[MonitorEvent] = []
-        for index, psi in self.data_psi.update(x):
-            events += self._levels("data_drift", "psi", psi, self.psi_warn, self.psi_alarm, index,
-                                   self.names)
-        for det in self.data_cusum.update(x):
-            events += self._cusum_event("data_drift", det, self.data_cusum, self.names)
-        self._clear_cusum("data_drift", self.data_cusum, self.names)
-        score = preds.score[:, None].astype(np.float64)
-        for index, psi in self.pred_psi.update(score):
-            events += self._levels("prediction_drift", "psi", psi, self.pred_warn, self.pred_alarm,
-                                   index, ["score"])
-        for det in self.pred_cusum.update(score):
-            events += self._cusum_event("prediction_drift", det, self.pred_cusum, ["score"])
-        self._clear_cusum("prediction_drift", self.pred_cusum, ["score"])
+        for index, psi in self.psi.update(np.column_stack([x, score])):
+            events += self._levels("psi", psi, index)
+        streams = [x, score_transform(score, self.transform)[:, None]]
+        z = None
         if self.pca is not None:
             z = (x - self._pca_mean) / self._pca_scale
-            err = reconstruction_log_error(z, self._pca_comps)
-            for det in self.pca_cusum.update(err[:, None]):
-                row = det.index - first
-                resid = z[row] - (z[row] @ self._pca_comps.T) @ self._pca_comps
-                top = [self.names[i] for i in np.argsort(-(resid**2))[:TOP]]
-                events += self._cusum_event("multivariate_drift", det, self.pca_cusum, [None],
-                                            detector="pca_cusum", top=top)
-            self._clear_cusum("multivariate_drift", self.pca_cusum, [None], detector="pca_cusum")
+            streams.append(reconstruction_log_error(z, self._pca_comps)[:, None])
+        for det in self.cusum.update(np.column_stack(streams)):
+            events += self._cusum_event(det, first, z)
+        self._clear_cusum()
         if self.cbpe is not None and confidence is not None:
             events += self._cbpe(confidence, first)
         self.samples += n
+        events.sort(key=lambda e: e.index)  # stable: the same order whatever the batch size
         return events
 
     def _cbpe(self, confidence: np.ndarray, first: int) -> list[MonitorEvent]:
@@ -124,9 +125,9 @@ class ModelMonitor:
                 continue
             self.cbpe_expected = self.confidence.mean
             drop = self.cbpe["reference_expected_accuracy"] - self.cbpe_expected
-            events += self._levels("performance", "cbpe", np.array([drop]),
+            events += self._levels("cbpe", np.array([drop]), first + pos - 1,
                                    np.array([self.cbpe["warn_drop"]]),
-                                   np.array([self.cbpe["alarm_drop"]]), first + pos - 1, [None])
+                                   np.array([self.cbpe["alarm_drop"]]), ["performance"], [None])
         return events
 
     def on_labels(self, indices: np.ndarray, predicted: np.ndarray, truth: np.ndarray) -> (
@@ -152,9 +153,10 @@ class ModelMonitor:
                     mapped = Detection(int(indices[det.index - base]), 0, det.score,
                                        int(indices[max(0, det.start_index - base)])
                                        if det.start_index >= base else -1, det.level)
-                    events += self._cusum_event("performance", mapped, self.label_cusum, [None],
-                                                detector="error_cusum")
-                self._clear_cusum("performance", self.label_cusum, [None], detector="error_cusum")
+                    events += self._label_event(mapped)
+                if not self.label_cusum.warned[0] and self.book.states.get(
+                        ("performance", "error_cusum", None)) == "warning":
+                    del self.book.states[("performance", "error_cusum", None)]
         else:
             err = np.asarray(predicted, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
             self.abs_err.update(np.abs(err))
@@ -173,59 +175,91 @@ class ModelMonitor:
             return float("nan")  # older than the timestamps kept
         return float(self._ts[index % len(self._ts)])
 
-    def _levels(self, kind: str, detector: str, scores: np.ndarray, warn: np.ndarray,
-                alarm: np.ndarray, index: int, names: Sequence[str | None]) -> list[MonitorEvent]:
+    def _levels(self, detector: str, scores: np.ndarray, index: int,
+                warn: np.ndarray | None = None, alarm: np.ndarray | None = None,
+                kinds: Sequence[str] | None = None, names: Sequence[str | None] | None = None) -> (
+            list[MonitorEvent]):
+        """Window scores against two levels, with hysteresis for clearing a warning."""
+        warn = self.psi_warn if warn is None else warn
+        alarm = self.psi_alarm if alarm is None else alarm
+        kinds = self.kinds if kinds is None else kinds
+        names = self.columns if names is None else names
         events: list[MonitorEvent] = []
-        order = np.argsort(-scores)
-        top = [str(names[i]) for i in order[:TOP] if names[i] is not None]
-        for col in np.flatnonzero(scores > warn).tolist():
+        over = np.flatnonzero(scores > warn)
+        for col in over.tolist():
             level = "alarm" if scores[col] > alarm[col] else "warning"
             thr = float(alarm[col] if level == "alarm" else warn[col])
-            e = self._event(kind, detector, names[col], level, float(scores[col]), thr, index, top,
-                            max(0, index - self.window + 1))
+            same = [i for i in range(len(names)) if kinds[i] == kinds[col] and names[i] is not None]
+            top = [str(names[i]) for i in sorted(same, key=lambda i: -scores[i])[:TOP]]
+            e = self._event(kinds[col], detector, names[col], level, float(scores[col]), thr, index,
+                            top, max(0, index - self.window + 1))
             raised = self.book.raise_level(e)
             if raised is not None:
                 events.append(raised)
-        for col in np.flatnonzero(scores < warn * HYSTERESIS).tolist():
-            e = self._event(kind, detector, names[col], "ok", float(scores[col]), float(warn[col]),
-                            index, [], None)
-            cleared = self.book.clear(kind, detector, names[col], e)
-            if cleared is not None:
-                events.append(cleared)
+        if self.book.states:  # clearing only concerns detectors that are in WARNING now
+            for col, name in enumerate(names):
+                if (self.book.states.get((kinds[col], detector, name)) == "warning"
+                        and scores[col] < warn[col] * HYSTERESIS):
+                    e = self._event(kinds[col], detector, name, "ok", float(scores[col]),
+                                    float(warn[col]), index, [], None)
+                    cleared = self.book.clear(kinds[col], detector, name, e)
+                    if cleared is not None:
+                        events.append(cleared)
         return events
 
-    def _cusum_event(self, kind: str, det: Detection, cusum: Cusum, names: Sequence[str | None],
-                     detector: str = "cusum", top: list[str] | None = None) -> list[MonitorEvent]:
-        thr = float(cusum.h[det.column] if det.level == "alarm" else cusum.h_warn[det.column])
-        if top is None:
-            order = np.argsort(-cusum.score)
-            top = [str(names[i]) for i in order[:TOP] if names[i] is not None]
-            if names[det.column] is not None and names[det.column] not in top:
-                top = [str(names[det.column]), *top[: TOP - 1]]
+    def _cusum_event(self, det: Detection, first: int, z: np.ndarray | None) -> list[MonitorEvent]:
+        col = det.column
+        kind, name = self.cusum_kinds[col], self.cusum_columns[col]
+        thr = float(self.cusum.h[col] if det.level == "alarm" else self.cusum.h_warn[col])
+        if kind == "multivariate_drift" and z is not None:
+            row = min(len(z) - 1, max(0, det.index - first))
+            resid = z[row] - (z[row] @ self._pca_comps.T) @ self._pca_comps
+            top = [self.names[i] for i in np.argsort(-(resid**2))[:TOP]]
+            detector = "pca_cusum"
+        else:
+            scores = self.cusum.score
+            same = [i for i in range(len(self.cusum_kinds))
+                    if self.cusum_kinds[i] == kind and self.cusum_columns[i] is not None]
+            top = [str(self.cusum_columns[i]) for i in sorted(same, key=lambda i: -scores[i])[:TOP]]
+            if name is not None and name not in top:
+                top = [name, *top[: TOP - 1]]
+            detector = "cusum"
         start = det.start_index if det.start_index >= 0 else None
-        e = self._event(kind, detector, names[det.column], det.level, det.score, thr, det.index,
-                        top, start)
+        e = self._event(kind, detector, name, det.level, det.score, thr, det.index, top, start)
         raised = self.book.raise_level(e)
         return [raised] if raised is not None else []
 
-    def _clear_cusum(self, kind: str, cusum: Cusum, names: Sequence[str | None],
-                     detector: str = "cusum") -> None:
-        for col in np.flatnonzero(~cusum.warned).tolist():
-            key = (kind, detector, names[col])
+    def _clear_cusum(self) -> None:
+        if not self.book.states:
+            return
+        for col in np.flatnonzero(~self.cusum.warned).tolist():
+            kind = self.cusum_kinds[col]
+            detector = "pca_cusum" if kind == "multivariate_drift" else "cusum"
+            key = (kind, detector, self.cusum_columns[col])
             if self.book.states.get(key) == "warning":
                 del self.book.states[key]
+
+    def _label_event(self, det: Detection) -> list[MonitorEvent]:
+        thr = float(self.label_cusum.h[0] if det.level == "alarm" else self.label_cusum.h_warn[0])
+        start = det.start_index if det.start_index >= 0 else None
+        e = self._event("performance", "error_cusum", None, det.level, det.score, thr, det.index,
+                        [], start)
+        raised = self.book.raise_level(e)
+        return [raised] if raised is not None else []
 
     # -- reading -----------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "samples": self.samples, "labels": self.labels,
-            "psi": dict(zip(self.names, np.round(self.data_psi.last, 5).tolist(), strict=True)),
-            "cusum": dict(zip(self.names, np.round(self.data_cusum.score, 3).tolist(), strict=True)),
-            "prediction_psi": round(float(self.pred_psi.last[0]), 5),
+            "psi": dict(zip(self.names, np.round(self.psi.last[:-1], 5).tolist(), strict=True)),
+            "cusum": dict(zip(self.names, np.round(self.cusum.score[: len(self.names)], 3).tolist(),
+                              strict=True)),
+            "prediction_psi": round(float(self.psi.last[len(self.names)]), 5),
+            "prediction_cusum": round(float(self.cusum.score[len(self.names)]), 3),
             "alarm_state": self.book.worst(),
         }
         if self.pca is not None:
-            out["pca_cusum"] = round(float(self.pca_cusum.score[0]), 3)
+            out["pca_cusum"] = round(float(self.cusum.score[-1]), 3)
         if self.cbpe is not None:
             out["cbpe_expected_accuracy"] = None if math.isnan(self.cbpe_expected) else round(
                 self.cbpe_expected, 4)
@@ -241,13 +275,10 @@ class ModelMonitor:
         return out
 
     def parts(self) -> dict[str, Any]:
-        parts: dict[str, Any] = {"data_psi": self.data_psi, "data_cusum": self.data_cusum,
-                                 "pred_psi": self.pred_psi, "pred_cusum": self.pred_cusum,
+        parts: dict[str, Any] = {"psi": self.psi, "cusum": self.cusum,
                                  "confidence": self.confidence, "correct": self.correct,
                                  "abs_err": self.abs_err, "sq_err": self.sq_err, "tp": self.tp,
                                  "fp": self.fp, "fn": self.fn}
-        if self.pca is not None:
-            parts["pca_cusum"] = self.pca_cusum
         if hasattr(self, "label_cusum"):
             parts["label_cusum"] = self.label_cusum
         return parts

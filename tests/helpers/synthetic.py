@@ -1,0 +1,48 @@
+"""Manifests and streams for detector tests: no model needed, seeded and exact."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from agent.batches import PredictionBatch, SampleBatch, inputs_hash
+from agent.bundle import Manifest
+from agent.monitor.calibrate import Budget, calibrate
+from agent.profile import build_profile
+
+
+def manifest_for(train: np.ndarray, score: np.ndarray, budget: Budget | None = None,
+                 accuracy: float = 0.9) -> Manifest:
+    names = [f"f{i}" for i in range(train.shape[1])]
+    profile = build_profile(train, names, score)
+    conf = np.maximum(score, 1 - score)
+    monitoring = calibrate(train, [profile["features"][n] for n in names], score, profile["prediction"],
+                           conf, {"accuracy": accuracy}, budget or Budget())
+    doc: dict[str, Any] = {
+        "name": "synthetic", "version": "1", "runtime": "onnx", "model_file": "model.onnx",
+        "inputs": [{"name": n, "tag": n} for n in names],
+        "output": {"kind": "classifier", "classes": ["NOK", "OK"], "positive_class": "NOK"},
+        "profile": profile, "monitoring": monitoring, "metrics": {"holdout": {"accuracy": accuracy}},
+        "self_test": {"inputs": [], "expected_scores": []}, "files": {"model.onnx": "0" * 64},
+        "created": "2026-01-01T00:00:00+00:00",
+    }
+    return Manifest.model_validate(doc)
+
+
+def batches(x: np.ndarray, score: np.ndarray, size: int, t0: float = 1.7e9):
+    """(SampleBatch, PredictionBatch, confidence) in chunks of ``size``."""
+    for start in range(0, len(x), size):
+        stop = min(len(x), start + size)
+        xs = x[start:stop].astype(np.float32)
+        s = score[start:stop]
+        samples = SampleBatch([str(i) for i in range(start, stop)], t0 + np.arange(start, stop, dtype=float), xs)
+        preds = PredictionBatch("synthetic", "1", "ab" * 32, samples.ids, samples.timestamps, time.time(),
+                                s, (s < 0.5).astype(np.int64), ["NOK", "OK"], inputs_hash(xs))
+        yield samples, preds, np.maximum(s, 1 - s)
+
+
+def logistic_scores(x: np.ndarray) -> np.ndarray:
+    """A fixed 'model': P(NOK) from the first two features."""
+    return np.asarray(1 / (1 + np.exp(-(x[:, 0] + 0.5 * x[:, 1] - 2.0))))
