@@ -37,7 +37,8 @@ def batches(x: np.ndarray, score: np.ndarray, size: int, t0: float = 1.7e9):
         stop = min(len(x), start + size)
         xs = x[start:stop].astype(np.float32)
         s = score[start:stop]
-        samples = SampleBatch([str(i) for i in range(start, stop)], t0 + np.arange(start, stop, dtype=float), xs)
+        ts = t0 + np.arange(start, stop, dtype=float)
+        samples = SampleBatch([str(i) for i in range(start, stop)], ts, xs)
         preds = PredictionBatch("synthetic", "1", "ab" * 32, samples.ids, samples.timestamps, time.time(),
                                 s, (s < 0.5).astype(np.int64), ["NOK", "OK"], inputs_hash(xs))
         yield samples, preds, np.maximum(s, 1 - s)

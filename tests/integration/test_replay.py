@@ -74,7 +74,8 @@ def test_replay_report_contract(tmp_path: Path, trained: dict[str, Path]) -> Non
 
 BAD = [
     ("missing column", lambda h, r: ([c for c in h if c != "mould_temp"],
-                                     [[v for c, v in zip(h, row, strict=True) if c != "mould_temp"] for row in r]),
+                                     [[v for c, v in zip(h, row, strict=True) if c != "mould_temp"]
+                                      for row in r]),
      "missing column(s) mould_temp"),
     ("non-numeric", lambda h, r: (h, [*r[:4], [r[4][0], "hot", *r[4][2:]], *r[5:]]),
      "row 6, column 'barrel_temp_1': 'hot' is not a number"),
