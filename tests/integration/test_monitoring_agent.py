@@ -1,0 +1,88 @@
+"""Model health in the running agent: alarms reach MQTT and the outbox, labels are joined,
+an operator acknowledges, and a restart restores the detectors instead of starting blind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+import yaml
+
+from agent.cli import main
+from agent.codec import decode_json
+from agent.outbox import Outbox
+from agent.sim.broker import free_port
+from agent.sim.line import SimOptions, SimulatedLine
+from agent.sim.process import COUNTER_TAG, DriftStep
+from tests.helpers.running import base_config, opcua_source, running_agent, wait_for
+
+
+async def test_alarm_path_ack_and_restart(tmp_path: Path, trained: dict[str, Path], broker: Any,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    alarms_seen: list[dict[str, Any]] = []
+
+    async def listen() -> None:
+        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+            await client.subscribe("edge/+/+/alarms", qos=1)
+            async for msg in client.messages:
+                assert isinstance(msg.payload, bytes)
+                alarms_seen.append(json.loads(msg.payload))
+
+    mqtt = {"host": "127.0.0.1", "port": broker.port}
+    options = SimOptions(opcua_port=port, mqtt_port=broker.port, speed=300, qc_delay_s=60,
+                         drift=[DriftStep("resin", 20 * 30.0)])
+    async with SimulatedLine(options) as line:
+        cfg = base_config(
+            tmp_path, [opcua_source(port, line.ns)],
+            features={"mode": "trigger", "trigger_tag": COUNTER_TAG},
+            model={"bundle": str(trained["bundle"]), "trusted_keys": [str(trained["pub"])]},
+            outputs={"mqtt": {"broker": mqtt}},
+            labels={"type": "mqtt", "broker": mqtt, "topic": "plant/line1/qc"})
+        config_file = tmp_path / "agent.yaml"
+        config_file.write_text(yaml.safe_dump(cfg))
+        listener = asyncio.create_task(listen())
+        qc = asyncio.create_task(line.run_qc_station())
+        async with running_agent(cfg) as agent:
+            await wait_for(lambda: agent.sources[0].status.connected, what="connected")
+            await line.run_machine(stop_after=150)
+            assert agent.watch is not None
+            await wait_for(lambda: agent.watch is not None and agent.watch.monitor.book.worst() == "alarm",
+                           what="an alarm after the resin change")
+            await wait_for(lambda: any(a["level"] == "alarm" for a in alarms_seen), what="alarm on MQTT")
+            await wait_for(lambda: agent.labels_received >= 100, what="QC labels")
+            await asyncio.sleep(2.5)  # one status write
+            first = next(e for e in agent.events if e.level == "alarm")
+            assert first.index >= 20 and first.model_version == "1.0.0"
+            assert first.start_index is not None and first.start_index >= 15
+            samples_before = agent.watch.monitor.samples
+
+            assert main(["alarms", "list", "--config", str(config_file)]) == 0
+            assert "ALARM" in capsys.readouterr().out
+            assert main(["alarms", "ack", "--config", str(config_file), "--by", "shift-lead"]) == 0
+            await wait_for(lambda: agent.watch is not None and agent.watch.monitor.book.worst() != "alarm",
+                           10, "acknowledgement applied")
+            status = json.loads((tmp_path / "status.json").read_text())
+            join = status["monitor"]["labels_join"]
+            assert join["labelled"] >= 100 and 0 < join["coverage"] <= 1
+            assert join["mean_latency_s"] > 0
+            assert status["monitor"]["rolling_accuracy"] is not None
+        qc.cancel()
+        listener.cancel()
+
+    box = Outbox(tmp_path / "outbox.db", 1 << 30)
+    stored = [e for r in box.peek(limit=10_000, max_bytes=1 << 30) if r.kind == "events"
+              for e in decode_json(r.payload)]
+    assert any(e["level"] == "alarm" for e in stored)
+    assert any(e["level"] == "ok" and "acknowledged by shift-lead" in e["top_features"] for e in stored)
+
+    # a restart picks the detectors up where they were
+    async with SimulatedLine(SimOptions(opcua_port=port)) as line2:
+        cfg["sources"] = [opcua_source(port, line2.ns)]
+        async with running_agent(cfg) as again:
+            assert again.watch is not None and again.watch.restored
+            assert again.watch.monitor.samples == samples_before
