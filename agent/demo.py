@@ -23,13 +23,18 @@ from agent.bundle import generate_keypair
 from agent.bundle_build import build_bundle
 from agent.config import parse_config
 from agent.logsetup import setup_logging
+from agent.monitor.calibrate import Budget
 from agent.sim.broker import any_broker, free_port
 from agent.sim.line import SimOptions, SimulatedLine, node_id
-from agent.sim.process import COUNTER_TAG, PROCESS_TAGS, history
+from agent.sim.process import COUNTER_TAG, PROCESS_TAGS, DriftStep, history
 from agent.training import train_onnx, write_csv
 from agent.types import Label
 
 log = logging.getLogger(__name__)
+
+
+CYCLE_S = 30.0  # simulated seconds per part
+RESIN_AT, CONCEPT_AT = 0.35, 0.65  # where in the run the plant changes (share of the parts)
 
 
 def prepare_model(out: Path, rows: int = 4000) -> tuple[Path, Path]:
@@ -47,7 +52,9 @@ def prepare_model(out: Path, rows: int = 4000) -> tuple[Path, Path]:
     build_bundle(model, data / "train.csv", "label", "moulding-nok", "1.0.0", bundle_dir,
                  holdout_csv=data / "holdout.csv", positive_class="NOK",
                  signing_key=keys / "signing.pem",
-                 lineage={"trainer": "sklearn GradientBoostingClassifier", "reason": "initial"})
+                 lineage={"trainer": "sklearn GradientBoostingClassifier", "reason": "initial"},
+                 # one part per 30 s: one false alarm per feature per week is one per 20,160 parts
+                 budget=Budget(sample_rate_hz=1 / CYCLE_S, window=200))
     return bundle_dir, keys / "signing.pub"
 
 
@@ -72,22 +79,33 @@ def agent_config(out: Path, opcua_port: int, ns: int, mqtt_port: int, bundle: Pa
 
 
 class Scoreboard:
-    """Joins predictions to QC results by serial, for the on-screen accuracy."""
+    """Joins predictions to QC results by serial, for the on-screen accuracy, and remembers
+    which part each monitor sample was, to place alarms relative to the drift onsets."""
 
     def __init__(self) -> None:
         self.predicted: dict[str, str] = {}
         self.hits: deque[bool] = deque(maxlen=200)
+        self.by_part: dict[int, bool] = {}
+        self.sample_parts: list[int] = []
         self.joined = 0
 
     def on_predictions(self, samples: SampleBatch, batch: PredictionBatch) -> None:
         for i, sample_id in enumerate(batch.sample_ids):
             self.predicted[sample_id] = str(batch.outputs(i).get("label"))
+            self.sample_parts.append(int(sample_id) if sample_id.isdigit() else -1)
 
     def on_label(self, label: Label) -> None:
         guess = self.predicted.pop(label.sample_id, None)
         if guess is not None:
             self.joined += 1
-            self.hits.append(guess == str(label.value))
+            hit = guess == str(label.value)
+            self.hits.append(hit)
+            if label.sample_id.isdigit():
+                self.by_part[int(label.sample_id)] = hit
+
+    def accuracy_between(self, first: int, last: int) -> float | None:
+        hits = [h for part, h in self.by_part.items() if first <= part < last]
+        return round(sum(hits) / len(hits), 4) if hits else None
 
     @property
     def accuracy(self) -> float | None:
@@ -96,6 +114,7 @@ class Scoreboard:
 
 def run_demo(duration: float, out: Path, speed: float = 300.0) -> int:
     setup_logging("WARNING")
+    logging.getLogger("agent.app").setLevel(logging.ERROR)  # the demo prints alarms its own way
     out.mkdir(parents=True, exist_ok=True)
     return asyncio.run(_demo(duration, out, speed))
 
@@ -106,11 +125,15 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
     bundle, pub = await asyncio.to_thread(prepare_model, out)
     async with any_broker() as broker:
         _say(f"[demo] MQTT broker ({broker.kind}) on 127.0.0.1:{broker.port}")
+        parts = int(duration * speed / CYCLE_S)
+        onsets = {"resin": int(parts * RESIN_AT), "concept": int(parts * CONCEPT_AT)}
         options = SimOptions(opcua_port=free_port(), mqtt_port=broker.port, speed=speed,
-                             cycle_s=30.0, qc_delay_s=60.0)
+                             cycle_s=CYCLE_S, qc_delay_s=60.0,
+                             drift=[DriftStep(kind, part * CYCLE_S) for kind, part in onsets.items()])
         async with SimulatedLine(options) as line:
             _say(f"[demo] simulated moulding machine on opc.tcp://127.0.0.1:{options.opcua_port}"
-                 f"/sim, {speed:g}x real time")
+                 f"/sim, {speed:g}x real time, about {parts} parts; new resin from part "
+                 f"{onsets['resin']}, changed relation from part {onsets['concept']}")
             cfg_dict = agent_config(out, options.opcua_port, line.ns, broker.port, bundle, pub)
             (out / "agent.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
             agent = Agent(parse_config(cfg_dict))
@@ -130,20 +153,82 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                 machine = tg.create_task(line.run_machine())
                 qc = tg.create_task(line.run_qc_station())
                 end = time.monotonic() + duration
+                shown = 0
                 while time.monotonic() < end:
                     await asyncio.sleep(min(5.0, max(0.1, end - time.monotonic())))
+                    shown = _show_events(agent, board, shown)
                     _progress(agent, board, line, end)
                 machine.cancel()
                 await asyncio.sleep(0.5)
                 qc.cancel()
                 stop.set()
             summary = _summary(agent, board, line, broker.kind, time.monotonic() - t0)
+            summary.update(_drift_story(agent, board, onsets))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     _say("\n[demo] summary")
     for key, value in summary.items():
-        _say(f"  {key:22} {value}")
+        if key == "alarm_timeline":
+            _say(f"  {key:30} {len(value)} warnings/alarms (see summary.json)")
+        elif isinstance(value, dict) and key.startswith("first_"):
+            _say(f"  {key:30} part {value['part']} ({value['parts_after_onset']} parts, "
+                 f"{value['sim_minutes_after_onset']} min after onset): {value['kind']}/"
+                 f"{value['detector']}{' [' + value['feature'] + ']' if value['feature'] else ''}")
+        else:
+            _say(f"  {key:30} {value}")
     _say(f"[demo] written to {out}/summary.json; agent config in {out}/agent.yaml")
     return 0 if summary["predictions"] > 0 and not summary["errors"] else 1
+
+
+def _drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dict[str, Any]:
+    """When each warning and alarm fired, in parts after the change it answers to."""
+    resin, concept = onsets["resin"], onsets["concept"]
+
+    def part_of(index: int) -> int:
+        return board.sample_parts[index] if 0 <= index < len(board.sample_parts) else -1
+
+    timeline = []
+    for e in agent.events:
+        if e.level not in ("warning", "alarm"):
+            continue
+        part = part_of(e.index)
+        phase = "concept" if part >= concept else ("resin" if part >= resin else "before drift")
+        onset = concept if phase == "concept" else resin
+        timeline.append({
+            "part": part, "level": e.level, "kind": e.kind, "detector": e.detector,
+            "feature": e.feature, "phase": phase,
+            "parts_after_onset": part - onset if phase != "before drift" else None,
+            "sim_minutes_after_onset": round((part - onset) * CYCLE_S / 60, 1)
+            if phase != "before drift" else None,
+            "estimated_start_part": part_of(e.start_index) if e.start_index is not None else None,
+        })
+
+    def first(level: str, phase: str) -> dict[str, Any] | None:
+        return next((t for t in timeline if t["level"] == level and t["phase"] == phase), None)
+
+    last = max(board.by_part, default=0) + 1
+    return {
+        "drift_onsets_part": onsets,
+        "first_warning_after_resin": first("warning", "resin"),
+        "first_alarm_after_resin": first("alarm", "resin"),
+        "first_warning_after_concept": first("warning", "concept"),
+        "first_alarm_after_concept": first("alarm", "concept"),
+        "false_alarms_before_drift": sum(1 for t in timeline if t["phase"] == "before drift"
+                                         and t["level"] == "alarm"),
+        "accuracy_before_drift": board.accuracy_between(0, resin),
+        "accuracy_after_resin": board.accuracy_between(resin, concept),
+        "accuracy_after_concept_change": board.accuracy_between(concept, last),
+        "alarm_timeline": timeline,
+    }
+
+
+def _show_events(agent: Agent, board: Scoreboard, shown: int) -> int:
+    for e in agent.events[shown:]:
+        if e.level == "ok":
+            continue
+        part = board.sample_parts[e.index] if 0 <= e.index < len(board.sample_parts) else "?"
+        _say(f"[demo]   {e.level.upper():7} part {part}: {e.kind}/{e.detector}"
+             f"{' [' + e.feature + ']' if e.feature else ''} score {e.score:.3g} > {e.threshold:.3g}")
+    return len(agent.events)
 
 
 def _progress(agent: Agent, board: Scoreboard, line: SimulatedLine, end: float) -> None:
@@ -152,7 +237,8 @@ def _progress(agent: Agent, board: Scoreboard, line: SimulatedLine, end: float) 
     _say(f"[demo] {max(0, end - time.monotonic()):5.0f}s left | parts {line.parts:5d} | "
          f"predictions {agent.predictions:5d} | labels {agent.labels_received:5d} | "
          f"accuracy(last 200) {'-' if acc is None else f'{acc:.3f}'} | "
-         f"outbox {stats.depth if stats else 0} records")
+         f"outbox {stats.depth if stats else 0} records | health "
+         f"{agent.watch.monitor.book.worst().upper() if agent.watch else '-'}")
 
 
 def _summary(agent: Agent, board: Scoreboard, line: SimulatedLine, broker: str,
