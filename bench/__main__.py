@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from bench import opcua_ingest, outbox, pipeline, soak
+from bench import drift, opcua_ingest, outbox, pipeline, soak
 
 
 def main() -> None:
@@ -13,6 +13,7 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     outbox.main()
     pipeline.main()
+    drift.main()
     opcua_ingest.main()
     soak.main()  # last: it runs for minutes
 

@@ -51,6 +51,16 @@ def cusum_h(arl: float, k: float, two_sided: bool = True) -> float:
     return hi
 
 
+def bernoulli_h(arl: float, p0: float, p1: float) -> float:
+    """Threshold of a Bernoulli likelihood-ratio CUSUM for an in-control ARL.
+
+    ARL ~ e^h / I with I = KL(p1 || p0), the information per observation (the Gaussian case of
+    Siegmund's formula has the same form); never below 3 to stay clear of single bursts.
+    """
+    kl = p1 * math.log(p1 / p0) + (1 - p1) * math.log((1 - p1) / (1 - p0))
+    return max(3.0, math.log(arl * kl))
+
+
 def chi2_quantile(p: float, df: int) -> float:
     """Wilson-Hilferty approximation: no scipy on the gateway."""
     z = NormalDist().inv_cdf(p)
@@ -139,11 +149,11 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
         }
     if "accuracy" in holdout:
         p0 = float(np.clip(1 - holdout["accuracy"], 0.01, 0.5))
+        p1 = min(0.99, 1.5 * p0)
         monitoring["labels"] = {
-            "error_rate": p0, "designed_rate": min(0.99, 1.5 * p0),
-            # Lorden: a likelihood-ratio CUSUM with threshold h has in-control ARL >= e^h
-            "h_warn": math.log(week / budget.warnings_per_week),
-            "h_alarm": math.log(week / budget.alarms_per_week),
+            "error_rate": p0, "designed_rate": p1,
+            "h_warn": bernoulli_h(week / budget.warnings_per_week, p0, p1),
+            "h_alarm": bernoulli_h(week / budget.alarms_per_week, p0, p1),
         }
     elif "mae" in holdout:
         monitoring["labels"] = {"mae": holdout["mae"], "rmse": holdout.get("rmse")}

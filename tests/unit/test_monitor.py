@@ -98,7 +98,7 @@ def test_error_rate_rise_on_labels_exact_index() -> None:
         idx = np.arange(start, min(len(errors), start + 50))
         events += monitor.on_labels(idx, predicted[idx], truth[idx])
     fired = alarms(events)
-    assert fired == [("performance", "error_cusum", None, 3221)]
+    assert fired == [("performance", "error_cusum", None, 3177)]
     assert monitor.metrics()["rolling_accuracy"] < 0.8
 
 
