@@ -176,15 +176,20 @@ class OpcUaSource:
         if tag is None:
             return
         now = time.time()
+        status = getattr(data_value, "StatusCode", None)
+        if status is None or status.is_good():
+            quality = Quality.GOOD
+        elif status.is_uncertain():  # e.g. UncertainLastUsableValue: the device lost its sensor
+            quality = Quality.STALE
+        else:  # a Bad value carries no usable number: the tag must invalidate samples, not linger
+            quality = Quality.BAD
         try:
-            number = float(value)
+            number = float("nan") if quality == Quality.BAD else float(value)
         except (TypeError, ValueError):
             self.status.malformed += 1
             self._bad_values.report(tag, f"opcua {self.config.name}: tag {tag} sent a "
                                          f"non-numeric value of type {type(value).__name__}")
             return
-        status = getattr(data_value, "StatusCode", None)
-        quality = Quality.GOOD if status is None or status.is_good() else Quality.BAD
         src_ts = data_value.SourceTimestamp
         source_ts = src_ts.timestamp() if src_ts is not None else now
         self.status.readings += 1

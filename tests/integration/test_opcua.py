@@ -75,3 +75,28 @@ async def test_unreachable_server_does_not_stop_the_agent(tmp_path: Path) -> Non
         assert not plc(agent).status.connected
         assert plc(agent).status.last_error
         assert agent.health["source:plc"].restarts == 0  # handled inside, not crashed
+
+
+async def test_status_codes_become_reading_quality(tmp_path: Path) -> None:
+    from asyncua import ua
+
+    from agent.sim.line import node_id
+
+    port = free_port()
+    async with SimulatedLine(SimOptions(opcua_port=port)) as line:
+        cfg = base_config(tmp_path, [opcua_source(port, line.ns)])
+        cfg["outbox"] = {"flush_interval_s": 60}  # keep the readings in memory to look at them
+        async with running_agent(cfg) as agent:
+            await wait_for(lambda: plc(agent).status.readings >= 9, what="initial values")
+            server = line.server
+            for value, code in ((1.5, ua.StatusCodes.UncertainLastUsableValue),
+                                (2.5, ua.StatusCodes.BadSensorFailure)):
+                await server.write_attribute_value(
+                    server.get_node(node_id("mould_temp", line.ns)).nodeid,
+                    ua.DataValue(ua.Variant(value, ua.VariantType.Double), StatusCode=ua.StatusCode(code)))
+                count = plc(agent).status.readings
+                await wait_for(lambda c=count: plc(agent).status.readings > c, what=f"value {value}")
+            qualities = [(r.value, r.quality) for r in agent._pending_readings if r.tag == "mould_temp"]
+            assert (1.5, "stale") in qualities
+            bad = [v for v, q in qualities if q == "bad"]
+            assert bad and all(v != v for v in bad)  # a Bad value is NaN, never a stale number
