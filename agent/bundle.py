@@ -43,6 +43,8 @@ class InputSpec(_Model):
     name: str = Field(description="Feature name.")
     tag: str = Field(description="Source tag feeding the feature.")
     dtype: Literal["float32"] = Field("float32", description="Element type fed to the model.")
+    kind: Literal["numeric", "categorical"] = Field(
+        "numeric", description="Categorical inputs are codes, watched by category counts.")
 
 
 class OutputSpec(_Model):

@@ -87,6 +87,7 @@ def build_bundle(
     lineage: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     budget: Budget | None = None,
+    categorical: list[str] | None = None,
 ) -> Bundle:
     if not model.is_file():
         raise BundleError(f"--model: file not found: {model}")
@@ -123,16 +124,22 @@ def build_bundle(
         shutil.copyfile(model, out / model_file)
     for stale in ("manifest.sig",):
         (out / stale).unlink(missing_ok=True)
-    profile = build_profile(x.astype(np.float64), features, scores)
+    cats = set(categorical or [])
+    unknown = cats - set(features)
+    if unknown:
+        raise BundleError(f"--categorical: {', '.join(sorted(unknown))} not among the inputs {features}")
+    profile = build_profile(x.astype(np.float64), features, scores, cats)
     confidence = out_train.scores.max(axis=1) if is_classifier and out_train.scores.shape[1] > 1 else None
     monitoring = calibrate(x.astype(np.float64), [profile["features"][f] for f in features], scores,
-                           profile["prediction"], confidence, metrics, budget or Budget())
+                           profile["prediction"], confidence, metrics, budget or Budget(),
+                           categorical=[f in cats for f in features])
     n_test = min(SELF_TEST_ROWS, len(x))
     manifest: dict[str, Any] = {
         "format": 1, "name": name, "version": version,
         "runtime": "tflite" if model_file.endswith(".tflite") else "onnx",
         "model_file": model_file,
-        "inputs": [{"name": f, "tag": f, "dtype": "float32"} for f in features],
+        "inputs": [{"name": f, "tag": f, "dtype": "float32",
+                    "kind": "categorical" if f in cats else "numeric"} for f in features],
         "output": {"kind": kind, "classes": classes, "positive_class": positive},
         "profile": profile,
         "monitoring": monitoring,

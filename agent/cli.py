@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--false-alarms-per-week", type=float, default=1.0,
                        help="alarm budget per feature per week (warnings get 10x)")
     build.add_argument("--window", type=int, default=500, help="monitoring window in samples")
+    build.add_argument("--categorical", help="comma-separated inputs that are category codes")
     keygen = bsub.add_parser("keygen", help="make an Ed25519 signing key pair")
     keygen.add_argument("--out", type=Path, required=True, help="private key file (PEM)")
     keygen.add_argument("--public", type=Path, help="public key file (default OUT.pub)")
@@ -233,7 +234,8 @@ def _bundle(args: argparse.Namespace) -> int:
         inputs=args.inputs.split(",") if args.inputs else None, holdout_csv=args.holdout_csv,
         positive_class=args.positive_class, signing_key=args.sign_key,
         budget=Budget(sample_rate_hz=args.sample_rate, alarms_per_week=args.false_alarms_per_week,
-                      warnings_per_week=10 * args.false_alarms_per_week, window=args.window))
+                      warnings_per_week=10 * args.false_alarms_per_week, window=args.window),
+        categorical=args.categorical.split(",") if args.categorical else None)
     summary: dict[str, Any] = {"bundle": str(args.out), "sha256": built.sha256,
                                "signed": built.signed_by is not None or args.sign_key is not None,
                                "metrics": built.manifest.metrics.get("holdout")}

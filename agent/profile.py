@@ -38,9 +38,20 @@ def bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.bincount(idx, minlength=len(edges) + 1).astype(np.float64)
 
 
-def build_profile(x: np.ndarray, names: list[str], scores: np.ndarray) -> dict[str, Any]:
+def category_profile(values: np.ndarray) -> dict[str, Any]:
+    """The categories (numeric codes) seen in training and how often each occurred."""
+    v = values[np.isfinite(values)]
+    cats, counts = np.unique(v, return_counts=True)
+    return {"categories": cats.tolist(), "category_proportions": (counts / max(1, v.size)).tolist()}
+
+
+def build_profile(x: np.ndarray, names: list[str], scores: np.ndarray,
+                  categorical: set[str] | None = None) -> dict[str, Any]:
+    cat = categorical or set()
     return {
-        "features": {name: feature_profile(x[:, i]) for i, name in enumerate(names)},
+        "features": {name: {**feature_profile(x[:, i]),
+                            **(category_profile(x[:, i]) if name in cat else {})}
+                     for i, name in enumerate(names)},
         "prediction": feature_profile(scores),
         "rows": int(x.shape[0]),
     }

@@ -115,8 +115,15 @@ def pad_profiles(profiles: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray
 
 def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
               score_profile: dict[str, Any], confidence: np.ndarray | None,
-              holdout: dict[str, Any], budget: Budget) -> dict[str, Any]:
+              holdout: dict[str, Any], budget: Budget,
+              categorical: list[bool] | None = None) -> dict[str, Any]:
     """Thresholds for every detector of a model, as the manifest's ``monitoring`` section."""
+    cat = np.asarray(categorical if categorical is not None else [False] * x.shape[1], dtype=bool)
+    numeric = np.flatnonzero(~cat)
+    categorical_part = _categorical(x[:, cat], [p for p, c in zip(profiles, cat, strict=True) if c],
+                                    budget) if cat.any() else None
+    x = x[:, numeric]
+    profiles = [profiles[i] for i in numeric]
     k = x.shape[1]
     week = budget.samples_per_week
     rho = ar1(x)
@@ -135,8 +142,12 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
         np.array([cusum_score.std()]), inflation(ar1(cusum_score)),
         np.array([len(score_profile["edges"]) + 1]), budget)
     monitoring["prediction"]["transform"] = transform
+    monitoring["data"]["columns"] = numeric.tolist()
+    if categorical_part is not None:
+        monitoring["categorical"] = {"columns": np.flatnonzero(cat).tolist(), **categorical_part}
     if k >= 2:
         monitoring["multivariate"] = _pca(x, mean, std, budget)
+        monitoring["multivariate"]["columns"] = numeric.tolist()
     if confidence is not None:
         c_rho = float(ar1(confidence)[0])
         looks = max(1.0, week / budget.every)
@@ -216,6 +227,28 @@ def _replay_check(x: np.ndarray, x_cusum: np.ndarray, profiles: list[dict[str, A
             h_warn[col] *= 1.25
         adjusted = True
     return adjusted
+
+
+def js_threshold(rate_per_week: float, budget: Budget, categories: int, n_ref: int,
+                 infl: float) -> float:
+    """Jensen-Shannon distance (base 2) that a no-drift window exceeds ``rate_per_week`` times a
+    week: for small differences JSD (nats) ~ chi-square(c-1) / 8 * (1/W + 1/N_ref)."""
+    looks = max(1.0, budget.samples_per_week / budget.every)
+    alpha = min(0.5, rate_per_week / looks)
+    jsd_nats = chi2_quantile(1 - alpha, max(1, categories)) * (1 / budget.window + 1 / n_ref) * infl / 8
+    return math.sqrt(jsd_nats / math.log(2))
+
+
+def _categorical(x: np.ndarray, profiles: list[dict[str, Any]], budget: Budget) -> dict[str, Any]:
+    infl = inflation(ar1(x))
+    # categories + the 'unseen' slot: c degrees of freedom
+    warn = [js_threshold(budget.warnings_per_week, budget, len(p["categories"]), len(x), float(i))
+            for p, i in zip(profiles, infl, strict=True)]
+    alarm = [js_threshold(budget.alarms_per_week, budget, len(p["categories"]), len(x), float(i))
+             for p, i in zip(profiles, infl, strict=True)]
+    return {"categories": [p["categories"] for p in profiles],
+            "proportions": [[*p["category_proportions"], 0.0] for p in profiles],
+            "js_warn": warn, "js_alarm": alarm}
 
 
 def _pca(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget) -> dict[str, Any]:

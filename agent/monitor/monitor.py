@@ -12,7 +12,7 @@ from agent.batches import PredictionBatch, SampleBatch
 from agent.bundle import Manifest
 from agent.monitor.alarms import AlarmBook, MonitorEvent
 from agent.monitor.calibrate import pad_profiles, reconstruction_log_error, score_transform
-from agent.monitor.detectors import Cusum, Detection, RingMean, WindowPSI
+from agent.monitor.detectors import Cusum, Detection, RingMean, WindowCategorical, WindowPSI
 
 HYSTERESIS = 0.8  # a PSI warning clears below 80% of its threshold
 TOP = 3
@@ -29,11 +29,22 @@ class ModelMonitor:
             raise ValueError(f"bundle {manifest.name} {manifest.version} has no monitoring "
                              "section: rebuild it with this version's bundle builder")
         self.model, self.version = manifest.name, manifest.version
-        self.names = [i.name for i in manifest.inputs]
-        k = len(self.names)
+        all_names = [i.name for i in manifest.inputs]
         self.window, self.every = int(mon["window"]), int(mon["every"])
         feats = manifest.profile["features"]
         d, p = mon["data"], mon["prediction"]
+        # numeric inputs go to PSI, CUSUM and PCA; categorical ones to category counts
+        self.numeric = np.array(d.get("columns", range(len(all_names))), dtype=np.int64)
+        self.names = [all_names[i] for i in self.numeric]
+        k = len(self.names)
+        cat = mon.get("categorical")
+        self.categorical: WindowCategorical | None = None
+        if cat is not None:
+            self.cat_cols = np.array(cat["columns"], dtype=np.int64)
+            self.cat_names: list[str | None] = [all_names[i] for i in self.cat_cols]
+            self.categorical = WindowCategorical([np.array(c) for c in cat["categories"]],
+                                                 _pad(cat["proportions"]), self.window, self.every)
+            self.js_warn, self.js_alarm = np.array(cat["js_warn"]), np.array(cat["js_alarm"])
         self.transform = p.get("transform", "none")
         edges, props = pad_profiles([*(feats[n] for n in self.names), manifest.profile["prediction"]])
         self.psi = WindowPSI(edges, props, self.window, self.every)
@@ -93,9 +104,14 @@ class ModelMonitor:
         slots = (first + np.arange(n)) % len(self._ts)
         self._ts[slots] = batch.timestamps
         self._ts_seen = first + n
-        x = batch.x.astype(np.float64)
+        x_all = batch.x.astype(np.float64)
+        x = x_all[:, self.numeric] if len(self.numeric) != x_all.shape[1] else x_all
         score = preds.score.astype(np.float64)
         events: list[MonitorEvent] = []
+        if self.categorical is not None:
+            for index, js in self.categorical.update(x_all[:, self.cat_cols]):
+                events += self._levels("js", js, index, self.js_warn, self.js_alarm,
+                                       ["data_drift"] * len(self.cat_cols), self.cat_names)
         for index, psi in self.psi.update(np.column_stack([x, score])):
             events += self._levels("psi", psi, index)
         streams = [x, score_transform(score, self.transform)[:, None]]
@@ -260,6 +276,10 @@ class ModelMonitor:
         }
         if self.pca is not None:
             out["pca_cusum"] = round(float(self.cusum.score[-1]), 3)
+        if self.categorical is not None:
+            out["js"] = dict(zip(self.cat_names, np.round(self.categorical.last, 5).tolist(), strict=True))
+            out["unseen_category_rate"] = dict(zip(
+                self.cat_names, np.round(self.categorical.unseen_rate, 5).tolist(), strict=True))
         if self.cbpe is not None:
             out["cbpe_expected_accuracy"] = None if math.isnan(self.cbpe_expected) else round(
                 self.cbpe_expected, 4)
@@ -281,4 +301,16 @@ class ModelMonitor:
                                  "fp": self.fp, "fn": self.fn}
         if hasattr(self, "label_cusum"):
             parts["label_cusum"] = self.label_cusum
+        if self.categorical is not None:
+            parts["categorical"] = self.categorical
         return parts
+
+
+def _pad(rows: list[list[float]]) -> np.ndarray:
+    """Category proportions (each ending with the 'unseen' slot) into one array."""
+    width = max(len(r) for r in rows)
+    out = np.zeros((len(rows), width))
+    for i, r in enumerate(rows):
+        out[i, : len(r) - 1] = r[:-1]
+        out[i, width - 1] = r[-1]  # 'unseen' is always the last slot
+    return out

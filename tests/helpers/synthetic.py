@@ -14,15 +14,18 @@ from agent.profile import build_profile
 
 
 def manifest_for(train: np.ndarray, score: np.ndarray, budget: Budget | None = None,
-                 accuracy: float = 0.9) -> Manifest:
+                 accuracy: float = 0.9, categorical: set[str] | None = None) -> Manifest:
     names = [f"f{i}" for i in range(train.shape[1])]
-    profile = build_profile(train, names, score)
+    cats = categorical or set()
+    profile = build_profile(train, names, score, cats)
     conf = np.maximum(score, 1 - score)
     monitoring = calibrate(train, [profile["features"][n] for n in names], score, profile["prediction"],
-                           conf, {"accuracy": accuracy}, budget or Budget())
+                           conf, {"accuracy": accuracy}, budget or Budget(),
+                           categorical=[n in cats for n in names])
     doc: dict[str, Any] = {
         "name": "synthetic", "version": "1", "runtime": "onnx", "model_file": "model.onnx",
-        "inputs": [{"name": n, "tag": n} for n in names],
+        "inputs": [{"name": n, "tag": n, "kind": "categorical" if n in cats else "numeric"}
+                   for n in names],
         "output": {"kind": "classifier", "classes": ["NOK", "OK"], "positive_class": "NOK"},
         "profile": profile, "monitoring": monitoring, "metrics": {"holdout": {"accuracy": accuracy}},
         "self_test": {"inputs": [], "expected_scores": []}, "files": {"model.onnx": "0" * 64},

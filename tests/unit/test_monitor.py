@@ -195,3 +195,24 @@ def test_thresholds_follow_the_budget() -> None:
     h = cusum_h(week, 0.25)
     assert siegmund_arl(h, 0.25) / 2 == pytest.approx(week, rel=1e-3)
     assert cusum_h(week * 10, 0.25) > h  # fewer false alarms allowed -> higher threshold
+
+
+def test_categorical_input_mix_change_and_unseen_codes() -> None:
+    rng = np.random.default_rng(21)
+    train = np.column_stack([rng.normal(size=(5000, 3)),
+                             rng.choice([1.0, 2.0, 3.0], p=[0.6, 0.3, 0.1], size=5000)])
+    manifest = manifest_for(train, logistic_scores(train), FAST_LINE, categorical={"f3"})
+    assert manifest.inputs[3].kind == "categorical"
+    monitor = ModelMonitor(manifest)
+    assert monitor.names == ["f0", "f1", "f2"]  # PSI, CUSUM and PCA see only numeric inputs
+    x = np.column_stack([rng.normal(size=(6000, 3)),
+                         np.where(np.arange(6000) < CHANGE,
+                                  rng.choice([1.0, 2.0, 3.0], p=[0.6, 0.3, 0.1], size=6000),
+                                  rng.choice([1.0, 2.0, 7.0], p=[0.3, 0.3, 0.4], size=6000))])
+    events = []
+    for samples, preds, conf in batches(x, logistic_scores(x), 64):
+        events += monitor.update(samples, preds, conf)
+    assert alarms(events, "data_drift")[0][:3] == ("data_drift", "js", "f3")
+    first = next(e for e in events if e.detector == "js" and e.level == "alarm")
+    assert first.index == 3039
+    assert monitor.metrics()["unseen_category_rate"]["f3"] > 0.3  # code 7 never seen in training
