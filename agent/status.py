@@ -37,7 +37,8 @@ def print_status(cfg: AgentConfig, as_json: bool) -> int:
               "running": bool(status) and time.time() - status.get("updated", 0) < 10,
               **{k: status.get(k) for k in ("model", "model_error", "sources", "samples",
                                             "samples_per_s", "predictions", "labels",
-                                            "invalid_samples", "dropped_readings", "updated")},
+                                            "invalid_samples", "dropped_readings", "updated",
+                                            "monitor")},
               "outbox": outbox}
     if as_json:
         print(json.dumps(report, indent=1))
@@ -53,6 +54,14 @@ def print_status(cfg: AgentConfig, as_json: bool) -> int:
               f" {src['malformed']} malformed, {src['reconnects']} reconnects")
     print(f"samples       {report['samples'] or 0} ({report['samples_per_s'] or 0}/s), "
           f"predictions {report['predictions'] or 0}, labels {report['labels'] or 0}")
+    monitor: dict[str, Any] | None = report["monitor"]
+    if monitor:
+        join = monitor.get("labels_join") or {}
+        print(f"health        {str(monitor.get('alarm_state', 'ok')).upper()}, "
+              f"{len(monitor.get('alarms') or [])} active, rolling accuracy "
+              f"{monitor.get('rolling_accuracy')}, expected (CBPE) {monitor.get('cbpe_expected_accuracy')}")
+        print(f"labels        coverage {join.get('coverage')}, mean latency {join.get('mean_latency_s')} s, "
+              f"{join.get('pending')} waiting")
     if outbox:
         print(f"outbox        {outbox['depth']} records ({outbox['items']} items), "
               f"{outbox['bytes']} bytes, evicted {outbox['evicted_items']}")
