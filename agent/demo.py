@@ -157,6 +157,7 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                 while time.monotonic() < end:
                     await asyncio.sleep(min(5.0, max(0.1, end - time.monotonic())))
                     shown = _show_events(agent, board, shown)
+                    _shift_lead(agent)
                     _progress(agent, board, line, end)
                 machine.cancel()
                 await asyncio.sleep(0.5)
@@ -168,13 +169,13 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
     _say("\n[demo] summary")
     for key, value in summary.items():
         if key == "alarm_timeline":
-            _say(f"  {key:30} {len(value)} warnings/alarms (see summary.json)")
+            _say(f"  {key:38} {len(value)} warnings/alarms (see summary.json)")
         elif isinstance(value, dict) and key.startswith("first_"):
-            _say(f"  {key:30} part {value['part']} ({value['parts_after_onset']} parts, "
+            _say(f"  {key:38} part {value['part']} ({value['parts_after_onset']} parts, "
                  f"{value['sim_minutes_after_onset']} min after onset): {value['kind']}/"
                  f"{value['detector']}{' [' + value['feature'] + ']' if value['feature'] else ''}")
         else:
-            _say(f"  {key:30} {value}")
+            _say(f"  {key:38} {value}")
     _say(f"[demo] written to {out}/summary.json; agent config in {out}/agent.yaml")
     return 0 if summary["predictions"] > 0 and not summary["errors"] else 1
 
@@ -202,8 +203,9 @@ def _drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dic
             "estimated_start_part": part_of(e.start_index) if e.start_index is not None else None,
         })
 
-    def first(level: str, phase: str) -> dict[str, Any] | None:
-        return next((t for t in timeline if t["level"] == level and t["phase"] == phase), None)
+    def first(level: str, phase: str, kind: str | None = None) -> dict[str, Any] | None:
+        return next((t for t in timeline if t["level"] == level and t["phase"] == phase
+                     and (kind is None or t["kind"] == kind)), None)
 
     last = max(board.by_part, default=0) + 1
     return {
@@ -212,13 +214,36 @@ def _drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dic
         "first_alarm_after_resin": first("alarm", "resin"),
         "first_warning_after_concept": first("warning", "concept"),
         "first_alarm_after_concept": first("alarm", "concept"),
+        # a changed relation leaves the inputs alone: the labels are what can see it
+        "first_performance_alarm_after_concept": first("alarm", "concept", "performance"),
         "false_alarms_before_drift": sum(1 for t in timeline if t["phase"] == "before drift"
                                          and t["level"] == "alarm"),
+        "alarms_acknowledged": sum(1 for e in agent.events if e.level == "ok"
+                                   and any("acknowledged" in f for f in e.top_features)),
         "accuracy_before_drift": board.accuracy_between(0, resin),
         "accuracy_after_resin": board.accuracy_between(resin, concept),
         "accuracy_after_concept_change": board.accuracy_between(concept, last),
         "alarm_timeline": timeline,
     }
+
+
+ACK_AFTER_PARTS = 30  # the shift lead acknowledges an alarm after about 15 minutes
+
+
+def _shift_lead(agent: Agent) -> None:
+    """Alarms stay latched until someone acknowledges them; in the demo a shift lead does, once
+    an alarm has been up for a while, so that a later, different problem can raise a new one."""
+    watch = agent.watch
+    if watch is None or watch.monitor.book.worst() != "alarm" or watch.ack_path.exists():
+        return
+    # when did the alarms that are latched now go up?
+    latched = [e.index for e in agent.events if e.level == "alarm"
+               and watch.monitor.book.states.get((e.kind, e.detector, e.feature)) == "alarm"
+               and e.timestamp >= watch.monitor.book.since.get((e.kind, e.detector, e.feature), 0)]
+    if latched and watch.monitor.samples - min(latched) >= ACK_AFTER_PARTS:
+        watch.ack_path.write_text("demo shift lead\n")
+        count = sum(1 for level in watch.monitor.book.states.values() if level == "alarm")
+        _say(f"[demo]   shift lead acknowledges {count} latched alarm(s)")
 
 
 def _show_events(agent: Agent, board: Scoreboard, shown: int) -> int:
