@@ -268,6 +268,8 @@ class Agent:
             self.health["flusher"].heartbeat = time.monotonic()
 
     async def _flush(self) -> None:
+        if self.watch is not None:
+            self.watch.flush()
         records: list[NewRecord] = []
         if self._pending_readings:
             readings, self._pending_readings = self._pending_readings, []

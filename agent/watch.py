@@ -79,6 +79,10 @@ class ModelWatch:
             return None
         return float(self._class_pos[key])
 
+    def flush(self) -> None:
+        """On the outbox's flush schedule: pending predictions reach the label table."""
+        self.labels.flush()
+
     def tick(self) -> list[MonitorEvent]:
         """Periodic work: expire labels, snapshot state, honour an operator's acknowledgement."""
         self.labels.expire()

@@ -58,7 +58,7 @@ def agent_for(bundle: Path, pub: Path, state: Path) -> Agent:
 
 
 async def pipeline_rate(bundle: Path, pub: Path, x: np.ndarray, seconds: float,
-                        from_readings: bool) -> float:
+                        from_readings: bool, monitored: bool = False) -> float:
     state = Path(tempfile.mkdtemp(prefix="bench-agent-"))
     agent = agent_for(bundle, pub, state)
     from agent.outbox import AsyncOutbox
@@ -67,6 +67,9 @@ async def pipeline_rate(bundle: Path, pub: Path, x: np.ndarray, seconds: float,
         agent.outbox = outbox
         await agent._load_initial_model()
         assert agent.model is not None and agent.builder is not None
+        if not monitored and agent.watch is not None:
+            agent.watch.close()  # the issue-2 pipeline: features, inference, outputs, outbox
+            agent.watch = None
         rows = x[:BATCH]
         now = time.time()
         n, counter, start = 0, 0, time.perf_counter()
@@ -91,8 +94,10 @@ async def pipeline_rate(bundle: Path, pub: Path, x: np.ndarray, seconds: float,
                     agent._process_once()
                 else:
                     samples = SampleBatch(id_lists[counter % 2], np.full(BATCH, now), rows)
-                    predictions, _ = agent.model.predict(samples)
+                    predictions, out = agent.model.predict(samples)
                     agent._deliver(predictions)
+                    if agent.watch is not None:  # drift monitors and the pending-label table
+                        agent._emit(agent.watch.on_batch(samples, predictions, out))
                 counter += 1
                 n += BATCH
             if time.perf_counter() - last_flush >= flush_every:  # the flusher's schedule
@@ -151,10 +156,18 @@ def main() -> None:
         emit(bench="pipeline_from_rows", model=kind, batch=BATCH, samples_per_s=round(rows),
              baseline="bare onnxruntime session.run", baseline_samples_per_s=round(baseline),
              ratio=round(rows / baseline, 3), goal=">= 0.5")
-        readings = asyncio.run(pipeline_rate(bundle, pub, x, seconds, from_readings=True))
+        watched = asyncio.run(pipeline_rate(bundle, pub, x, seconds, from_readings=False,
+                                            monitored=True))
+        emit(bench="pipeline_from_rows_monitored", model=kind, batch=BATCH,
+             samples_per_s=round(watched), baseline="bare onnxruntime session.run",
+             baseline_samples_per_s=round(baseline), ratio=round(watched / baseline, 3),
+             note="plus every drift detector and the pending-label table (SQLite)")
+        readings = asyncio.run(pipeline_rate(bundle, pub, x, seconds, from_readings=True,
+                                             monitored=True))
         emit(bench="pipeline_from_readings", model=kind, batch=BATCH, samples_per_s=round(readings),
              readings_per_s=round(readings * 9), baseline="bare onnxruntime session.run",
-             baseline_samples_per_s=round(baseline), ratio=round(readings / baseline, 3))
+             baseline_samples_per_s=round(baseline), ratio=round(readings / baseline, 3),
+             note="monitored, from single tag readings through the feature builder")
     rate = asyncio.run(mqtt_publish_rate(bundle, pub, x, 5_000 if quick() else 20_000))
     if rate is not None:
         emit(bench="mqtt_publish", qos=1, messages_per_s=round(rate),

@@ -38,23 +38,38 @@ class LabelJoin:
                                         "latency_sum", "evicted")}
         for key, value in self._db.execute("SELECT key, value FROM meta"):
             self.counts[key] = float(value)
+        # new predictions wait here until the next flush: one transaction per flush period,
+        # not one per inference batch (the hot path stays a dict insert)
+        self._fresh: dict[str, tuple[str, int, float, float, float]] = {}
 
     def close(self) -> None:
+        self.flush()
         self._save_counts()
         self._db.close()
 
     def add(self, preds: PredictionBatch, first_index: int) -> None:
         values = preds.label_idx if preds.label_idx is not None else preds.score
         now = time.time()
-        rows = [(sid, first_index + i, float(ts), float(v), now) for i, (sid, ts, v) in
-                enumerate(zip(preds.sample_ids, preds.sample_ts.tolist(), np.asarray(values).tolist(),
-                              strict=True))]
+        fresh = self._fresh
+        for i, (sid, ts, v) in enumerate(zip(preds.sample_ids, preds.sample_ts.tolist(),
+                                             np.asarray(values).tolist(), strict=True)):
+            fresh[sid] = (sid, first_index + i, ts, float(v), now)
+        self.counts["predictions"] += len(preds)
+
+    def flush(self) -> None:
+        if not self._fresh:
+            return
+        rows, self._fresh = list(self._fresh.values()), {}
         self._db.execute("BEGIN")
         self._db.executemany("INSERT OR REPLACE INTO pending VALUES (?,?,?,?,?)", rows)
         self._db.execute("COMMIT")
-        self.counts["predictions"] += len(rows)
 
     def join(self, sample_id: str, label_ts: float) -> Joined | None:
+        if self.match != "sample_id":
+            self.flush()  # time matching looks across all pending rows
+        elif sample_id in self._fresh:
+            _, idx, ts, predicted, _ = self._fresh.pop(sample_id)
+            return self._joined(idx, predicted, label_ts - ts)
         if self.match == "sample_id":
             row = self._db.execute("SELECT sample_id, idx, ts, predicted FROM pending WHERE sample_id=?",
                                    (sample_id,)).fetchone()
@@ -68,13 +83,17 @@ class LabelJoin:
             self.counts["unmatched"] += 1
             return None
         self._db.execute("DELETE FROM pending WHERE sample_id=?", (row[0],))
-        latency = max(0.0, label_ts - row[2])
+        return self._joined(int(row[1]), float(row[3]), label_ts - row[2])
+
+    def _joined(self, index: int, predicted: float, latency: float) -> Joined:
+        latency = max(0.0, latency)
         self.counts["labelled"] += 1
         self.counts["latency_sum"] += latency
-        return Joined(int(row[1]), float(row[3]), latency)
+        return Joined(index, predicted, latency)
 
     def expire(self, now: float | None = None) -> int:
         """Drop predictions whose label did not come in time, and keep the table bounded."""
+        self.flush()
         now = time.time() if now is None else now
         expired = self._db.execute("DELETE FROM pending WHERE created < ?", (now - self.ttl_s,)).rowcount
         excess = self.pending - self.max_pending
@@ -90,7 +109,7 @@ class LabelJoin:
 
     @property
     def pending(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
+        return len(self._fresh) + int(self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
 
     def figures(self) -> dict[str, float | None]:
         c = self.counts
