@@ -31,7 +31,7 @@ from agent.outputs import MqttPublisher, OpcUaWriteback
 from agent.sources import build_source
 from agent.sources.opcua import OpcUaSource
 from agent.supervisor import ComponentHealth, supervise
-from agent.types import Label, Reading
+from agent.types import Label, Quality, Reading
 from agent.watch import ModelWatch
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class Agent:
         self.labels = LabelListener(config.labels, config.gateway_id, self._on_label) if (
             isinstance(config.labels, MqttLabelsConfig)) else None
         self.opcua_labels = config.labels if isinstance(config.labels, OpcUaLabelsConfig) else None
+        self._label_trigger_value: float | None = None
         self.watch: ModelWatch | None = None
         self.events: list[MonitorEvent] = []  # transitions so far (the demo and tests read them)
         self._pending_events: list[dict[str, Any]] = []
@@ -196,15 +197,19 @@ class Agent:
         builder = self.builder
         keep = self.config.outbox.store_readings
         pending = self._pending_readings
-        label_tag = self.opcua_labels.tag if self.opcua_labels else None
+        labels = self.opcua_labels
+        label_trigger = (labels.sample_id_tag or labels.tag) if labels else None
+        label_events: list[Reading] = []
         while queue:
             r = queue.popleft()
             if builder is not None:
                 builder.update(r)
             if keep:
                 pending.append(r)
-            if r.tag == label_tag:
-                self._opcua_label(r)
+            if r.tag == label_trigger:
+                label_events.append(r)
+        for r in label_events:  # after the whole batch: the verdict that came with it is in
+            self._opcua_label(r)
         if builder is None or self.model is None:
             return
         samples = builder.due(time.time())
@@ -223,13 +228,22 @@ class Agent:
             for listener in self.prediction_listeners:
                 listener(chunk, predictions)
 
-    def _opcua_label(self, r: Reading) -> None:
-        assert self.opcua_labels is not None
-        id_tag = self.opcua_labels.sample_id_tag
-        sample_id = ""
-        if id_tag and self.builder is not None:
-            sample_id = format_id(self.builder.latest(id_tag))
-        self._on_label(Label(sample_id, r.value, r.source_ts))
+    def _opcua_label(self, trigger: Reading) -> None:
+        labels = self.opcua_labels
+        assert labels is not None and self.builder is not None
+        if trigger.quality != Quality.GOOD:
+            return
+        previous = self._label_trigger_value
+        self._label_trigger_value = trigger.value
+        if previous is None:
+            return  # the value present at subscription time is a state, not a new verdict
+        raw = self.builder.latest(labels.tag) if labels.sample_id_tag else trigger.value
+        if raw != raw:
+            return
+        key = format_id(raw)
+        value = labels.values.get(key, key)
+        sample_id = format_id(trigger.value) if labels.sample_id_tag else ""
+        self._on_label(Label(sample_id, value, trigger.source_ts))
 
     def _emit(self, events: list[MonitorEvent]) -> None:
         """Alarm transitions go to the MQTT alarm topic and, through the outbox, to the hub."""

@@ -225,7 +225,12 @@ class OpcUaLabelsConfig(Strict):
     type: Literal["opcua"] = Field(description="Labels arrive as an OPC UA tag (a QC verdict).")
     tag: str = Field(min_length=1, description="Tag (of an OPC UA source) holding the label.")
     sample_id_tag: str | None = Field(
-        None, description="Tag holding the part serial the label is for; empty: match by time.")
+        None, description="Tag holding the part serial the verdict is for. The QC station writes "
+                          "the verdict, then the serial: a new serial is a new label (two equal "
+                          "verdicts in a row would send no change). Empty: each change of `tag` "
+                          "is a label, matched by time (monitoring.label_match: time_offset).")
+    values: dict[str, str] = Field(
+        default_factory=dict, description="Tag value -> class, e.g. {'0': 'NOK', '1': 'OK'}.")
 
 
 LabelsConfig = Annotated[MqttLabelsConfig | OpcUaLabelsConfig, Field(discriminator="type")]

@@ -8,6 +8,8 @@ import sqlite3
 import time
 from typing import Any
 
+import sqlite_utils
+
 from agent.app import read_status
 from agent.config import AgentConfig
 
@@ -16,12 +18,14 @@ def outbox_figures(cfg: AgentConfig) -> dict[str, Any] | None:
     path = cfg.outbox_path
     if not path.exists():
         return None
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)  # never write to a live outbox
+    db = sqlite_utils.Database(conn)
     try:
-        depth, items, size = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(items),0), COALESCE(SUM(nbytes),0) FROM records"
-        ).fetchone()
-        evicted = dict(conn.execute("SELECT kind, items FROM evicted").fetchall())
+        records = db.table("records")
+        depth = records.count
+        items, size = db.execute(
+            "SELECT COALESCE(SUM(items),0), COALESCE(SUM(nbytes),0) FROM records").fetchone()
+        evicted = {row["kind"]: row["items"] for row in db.table("evicted").rows}
     except sqlite3.Error:
         return None
     finally:

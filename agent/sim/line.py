@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "urn:factory-edge:sim"
 TAG_NODE_NAMES = {
+    "qc_result": "QC.Result", "qc_serial": "QC.Serial",
     "barrel_temp_1": "BarrelZone1.Temperature", "barrel_temp_2": "BarrelZone2.Temperature",
     "barrel_temp_3": "BarrelZone3.Temperature", "injection_pressure": "Injection.Pressure",
     "mould_temp": "Mould.Temperature", "screw_speed": "Screw.Speed",
@@ -46,6 +47,7 @@ class SimOptions:
     # user/password identities, to test the client's security settings against a real server
     certificate: tuple[Path, Path] | None = None
     users: dict[str, str] | None = None
+    qc_over_opcua: bool = False  # also write each verdict to QC nodes (result, then serial)
 
 
 class _PasswordUsers:
@@ -76,6 +78,7 @@ class SimulatedLine:
         self._vars: dict[str, Any] = {}  # asyncua Node objects
         self.extra_nodes: list[Any] = []
         self.writeback_nodes: dict[str, Any] = {}
+        self.qc_nodes: dict[str, Any] = {}
         self._qc_queue: asyncio.Queue[tuple[float, int, bool]] = asyncio.Queue()
         self.qc_published = 0
 
@@ -109,6 +112,10 @@ class SimulatedLine:
                                              ua.QualifiedName(name, self.ns), initial)
             await var.set_writable()
             self.writeback_nodes[name] = var
+        for name in ("QC.Result", "QC.Serial"):
+            self.qc_nodes[name] = await machine.add_variable(
+                ua.NodeId(f"Machine1.{name}", self.ns), ua.QualifiedName(name, self.ns),
+                ua.Variant(0, ua.VariantType.Int64))
         for i in range(self.options.extra_vars):
             var = await machine.add_variable(ua.NodeId(f"Machine1.Extra{i}", self.ns),
                                              ua.QualifiedName(f"Extra{i}", self.ns), 0.0)
@@ -141,6 +148,17 @@ class SimulatedLine:
             self.sim_time += self.options.cycle_s
             next_at += period
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    async def run_qc_over_opcua(self) -> None:
+        """The QC station as PLC tags: the verdict (1 OK, 0 NOK), then the serial it is for."""
+        while True:
+            due, serial, ok = await self._qc_queue.get()
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            for name, value in (("QC.Result", 1 if ok else 0), ("QC.Serial", serial)):
+                await self.server.write_attribute_value(
+                    self.qc_nodes[name].nodeid,
+                    ua.DataValue(ua.Variant(value, ua.VariantType.Int64), SourceTimestamp=_now()))
+            self.qc_published += 1
 
     async def run_qc_station(self) -> None:
         """Publish each part's OK/NOK by serial once its delay has passed; reconnects."""

@@ -86,3 +86,29 @@ async def test_alarm_path_ack_and_restart(tmp_path: Path, trained: dict[str, Pat
         async with running_agent(cfg) as again:
             assert again.watch is not None and again.watch.restored
             assert again.watch.monitor.samples == samples_before
+
+
+async def test_labels_from_an_opcua_qc_tag(tmp_path: Path, trained: dict[str, Path]) -> None:
+    from agent.sim.line import node_id
+
+    port = free_port()
+    options = SimOptions(opcua_port=port, speed=300, qc_delay_s=60)
+    async with SimulatedLine(options) as line:
+        source = opcua_source(port, line.ns)
+        source["nodes"] += [{"tag": t, "node_id": node_id(t, line.ns)} for t in ("qc_result", "qc_serial")]
+        cfg = base_config(
+            tmp_path, [source], features={"mode": "trigger", "trigger_tag": COUNTER_TAG},
+            model={"bundle": str(trained["bundle"]), "trusted_keys": [str(trained["pub"])]},
+            labels={"type": "opcua", "tag": "qc_result", "sample_id_tag": "qc_serial",
+                    "values": {"0": "NOK", "1": "OK"}})
+        qc = asyncio.create_task(line.run_qc_over_opcua())
+        async with running_agent(cfg) as agent:
+            await wait_for(lambda: agent.sources[0].status.connected, what="connected")
+            await line.run_machine(stop_after=40)
+            await wait_for(lambda: agent.labels_received >= 38, what="verdicts from the PLC tags")
+            assert agent.watch is not None
+            figures = agent.watch.figures()
+            assert figures["labels_join"]["labelled"] >= 38  # joined to their parts by serial
+            assert figures["unknown_label_values"] == 0
+            assert figures["rolling_accuracy"] >= 0.75  # the verdicts match what the line made
+        qc.cancel()
