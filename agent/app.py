@@ -21,7 +21,7 @@ from agent import __version__
 from agent.batches import PredictionBatch, SampleBatch, encode_predictions
 from agent.codec import encode_json, encode_readings
 from agent.config import AgentConfig, MqttLabelsConfig, OpcUaLabelsConfig, OpcUaSourceConfig
-from agent.errors import AgentError
+from agent.errors import AgentError, OutboxError
 from agent.features import FeatureBuilder, TagSpec, format_id
 from agent.labels import LabelListener
 from agent.model import LoadedModel, load_model
@@ -92,7 +92,11 @@ class Agent:
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.config
-        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutboxError(f"state_dir: cannot create {cfg.state_dir} ({exc.strerror}); make it "
+                              "writable for the agent's user (systemd: StateDirectory=)") from None
         async with AsyncExitStack() as stack:
             self.outbox = await stack.enter_async_context(
                 AsyncOutbox(cfg.outbox_path, cfg.outbox.disk_budget_bytes, cfg.outbox.synchronous))

@@ -117,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     except AgentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the environment, not the input: permissions, a full disk
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

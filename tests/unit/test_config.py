@@ -129,3 +129,13 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith("edge-agent ")
+
+
+def test_unwritable_state_dir_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    path = tmp_path / "a.yaml"
+    path.write_text(MINIMAL.format(state=blocker / "state"))
+    assert main(["run", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "state_dir: cannot create" in err and "Traceback" not in err
