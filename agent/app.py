@@ -23,11 +23,13 @@ from agent.codec import encode_json, encode_readings
 from agent.config import AgentConfig, MqttLabelsConfig, OpcUaLabelsConfig, OpcUaSourceConfig
 from agent.errors import AgentError, OutboxError
 from agent.features import FeatureBuilder, TagSpec, format_id
+from agent.health import HealthServer
 from agent.labels import LabelListener
 from agent.model import LoadedModel, load_model
 from agent.monitor.alarms import MonitorEvent
 from agent.outbox import AsyncOutbox, NewRecord, OutboxStats, Priority
 from agent.outputs import MqttPublisher, OpcUaWriteback
+from agent.sdnotify import Notifier
 from agent.sources import build_source
 from agent.sources.opcua import OpcUaSource
 from agent.supervisor import ComponentHealth, supervise
@@ -72,6 +74,9 @@ class Agent:
         self.inference_errors = 0
         self.records_written = 0
         self.ready = asyncio.Event()
+        self.notifier = Notifier()
+        self.health_server = HealthServer(self, config.health.listen, config.health.port) if (
+            config.health.enabled) else None
         self._rate = (time.monotonic(), 0)
         self.samples_per_s = 0.0
         # called with every inference batch (the demo's scoreboard, tests recording samples)
@@ -118,12 +123,19 @@ class Agent:
                     start("opcua-writeback", self.writeback.run)
                 if self.labels:
                     start("labels", self.labels.run)
+                if self.health_server is not None:
+                    start("health", self.health_server.run)
+                if self.notifier.watchdog_interval_s is not None:
+                    tasks.append(group.create_task(self._watchdog_loop(), name="watchdog"))
                 self.ready.set()
+                # sources are connecting or retrying, the model is loaded, the outbox is open
+                self.notifier.ready(self.status_line())
                 log.info("agent %s %s running: %d source(s), model %s", cfg.gateway_id,
                          __version__, len(self.sources),
                          self.model.bundle.label if self.model else "none")
                 await stop.wait()
                 log.info("stopping: shutting components down in reverse order")
+                self.notifier.stopping()
                 for task in reversed(tasks):
                     task.cancel()
             self._process_once()
@@ -131,6 +143,38 @@ class Agent:
             await self._write_status()
             if self.watch is not None:
                 self.watch.close()
+            self.notifier.close()
+
+    def status_line(self) -> str:
+        connected = sum(1 for s in self.sources if s.status.connected)
+        model = self.model.bundle.label if self.model else "no model"
+        health = self.watch.monitor.book.worst() if self.watch else "-"
+        depth = self.outbox_stats.depth if self.outbox_stats else 0
+        return (f"{connected}/{len(self.sources)} sources, {model}, {self.predictions} predictions, "
+                f"health {health}, outbox {depth}")
+
+    def stuck_components(self, now: float | None = None) -> list[str]:
+        """Loops whose heartbeat is older than they may be: the watchdog must then not ping."""
+        now = time.monotonic() if now is None else now
+        # each loop beats at least once per period; allow several missed beats before judging
+        floor = 2 * (self.notifier.watchdog_interval_s or 1.0)
+        periods = {"pipeline": max(1.0, self.config.features.period_s), "status": 2.0,
+                   "flusher": self.config.outbox.flush_interval_s}
+        limits = {name: max(5 * period, floor) for name, period in periods.items()}
+        return [name for name, limit in limits.items()
+                if name in self.health and now - self.health[name].heartbeat > limit]
+
+    async def _watchdog_loop(self) -> None:
+        """WATCHDOG=1 only while the event loop turns and every loop shows progress: a hung
+        component stops the pings and systemd restarts the agent (WatchdogSec=)."""
+        interval = self.notifier.watchdog_interval_s or 1.0
+        while True:
+            stuck = self.stuck_components()
+            if stuck:
+                log.error("not feeding the watchdog: %s made no progress", ", ".join(stuck))
+            else:
+                self.notifier.watchdog(self.status_line())
+            await asyncio.sleep(interval)
 
     async def _load_initial_model(self) -> None:
         cfg = self.config
@@ -221,7 +265,10 @@ class Agent:
         for start in range(0, len(samples), size):
             chunk = samples.slice(start, start + size) if len(samples) > size else samples
             try:
+                started = time.perf_counter()
                 predictions, out = self.model.predict(chunk)
+                if self.health_server is not None:
+                    self.health_server.latency.observe(time.perf_counter() - started)
             except AgentError as exc:
                 self.inference_errors += 1
                 log.error("inference failed on %d samples: %s", len(chunk), exc)

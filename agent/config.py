@@ -249,6 +249,12 @@ class MonitoringConfig(Strict):
                              description="MQTT topic of alarm events (on outputs.mqtt's broker).")
 
 
+class HealthConfig(Strict):
+    enabled: bool = Field(True, description="Serve /healthz, /readyz and /metrics.")
+    listen: str = Field("127.0.0.1", description="Address to listen on (loopback by default).")
+    port: int = Field(9108, ge=0, le=65535, description="TCP port (0: any free port).")
+
+
 class OutboxConfig(Strict):
     path: Path | None = Field(None, description="SQLite file; default STATE_DIR/outbox.db.")
     disk_budget_bytes: int = Field(1 << 30, ge=1 << 16, description="Bytes kept before evicting.")
@@ -272,6 +278,8 @@ class AgentConfig(Strict):
     labels: LabelsConfig | None = Field(None, description="Where ground-truth labels come from.")
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig,
                                          description="Model health monitoring.")
+    health: HealthConfig = Field(default_factory=HealthConfig,
+                                 description="Local health and Prometheus metrics endpoint.")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Store-and-forward.")
 
     @model_validator(mode="after")

@@ -75,6 +75,7 @@ def agent_config(out: Path, opcua_port: int, ns: int, mqtt_port: int, bundle: Pa
         "labels": {"type": "mqtt", "broker": broker, "topic": "plant/line1/qc", "sample_id_field": "serial",
                    "label_field": "result"},
         "outbox": {"flush_interval_s": 0.5},
+        "health": {"port": 0},  # any free port: the demo must not collide with a real agent
     }
 
 
@@ -150,6 +151,11 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
             stop = asyncio.Event()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(agent.run(stop))
+                await agent.ready.wait()
+                await asyncio.sleep(0.2)
+                if agent.health_server is not None:
+                    _say(f"[demo] agent health and Prometheus metrics on http://127.0.0.1:"
+                         f"{agent.health_server.port}/metrics (also /healthz, /readyz)")
                 machine = tg.create_task(line.run_machine())
                 qc = tg.create_task(line.run_qc_station())
                 end = time.monotonic() + duration

@@ -31,6 +31,7 @@ async def run(seconds: float) -> None:
             "sources": [{"type": "opcua", "name": "plc", "endpoint": f"opc.tcp://127.0.0.1:{port}/sim",
                          "publishing_interval_ms": 100, "sampling_interval_ms": 0, "nodes": nodes}],
             "outbox": {"flush_interval_s": 0.5},
+            "health": {"port": 0},
         }
         agent = AgentProcess(config, state)
         try:

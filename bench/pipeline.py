@@ -53,6 +53,7 @@ def agent_for(bundle: Path, pub: Path, state: Path) -> Agent:
         "features": {"mode": "trigger", "trigger_tag": COUNTER_TAG, "max_age_s": 1e9},
         "model": {"bundle": str(bundle), "trusted_keys": [str(pub)], "batch_max": BATCH},
         "outputs": {"mqtt": {"broker": {"host": "127.0.0.1", "port": 1}, "queue_size": 10_000}},
+        "health": {"enabled": False},
     })
     return Agent(cfg)
 

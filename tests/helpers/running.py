@@ -55,4 +55,4 @@ def opcua_source(port: int, ns: int = 2, **extra: Any) -> dict[str, Any]:
 
 def base_config(state: Path, sources: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {"gateway_id": "test-gw", "state_dir": str(state), "sources": sources,
-            "outbox": {"flush_interval_s": 0.1}, **extra}
+            "outbox": {"flush_interval_s": 0.1}, "health": {"port": 0}, **extra}

@@ -1,0 +1,140 @@
+"""Running as a service: systemd unit checks, the notify protocol on a real datagram socket
+(including a hung component that stops the watchdog), and the health/metrics endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.sim.broker import free_port
+from agent.sim.line import SimOptions, SimulatedLine
+from agent.sim.process import COUNTER_TAG
+from tests.helpers.running import base_config, opcua_source, running_agent, wait_for
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_agent_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+    agent_bin = Path(sys.executable).parent / "edge-agent"
+    unit = (ROOT / "systemd/edge-agent.service").read_text()
+    for needed in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "StartLimitBurst=",
+                   "User=edge-agent", "StateDirectory=edge-agent", "ConfigurationDirectory=edge-agent",
+                   "LoadCredential=", "ProtectSystem=strict", "ProtectHome=", "PrivateTmp=",
+                   "NoNewPrivileges=yes", "CapabilityBoundingSet=\n",
+                   "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "MemoryMax="):
+        assert needed in unit, needed
+    # verify insists that ExecStart exists: point it at this checkout's agent
+    local = tmp_path / "edge-agent.service"
+    local.write_text(unit.replace("/opt/factory-edge-agent/venv/bin/edge-agent", str(agent_bin)))
+    result = subprocess.run([exe, "verify", str(local)], capture_output=True, text=True, timeout=60)
+    # it exits 0 on non-fatal warnings: any output at all is a failure here
+    assert result.returncode == 0 and result.stdout.strip() == "" and result.stderr.strip() == "", (
+        result.stdout + result.stderr)
+
+
+def notify_socket(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.setblocking(False)
+    return sock
+
+
+def drain(sock: socket.socket) -> list[str]:
+    messages = []
+    while True:
+        try:
+            messages.append(sock.recv(4096).decode())
+        except BlockingIOError:
+            return messages
+
+
+async def test_sd_notify_ready_watchdog_hang_and_stopping(tmp_path: Path, trained: dict[str, Path],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    sock_path = tmp_path / "notify.sock"
+    sock = notify_socket(sock_path)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(sock_path))
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")  # WatchdogSec=0.2: ping every 0.1 s
+    port = free_port()
+    received: list[str] = []
+    async with SimulatedLine(SimOptions(opcua_port=port)) as line:
+        cfg = base_config(tmp_path, [opcua_source(port, line.ns)],
+                          features={"mode": "trigger", "trigger_tag": COUNTER_TAG},
+                          model={"bundle": str(trained["bundle"]), "trusted_keys": [str(trained["pub"])]})
+        async with running_agent(cfg) as agent:
+            await wait_for(lambda: bool(received.extend(drain(sock)) or
+                                        sum("WATCHDOG=1" in m for m in received) >= 5), what="pings")
+            assert received[0].startswith("READY=1\nSTATUS=")
+            assert "moulding-nok 1.0.0" in received[0]
+
+            never = asyncio.Event()
+
+            async def hung_flush() -> None:  # the outbox writer stops making progress
+                await never.wait()
+
+            agent._flush = hung_flush  # type: ignore[method-assign]
+            await asyncio.sleep(1.0)  # the flusher's limit is 5 x 0.1 s
+            drain(sock)
+            await asyncio.sleep(1.0)
+            assert not any("WATCHDOG=1" in m for m in drain(sock)), "a hung component got pinged"
+            assert "flusher" in agent.stuck_components()
+            never.set()
+        assert any(m.startswith("STOPPING=1") for m in drain(sock))
+    sock.close()
+
+
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    raw = (await reader.read()).decode()
+    writer.close()
+    head, _, body = raw.partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+async def test_health_ready_and_metrics(tmp_path: Path, trained: dict[str, Path]) -> None:
+    port = free_port()
+    async with SimulatedLine(SimOptions(opcua_port=port)) as line:
+        cfg = base_config(tmp_path, [opcua_source(port, line.ns)],
+                          features={"mode": "trigger", "trigger_tag": COUNTER_TAG},
+                          model={"bundle": str(trained["bundle"]), "trusted_keys": [str(trained["pub"])]})
+        async with running_agent(cfg) as agent:
+            server = agent.health_server
+            assert server is not None
+            await wait_for(lambda: server.port != 0 and agent.sources[0].status.connected, what="up")
+            for _ in range(5):
+                await line.make_part()
+            await wait_for(lambda: agent.predictions >= 5, what="predictions")
+            await asyncio.sleep(2.2)  # the outbox figures come with the status write
+            assert await http_get(server.port, "/healthz") == (200, "ok\n")
+            code, body = await http_get(server.port, "/readyz")
+            assert code == 200 and '"ready": true' in body
+            code, metrics = await http_get(server.port, "/metrics")
+            assert code == 200
+            for needle in ('edge_readings_total{source="plc"}', "edge_predictions_total 5.0",
+                           'edge_model_info{name="moulding-nok"', 'version="1.0.0"',
+                           "edge_inference_seconds_bucket", 'edge_drift_psi{feature="mould_temp"}',
+                           'edge_source_connected{source="plc"} 1.0', "edge_outbox_records",
+                           "edge_model_health 0.0"):
+                assert needle in metrics, needle
+            assert (await http_get(server.port, "/nope"))[0] == 404
+
+
+async def test_readyz_names_what_is_missing(tmp_path: Path) -> None:
+    cfg = base_config(tmp_path, [opcua_source(free_port())])
+    async with running_agent(cfg) as agent:
+        server = agent.health_server
+        assert server is not None
+        await wait_for(lambda: server.port != 0, what="listening")
+        code, body = await http_get(server.port, "/readyz")
+        assert code == 503
+        assert "no model" in body and "source plc not connected" in body
