@@ -256,6 +256,11 @@ class Agent:
                 pending.append(r)
             if r.tag == label_trigger:
                 label_events.append(r)
+        if len(pending) > self.config.reading_queue:
+            # the outbox is not keeping up (a disk stall): bounded, counted, oldest first
+            excess = len(pending) - self.config.reading_queue
+            del pending[:excess]
+            self.dropped_readings += excess
         for r in label_events:  # after the whole batch: the verdict that came with it is in
             self._opcua_label(r)
         if builder is None or self.model is None:
