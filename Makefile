@@ -25,5 +25,9 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# factory-edge-agent_<version>_<arch>.deb in dist/ (needs dpkg-deb and Debian's python3-venv)
+deb:
+	bash packaging/build-deb.sh dist
+
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache
