@@ -41,11 +41,12 @@ def monitored_score(out: RuntimeOutput, kind: str, classes: list[str], positive:
 
 def predicted_labels(out: RuntimeOutput, classes: list[str]) -> list[str]:
     if out.labels is not None:
-        return [_norm(v) for v in out.labels.tolist()]
+        return [label_text(v) for v in out.labels.tolist()]
     return [classes[i] for i in out.scores.argmax(axis=1)]
 
 
-def _norm(value: Any) -> str:
+def label_text(value: Any) -> str:
+    """A class label as the manifest writes it: b'OK' -> 'OK', 1.0 -> '1'."""
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, float) and value.is_integer():
@@ -112,7 +113,7 @@ def build_bundle(
     out_eval = runtime.predict(x_eval)
     if is_classifier:
         metrics: dict[str, Any] = classifier_metrics(
-            [_norm(v.strip()) for v in eval_table.data[label]],
+            [label_text(v.strip()) for v in eval_table.data[label]],
             predicted_labels(out_eval, classes), positive)
     else:
         metrics = regression_metrics(eval_table.numeric(label), out_eval.scores[:, 0])

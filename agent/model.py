@@ -11,7 +11,7 @@ import numpy as np
 
 from agent.batches import PredictionBatch, SampleBatch, inputs_hash
 from agent.bundle import Bundle, run_self_test, unpack, verify_bundle
-from agent.bundle_build import monitored_score
+from agent.bundle_build import label_text, monitored_score
 from agent.config import ModelConfig, OnnxRuntimeConfig, RuntimeConfig, TfliteRuntimeConfig
 from agent.runtimes import ModelRuntime, RuntimeOutput, load_runtime
 
@@ -65,20 +65,12 @@ class LoadedModel:
             return np.asarray(out.scores.argmax(axis=1))
         # the model's own labels win (it may apply a decision threshold): map them to indices
         uniq, inverse = np.unique(out.labels, return_inverse=True)
-        pos = np.array([self._class_pos.get(_text(u), -1) for u in uniq.tolist()])
+        pos = np.array([self._class_pos.get(label_text(u), -1) for u in uniq.tolist()])
         idx = pos[inverse]
         missing = idx < 0
         if missing.any():  # a label outside the manifest's classes: fall back to the scores
             idx[missing] = out.scores[missing].argmax(axis=1)
         return np.asarray(idx)
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def load_model(config: ModelConfig, bundle_path: Path, staging: Path) -> LoadedModel:
