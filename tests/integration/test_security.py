@@ -97,3 +97,43 @@ async def test_mqtt_tls_with_an_untrusted_ca_never_connects(tmp_path: Path,
         source = agent.sources[0]
         await wait_for(lambda: source.status.reconnects >= 2, 15, "refused handshakes")
         assert not source.status.connected
+
+
+@pytest.fixture()
+def password_broker() -> Any:
+    exe, passwd = mosquitto_path(), shutil.which("mosquitto_passwd")
+    if not exe or not passwd:
+        pytest.skip("mosquitto and mosquitto_passwd are needed for the password test")
+    tmp_path = Path(tempfile.mkdtemp(prefix="mosq-pw-"))
+    tmp_path.chmod(0o755)
+    pwfile = tmp_path / "passwd"
+    subprocess.run([passwd, "-c", "-b", str(pwfile), "edge", "s3cret-pw"], check=True,
+                   capture_output=True)
+    pwfile.chmod(0o644)
+    port = free_port()
+    conf = tmp_path / "mosq.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pwfile}\n")
+    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    yield port
+    proc.terminate()
+    proc.wait(5)
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.parametrize(("password", "connects"), [("s3cret-pw", True), ("wrong", False)])
+async def test_mqtt_username_password_from_a_file(tmp_path: Path, password_broker: int, password: str,
+                                                  connects: bool) -> None:
+    secret = tmp_path / "mqtt-password"
+    secret.write_text(password + "\n")
+    src = {"type": "mqtt", "name": "auth", "topics": [{"topic": "a/b", "tags": [{"tag": "t"}]}],
+           "broker": {"host": "127.0.0.1", "port": password_broker, "username": "edge",
+                      "password": {"file": str(secret)}, "reconnect": {"initial_s": 0.2, "max_s": 0.5}}}
+    async with running_agent(base_config(tmp_path, [src])) as agent:
+        source = agent.sources[0]
+        if connects:
+            await wait_for(lambda: source.status.connected, 15, "authenticated connect")
+        else:
+            await wait_for(lambda: source.status.reconnects >= 2, 15, "refused logins")
+            assert not source.status.connected
+            assert password not in (source.status.last_error or "")
