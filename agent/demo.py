@@ -160,11 +160,14 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                 qc = tg.create_task(line.run_qc_station())
                 end = time.monotonic() + duration
                 shown = 0
+                next_progress = time.monotonic() + 5.0
                 while time.monotonic() < end:
-                    await asyncio.sleep(min(5.0, max(0.1, end - time.monotonic())))
+                    await asyncio.sleep(min(0.5, max(0.05, end - time.monotonic())))
                     shown = _show_events(agent, board, shown)
                     _shift_lead(agent)
-                    _progress(agent, board, line, end)
+                    if time.monotonic() >= next_progress or time.monotonic() >= end:
+                        _progress(agent, board, line, end)
+                        next_progress += 5.0
                 machine.cancel()
                 await asyncio.sleep(0.5)
                 qc.cancel()
