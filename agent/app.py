@@ -34,6 +34,7 @@ from agent.sources import build_source
 from agent.sources.opcua import OpcUaSource
 from agent.supervisor import ComponentHealth, supervise
 from agent.types import Label, Quality, Reading
+from agent.uploader import Uploader
 from agent.watch import ModelWatch
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Agent:
         self.records_written = 0
         self.ready = asyncio.Event()
         self.notifier = Notifier()
+        self.uploader: Uploader | None = None
         self.health_server = HealthServer(self, config.health.listen, config.health.port) if (
             config.health.enabled) else None
         self._rate = (time.monotonic(), 0)
@@ -125,6 +127,9 @@ class Agent:
                     start("labels", self.labels.run)
                 if self.health_server is not None:
                     start("health", self.health_server.run)
+                if cfg.hub is not None:
+                    self.uploader = Uploader(cfg.hub, cfg.gateway_id, self.outbox)
+                    start("hub-upload", self.uploader.run)
                 if self.notifier.watchdog_interval_s is not None:
                     tasks.append(group.create_task(self._watchdog_loop(), name="watchdog"))
                 self.ready.set()

@@ -249,6 +249,17 @@ class MonitoringConfig(Strict):
                              description="MQTT topic of alarm events (on outputs.mqtt's broker).")
 
 
+class HubConfig(Strict):
+    url: str = Field(pattern=r"^https?://", description="Hub base URL, https://hub.plant:8443.")
+    token: Secret = Field(description="This gateway's hub token, or {file: PATH}.")
+    ca_file: Path | None = Field(None, description="CA bundle that signs the hub's certificate.")
+    timeout_s: float = Field(10.0, gt=0, description="Timeout of each hub request.")
+    upload_interval_s: float = Field(2.0, gt=0, description="Pause when the outbox is empty.")
+    upload_batch: int = Field(500, ge=1, le=10_000, description="Outbox records per upload.")
+    reconnect: BackoffConfig = Field(default_factory=BackoffConfig,
+                                     description="Retry delays while the hub is unreachable.")
+
+
 class HealthConfig(Strict):
     enabled: bool = Field(True, description="Serve /healthz, /readyz and /metrics.")
     listen: str = Field("127.0.0.1", description="Address to listen on (loopback by default).")
@@ -280,6 +291,7 @@ class AgentConfig(Strict):
                                          description="Model health monitoring.")
     health: HealthConfig = Field(default_factory=HealthConfig,
                                  description="Local health and Prometheus metrics endpoint.")
+    hub: HubConfig | None = Field(None, description="The central hub to upload telemetry to.")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Store-and-forward.")
 
     @model_validator(mode="after")
@@ -411,6 +423,10 @@ def preflight(cfg: AgentConfig) -> list[str]:
         _check_broker(cfg.outputs.mqtt.broker, "outputs.mqtt.broker", need)
     if isinstance(cfg.labels, MqttLabelsConfig):
         _check_broker(cfg.labels.broker, "labels.broker", need)
+    if cfg.hub is not None:
+        need(cfg.hub.ca_file, "hub.ca_file")
+        if isinstance(cfg.hub.token, SecretFile):
+            need(cfg.hub.token.file, "hub.token.file")
     for i, key in enumerate(cfg.model.trusted_keys):
         need(key, f"model.trusted_keys[{i}]")
     return problems

@@ -1,0 +1,43 @@
+"""A real hub over loopback HTTP: uvicorn in a thread, on a free port, stoppable and restartable."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+from sqlalchemy.engine import Engine
+
+from agent.sim.broker import free_port
+from hub.app import create_app
+
+
+class HubServer:
+    def __init__(self, engine: Engine, data: Path, port: int | None = None) -> None:
+        self.engine, self.data = engine, data
+        self.port = port or free_port()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        config = uvicorn.Config(create_app(self.engine, self.data), host="127.0.0.1", port=self.port,
+                                log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise TimeoutError("hub did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(10)
+            self._server = None
