@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import sys
 import time
 from collections import deque
@@ -136,6 +137,7 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                  f"/sim, {speed:g}x real time, about {parts} parts; new resin from part "
                  f"{onsets['resin']}, changed relation from part {onsets['concept']}")
             cfg_dict = agent_config(out, options.opcua_port, line.ns, broker.port, bundle, pub)
+            hub = await _start_hub(out, cfg_dict)
             (out / "agent.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
             agent = Agent(parse_config(cfg_dict))
             board = Scoreboard()
@@ -171,9 +173,15 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                 machine.cancel()
                 await asyncio.sleep(0.5)
                 qc.cancel()
+                if hub is not None:  # let the uploader take what is buffered before stopping
+                    await agent._flush()
+                    await _drained(agent, 15.0)
                 stop.set()
             summary = _summary(agent, board, line, broker.kind, time.monotonic() - t0)
             summary.update(_drift_story(agent, board, onsets))
+            if hub is not None:
+                summary.update(_hub_figures(hub, agent))
+                await asyncio.to_thread(hub.stop)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     _say("\n[demo] summary")
     for key, value in summary.items():
@@ -187,6 +195,51 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
             _say(f"  {key:38} {value}")
     _say(f"[demo] written to {out}/summary.json; agent config in {out}/agent.yaml")
     return 0 if summary["predictions"] > 0 and not summary["errors"] else 1
+
+
+async def _start_hub(out: Path, cfg: dict[str, Any]) -> Any:
+    """An embedded hub (SQLite, loopback) that the agent uploads its outbox to."""
+    try:
+        from hub.db import add_gateway, open_db
+        from hub.server import HubServer
+    except ImportError:
+        _say("[demo] hub extra not installed (pip install 'factory-edge-agent[hub]'): no hub")
+        return None
+    hub_dir = out / "hub"
+    if hub_dir.exists():
+        shutil.rmtree(hub_dir)
+    hub_dir.mkdir(parents=True)
+    engine = open_db(f"sqlite:///{hub_dir / 'hub.db'}")
+    cfg["hub"] = {"url": "", "token": add_gateway(engine, cfg["gateway_id"]),
+                  "upload_interval_s": 0.5}
+    hub = HubServer(engine, hub_dir / "data")
+    await asyncio.to_thread(hub.start)
+    cfg["hub"]["url"] = hub.url
+    _say(f"[demo] hub on {hub.url} (SQLite {hub_dir / 'hub.db'}): the agent uploads its outbox")
+    return hub
+
+
+async def _drained(agent: Agent, within: float) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        uploader = agent.uploader
+        if uploader is not None and uploader.uploaded_records >= agent.records_written:
+            return
+        await asyncio.sleep(0.2)
+
+
+def _hub_figures(hub: Any, agent: Agent) -> dict[str, Any]:
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from hub.db import Telemetry
+
+    with Session(hub.engine) as s:
+        rows = s.scalar(select(func.count()).select_from(Telemetry)) or 0
+        items = s.scalar(select(func.sum(Telemetry.items))) or 0
+    stats = agent.outbox_stats
+    return {"records_written_by_agent": agent.records_written, "records_at_hub": rows,
+            "items_at_hub": items, "records_still_in_outbox": stats.depth if stats else None}
 
 
 def _drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dict[str, Any]:

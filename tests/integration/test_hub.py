@@ -29,7 +29,7 @@ from agent.sim.process import COUNTER_TAG
 from hub.cli import main as hub_main
 from hub.db import Telemetry, add_admin_token, add_gateway, migrate
 from hub.registry import HubError, deploy, publish
-from tests.helpers.hubserver import HubServer
+from hub.server import HubServer
 from tests.helpers.running import base_config, opcua_source, running_agent, wait_for
 
 PG_URL = os.environ.get("EDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

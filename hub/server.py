@@ -1,4 +1,5 @@
-"""A real hub over loopback HTTP: uvicorn in a thread, on a free port, stoppable and restartable."""
+"""The hub in a thread of this process (uvicorn, loopback, a free port): for the demo and the
+tests, where a real hub is needed next to an agent. Stoppable and restartable on its port."""
 
 from __future__ import annotations
 
