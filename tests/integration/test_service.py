@@ -20,21 +20,24 @@ from tests.helpers.running import base_config, opcua_source, running_agent, wait
 ROOT = Path(__file__).parents[2]
 
 
-def test_agent_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["edge-agent", "edge-hub"])
+def test_units_pass_systemd_analyze_verify(tmp_path: Path, name: str) -> None:
     exe = shutil.which("systemd-analyze")
     if exe is None:
         pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
-    agent_bin = Path(sys.executable).parent / "edge-agent"
-    unit = (ROOT / "systemd/edge-agent.service").read_text()
-    for needed in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "StartLimitBurst=",
-                   "User=edge-agent", "StateDirectory=edge-agent", "ConfigurationDirectory=edge-agent",
-                   "LoadCredential=", "ProtectSystem=strict", "ProtectHome=", "PrivateTmp=",
-                   "NoNewPrivileges=yes", "CapabilityBoundingSet=\n",
-                   "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "MemoryMax="):
-        assert needed in unit, needed
-    # verify insists that ExecStart exists: point it at this checkout's agent
-    local = tmp_path / "edge-agent.service"
-    local.write_text(unit.replace("/opt/factory-edge-agent/venv/bin/edge-agent", str(agent_bin)))
+    binary = Path(sys.executable).parent / name
+    unit = (ROOT / f"systemd/{name}.service").read_text()
+    needed = ["Restart=on-failure", "StartLimitBurst=", f"User={name}", f"StateDirectory={name}",
+              f"ConfigurationDirectory={name}", "LoadCredential=", "ProtectSystem=strict",
+              "ProtectHome=", "PrivateTmp=", "NoNewPrivileges=yes", "CapabilityBoundingSet=\n",
+              "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "MemoryMax="]
+    if name == "edge-agent":
+        needed += ["Type=notify", "WatchdogSec="]
+    for line in needed:
+        assert line in unit, line
+    # verify insists that ExecStart exists: point it at this checkout's console script
+    local = tmp_path / f"{name}.service"
+    local.write_text(unit.replace(f"/opt/factory-edge-agent/venv/bin/{name}", str(binary)))
     result = subprocess.run([exe, "verify", str(local)], capture_output=True, text=True, timeout=60)
     # it exits 0 on non-fatal warnings: any output at all is a failure here
     assert result.returncode == 0 and result.stdout.strip() == "" and result.stderr.strip() == "", (
