@@ -405,6 +405,7 @@ class Agent:
             "labels": self.labels_received, "dropped_readings": self.dropped_readings,
             "published": self.publisher.published if self.publisher else None,
             "publish_dropped": self.publisher.dropped if self.publisher else None,
+            "alarms_published": self.publisher.published_raw if self.publisher else None,
             "outbox": stats.__dict__ if stats else None,
             "monitor": self.watch.figures() if self.watch else None,
             "components": {k: {"restarts": h.restarts, "last_error": h.last_error}

@@ -96,7 +96,7 @@ class ModelWatch:
             self.ack_path.unlink()
         except OSError:
             return []
-        cleared = self.monitor.book.acknowledge(None)
+        cleared = self.monitor.book.acknowledge()
         now = time.time()
         log.info("alarms acknowledged by %s: %d cleared", who, len(cleared))
         return [MonitorEvent(self.monitor.samples - 1, now, kind, feature, detector, "ok", 0.0, 0.0,

@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -128,6 +127,3 @@ def desired_state(engine: Engine, gateway_id: str) -> dict[str, Any]:
                 "model": {"name": mv.name, "version": mv.version, "sha256": mv.sha256,
                           "url": f"/api/v1/bundles/{mv.sha256}"}}
 
-
-def now() -> float:
-    return time.time()

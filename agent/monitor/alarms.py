@@ -73,7 +73,7 @@ class AlarmBook:
         del self.states[key]
         return template
 
-    def acknowledge(self, now_event: Any) -> list[tuple[str, str, str | None]]:
+    def acknowledge(self) -> list[tuple[str, str, str | None]]:
         """Clear every latched alarm (an operator has looked at it)."""
         cleared = [k for k, v in self.states.items() if v == "alarm"]
         for k in cleared:

@@ -50,10 +50,6 @@ class Binner:
         return np.asarray(np.where(x == self.top, idx - 1, idx))
 
 
-def bin_index(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    return Binner(edges)(x)
-
-
 class WindowPSI:
     """PSI of the last ``window`` samples per feature, from a ring buffer of bin indices.
 
@@ -114,9 +110,6 @@ class WindowPSI:
         filled = min(self.seen, self.window)
         cur = np.maximum(self._counts / max(1, filled), EPS)
         return np.asarray(((cur - self.ref) * np.log(cur / self.ref)).sum(axis=1))
-
-    def contributions(self) -> np.ndarray:
-        return self.last
 
     def state(self) -> dict[str, Any]:
         return {"ring": self._ring, "counts": self._counts, "seen": self.seen, "last": self.last}
@@ -254,7 +247,6 @@ class WindowCategorical(WindowPSI):
         self.codes = np.full((k, width), np.nan)
         for i, c in enumerate(categories):
             self.codes[i, :len(c)] = np.sort(np.asarray(c, dtype=np.float64))
-        self.sizes = np.array([len(c) for c in categories])
         super().__init__(np.tile(np.arange(width, dtype=np.float64), (k, 1)),
                          np.ones((k, width + 1)), window, every)
         self.ref = np.asarray(ref_props, dtype=np.float64)  # exact: JS needs no smoothing

@@ -75,7 +75,6 @@ class ModelMonitor:
         self.confidence = RingMean(self.window)
         lab = mon.get("labels") or {}
         self.classifier = manifest.output.kind == "classifier"
-        self.label_spec = lab
         if self.classifier and "error_rate" in lab:
             p0, p1 = lab["error_rate"], lab["designed_rate"]
             self._llr = (math.log(p1 / p0), math.log((1 - p1) / (1 - p0)))

@@ -47,7 +47,6 @@ class SimOptions:
     # user/password identities, to test the client's security settings against a real server
     certificate: tuple[Path, Path] | None = None
     users: dict[str, str] | None = None
-    qc_over_opcua: bool = False  # also write each verdict to QC nodes (result, then serial)
 
 
 class _PasswordUsers:

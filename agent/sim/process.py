@@ -5,7 +5,6 @@ Pure and seeded, so the demo, the tests and the training history all see the sam
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 
@@ -92,6 +91,3 @@ def history(n: int, seed: int = 1, cycle_s: float = 30.0) -> tuple[np.ndarray, l
         labels.append("OK" if ok else "NOK")
     return np.asarray(rows), list(PROCESS_TAGS), np.asarray(labels)
 
-
-def logistic(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))

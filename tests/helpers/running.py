@@ -43,6 +43,20 @@ async def running_agent(config: dict[str, Any]) -> AsyncIterator[Agent]:
         task.result()
 
 
+async def collect_json(port: int, topic_filter: str, sink: list[dict[str, Any]]) -> None:
+    """Subscribe to a real broker and append every JSON message (with its topic) to ``sink``;
+    runs until cancelled."""
+    import json
+
+    import aiomqtt
+
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        await client.subscribe(topic_filter, qos=1)
+        async for msg in client.messages:
+            assert isinstance(msg.payload, bytes)
+            sink.append({"topic": str(msg.topic), **json.loads(msg.payload)})
+
+
 def opcua_source(port: int, ns: int = 2, **extra: Any) -> dict[str, Any]:
     return {
         "type": "opcua", "name": "plc", "endpoint": f"opc.tcp://127.0.0.1:{port}/sim",

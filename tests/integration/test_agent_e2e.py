@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from agent.batches import decode_predictions
@@ -17,7 +16,7 @@ from agent.outbox import Outbox
 from agent.sim.broker import free_port
 from agent.sim.line import SimOptions, SimulatedLine
 from agent.sim.process import COUNTER_TAG
-from tests.helpers.running import base_config, opcua_source, running_agent, wait_for
+from tests.helpers.running import base_config, collect_json, opcua_source, running_agent, wait_for
 
 
 def full_config(tmp_path: Path, trained: dict[str, Path], opc_port: int, ns: int,
@@ -39,16 +38,9 @@ async def test_predictions_labels_and_outbox(tmp_path: Path, trained: dict[str, 
     opc_port = free_port()
     received: list[dict[str, Any]] = []
 
-    async def listen() -> None:
-        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
-            await client.subscribe("edge/#", qos=1)
-            async for msg in client.messages:
-                assert isinstance(msg.payload, bytes)
-                received.append({"topic": str(msg.topic), **json.loads(msg.payload)})
-
     options = SimOptions(opcua_port=opc_port, mqtt_port=broker.port, speed=100, qc_delay_s=10)
     async with SimulatedLine(options) as line:
-        listener = asyncio.create_task(listen())
+        listener = asyncio.create_task(collect_json(broker.port, "edge/#", received))
         cfg = full_config(tmp_path, trained, opc_port, line.ns, broker.port, broker.port)
         async with running_agent(cfg) as agent:
             assert agent.model is not None and agent.model.version == "1.0.0"

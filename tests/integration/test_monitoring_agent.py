@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 import yaml
 
@@ -18,20 +17,13 @@ from agent.outbox import Outbox
 from agent.sim.broker import free_port
 from agent.sim.line import SimOptions, SimulatedLine
 from agent.sim.process import COUNTER_TAG, DriftStep
-from tests.helpers.running import base_config, opcua_source, running_agent, wait_for
+from tests.helpers.running import base_config, collect_json, opcua_source, running_agent, wait_for
 
 
 async def test_alarm_path_ack_and_restart(tmp_path: Path, trained: dict[str, Path], broker: Any,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     port = free_port()
     alarms_seen: list[dict[str, Any]] = []
-
-    async def listen() -> None:
-        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
-            await client.subscribe("edge/+/+/alarms", qos=1)
-            async for msg in client.messages:
-                assert isinstance(msg.payload, bytes)
-                alarms_seen.append(json.loads(msg.payload))
 
     mqtt = {"host": "127.0.0.1", "port": broker.port}
     options = SimOptions(opcua_port=port, mqtt_port=broker.port, speed=300, qc_delay_s=60,
@@ -45,7 +37,7 @@ async def test_alarm_path_ack_and_restart(tmp_path: Path, trained: dict[str, Pat
             labels={"type": "mqtt", "broker": mqtt, "topic": "plant/line1/qc"})
         config_file = tmp_path / "agent.yaml"
         config_file.write_text(yaml.safe_dump(cfg))
-        listener = asyncio.create_task(listen())
+        listener = asyncio.create_task(collect_json(broker.port, "edge/+/+/alarms", alarms_seen))
         qc = asyncio.create_task(line.run_qc_station())
         async with running_agent(cfg) as agent:
             await wait_for(lambda: agent.sources[0].status.connected, what="connected")

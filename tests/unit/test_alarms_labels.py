@@ -23,7 +23,7 @@ def test_warning_then_alarm_then_latched_until_acknowledged() -> None:
     assert book.raise_level(event("alarm")) is not None
     assert book.clear("data_drift", "psi", "f1", event("ok")) is None  # an alarm stays latched
     assert book.worst() == "alarm"
-    assert book.acknowledge(None) == [("data_drift", "psi", "f1")]
+    assert book.acknowledge() == [("data_drift", "psi", "f1")]
     assert book.worst() == "ok"
 
 
