@@ -1,27 +1,41 @@
 """The hub's HTTP API (FastAPI). Gateways authenticate with their own bearer token and can only
-read their own desired state and write their own telemetry; admins publish and deploy."""
+read their own desired state, download the bundles deployed to them, and write their own
+telemetry and status; admin tokens publish, deploy and roll back. OpenAPI schema at /docs."""
 
 # no "from __future__ import annotations": FastAPI resolves the dependencies in these closures
 
+import asyncio
+import contextlib
 import gzip
 import hashlib
 import json
 import logging
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import desc, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from hub.db import Deployment, Gateway, ModelVersion, Token, hash_token, insert_telemetry
+from agent.errors import AgentError
+from hub.db import Deployment, HistoryEntry, Token, hash_token, insert_telemetry, list_gateways
+from hub.registry import list_versions, publish, trusted_keys
+from hub.rollouts import STRATEGIES, RolloutPolicy, deploy, desired_state, evaluate, rollback, store_report
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH_BYTES = 32 << 20
+MAX_REPORT_BYTES = 1 << 20
+MAX_BUNDLE_BYTES = 512 << 20
+TOKEN_CACHE_S = 5.0  # a revoked token stops working within this time
+DESIRED_CACHE_S = 1.0  # a deployment reaches a poll within this time (on every worker)
 
 
 class Caller(BaseModel):
@@ -44,51 +58,152 @@ class TelemetryBatch(BaseModel):
     records: list[TelemetryRecord] = Field(max_length=100_000)
 
 
-def create_app(engine: Engine, data_dir: Path) -> FastAPI:
-    app = FastAPI(title="factory-edge hub", version="0.1.0",
-                  description="Model registry, deployments and telemetry for edge gateways.")
+class StatusReport(BaseModel):
+    """A gateway's state: versions, comparison figures, alarms, backlog. Unknown fields are kept
+    so that newer agents can report more to an older hub."""
+    model_config = ConfigDict(extra="allow")
+    agent_version: str | None = None
+    active: dict[str, Any] | None = None
+    shadow: dict[str, Any] | None = None
+    watch: dict[str, Any] | None = None
+    rejected: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
+    alarms: dict[str, Any] | list[Any] | None = None
+    outbox_depth: int | None = None
+    last_error: str | None = None
+
+
+class DeployRequest(BaseModel):
+    model: str
+    version: str
+    to: str = Field(description="A gateway id or group:NAME.")
+    strategy: str = Field("immediate", description=" | ".join(STRATEGIES))
+    canary_size: int = Field(1, ge=1)
+    watch_s: float = Field(600.0, ge=0)
+    min_labels: int = Field(50, ge=0)
+    margin: float = Field(0.0, ge=0)
+
+
+class RollbackRequest(BaseModel):
+    to_version: str
+    target: str | None = None
+
+
+class _Cache:
+    """Small TTL caches that keep an idle poll off the database."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, tuple[float, Caller | None]] = {}
+        self.desired: dict[str, tuple[float, dict[str, Any], str]] = {}
+
+    def clear_desired(self) -> None:
+        self.desired.clear()
+
+
+def create_app(engine: Engine, data_dir: Path, keys: list[Path] | None = None,
+               evaluate_interval_s: float = 1.0) -> FastAPI:
     bundles = data_dir / "bundles"
     bundles.mkdir(parents=True, exist_ok=True)
+    cache = _Cache()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(evaluate_loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def evaluate_loop() -> None:
+        while True:
+            await asyncio.sleep(evaluate_interval_s)
+            try:
+                decisions = await asyncio.to_thread(evaluate, engine)
+            except Exception:  # the database may be away for a moment: try again next round
+                log.exception("rollout evaluation failed")
+                continue
+            for d in decisions:
+                log.info("rollout decision: %s", d)
+            if decisions:
+                cache.clear_desired()
+
+    app = FastAPI(title="factory-edge hub", version="0.2.0", lifespan=lifespan,
+                  description="Model registry, rollouts, status and telemetry for edge gateways.")
+
+    def evaluate_now() -> list[str]:
+        decisions = evaluate(engine)
+        cache.clear_desired()
+        return decisions
+
+    app.state.evaluate_now = evaluate_now  # tests judge rollouts without waiting for the loop
 
     def caller(authorization: Annotated[str | None, Header()] = None) -> Caller:
         if not authorization or not authorization.startswith("Bearer "):
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        with Session(engine) as s:
-            token = s.get(Token, hash_token(authorization.removeprefix("Bearer ").strip()))
-        if token is None:
+        key = hash_token(authorization.removeprefix("Bearer ").strip())
+        now = time.monotonic()
+        hit = cache.tokens.get(key)
+        if hit is None or hit[0] < now:
+            with Session(engine) as s:
+                token = s.get(Token, key)
+            if len(cache.tokens) > 10_000:  # bounded: unknown tokens must not fill memory
+                cache.tokens.clear()
+            who = Caller(role=token.role, gateway_id=token.gateway_id) if token else None
+            hit = cache.tokens[key] = (now + TOKEN_CACHE_S, who)
+        if hit[1] is None:
             log.warning("rejected an unknown token")  # never log the token itself
             raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
-        return Caller(role=token.role, gateway_id=token.gateway_id)
+        return hit[1]
 
     def gateway_only(gateway_id: str, who: Caller) -> None:
         if who.role != "admin" and who.gateway_id != gateway_id:
             log.warning("gateway %s tried to reach gateway %s's data", who.gateway_id, gateway_id)
             raise HTTPException(403, "a gateway may only use its own resources")
 
+    def admin_only(who: Caller) -> None:
+        if who.role != "admin":
+            log.warning("gateway %s tried an admin request", who.gateway_id)
+            raise HTTPException(403, "this request needs an admin token")
+
+    def desired_cached(gateway_id: str) -> tuple[dict[str, Any], str]:
+        now = time.monotonic()
+        hit = cache.desired.get(gateway_id)
+        if hit is None or hit[0] < now:
+            doc = desired_state(engine, gateway_id)
+            etag = '"' + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32] + '"'
+            hit = cache.desired[gateway_id] = (now + DESIRED_CACHE_S, doc, etag)
+        return hit[1], hit[2]
+
+    Who = Annotated[Caller, Depends(caller)]
+
     @app.get("/api/v1/gateways/{gateway_id}/desired")
-    def desired(gateway_id: str, request: Request, response: Response,
-                who: Annotated[Caller, Depends(caller)]) -> Any:
-        """The model version this gateway should run. ETag / If-None-Match: an idle poll is a 304."""
+    def desired(gateway_id: str, request: Request, response: Response, who: Who) -> Any:
+        """The model version (and shadow candidate) this gateway should run. Send If-None-Match
+        with the last ETag: an unchanged state is an empty 304."""
         gateway_only(gateway_id, who)
-        doc = desired_state(engine, gateway_id)
-        etag = '"' + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32] + '"'
+        doc, etag = desired_cached(gateway_id)
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
         response.headers["ETag"] = etag
         return doc
 
     @app.get("/api/v1/bundles/{sha256}")
-    def bundle(sha256: str, who: Annotated[Caller, Depends(caller)]) -> FileResponse:
-        """A bundle archive, content-addressed; supports HTTP Range to resume a broken download."""
+    def bundle(sha256: str, who: Who) -> FileResponse:
+        """A bundle archive by manifest sha256; HTTP Range resumes a broken download. A gateway
+        may fetch only the versions deployed to it."""
         path = bundles / f"{sha256}.tar"
         if len(sha256) != 64 or not path.is_file():
             raise HTTPException(404, "no such bundle")
+        if who.role != "admin":
+            doc, _ = desired_cached(str(who.gateway_id))
+            allowed = {(doc.get(k) or {}).get("sha256") for k in ("model", "shadow")}
+            if sha256 not in allowed:
+                raise HTTPException(403, "this bundle is not deployed to this gateway")
         return FileResponse(path, media_type="application/x-tar")
 
     @app.post("/api/v1/gateways/{gateway_id}/telemetry")
-    async def telemetry(gateway_id: str, request: Request,
-                        who: Annotated[Caller, Depends(caller)]) -> dict[str, int]:
-        """A gzip-compressed JSON batch of outbox records with its sequence range; idempotent."""
+    async def telemetry(gateway_id: str, request: Request, who: Who) -> dict[str, int]:
+        """A gzip-compressed JSON batch of outbox records with its sequence range; idempotent:
+        a (gateway, seq) already stored is skipped by a unique constraint."""
         gateway_only(gateway_id, who)
         body = await request.body()
         if len(body) > MAX_BATCH_BYTES:
@@ -96,34 +211,104 @@ def create_app(engine: Engine, data_dir: Path) -> FastAPI:
         try:
             raw = gzip.decompress(body) if request.headers.get("content-encoding") == "gzip" else body
             batch = TelemetryBatch.model_validate_json(raw)
-        except (OSError, EOFError, ValidationError) as exc:
+            rows = [{"seq": r.seq, "kind": r.kind, "items": r.items, "created": r.created,
+                     "payload": bytes.fromhex(r.payload_hex)} for r in batch.records]
+        except (OSError, EOFError, ValueError, ValidationError) as exc:
             raise HTTPException(422, f"not a telemetry batch: {str(exc)[:200]}") from None
         if batch.gateway_id != gateway_id:
             raise HTTPException(422, "gateway_id in the body differs from the URL")
         seqs = [r.seq for r in batch.records]
         if seqs and (min(seqs) < batch.first_seq or max(seqs) > batch.last_seq):
             raise HTTPException(422, "records outside the declared sequence range")
-        rows = [{"seq": r.seq, "kind": r.kind, "items": r.items, "created": r.created,
-                 "payload": bytes.fromhex(r.payload_hex)} for r in batch.records]
-        stored = insert_telemetry(engine, gateway_id, rows)
+        stored = await asyncio.to_thread(insert_telemetry, engine, gateway_id, rows)
         return {"received": len(rows), "stored": stored, "duplicates": len(rows) - stored}
 
+    @app.post("/api/v1/gateways/{gateway_id}/status")
+    async def status(gateway_id: str, request: Request, who: Who) -> dict[str, str]:
+        """The gateway's current state; canary and shadow rollouts are judged from these."""
+        gateway_only(gateway_id, who)
+        body = await request.body()
+        if len(body) > MAX_REPORT_BYTES:
+            raise HTTPException(413, f"status report over {MAX_REPORT_BYTES} bytes")
+        try:
+            report = StatusReport.model_validate_json(body)
+        except ValidationError as exc:
+            raise HTTPException(422, f"not a status report: {str(exc)[:300]}") from None
+        await asyncio.to_thread(store_report, engine, gateway_id, report.model_dump(mode="json"))
+        return {"stored": gateway_id}
+
+    # -- admin ----------------------------------------------------------------------------------
+    @app.get("/api/v1/gateways")
+    def gateways(who: Who) -> list[dict[str, Any]]:
+        """The fleet: every gateway with its group, last contact and latest status report."""
+        admin_only(who)
+        return list_gateways(engine)
+
+    @app.get("/api/v1/models")
+    def models(who: Who, name: str | None = None) -> list[dict[str, Any]]:
+        """Published versions with their manifests (lineage, metrics, inputs)."""
+        admin_only(who)
+        return list_versions(engine, name)
+
+    @app.post("/api/v1/models", status_code=201)
+    async def upload(request: Request, who: Who) -> dict[str, str]:
+        """Publish a bundle archive (tar): verified against the hub's trusted keys first."""
+        admin_only(who)
+        body = await request.body()
+        if len(body) > MAX_BUNDLE_BYTES:
+            raise HTTPException(413, f"bundle over {MAX_BUNDLE_BYTES} bytes")
+        tmp = Path(tempfile.mkdtemp(prefix="upload-"))
+        try:
+            (tmp / "bundle.tar").write_bytes(body)
+            b = await asyncio.to_thread(publish, engine, data_dir, tmp / "bundle.tar",
+                                        trusted_keys(data_dir, keys))
+        except AgentError as exc:
+            raise HTTPException(422, str(exc).replace(str(tmp), "upload")) from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return {"name": b.manifest.name, "version": b.manifest.version, "sha256": b.sha256}
+
+    @app.post("/api/v1/deployments", status_code=201)
+    def create_deployment(req: DeployRequest, who: Who) -> dict[str, Any]:
+        """Deploy a published version to a gateway or group: immediate, canary or shadow."""
+        admin_only(who)
+        policy = RolloutPolicy(req.canary_size, req.watch_s, req.min_labels, req.margin)
+        try:
+            dep_id = deploy(engine, req.model, req.version, req.to, req.strategy, policy)
+        except AgentError as exc:
+            raise HTTPException(422, str(exc)) from None
+        cache.clear_desired()
+        return {"id": dep_id}
+
+    @app.get("/api/v1/deployments")
+    def deployments(who: Who) -> list[dict[str, Any]]:
+        admin_only(who)
+        with Session(engine) as s:
+            return [{"id": d.id, "target": d.target, "model": d.model, "version": d.version,
+                     "strategy": d.strategy, "status": d.status, "canary": d.canary,
+                     "created": d.created, "decided": d.decided, "reason": d.reason}
+                    for d in s.scalars(select(Deployment).order_by(desc(Deployment.id)).limit(500))]
+
+    @app.post("/api/v1/models/{model}/rollback")
+    def rollback_model(model: str, req: RollbackRequest, who: Who) -> dict[str, Any]:
+        """Stop rollouts of the model in flight and deploy an earlier version immediately."""
+        admin_only(who)
+        try:
+            targets = rollback(engine, model, req.to_version, req.target)
+        except AgentError as exc:
+            raise HTTPException(422, str(exc)) from None
+        cache.clear_desired()
+        return {"targets": targets}
+
+    @app.get("/api/v1/history")
+    def history(who: Who, model: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """Version history: published, deployed, activated, promoted, rejected, rolled back."""
+        admin_only(who)
+        with Session(engine) as s:
+            q = select(HistoryEntry).order_by(desc(HistoryEntry.id)).limit(min(limit, 5000))
+            if model:
+                q = q.where(HistoryEntry.model == model)
+            return [{"at": h.at, "model": h.model, "version": h.version, "event": h.event,
+                     "gateway_id": h.gateway_id, "detail": h.detail} for h in s.scalars(q)]
+
     return app
-
-
-def desired_state(engine: Engine, gateway_id: str) -> dict[str, Any]:
-    with Session(engine) as s:
-        gw = s.get(Gateway, gateway_id)
-        targets = [gateway_id] + ([f"group:{gw.group}"] if gw and gw.group else [])
-        dep = s.scalars(select(Deployment).where(Deployment.target.in_(targets))
-                        .order_by(desc(Deployment.id)).limit(1)).first()
-        if dep is None:
-            return {"gateway_id": gateway_id, "model": None}
-        mv = s.scalars(select(ModelVersion).where(ModelVersion.name == dep.model,
-                                                  ModelVersion.version == dep.version)).first()
-        if mv is None:
-            return {"gateway_id": gateway_id, "model": None}
-        return {"gateway_id": gateway_id, "strategy": dep.strategy, "deployed": dep.created,
-                "model": {"name": mv.name, "version": mv.version, "sha256": mv.sha256,
-                          "url": f"/api/v1/bundles/{mv.sha256}"}}
-

@@ -1,10 +1,13 @@
-"""edge-hub: serve | gateways add | tokens admin | publish | deploy (the parts built so far)."""
+"""edge-hub: serve | gateways | tokens | publish | models | deploy | rollback | deployments | history."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from agent import __version__
 from agent.errors import AgentError
@@ -16,27 +19,62 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-hub", description="central hub for edge gateways")
     p.add_argument("--version", action="version", version=f"edge-hub {__version__}")
     p.add_argument("--db", default=DEFAULT_DB, help="SQLAlchemy URL (sqlite:///FILE or postgresql+psycopg://...)")
-    p.add_argument("--data", type=Path, default=Path("hub-data"), help="directory for bundle archives")
+    p.add_argument("--data", type=Path, default=Path("hub-data"),
+                   help="directory for bundle archives and trusted-keys/")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--tls-cert", type=Path)
     serve.add_argument("--tls-key", type=Path)
-    gw = sub.add_parser("gateways", help="manage gateways")
+    serve.add_argument("--trusted-key", type=Path, action="append", default=[],
+                       help="public key trusted to sign bundles (besides DATA/trusted-keys/*.pub)")
+
+    gw = sub.add_parser("gateways", help="manage gateways and groups")
     gsub = gw.add_subparsers(dest="gw_command", required=True, metavar="ACTION")
     add = gsub.add_parser("add", help="register a gateway and print its token (once)")
     add.add_argument("gateway_id")
     add.add_argument("--group")
+    gls = gsub.add_parser("list", help="the fleet: groups, last contact, versions, backlog")
+    gls.add_argument("--json", action="store_true")
+    grp = gsub.add_parser("group", help="move a gateway to a group (or out of any with --none)")
+    grp.add_argument("gateway_id")
+    grp.add_argument("group", nargs="?")
+    grp.add_argument("--none", action="store_true")
+    tok = gsub.add_parser("token", help="revoke the gateway's tokens and print a new one")
+    tok.add_argument("gateway_id")
+    rm = gsub.add_parser("remove", help="retire a gateway: tokens revoked, telemetry kept")
+    rm.add_argument("gateway_id")
+
     sub.add_parser("tokens", help="create an admin token and print it (once)")
     pub = sub.add_parser("publish", help="verify and register a model bundle")
     pub.add_argument("bundle", type=Path)
-    pub.add_argument("--trusted-key", type=Path, action="append", required=True)
+    pub.add_argument("--trusted-key", type=Path, action="append", default=[])
+    mls = sub.add_parser("models", help="list published versions")
+    mls.add_argument("action", choices=["list"])
+    mls.add_argument("model", nargs="?")
+    mls.add_argument("--json", action="store_true")
     dep = sub.add_parser("deploy", help="deploy a published version")
     dep.add_argument("model")
     dep.add_argument("model_version")
     dep.add_argument("--to", required=True, help="gateway id or group:NAME")
     dep.add_argument("--strategy", default="immediate", choices=["immediate", "canary", "shadow"])
+    dep.add_argument("--canary-size", type=int, default=1, help="gateways that get a canary first")
+    dep.add_argument("--watch", type=float, default=600.0,
+                     help="seconds a canary must run clean / a shadow may wait for labels")
+    dep.add_argument("--min-labels", type=int, default=50,
+                     help="labelled outcomes a shadow comparison needs before the hub decides")
+    dep.add_argument("--margin", type=float, default=0.0,
+                     help="how much worse (error rate; relative for MAE) a shadow may be and still win")
+    rb = sub.add_parser("rollback", help="stop rollouts and deploy an earlier version everywhere")
+    rb.add_argument("model")
+    rb.add_argument("--to", required=True, dest="to_version", help="the version to go back to")
+    rb.add_argument("--target", help="only this gateway or group:NAME")
+    dls = sub.add_parser("deployments", help="list deployments and their rollout state")
+    dls.add_argument("--json", action="store_true")
+    hist = sub.add_parser("history", help="version history: published, deployed, activated, ...")
+    hist.add_argument("model", nargs="?")
+    hist.add_argument("--json", action="store_true")
     return p
 
 
@@ -47,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     except AgentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except LookupError as exc:
+        print(f"error: no gateway {exc.args[0]} (edge-hub gateways list)", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"error: {exc.strerror or exc} ({exc.filename or ''})", file=sys.stderr)
         return 1
@@ -55,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from hub.db import add_admin_token, add_gateway, open_db
+    from hub.db import open_db
 
     try:
         engine = open_db(args.db)
@@ -68,24 +109,126 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         from hub.app import create_app
 
-        uvicorn.run(create_app(engine, args.data), host=args.host, port=args.port,
+        uvicorn.run(create_app(engine, args.data, args.trusted_key), host=args.host, port=args.port,
                     ssl_certfile=str(args.tls_cert) if args.tls_cert else None,
-                    ssl_keyfile=str(args.tls_key) if args.tls_key else None, log_level="warning")
+                    ssl_keyfile=str(args.tls_key) if args.tls_key else None, log_level="info")
         return 0
     if args.command == "gateways":
-        print(add_gateway(engine, args.gateway_id, args.group))
-        return 0
+        return _gateways(engine, args)
     if args.command == "tokens":
+        from hub.db import add_admin_token
+
         print(add_admin_token(engine))
         return 0
     if args.command == "publish":
-        from hub.registry import publish
+        from hub.registry import publish, trusted_keys
 
-        bundle = publish(engine, args.data, args.bundle, args.trusted_key)
+        bundle = publish(engine, args.data, args.bundle, trusted_keys(args.data, args.trusted_key))
         print(f"published {bundle.label} ({bundle.sha256[:16]})")
         return 0
-    from hub.registry import deploy
+    if args.command == "models":
+        from hub.registry import list_versions
 
-    deploy(engine, args.model, args.model_version, args.to, args.strategy)
-    print(f"deployed {args.model} {args.model_version} to {args.to} ({args.strategy})")
+        versions = list_versions(engine, args.model)
+        if args.json:
+            print(json.dumps(versions, indent=1))
+        for v in [] if args.json else versions:
+            lineage = v["lineage"]
+            print(f"{v['name']} {v['version']}  {v['sha256'][:12]}  {_when(v['created'])}  "
+                  f"parent {lineage.get('parent_version') or '-'}  {lineage.get('reason') or ''}")
+        return 0
+    if args.command == "deploy":
+        from hub.rollouts import RolloutPolicy, deploy
+
+        policy = RolloutPolicy(args.canary_size, args.watch, args.min_labels, args.margin)
+        dep_id = deploy(engine, args.model, args.model_version, args.to, args.strategy, policy)
+        print(f"deployment {dep_id}: {args.model} {args.model_version} to {args.to} ({args.strategy})")
+        return 0
+    if args.command == "rollback":
+        from hub.rollouts import rollback
+
+        targets = rollback(engine, args.model, args.to_version, args.target)
+        print(f"{args.model} rolled back to {args.to_version} on {', '.join(targets)}")
+        return 0
+    if args.command == "deployments":
+        return _deployments(engine, args.json)
+    return _history(engine, args.model, args.json)
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "never"
+
+
+def _gateways(engine: Any, args: argparse.Namespace) -> int:
+    from hub.db import add_gateway, list_gateways, remove_gateway, rotate_token, set_group
+
+    if args.gw_command == "add":
+        print(add_gateway(engine, args.gateway_id, args.group))
+    elif args.gw_command == "token":
+        print(rotate_token(engine, args.gateway_id))
+    elif args.gw_command == "remove":
+        remove_gateway(engine, args.gateway_id)
+        print(f"gateway {args.gateway_id} retired: its tokens are revoked")
+    elif args.gw_command == "group":
+        if not args.none and not args.group:
+            print("error: give a GROUP or --none", file=sys.stderr)
+            return 2
+        set_group(engine, args.gateway_id, None if args.none else args.group)
+        print(f"gateway {args.gateway_id} in group {args.group if not args.none else '(none)'}")
+    else:
+        rows = list_gateways(engine)
+        if args.json:
+            print(json.dumps(rows, indent=1, default=str))
+            return 0
+        print(f"{'GATEWAY':<20} {'GROUP':<14} {'LAST SEEN':<20} {'ACTIVE':<24} {'SHADOW':<18} BACKLOG")
+        for g in rows:
+            st = g["status"] or {}
+            active = st.get("active") or {}
+            shadow = st.get("shadow") or {}
+            name = f"{g['id']}{' (retired)' if g['retired'] else ''}"
+            print(f"{name:<20} {g['group'] or '-':<14} {_when(g['last_seen']):<20} "
+                  f"{(active.get('name', '-') + ' ' + active.get('version', '')).strip():<24} "
+                  f"{shadow.get('version', '-'):<18} {st.get('outbox_depth', '-')}")
+    return 0
+
+
+def _deployments(engine: Any, as_json: bool) -> int:
+    from sqlalchemy import desc, select
+    from sqlalchemy.orm import Session
+
+    from hub.db import Deployment
+
+    with Session(engine) as s:
+        rows: list[dict[str, Any]] = [{"id": d.id, "model": d.model, "version": d.version, "target": d.target,
+                 "strategy": d.strategy, "status": d.status, "canary": d.canary,
+                 "created": d.created, "reason": d.reason}
+                for d in s.scalars(select(Deployment).order_by(desc(Deployment.id)))]
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        print(f"{r['id']:>4} {_when(r['created'])} {r['model']} {r['version']} -> {r['target']} "
+              f"{r['strategy']}: {r['status']}{'  (' + r['reason'] + ')' if r['reason'] else ''}")
+    return 0
+
+
+def _history(engine: Any, model: str | None, as_json: bool) -> int:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from hub.db import HistoryEntry
+
+    with Session(engine) as s:
+        q = select(HistoryEntry).order_by(HistoryEntry.id)
+        if model:
+            q = q.where(HistoryEntry.model == model)
+        rows: list[dict[str, Any]] = [{"at": h.at, "model": h.model, "version": h.version, "event": h.event,
+                 "gateway_id": h.gateway_id, "detail": h.detail} for h in s.scalars(q)]
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        where = f" on {r['gateway_id']}" if r["gateway_id"] else ""
+        print(f"{_when(r['at'])} {r['model']} {r['version']} {r['event']}{where}"
+              f"{': ' + r['detail'] if r['detail'] else ''}")
     return 0

@@ -22,12 +22,13 @@ from sqlalchemy import (
     create_engine,
     func,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Base(DeclarativeBase):
@@ -46,6 +47,7 @@ class Gateway(Base):
     group: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created: Mapped[float] = mapped_column(Float)
     last_seen: Mapped[float | None] = mapped_column(Float, nullable=True)
+    retired: Mapped[float | None] = mapped_column(Float, nullable=True)  # step 2
 
 
 class Token(Base):
@@ -64,6 +66,9 @@ class ModelVersion(Base):
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
     created: Mapped[float] = mapped_column(Float)
+    # the archive as served: the agent checks size and hash before it even unpacks (step 2)
+    archive_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    size: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Deployment(Base):
@@ -74,6 +79,34 @@ class Deployment(Base):
     version: Mapped[str] = mapped_column(String(64))
     strategy: Mapped[str] = mapped_column(String(16))
     created: Mapped[float] = mapped_column(Float)
+    # step 2: a deployment is a rollout with a state the hub moves forward
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    canary: Mapped[list[str]] = mapped_column(JSON, default=list)  # gateways chosen as canaries
+    watch_s: Mapped[float] = mapped_column(Float, default=0.0)
+    min_labels: Mapped[int] = mapped_column(Integer, default=0)
+    margin: Mapped[float] = mapped_column(Float, default=0.0)
+    decided: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+
+
+class GatewayStatus(Base):
+    """The latest status report of each gateway (active and shadow versions, alarms, backlog)."""
+    __tablename__ = "gateway_status"
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id"), primary_key=True)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated: Mapped[float] = mapped_column(Float)
+
+
+class HistoryEntry(Base):
+    """What happened to model versions: published, deployed, activated, promoted, rolled back."""
+    __tablename__ = "history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(32))
+    gateway_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    detail: Mapped[str | None] = mapped_column(String(2000), nullable=True)
 
 
 class Telemetry(Base):
@@ -104,18 +137,44 @@ def migrate(engine: Engine) -> None:
     Base.metadata.create_all(engine, tables=[SchemaVersion.__table__])  # type: ignore[list-item]
     with Session(engine) as s, s.begin():
         current = s.scalar(select(func.max(SchemaVersion.version))) or 0
-        if current < 1:
+        if current == 0:  # a new database: the whole current schema at once
             Base.metadata.create_all(s.connection())
-            s.add(SchemaVersion(version=1, applied=time.time()))
+            s.add(SchemaVersion(version=SCHEMA_VERSION, applied=time.time()))
+            return
+        for step in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in STEPS[step]:
+                s.execute(text(statement))
+            Base.metadata.create_all(s.connection())  # tables new in this step
+            s.add(SchemaVersion(version=step, applied=time.time()))
+
+
+# upgrades of an existing database, one list of statements per schema version
+STEPS: dict[int, list[str]] = {
+    2: ["ALTER TABLE gateways ADD COLUMN retired FLOAT",
+        "ALTER TABLE model_versions ADD COLUMN archive_sha256 VARCHAR(64)",
+        "ALTER TABLE model_versions ADD COLUMN size INTEGER",
+        "ALTER TABLE deployments ADD COLUMN status VARCHAR(16) DEFAULT 'active' NOT NULL",
+        "ALTER TABLE deployments ADD COLUMN canary JSON",
+        "ALTER TABLE deployments ADD COLUMN watch_s FLOAT DEFAULT 0 NOT NULL",
+        "ALTER TABLE deployments ADD COLUMN min_labels INTEGER DEFAULT 0 NOT NULL",
+        "ALTER TABLE deployments ADD COLUMN margin FLOAT DEFAULT 0 NOT NULL",
+        "ALTER TABLE deployments ADD COLUMN decided FLOAT",
+        "ALTER TABLE deployments ADD COLUMN reason VARCHAR(1000)"],
+}
 
 
 def add_gateway(engine: Engine, gateway_id: str, group: str | None = None) -> str:
     """Register a gateway; return its token (shown once, stored hashed)."""
     token = secrets.token_urlsafe(32)
     with Session(engine) as s, s.begin():
-        if s.get(Gateway, gateway_id) is None:
+        gw = s.get(Gateway, gateway_id)
+        if gw is None:
             s.add(Gateway(id=gateway_id, group=group, created=time.time()))
             s.flush()
+        else:
+            gw.retired = None
+            if group is not None:
+                gw.group = group
         s.add(Token(token_hash=hash_token(token), role="gateway", gateway_id=gateway_id))
     return token
 
@@ -141,3 +200,50 @@ def insert_telemetry(engine: Engine, gateway_id: str, rows: list[dict[str, Any]]
         inserted = len(s.execute(stmt).all())  # RETURNING lists only the rows really inserted
         s.query(Gateway).filter(Gateway.id == gateway_id).update({"last_seen": now})
         return inserted
+
+
+def record(s: Session, model: str, version: str, event: str, gateway_id: str | None = None,
+           detail: str | None = None) -> None:
+    s.add(HistoryEntry(at=time.time(), model=model, version=version, event=event,
+                       gateway_id=gateway_id, detail=(detail or "")[:2000] or None))
+
+
+def list_gateways(engine: Engine) -> list[dict[str, Any]]:
+    with Session(engine) as s:
+        rows = s.execute(select(Gateway, GatewayStatus).outerjoin(
+            GatewayStatus, GatewayStatus.gateway_id == Gateway.id).order_by(Gateway.id)).all()
+        return [{"id": g.id, "group": g.group, "created": g.created, "last_seen": g.last_seen,
+                 "retired": g.retired,
+                 "status": st.report if st else None, "status_updated": st.updated if st else None}
+                for g, st in rows]
+
+
+def set_group(engine: Engine, gateway_id: str, group: str | None) -> None:
+    with Session(engine) as s, s.begin():
+        gw = s.get(Gateway, gateway_id)
+        if gw is None:
+            raise LookupError(gateway_id)
+        gw.group = group
+
+
+def rotate_token(engine: Engine, gateway_id: str) -> str:
+    """Revoke every token of the gateway and issue a new one (a stolen PC, a reinstalled one)."""
+    with Session(engine) as s, s.begin():
+        if s.get(Gateway, gateway_id) is None:
+            raise LookupError(gateway_id)
+        s.query(Token).filter(Token.gateway_id == gateway_id).delete()
+        token = secrets.token_urlsafe(32)
+        s.add(Token(token_hash=hash_token(token), role="gateway", gateway_id=gateway_id))
+    return token
+
+
+def remove_gateway(engine: Engine, gateway_id: str) -> None:
+    """Revoke the gateway's tokens and forget its status; its telemetry stays for the record."""
+    with Session(engine) as s, s.begin():
+        if s.get(Gateway, gateway_id) is None:
+            raise LookupError(gateway_id)
+        s.query(Token).filter(Token.gateway_id == gateway_id).delete()
+        s.query(GatewayStatus).filter(GatewayStatus.gateway_id == gateway_id).delete()
+        gw = s.get(Gateway, gateway_id)
+        assert gw is not None
+        gw.group, gw.retired = None, time.time()

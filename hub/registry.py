@@ -9,24 +9,32 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from agent.bundle import Bundle, unpack, verify_bundle
+from agent.bundle import Bundle, sha256_file, unpack, verify_bundle
 from agent.errors import AgentError
-from hub.db import Deployment, Gateway, ModelVersion
+from hub.db import ModelVersion, record
 
 
 class HubError(AgentError):
     """A registry or deployment request that cannot be honoured (the message says why)."""
 
 
-def publish(engine: Engine, data_dir: Path, bundle_path: Path, trusted_keys: list[Path]) -> Bundle:
+def trusted_keys(data_dir: Path, extra: list[Path] | None = None) -> list[Path]:
+    """Keys the hub trusts: DATA/trusted-keys/*.pub plus any named on the command line."""
+    return sorted((data_dir / "trusted-keys").glob("*.pub")) + list(extra or [])
+
+
+def publish(engine: Engine, data_dir: Path, bundle_path: Path, keys: list[Path]) -> Bundle:
+    if not keys:
+        raise HubError("no trusted keys: put public keys in DATA/trusted-keys/ or pass --trusted-key")
     staging = Path(tempfile.mkdtemp(prefix="publish-"))
     try:
-        bundle = verify_bundle(unpack(bundle_path, staging), trusted_keys, allow_unsigned=False)
+        bundle = verify_bundle(unpack(bundle_path, staging), keys, allow_unsigned=False)
         m = bundle.manifest
         with Session(engine) as s, s.begin():
             existing = s.scalars(select(ModelVersion).where(
@@ -44,21 +52,21 @@ def publish(engine: Engine, data_dir: Path, bundle_path: Path, trusted_keys: lis
             tmp.replace(target)
             s.add(ModelVersion(name=m.name, version=m.version, sha256=bundle.sha256,
                                manifest=json.loads((bundle.path / "manifest.json").read_text()),
-                               created=time.time()))
+                               created=time.time(), archive_sha256=sha256_file(target),
+                               size=target.stat().st_size))
+            record(s, m.name, m.version, "published",
+                   detail=f"signed by {bundle.signed_by}; reason: {m.lineage.get('reason') or 'not given'}")
         return bundle
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def deploy(engine: Engine, model: str, version: str, target: str, strategy: str) -> None:
-    if strategy != "immediate":
-        raise HubError(f"--strategy {strategy}: canary and shadow deployments are not built yet; "
-                       "use immediate")
-    with Session(engine) as s, s.begin():
-        if s.scalars(select(ModelVersion).where(ModelVersion.name == model,
-                                                ModelVersion.version == version)).first() is None:
-            raise HubError(f"{model} {version} is not published; edge-hub publish it first")
-        if not target.startswith("group:") and s.get(Gateway, target) is None:
-            raise HubError(f"--to {target}: no such gateway (edge-hub gateways add {target})")
-        s.add(Deployment(target=target, model=model, version=version, strategy=strategy,
-                         created=time.time()))
+def list_versions(engine: Engine, model: str | None = None) -> list[dict[str, Any]]:
+    with Session(engine) as s:
+        q = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.id)
+        if model:
+            q = q.where(ModelVersion.name == model)
+        return [{"name": v.name, "version": v.version, "sha256": v.sha256, "created": v.created,
+                 "size": v.size, "lineage": v.manifest.get("lineage", {}),
+                 "metrics": v.manifest.get("metrics", {}), "manifest": v.manifest}
+                for v in s.scalars(q)]

@@ -15,8 +15,10 @@ from hub.app import create_app
 
 
 class HubServer:
-    def __init__(self, engine: Engine, data: Path, port: int | None = None) -> None:
-        self.engine, self.data = engine, data
+    def __init__(self, engine: Engine, data: Path, port: int | None = None,
+                 keys: list[Path] | None = None, evaluate_interval_s: float = 0.5) -> None:
+        self.engine, self.data, self.keys = engine, data, keys
+        self.evaluate_interval_s = evaluate_interval_s
         self.port = port or free_port()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -26,8 +28,9 @@ class HubServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        config = uvicorn.Config(create_app(self.engine, self.data), host="127.0.0.1", port=self.port,
-                                log_level="warning", lifespan="off")
+        app = create_app(self.engine, self.data, self.keys, self.evaluate_interval_s)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()

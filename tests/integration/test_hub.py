@@ -28,7 +28,8 @@ from agent.sim.line import SimOptions, SimulatedLine
 from agent.sim.process import COUNTER_TAG
 from hub.cli import main as hub_main
 from hub.db import Telemetry, add_admin_token, add_gateway, migrate
-from hub.registry import HubError, deploy, publish
+from hub.registry import HubError, publish
+from hub.rollouts import deploy
 from hub.server import HubServer
 from tests.helpers.running import base_config, opcua_source, running_agent, wait_for
 

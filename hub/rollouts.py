@@ -1,0 +1,228 @@
+"""Deployments as rollouts: immediate, canary (a few gateways first, promoted to the rest of the
+target after a clean watch period) and shadow (the candidate runs beside the active version on
+the gateways; promoted when its labelled outcomes are not worse). The hub moves rollouts forward
+from the gateways' status reports; a rejection reported by any canary stops the rollout."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import desc, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from hub.db import Deployment, Gateway, GatewayStatus, ModelVersion, record
+from hub.registry import HubError
+
+STRATEGIES = ("immediate", "canary", "shadow")
+IN_FLIGHT = ("canary", "shadow")
+SKIPPED = ("rolled_back", "rejected", "superseded")
+
+
+@dataclass(frozen=True)
+class RolloutPolicy:
+    canary_size: int = 1
+    watch_s: float = 600.0
+    min_labels: int = 50
+    margin: float = 0.0
+
+
+def target_gateways(s: Session, target: str) -> list[str]:
+    if target.startswith("group:"):
+        group = target.removeprefix("group:")
+        return list(s.scalars(select(Gateway.id).where(Gateway.group == group,
+                                                       Gateway.retired.is_(None)).order_by(Gateway.id)))
+    return [target]
+
+
+def deploy(engine: Engine, model: str, version: str, target: str, strategy: str,
+           policy: RolloutPolicy | None = None, reason: str | None = None) -> int:
+    policy = policy or RolloutPolicy()
+    if strategy not in STRATEGIES:
+        raise HubError(f"--strategy {strategy}: use one of {', '.join(STRATEGIES)}")
+    with Session(engine) as s, s.begin():
+        if s.scalars(select(ModelVersion).where(ModelVersion.name == model,
+                                                ModelVersion.version == version)).first() is None:
+            raise HubError(f"{model} {version} is not published; edge-hub publish it first")
+        if target.startswith("group:"):
+            members = target_gateways(s, target)
+            if not members:
+                raise HubError(f"--to {target}: the group has no gateways "
+                               "(edge-hub gateways add ID --group NAME)")
+        else:
+            gw = s.get(Gateway, target)
+            if gw is None or gw.retired is not None:
+                raise HubError(f"--to {target}: no such gateway (edge-hub gateways add {target})")
+            members = [target]
+        # a newer decision replaces rollouts still in flight for the same target
+        for old in s.scalars(select(Deployment).where(Deployment.target == target,
+                                                      Deployment.status.in_(IN_FLIGHT))):
+            old.status, old.decided, old.reason = "superseded", time.time(), "a newer deployment"
+        status = {"immediate": "active", "canary": "canary", "shadow": "shadow"}[strategy]
+        canary = members[:max(1, policy.canary_size)] if strategy == "canary" else []
+        dep = Deployment(target=target, model=model, version=version, strategy=strategy,
+                         created=time.time(), status=status, canary=canary,
+                         watch_s=policy.watch_s, min_labels=policy.min_labels,
+                         margin=policy.margin, reason=reason)
+        s.add(dep)
+        s.flush()
+        detail = f"to {target} ({strategy}" + (f", canaries {', '.join(canary)}" if canary else "") + ")"
+        record(s, model, version, "deployed", detail=detail + (f": {reason}" if reason else ""))
+        return dep.id
+
+
+def rollback(engine: Engine, model: str, version: str, target: str | None = None) -> list[str]:
+    """Stop rollouts of MODEL in flight and deploy VERSION immediately wherever MODEL runs."""
+    with Session(engine) as s, s.begin():
+        if s.scalars(select(ModelVersion).where(ModelVersion.name == model,
+                                                ModelVersion.version == version)).first() is None:
+            raise HubError(f"{model} {version} is not published; see edge-hub models list")
+        deps = list(s.scalars(select(Deployment).where(Deployment.model == model)))
+        targets = sorted({d.target for d in deps}) if target is None else [target]
+        if not targets:
+            raise HubError(f"{model} was never deployed; nothing to roll back")
+        for d in deps:
+            if d.status in IN_FLIGHT and d.target in targets:
+                d.status, d.decided, d.reason = "rolled_back", time.time(), "operator rollback"
+    for t in targets:
+        deploy(engine, model, version, t, "immediate", reason="operator rollback")
+    return targets
+
+
+def desired_state(engine: Engine, gateway_id: str) -> dict[str, Any]:
+    """What this gateway should run: the newest deployment that applies to it, walking back past
+    rollouts that were stopped and canaries it is not part of; a shadow newer than that rides along."""
+    with Session(engine) as s:
+        gw = s.get(Gateway, gateway_id)
+        targets = [gateway_id] + ([f"group:{gw.group}"] if gw and gw.group else [])
+        deps = s.scalars(select(Deployment).where(Deployment.target.in_(targets))
+                         .order_by(desc(Deployment.id)).limit(200))
+        active: Deployment | None = None
+        shadow: Deployment | None = None
+        for d in deps:
+            if d.status in SKIPPED:
+                continue
+            if d.status == "shadow":
+                shadow = shadow or d
+                continue
+            if d.status == "canary" and gateway_id not in (d.canary or []):
+                continue
+            active = d
+            break
+        doc: dict[str, Any] = {"gateway_id": gateway_id, "model": None, "shadow": None}
+        if active is not None:
+            doc["model"] = _version_doc(s, active)
+            doc["deployment"] = {"id": active.id, "strategy": active.strategy,
+                                 "status": active.status, "created": active.created}
+        if shadow is not None:
+            doc["shadow"] = _version_doc(s, shadow)
+            doc["shadow"]["deployment"] = shadow.id
+            doc["shadow"]["min_labels"] = shadow.min_labels
+            doc["shadow"]["watch_s"] = shadow.watch_s
+        return doc
+
+
+def _version_doc(s: Session, d: Deployment) -> dict[str, Any]:
+    mv = s.scalars(select(ModelVersion).where(ModelVersion.name == d.model,
+                                              ModelVersion.version == d.version)).one()
+    return {"name": mv.name, "version": mv.version, "sha256": mv.sha256,
+            "archive_sha256": mv.archive_sha256, "size": mv.size,
+            "url": f"/api/v1/bundles/{mv.sha256}"}
+
+
+def store_report(engine: Engine, gateway_id: str, report: dict[str, Any]) -> None:
+    now = time.time()
+    with Session(engine) as s, s.begin():
+        row = s.get(GatewayStatus, gateway_id)
+        before = row.report if row else {}
+        if row is None:
+            s.add(GatewayStatus(gateway_id=gateway_id, report=report, updated=now))
+        else:
+            row.report, row.updated = report, now
+        s.query(Gateway).filter(Gateway.id == gateway_id).update({"last_seen": now})
+        _record_changes(s, gateway_id, before or {}, report)
+
+
+def _record_changes(s: Session, gateway_id: str, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """History entries for what a report shows changed on the gateway."""
+    was, now = (before.get("active") or {}), (after.get("active") or {})
+    if now.get("sha256") and now.get("sha256") != was.get("sha256"):
+        record(s, now.get("name", "?"), now.get("version", "?"), "activated", gateway_id,
+               now.get("reason"))
+    seen = {r.get("sha256") for r in before.get("rejected") or []}
+    for r in after.get("rejected") or []:
+        if r.get("sha256") not in seen:
+            record(s, r.get("name", "?"), r.get("version", "?"), "rejected", gateway_id, r.get("reason"))
+
+
+def evaluate(engine: Engine, now: float | None = None) -> list[str]:
+    """Move canary and shadow rollouts forward; return what was decided (for the log)."""
+    now = time.time() if now is None else now
+    decisions: list[str] = []
+    with Session(engine) as s, s.begin():
+        reports = {st.gateway_id: st.report for st in s.scalars(select(GatewayStatus))}
+        for d in s.scalars(select(Deployment).where(Deployment.status.in_(IN_FLIGHT))):
+            sha = s.scalars(select(ModelVersion.sha256).where(
+                ModelVersion.name == d.model, ModelVersion.version == d.version)).one()
+            decision = (_judge_canary(d, sha, reports, now) if d.status == "canary"
+                        else _judge_shadow(s, d, sha, reports, now))
+            if decision is None:
+                continue
+            status, why = decision
+            d.status, d.decided, d.reason = status, now, why
+            event = "promoted" if status == "active" else status
+            record(s, d.model, d.version, event, detail=f"{d.target}: {why}")
+            decisions.append(f"{d.model} {d.version} -> {d.target}: {event} ({why})")
+    return decisions
+
+
+def _rejections(report: dict[str, Any], sha: str) -> str | None:
+    for r in report.get("rejected") or []:
+        if r.get("sha256") == sha:
+            return str(r.get("reason") or "rejected by the gateway")
+    return None
+
+
+def _judge_canary(d: Deployment, sha: str, reports: dict[str, dict[str, Any]],
+                  now: float) -> tuple[str, str] | None:
+    clean = 0
+    for gw in d.canary or []:
+        report = reports.get(gw) or {}
+        why = _rejections(report, sha)
+        if why is not None:
+            return "rolled_back", f"canary {gw} rolled it back: {why}"
+        active = report.get("active") or {}
+        watch = report.get("watch") or {}
+        if (active.get("sha256") == sha and now - float(active.get("since") or now) >= d.watch_s
+                and watch.get("sha256") != sha):
+            clean += 1
+    if d.canary and clean == len(d.canary):
+        return "active", f"{clean} canary gateway(s) ran it {d.watch_s:g} s without regression"
+    return None
+
+
+def _judge_shadow(s: Session, d: Deployment, sha: str, reports: dict[str, dict[str, Any]],
+                  now: float) -> tuple[str, str] | None:
+    labelled = active_err = cand_err = 0.0
+    kind = "classifier"
+    for gw in target_gateways(s, d.target):
+        shadow = (reports.get(gw) or {}).get("shadow") or {}
+        cmp = shadow.get("comparison") or {}
+        if shadow.get("sha256") != sha or not cmp.get("labelled"):
+            continue
+        kind = str(cmp.get("kind", kind))
+        labelled += float(cmp["labelled"])
+        active_err += float(cmp["active_errors"])
+        cand_err += float(cmp["candidate_errors"])
+    timed_out = now - d.created >= d.watch_s
+    if labelled < max(1, d.min_labels) and not (timed_out and labelled > 0):
+        return None  # no evidence yet: never promote blind
+    a, c = active_err / labelled, cand_err / labelled
+    what = "error rate" if kind == "classifier" else "MAE"
+    figures = f"{what} {c:.4g} vs active {a:.4g} on {labelled:.0f} labelled outcomes"
+    worse = c > a + d.margin if kind == "classifier" else c > a * (1 + d.margin)
+    if worse:
+        return "rejected", f"shadow worse: {figures}"
+    return "active", f"shadow not worse: {figures}"
