@@ -25,7 +25,9 @@ from agent.errors import AgentError, OutboxError
 from agent.features import FeatureBuilder, TagSpec, format_id
 from agent.health import HealthServer
 from agent.labels import LabelListener
-from agent.model import LoadedModel, load_model
+from agent.lifecycle import ModelLifecycle
+from agent.model import LoadedModel
+from agent.modelstore import ModelStore
 from agent.monitor.alarms import MonitorEvent
 from agent.outbox import AsyncOutbox, NewRecord, OutboxStats, Priority
 from agent.outputs import MqttPublisher, OpcUaWriteback
@@ -33,6 +35,7 @@ from agent.sdnotify import Notifier
 from agent.sources import build_source
 from agent.sources.opcua import OpcUaSource
 from agent.supervisor import ComponentHealth, supervise
+from agent.sync import HubSync
 from agent.types import Label, Quality, Reading
 from agent.uploader import Uploader
 from agent.watch import ModelWatch
@@ -54,6 +57,11 @@ class Agent:
         self.health: dict[str, ComponentHealth] = {}
         self.model: LoadedModel | None = None
         self.model_error: str | None = None
+        self.store: ModelStore | None = None
+        self.lifecycle: ModelLifecycle | None = None
+        self.sync: HubSync | None = None
+        self._pending_shadow: list[PredictionBatch] = []
+        self._pending_lifecycle: list[dict[str, Any]] = []
         self.builder: FeatureBuilder | None = None
         self.publisher = MqttPublisher(config.outputs.mqtt, config.gateway_id) if (
             config.outputs.mqtt) else None
@@ -130,6 +138,9 @@ class Agent:
                 if cfg.hub is not None:
                     self.uploader = Uploader(cfg.hub, cfg.gateway_id, self.outbox)
                     start("hub-upload", self.uploader.run)
+                if cfg.hub is not None and cfg.hub.sync_models and self.lifecycle is not None:
+                    self.sync = HubSync(cfg.hub, cfg.gateway_id, self.lifecycle, self.hub_report)
+                    start("hub-sync", self.sync.run)
                 if self.notifier.watchdog_interval_s is not None:
                     tasks.append(group.create_task(self._watchdog_loop(), name="watchdog"))
                 self.ready.set()
@@ -183,33 +194,29 @@ class Agent:
 
     async def _load_initial_model(self) -> None:
         cfg = self.config
-        if cfg.model.bundle is None:
-            self.model_error = "no model configured; waiting for one"
-            return
-        try:
-            model = await asyncio.to_thread(load_model, cfg.model, cfg.model.bundle,
-                                            cfg.state_dir / "staging")
-        except AgentError as exc:
-            # keep reading and buffering data: an operator can fix the model without data loss
-            self.model_error = str(exc)
-            log.error("model not loaded, agent runs without inference: %s", exc)
-            return
-        self.activate(model)
+        self.store = ModelStore(cfg.state_dir, cfg.model.keep_versions)
+        self.lifecycle = ModelLifecycle(cfg, self.store, self.use_model, self._pending_lifecycle.append)
+        configured = None
+        if cfg.model.bundle is not None:
+            try:
+                bundle = await asyncio.to_thread(self.store.install, cfg.model.bundle,
+                                                 list(cfg.model.trusted_keys), cfg.model.allow_unsigned)
+                configured = bundle.sha256
+            except AgentError as exc:
+                # keep reading and buffering data: an operator can fix the model without data loss
+                self.model_error = str(exc)
+                log.error("configured model refused: %s", exc)
+        await self.lifecycle.start(configured)
+        if self.model is None:
+            self.model_error = (self.model_error or self.lifecycle.last_error
+                                or "no model configured; waiting for one")
+            log.error("agent runs without inference: %s", self.model_error)
 
-    def activate(self, model: LoadedModel) -> None:
-        specs = []
-        max_age = {n.tag: n.max_age_s for s in self.config.sources if isinstance(
-            s, OpcUaSourceConfig) for n in s.nodes if n.max_age_s}
-        for src in self.config.sources:
-            if not isinstance(src, OpcUaSourceConfig):
-                max_age.update({t.tag: t.max_age_s for topic in src.topics for t in topic.tags
-                                if t.max_age_s})
-        for tag in model.input_tags:
-            specs.append(TagSpec(tag, max_age.get(tag, self.config.features.max_age_s)))
-        extra = [self.opcua_labels.tag] if self.opcua_labels else []
-        if self.opcua_labels and self.opcua_labels.sample_id_tag:
-            extra.append(self.opcua_labels.sample_id_tag)
-        self.builder = FeatureBuilder(specs, self.config.features, extra_tags=extra)
+    def use_model(self, model: LoadedModel) -> None:
+        """Point the data path at this version (called by the lifecycle on every switch)."""
+        same_inputs = self.model is not None and self.model.input_tags == model.input_tags
+        if not same_inputs:
+            self.builder = self._feature_builder(model)
         self.model = model
         self.model_error = None
         if self.watch is not None:
@@ -224,7 +231,25 @@ class Agent:
         if wb is not None:
             writer = next(s for s in self.sources if isinstance(s, OpcUaSource)
                           and s.config.name == wb.source)
-            self.writeback = OpcUaWriteback(wb, writer, model.bundle.manifest.output.classes)
+            if self.writeback is None:
+                self.writeback = OpcUaWriteback(wb, writer, model.bundle.manifest.output.classes)
+            else:
+                self.writeback.classes = model.bundle.manifest.output.classes
+
+    def _feature_builder(self, model: LoadedModel) -> FeatureBuilder:
+        specs = []
+        max_age = {n.tag: n.max_age_s for s in self.config.sources if isinstance(
+            s, OpcUaSourceConfig) for n in s.nodes if n.max_age_s}
+        for src in self.config.sources:
+            if not isinstance(src, OpcUaSourceConfig):
+                max_age.update({t.tag: t.max_age_s for topic in src.topics for t in topic.tags
+                                if t.max_age_s})
+        for tag in model.input_tags:
+            specs.append(TagSpec(tag, max_age.get(tag, self.config.features.max_age_s)))
+        extra = [self.opcua_labels.tag] if self.opcua_labels else []
+        if self.opcua_labels and self.opcua_labels.sample_id_tag:
+            extra.append(self.opcua_labels.sample_id_tag)
+        return FeatureBuilder(specs, self.config.features, extra_tags=extra)
 
     # -- the data path -------------------------------------------------------------------------
     async def _pipeline_loop(self) -> None:
@@ -268,7 +293,7 @@ class Agent:
             self.dropped_readings += excess
         for r in label_events:  # after the whole batch: the verdict that came with it is in
             self._opcua_label(r)
-        if builder is None or self.model is None:
+        if builder is None or self.model is None or self.lifecycle is None:
             return
         samples = builder.due(time.time())
         size = self.config.model.batch_max
@@ -276,7 +301,7 @@ class Agent:
             chunk = samples.slice(start, start + size) if len(samples) > size else samples
             try:
                 started = time.perf_counter()
-                predictions, out = self.model.predict(chunk)
+                predictions, out, shadow = self.lifecycle.infer(chunk)
                 if self.health_server is not None:
                     self.health_server.latency.observe(time.perf_counter() - started)
             except AgentError as exc:
@@ -284,6 +309,8 @@ class Agent:
                 log.error("inference failed on %d samples: %s", len(chunk), exc)
                 continue
             self._deliver(predictions)
+            if shadow is not None:  # recorded for the comparison, never published as a decision
+                self._pending_shadow.append(shadow)
             if self.watch is not None:
                 self._emit(self.watch.on_batch(chunk, predictions, out))
             for listener in self.prediction_listeners:
@@ -333,8 +360,13 @@ class Agent:
         self.labels_received += 1
         self._pending_labels.append({"id": label.sample_id, "label": label.value,
                                      "ts": label.timestamp})
+        joined_id = label.sample_id
         if self.watch is not None:
             self._emit(self.watch.on_label(label))
+            joined_id = self.watch.last_joined_id or joined_id
+        if self.lifecycle is not None:
+            self.lifecycle.on_label(joined_id, label.value)
+            self.lifecycle.judge()
 
     async def _flush_loop(self) -> None:
         while True:
@@ -354,15 +386,19 @@ class Agent:
                                          len(part)))
         if self._pending_predictions:
             batches, self._pending_predictions = self._pending_predictions, []
-            by_version: dict[str, list[PredictionBatch]] = {}
-            for b in batches:
-                by_version.setdefault(b.bundle_sha256, []).append(b)
-            for group in by_version.values():
-                joined = PredictionBatch.concat(group)
+            for joined in PredictionBatch.concat_by_version(batches):
                 for start in range(0, len(joined), RECORD_ROWS):
                     chunk = joined.slice(start, start + RECORD_ROWS) if len(joined) > RECORD_ROWS else joined
                     records.append(NewRecord("predictions", Priority.PREDICTIONS,
                                              encode_predictions(chunk), len(chunk)))
+        if self._pending_shadow:
+            shadows, self._pending_shadow = self._pending_shadow, []
+            for b in PredictionBatch.concat_by_version(shadows):
+                records.append(NewRecord("shadow_predictions", Priority.PREDICTIONS,
+                                         encode_predictions(b), len(b)))
+        if self._pending_lifecycle:
+            changes, self._pending_lifecycle = self._pending_lifecycle, []
+            records.append(NewRecord("lifecycle", Priority.EVENTS, encode_json(changes), len(changes)))
         if self._pending_labels:
             labels, self._pending_labels = self._pending_labels, []
             records.append(NewRecord("labels", Priority.LABELS, encode_json(labels), len(labels)))
@@ -375,6 +411,8 @@ class Agent:
 
     async def _status_loop(self) -> None:
         while True:
+            if self.lifecycle is not None:
+                await self.lifecycle.tick()
             if self.watch is not None:
                 self._emit(self.watch.tick())
             await self._write_status()
@@ -407,9 +445,29 @@ class Agent:
             "publish_dropped": self.publisher.dropped if self.publisher else None,
             "alarms_published": self.publisher.published_raw if self.publisher else None,
             "outbox": stats.__dict__ if stats else None,
+            "lifecycle": self.lifecycle.report() if self.lifecycle else None,
+            "sync": {"connected": self.sync.status.connected, "last_success": self.sync.last_success,
+                     "last_error": self.sync.status.last_error, "polls": self.sync.polls,
+                     "reports": self.sync.reports} if self.sync else None,
             "monitor": self.watch.figures() if self.watch else None,
             "components": {k: {"restarts": h.restarts, "last_error": h.last_error}
                            for k, h in self.health.items()},
+        }
+
+    def hub_report(self) -> dict[str, Any]:
+        """What the hub's fleet view and rollout decisions need, besides the model versions."""
+        stats = self.outbox_stats
+        errors = [f"{k}: {h.last_error}" for k, h in self.health.items() if h.last_error]
+        return {
+            "agent_version": __version__, "updated": time.time(),
+            "alarms": self.watch.monitor.book.active() if self.watch else None,
+            "health": self.watch.monitor.book.worst() if self.watch else None,
+            "outbox_depth": stats.depth if stats else None,
+            "metrics": {"predictions": self.predictions, "samples_per_s": round(self.samples_per_s, 3),
+                        "inference_errors": self.inference_errors, "labels": self.labels_received,
+                        "dropped_readings": self.dropped_readings,
+                        "monitor": self.watch.figures() if self.watch else None},
+            "last_error": self.model_error or (errors[-1] if errors else None),
         }
 
     async def _write_status(self) -> None:

@@ -103,6 +103,13 @@ class PredictionBatch:
             np.concatenate([b.label_idx for b in batches if b.label_idx is not None]) if classifier else None,
             first.classes, np.concatenate([b.hashes for b in batches]))
 
+    @staticmethod
+    def concat_by_version(batches: list[PredictionBatch]) -> list[PredictionBatch]:
+        by_version: dict[str, list[PredictionBatch]] = {}
+        for b in batches:
+            by_version.setdefault(b.bundle_sha256, []).append(b)
+        return [PredictionBatch.concat(group) for group in by_version.values()]
+
     def outputs(self, i: int) -> dict[str, Any]:
         if self.label_idx is None:
             return {"value": float(self.score[i])}

@@ -165,6 +165,20 @@ class TfliteRuntimeConfig(Strict):
 RuntimeConfig = Annotated[OnnxRuntimeConfig | TfliteRuntimeConfig, Field(discriminator="type")]
 
 
+class RollbackPolicy(Strict):
+    watch_s: float = Field(600.0, ge=0, description=(
+        "Seconds after an activation during which the previous version stays loaded, runs on the "
+        "same inputs, and the new one is rolled back at once if it does worse."))
+    accuracy_margin: float = Field(0.05, ge=0, description=(
+        "Roll back when the new version's error rate on labelled outcomes exceeds the previous "
+        "version's by more than this (for regression: MAE by more than this fraction)."))
+    min_labels: int = Field(30, ge=1, description="Labelled outcomes needed before accuracy is judged.")
+    latency_factor: float = Field(2.0, gt=1, description=(
+        "Roll back when the new version's p99 inference time exceeds the previous one's by this factor."))
+    min_latency_batches: int = Field(50, ge=5, description="Inference batches needed to judge p99 latency.")
+    max_inference_errors: int = Field(3, ge=1, description="Inference errors that trigger a rollback.")
+
+
 class ModelConfig(Strict):
     bundle: Path | None = Field(None, description="Bundle directory or .tar; none waits for the hub.")
     runtime: RuntimeConfig = Field(default_factory=OnnxRuntimeConfig, description="Model runtime.")
@@ -173,6 +187,9 @@ class ModelConfig(Strict):
     )
     allow_unsigned: bool = Field(False, description="Accept bundles without a valid signature.")
     batch_max: int = Field(64, ge=1, le=4096, description="Largest inference batch.")
+    keep_versions: int = Field(3, ge=2, le=50, description="Versions kept on disk for instant rollback.")
+    rollback: RollbackPolicy = Field(default_factory=RollbackPolicy,
+                                     description="When a newly activated version is rolled back.")
 
 
 class FeaturesConfig(Strict):
@@ -258,6 +275,11 @@ class HubConfig(Strict):
     upload_batch: int = Field(500, ge=1, le=10_000, description="Outbox records per upload.")
     reconnect: BackoffConfig = Field(default_factory=BackoffConfig,
                                      description="Retry delays while the hub is unreachable.")
+    sync_models: bool = Field(True, description="Take model versions from the hub's desired state.")
+    poll_interval_s: float = Field(30.0, gt=0, description="How often to ask for the desired state.")
+    poll_jitter: float = Field(0.2, ge=0, le=1, description=(
+        "Random fraction added to each poll interval, so a fleet does not poll in lockstep."))
+    report_interval_s: float = Field(30.0, gt=0, description="How often to send a status report.")
 
 
 class HealthConfig(Strict):

@@ -122,7 +122,7 @@ class OpcUaWriteback:
 
     def __init__(self, config: OpcUaWritebackConfig, writer: NodeWriter, classes: list[str]) -> None:
         self.config = config
-        self._classes = classes
+        self.classes = classes
         self._writer = writer
         self._latest: Prediction | None = None
         self._wake = asyncio.Event()
@@ -145,7 +145,7 @@ class OpcUaWriteback:
             for output, node_id in self.config.nodes.items():
                 value = p.outputs.get(output)
                 if isinstance(value, str):  # a class label goes to the PLC as its class index
-                    value = self._classes.index(value) if value in self._classes else None
+                    value = self.classes.index(value) if value in self.classes else None
                 if value is None:
                     continue
                 try:

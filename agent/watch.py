@@ -43,6 +43,7 @@ class ModelWatch:
                                 config.label_tolerance_s)
         self._class_pos = {c: i for i, c in enumerate(model.classes)}
         self.unknown_label_values = 0
+        self.last_joined_id: str | None = None  # the sample the last label was matched to
         self.last_snapshot = time.monotonic()
 
     def on_batch(self, samples: SampleBatch, preds: PredictionBatch, out: RuntimeOutput) -> (
@@ -54,12 +55,14 @@ class ModelWatch:
         return events
 
     def on_label(self, label: Label) -> list[MonitorEvent]:
+        self.last_joined_id = None
         truth = self._truth(label.value)
         if truth is None:
             return []
         joined = self.labels.join(label.sample_id, label.timestamp)
         if joined is None:
             return []
+        self.last_joined_id = joined.sample_id
         return self.monitor.on_labels(np.array([joined.index]), np.array([joined.predicted]),
                                       np.array([truth]))
 

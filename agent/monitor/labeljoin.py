@@ -16,6 +16,7 @@ from agent.batches import PredictionBatch
 @dataclass(frozen=True)
 class Joined:
     index: int  # the monitor's sample index of the labelled prediction
+    sample_id: str
     predicted: float  # class index, or the regression value
     latency_s: float
 
@@ -69,7 +70,7 @@ class LabelJoin:
             self.flush()  # time matching looks across all pending rows
         elif sample_id in self._fresh:
             _, idx, ts, predicted, _ = self._fresh.pop(sample_id)
-            return self._joined(idx, predicted, label_ts - ts)
+            return self._joined(idx, sample_id, predicted, label_ts - ts)
         if self.match == "sample_id":
             row = self._db.execute("SELECT sample_id, idx, ts, predicted FROM pending WHERE sample_id=?",
                                    (sample_id,)).fetchone()
@@ -83,13 +84,13 @@ class LabelJoin:
             self.counts["unmatched"] += 1
             return None
         self._db.execute("DELETE FROM pending WHERE sample_id=?", (row[0],))
-        return self._joined(int(row[1]), float(row[3]), label_ts - row[2])
+        return self._joined(int(row[1]), str(row[0]), float(row[3]), label_ts - row[2])
 
-    def _joined(self, index: int, predicted: float, latency: float) -> Joined:
+    def _joined(self, index: int, sample_id: str, predicted: float, latency: float) -> Joined:
         latency = max(0.0, latency)
         self.counts["labelled"] += 1
         self.counts["latency_sum"] += latency
-        return Joined(index, predicted, latency)
+        return Joined(index, sample_id, predicted, latency)
 
     def expire(self, now: float | None = None) -> int:
         """Drop predictions whose label did not come in time, and keep the table bounded."""
