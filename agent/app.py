@@ -195,7 +195,7 @@ class Agent:
     async def _load_initial_model(self) -> None:
         cfg = self.config
         self.store = ModelStore(cfg.state_dir, cfg.model.keep_versions)
-        self.lifecycle = ModelLifecycle(cfg, self.store, self.use_model, self._pending_lifecycle.append)
+        self.lifecycle = ModelLifecycle(cfg, self.store, self.use_model, self._lifecycle_event)
         configured = None
         if cfg.model.bundle is not None:
             try:
@@ -347,6 +347,9 @@ class Agent:
                     "%s %s: %s/%s%s score %.4g (threshold %.4g) at sample %d", e.level.upper(),
                     e.model_version, e.kind, e.detector, f" [{e.feature}]" if e.feature else "",
                     e.score, e.threshold, e.index)
+
+    def _lifecycle_event(self, doc: dict[str, Any]) -> None:
+        self._pending_lifecycle.append(doc)  # the flusher swaps the list: never hold a reference
 
     def _deliver(self, predictions: PredictionBatch) -> None:
         self.predictions += len(predictions)

@@ -1,4 +1,5 @@
-"""Command line: edge-agent run | check-config | config-schema | status | bundle | sim | demo.
+"""Command line: edge-agent run | check-config | config-schema | status | models | alarms | bundle |
+replay | sim | demo.
 
 Every user-facing failure ends as one clear message and an exit code, never a traceback:
 2 for bad input (config, CSV, bundle), 1 for a failure at run time.
@@ -86,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     aack.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH)
     aack.add_argument("--by", default="operator", help="who acknowledges (for the record)")
 
+    from agent.models_cli import add_parser as add_models_parser
+
+    add_models_parser(sub, DEFAULT_CONFIG_PATH)
+
     sim = sub.add_parser("sim", help="run the simulated moulding line (OPC UA + MQTT QC)")
     sim.add_argument("--opcua-port", type=int, default=4840)
     sim.add_argument("--mqtt-host", default="127.0.0.1")
@@ -147,6 +152,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_replay(load_config(args.config), args.csv, args.out)
     if cmd == "alarms":
         return _alarms(args)
+    if cmd == "models":
+        from agent.models_cli import run as run_models
+
+        return run_models(args)
     if cmd == "sim":
         from agent.sim.cli import run_sim
 

@@ -152,10 +152,11 @@ class ModelStore:
         self.save()
 
     # -- operator requests (edge-agent models import | rollback) -------------------------------
-    def request(self, sha256: str, by: str, reason: str) -> None:
+    def request(self, sha256: str, by: str, reason: str, action: str = "activate") -> None:
         path = self.root / REQUEST_FILE
         tmp = path.with_suffix(".req.tmp")
-        tmp.write_text(json.dumps({"sha256": sha256, "by": by, "reason": reason, "at": time.time()}))
+        tmp.write_text(json.dumps({"sha256": sha256, "by": by, "reason": reason, "action": action,
+                                   "at": time.time()}))
         os.replace(tmp, path)
 
     def take_request(self) -> dict[str, Any] | None:

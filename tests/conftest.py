@@ -5,17 +5,23 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
 
 from agent.bundle import generate_keypair
 from agent.bundle_build import build_bundle
 from agent.sim.broker import EmbeddedBroker, MosquittoBroker, mosquitto_path
 from agent.sim.process import history
 from agent.training import train_onnx, write_csv
+from hub.db import migrate
+
+PG_URL = os.environ.get("EDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 class ThreadedEmbeddedBroker:
@@ -81,3 +87,46 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "model": model, "train": root / "train.csv",
             "holdout": root / "holdout.csv", "bundle": bundle, "key": root / "key.pem",
             "pub": root / "key.pub", "other_key": root / "other.pem", "other_pub": root / "other.pub"}
+
+
+@pytest.fixture(scope="session")
+def versions(trained: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """More versions of the trained model: 1.1.0 (same model), 2.0.0 (worse on labelled
+    outcomes) and 9.0.0 (signed, but its self-test fails)."""
+    from tests.helpers.versions import variant, worse_model
+
+    root = tmp_path_factory.mktemp("versions")
+    return {"1.1.0": variant(trained["bundle"], "1.1.0", root / "v1.1.0", trained["key"]),
+            "2.0.0": worse_model(root, trained, "2.0.0"),
+            "9.0.0": variant(trained["bundle"], "9.0.0", root / "v9.0.0", trained["key"],
+                             self_test_off=True)}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """The hub's database on SQLite and on PostgreSQL (a schema of its own per test)."""
+    if request.param == "sqlite":
+        eng = create_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+        migrate(eng)
+        yield eng
+        eng.dispose()
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"  # each test its own schema in the shared database
+    try:
+        admin = create_engine(PG_URL)
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    except Exception as exc:  # no server: skip here, fail in CI
+        if os.environ.get("EDGE_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL at {PG_URL} is required in CI: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc).splitlines()[0]}")
+    # the schema in the URL itself: a hub started as a process (edge-hub --db URL) gets it too
+    eng = create_engine(f"{PG_URL}?options=-csearch_path%3D{schema}")
+    migrate(eng)
+    yield eng
+    eng.dispose()
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+

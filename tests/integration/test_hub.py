@@ -7,17 +7,15 @@ import asyncio
 import gzip
 import io
 import json
-import os
 import shutil
 import tarfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -27,39 +25,11 @@ from agent.sim.broker import free_port
 from agent.sim.line import SimOptions, SimulatedLine
 from agent.sim.process import COUNTER_TAG
 from hub.cli import main as hub_main
-from hub.db import Telemetry, add_admin_token, add_gateway, migrate
+from hub.db import Telemetry, add_admin_token, add_gateway
 from hub.registry import HubError, publish
 from hub.rollouts import deploy
 from hub.server import HubServer
 from tests.helpers.running import base_config, opcua_source, running_agent, wait_for
-
-PG_URL = os.environ.get("EDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        eng = create_engine(f"sqlite:///{tmp_path / 'hub.db'}")
-        migrate(eng)
-        yield eng
-        eng.dispose()
-        return
-    schema = f"t_{uuid.uuid4().hex[:12]}"  # each test its own schema in the shared database
-    try:
-        admin = create_engine(PG_URL)
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception as exc:  # no server: skip here, fail in CI
-        if os.environ.get("EDGE_REQUIRE_POSTGRES"):
-            pytest.fail(f"PostgreSQL at {PG_URL} is required in CI: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc).splitlines()[0]}")
-    eng = create_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
-    migrate(eng)
-    yield eng
-    eng.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
 
 
 @pytest.fixture()

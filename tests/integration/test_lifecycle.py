@@ -1,0 +1,281 @@
+"""Model versions from the hub to running agents, over loopback HTTP: sync, refusal of spoiled
+bundles, automatic rollback of a worse version, canary and shadow rollouts judged by the hub."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from agent.app import Agent
+from agent.bundle import sha256_file, sign_bundle
+from agent.codec import decode_json
+from agent.outbox import Outbox
+from agent.sim.broker import free_port
+from agent.sim.line import SimOptions, SimulatedLine
+from agent.sim.process import COUNTER_TAG
+from hub.db import Deployment, GatewayStatus, HistoryEntry, ModelVersion, Telemetry, add_gateway, migrate
+from hub.registry import publish
+from hub.rollouts import RolloutPolicy, deploy
+from hub.server import HubServer
+from tests.helpers.running import base_config, collect_json, opcua_source, running_agent, wait_for
+from tests.helpers.versions import tar_of, variant
+
+MODEL = "moulding-nok"
+
+
+@pytest.fixture()
+def hub_db(tmp_path: Path) -> Iterator[Engine]:
+    eng = create_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    migrate(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture()
+def hub(hub_db: Engine, tmp_path: Path, trained: dict[str, Path]) -> Iterator[HubServer]:
+    server = HubServer(hub_db, tmp_path / "hub-data", keys=[trained["pub"]], evaluate_interval_s=0.2)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+async def line(broker: Any) -> AsyncIterator[SimulatedLine]:
+    options = SimOptions(opcua_port=free_port(), mqtt_port=broker.port, speed=300, qc_delay_s=30)
+    async with SimulatedLine(options) as sim:
+        qc = asyncio.create_task(sim.run_qc_station())
+        yield sim
+        qc.cancel()
+
+
+def agent_config(state: Path, line: SimulatedLine, hub: HubServer, token: str, broker: Any,
+                 gateway_id: str, trained: dict[str, Path], **rollback: Any) -> dict[str, Any]:
+    mqtt = {"host": "127.0.0.1", "port": broker.port}
+    cfg = base_config(
+        state, [opcua_source(line.options.opcua_port, line.ns)],
+        features={"mode": "trigger", "trigger_tag": COUNTER_TAG},
+        model={"trusted_keys": [str(trained["pub"])], "rollback": {"watch_s": 60, **rollback}},
+        labels={"type": "mqtt", "broker": mqtt, "topic": "plant/line1/qc"},
+        hub={"url": hub.url, "token": token, "upload_interval_s": 0.2, "poll_interval_s": 0.2,
+             "poll_jitter": 0.1, "report_interval_s": 0.3,
+             "reconnect": {"initial_s": 0.1, "max_s": 0.5}})
+    cfg["gateway_id"] = gateway_id
+    return cfg
+
+
+def active(agent: Agent) -> str | None:
+    return agent.model.version if agent.model else None
+
+
+def report(engine: Engine, gateway_id: str) -> dict[str, Any]:
+    with Session(engine) as s:
+        row = s.get(GatewayStatus, gateway_id)
+        return dict(row.report) if row else {}
+
+
+def rejected_at_hub(engine: Engine, gateway_id: str, version: str) -> str | None:
+    for r in report(engine, gateway_id).get("rejected") or []:
+        if r.get("version") == version:
+            return str(r.get("reason"))
+    return None
+
+
+def publish_all(engine: Engine, hub: HubServer, trained: dict[str, Path], *bundles: Path) -> None:
+    for b in (trained["bundle"], *bundles):
+        publish(engine, hub.data, b, [trained["pub"]])
+
+
+async def test_worse_version_is_rolled_back_within_its_watch(
+        hub: HubServer, hub_db: Engine, line: SimulatedLine, broker: Any, tmp_path: Path,
+        trained: dict[str, Path], versions: dict[str, Path]) -> None:
+    token = add_gateway(hub_db, "gw-a")
+    publish_all(hub_db, hub, trained, versions["2.0.0"])
+    deploy(hub_db, MODEL, "1.0.0", "gw-a", "immediate")
+    cfg = agent_config(tmp_path / "a", line, hub, token, broker, "gw-a", trained, min_labels=20)
+    async with running_agent(cfg) as agent:
+        assert agent.model is None  # no bundle in the config: the hub provides it
+        await wait_for(lambda: active(agent) == "1.0.0", 20, "1.0.0 from the hub")
+        machine = asyncio.create_task(line.run_machine())
+        await wait_for(lambda: agent.predictions >= 20, 20, "predictions")
+        deploy(hub_db, MODEL, "2.0.0", "gw-a", "immediate")
+        await wait_for(lambda: active(agent) == "2.0.0", 20, "2.0.0 activated")
+        assert agent.lifecycle is not None and agent.lifecycle.incumbent is not None
+        await wait_for(lambda: active(agent) == "1.0.0", 60, "automatic rollback to 1.0.0")
+        machine.cancel()
+        assert agent.store is not None
+        reason = next(r["reason"] for r in agent.store.state.rejected.values() if r["version"] == "2.0.0")
+        assert "error rate" in reason and "labelled outcomes" in reason
+        # no loop: the hub still wants 2.0.0 until it hears back; the agent stays on 1.0.0
+        switches = agent.lifecycle.switches
+        await asyncio.sleep(1.5)
+        assert agent.lifecycle.switches == switches and active(agent) == "1.0.0"
+        await wait_for(lambda: rejected_at_hub(hub_db, "gw-a", "2.0.0") is not None, 10, "report")
+        await wait_for(lambda: "rolled_back" in lifecycle_events(hub_db, "gw-a"), 10, "uploaded")
+    with Session(hub_db) as s:
+        events = [(h.version, h.event) for h in s.scalars(select(HistoryEntry).order_by(HistoryEntry.id))]
+    assert ("2.0.0", "rejected") in events and events.index(("2.0.0", "activated")) < events.index(
+        ("2.0.0", "rejected"))
+    # the switches went through the outbox to the hub's telemetry
+    events = lifecycle_events(hub_db, "gw-a")
+    assert events.index("activated") < events.index("rolled_back")
+
+
+def lifecycle_events(engine: Engine, gateway_id: str) -> list[str]:
+    with Session(engine) as s:
+        blobs = s.scalars(select(Telemetry.payload).where(Telemetry.gateway_id == gateway_id,
+                                                          Telemetry.kind == "lifecycle")
+                          .order_by(Telemetry.seq)).all()
+    return [e["event"] for blob in blobs for e in decode_json(blob)]
+
+
+def _plant(engine: Engine, hub: HubServer, version: str, archive: Path | None,
+           truncate: bool = False) -> None:
+    """Replace a published version's archive on the hub's disk (a compromised or damaged store)."""
+    with Session(engine) as s, s.begin():
+        mv = s.scalars(select(ModelVersion).where(ModelVersion.version == version)).one()
+        stored = hub.data / "bundles" / f"{mv.sha256}.tar"
+        if truncate:
+            data = stored.read_bytes()
+            stored.write_bytes(data[: len(data) // 2])
+            return
+        assert archive is not None
+        shutil.copyfile(archive, stored)
+        mv.archive_sha256, mv.size = sha256_file(stored), stored.stat().st_size
+
+
+async def test_spoiled_bundles_are_refused_and_the_previous_version_keeps_running(
+        hub: HubServer, hub_db: Engine, line: SimulatedLine, broker: Any, tmp_path: Path,
+        trained: dict[str, Path], versions: dict[str, Path]) -> None:
+    token = add_gateway(hub_db, "gw-a")
+    work = tmp_path / "spoil"
+    work.mkdir()
+    good = {v: variant(trained["bundle"], v, work / v, trained["key"])
+            for v in ("1.2.0", "1.3.0", "1.4.0", "1.5.0")}
+    publish_all(hub_db, hub, trained, *good.values(), versions["9.0.0"])
+    # 1.2.0: the model file changed after signing
+    bad = work / "model-file" / "b"
+    shutil.copytree(good["1.2.0"], bad)
+    with (bad / "model.onnx").open("ab") as fh:
+        fh.write(b"\0")
+    _plant(hub_db, hub, "1.2.0", tar_of(bad, work / "model-file.tar"))
+    # 1.3.0: the manifest edited after signing
+    bad = work / "manifest" / "b"
+    shutil.copytree(good["1.3.0"], bad)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    manifest["metrics"]["accuracy"] = 0.999
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    _plant(hub_db, hub, "1.3.0", tar_of(bad, work / "manifest.tar"))
+    # 1.4.0: signed by a key the gateway does not trust
+    bad = work / "key" / "b"
+    shutil.copytree(good["1.4.0"], bad)
+    sign_bundle(bad, trained["other_key"])
+    _plant(hub_db, hub, "1.4.0", tar_of(bad, work / "key.tar"))
+    # 1.5.0: the stored archive cut in half
+    _plant(hub_db, hub, "1.5.0", None, truncate=True)
+
+    deploy(hub_db, MODEL, "1.0.0", "gw-a", "immediate")
+    cfg = agent_config(tmp_path / "a", line, hub, token, broker, "gw-a", trained)
+    expected = {"1.2.0": "does not match its sha256", "1.3.0": "signature does not match",
+                "1.4.0": "signature does not match", "1.5.0": "incomplete",
+                "9.0.0": "self-test failed"}
+    async with running_agent(cfg) as agent:
+        await wait_for(lambda: active(agent) == "1.0.0", 20, "1.0.0 from the hub")
+        for version, why in expected.items():
+            deploy(hub_db, MODEL, version, "gw-a", "immediate")
+            await wait_for(lambda v=version: rejected_at_hub(hub_db, "gw-a", v) is not None, 20,
+                           f"{version} refused and reported")
+            reason = rejected_at_hub(hub_db, "gw-a", version) or ""
+            assert why in reason, (version, reason)
+            assert active(agent) == "1.0.0"  # the previous version never stopped
+        assert agent.store is not None
+        assert "9.0.0" not in {v["version"] for v in agent.store.state.history if v["event"] == "activated"}
+        assert agent.inference_errors == 0
+
+
+async def test_two_gateways_own_deployments_and_canary_rollouts(
+        hub: HubServer, hub_db: Engine, line: SimulatedLine, broker: Any, tmp_path: Path,
+        trained: dict[str, Path], versions: dict[str, Path]) -> None:
+    tokens = {gw: add_gateway(hub_db, gw, group="press") for gw in ("gw-a", "gw-b")}
+    publish_all(hub_db, hub, trained, versions["1.1.0"], versions["9.0.0"])
+    deploy(hub_db, MODEL, "1.0.0", "gw-a", "immediate")
+    deploy(hub_db, MODEL, "1.1.0", "gw-b", "immediate")
+    cfgs = {gw: agent_config(tmp_path / gw, line, hub, tokens[gw], broker, gw, trained, watch_s=0.5)
+            for gw in tokens}
+    async with running_agent(cfgs["gw-a"]) as a, running_agent(cfgs["gw-b"]) as b:
+        await wait_for(lambda: active(a) == "1.0.0" and active(b) == "1.1.0", 20, "own deployments")
+        async with httpx.AsyncClient(base_url=hub.url,
+                                     headers={"Authorization": f"Bearer {tokens['gw-b']}"}) as c:
+            assert (await c.get("/api/v1/gateways/gw-a/desired")).status_code == 403
+            sha_b = (await c.get("/api/v1/gateways/gw-b/desired")).json()["model"]["sha256"]
+            with Session(hub_db) as s:
+                v1 = s.scalars(select(ModelVersion.sha256).where(ModelVersion.version == "1.0.0")).one()
+            assert sha_b != v1 and (await c.get(f"/api/v1/bundles/{v1}")).status_code == 403
+
+        deploy(hub_db, MODEL, "1.0.0", "group:press", "immediate")
+        await wait_for(lambda: active(a) == "1.0.0" and active(b) == "1.0.0", 20, "group deploy")
+        deploy(hub_db, MODEL, "1.1.0", "group:press", "canary", RolloutPolicy(canary_size=1, watch_s=1.5))
+        await wait_for(lambda: active(a) == "1.1.0", 20, "the canary")
+        assert active(b) == "1.0.0"  # the rest waits for the canary's watch
+        await wait_for(lambda: active(b) == "1.1.0", 30, "promotion to the group")
+        with Session(hub_db) as s:
+            dep = s.scalars(select(Deployment).where(Deployment.strategy == "canary")).one()
+            assert dep.status == "active" and "without regression" in (dep.reason or "")
+
+        deploy(hub_db, MODEL, "9.0.0", "group:press", "canary", RolloutPolicy(canary_size=1, watch_s=1.0))
+        await wait_for(lambda: rejected_at_hub(hub_db, "gw-a", "9.0.0") is not None, 20, "canary refuses")
+        with Session(hub_db) as s:
+            await wait_for(lambda: s.scalars(select(Deployment.status).where(
+                Deployment.version == "9.0.0")).one() == "rolled_back", 10, "rollout stopped")
+            s.expire_all()
+        await asyncio.sleep(1.0)
+        assert active(a) == "1.1.0" and active(b) == "1.1.0"  # nobody runs the broken version
+        assert not (tmp_path / "gw-b" / "models").joinpath("x").exists()
+        assert b.store is not None and all(v["version"] != "9.0.0" for v in b.store.versions())
+
+
+async def test_shadow_judged_by_the_hub(
+        hub: HubServer, hub_db: Engine, line: SimulatedLine, broker: Any, tmp_path: Path,
+        trained: dict[str, Path], versions: dict[str, Path]) -> None:
+    token = add_gateway(hub_db, "gw-a")
+    publish_all(hub_db, hub, trained, versions["1.1.0"], versions["2.0.0"])
+    deploy(hub_db, MODEL, "1.0.0", "gw-a", "immediate")
+    cfg = agent_config(tmp_path / "a", line, hub, token, broker, "gw-a", trained, watch_s=0.5)
+    cfg["outputs"] = {"mqtt": {"broker": {"host": "127.0.0.1", "port": broker.port}}}
+    published: list[dict[str, Any]] = []
+    listener = asyncio.create_task(collect_json(broker.port, "edge/gw-a/#", published))
+    async with running_agent(cfg) as agent:
+        await wait_for(lambda: active(agent) == "1.0.0", 20, "1.0.0 from the hub")
+        machine = asyncio.create_task(line.run_machine())
+        shadow_policy = RolloutPolicy(min_labels=25, watch_s=300, margin=0.02)
+        deploy(hub_db, MODEL, "2.0.0", "gw-a", "shadow", shadow_policy)
+        assert agent.lifecycle is not None
+        await wait_for(lambda: agent.lifecycle is not None and agent.lifecycle.shadow is not None, 20,
+                       "shadow running")
+        with Session(hub_db) as s:
+            await wait_for(lambda: s.scalars(select(Deployment.status).where(
+                Deployment.version == "2.0.0")).one() == "rejected", 60, "hub rejects the worse shadow")
+        await wait_for(lambda: agent.lifecycle is not None and agent.lifecycle.shadow is None, 20,
+                       "shadow withdrawn")
+        assert active(agent) == "1.0.0"  # a shadow never decides
+
+        deploy(hub_db, MODEL, "1.1.0", "gw-a", "shadow", shadow_policy)
+        await wait_for(lambda: active(agent) == "1.1.0", 60, "hub promotes the equal shadow")
+        machine.cancel()
+    listener.cancel()
+    versions_published = {p.get("version") for p in published if "sample_id" in p}
+    assert "1.0.0" in versions_published and "2.0.0" not in versions_published  # shadows never decide
+    with Session(hub_db) as s:
+        reasons = {d.version: d.reason for d in s.scalars(select(Deployment))}
+    assert "shadow worse" in (reasons["2.0.0"] or "") and "not worse" in (reasons["1.1.0"] or "")
+    box = Outbox(tmp_path / "a" / "outbox.db", 1 << 30)
+    assert any(r.kind == "shadow_predictions" for r in box.peek(100_000, 1 << 30))
