@@ -159,6 +159,8 @@ class Agent:
             await self._write_status()
             if self.watch is not None:
                 self.watch.close()
+            if self.lifecycle is not None:
+                self.lifecycle.clean_shutdown()
             self.notifier.close()
 
     def status_line(self) -> str:

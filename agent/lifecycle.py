@@ -27,7 +27,7 @@ from agent.runtimes import RuntimeOutput
 
 log = logging.getLogger(__name__)
 
-MAX_BOOTS_IN_WATCH = 2  # restarts during a watch: the new version may be what kills the agent
+MAX_BOOTS_IN_WATCH = 2  # unclean restarts during a watch: the new version may be what kills the agent
 
 
 class ModelLifecycle:
@@ -145,6 +145,13 @@ class ModelLifecycle:
         log.info("watching %s until %s against %s%s", self.active.bundle.label,
                  time.strftime("%H:%M:%S", time.localtime(until)), incumbent.bundle.label,
                  "" if same_inputs else " (inputs differ: errors only, no side-by-side comparison)")
+
+    def clean_shutdown(self) -> None:
+        """A clean stop during a watch is not the new version's fault: only crashes count."""
+        last = self.store.state.history[-1] if self.store.state.history else None
+        if last is not None and last.get("boots"):
+            last["boots"] = 0
+            self.store.save()
 
     def _end_watch(self) -> None:
         self.incumbent, self.watch_until, self.watch_cmp = None, None, None

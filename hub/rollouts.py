@@ -38,7 +38,8 @@ def target_gateways(s: Session, target: str) -> list[str]:
 
 
 def deploy(engine: Engine, model: str, version: str, target: str, strategy: str,
-           policy: RolloutPolicy | None = None, reason: str | None = None) -> int:
+           policy: RolloutPolicy | None = None, reason: str | None = None,
+           allow_empty: bool = False) -> int:
     policy = policy or RolloutPolicy()
     if strategy not in STRATEGIES:
         raise HubError(f"--strategy {strategy}: use one of {', '.join(STRATEGIES)}")
@@ -48,12 +49,12 @@ def deploy(engine: Engine, model: str, version: str, target: str, strategy: str,
             raise HubError(f"{model} {version} is not published; edge-hub publish it first")
         if target.startswith("group:"):
             members = target_gateways(s, target)
-            if not members:
+            if not members and not allow_empty:
                 raise HubError(f"--to {target}: the group has no gateways "
                                "(edge-hub gateways add ID --group NAME)")
         else:
             gw = s.get(Gateway, target)
-            if gw is None or gw.retired is not None:
+            if (gw is None or gw.retired is not None) and not allow_empty:
                 raise HubError(f"--to {target}: no such gateway (edge-hub gateways add {target})")
             members = [target]
         # a newer decision replaces rollouts still in flight for the same target
@@ -87,7 +88,8 @@ def rollback(engine: Engine, model: str, version: str, target: str | None = None
             if d.status in IN_FLIGHT and d.target in targets:
                 d.status, d.decided, d.reason = "rolled_back", time.time(), "operator rollback"
     for t in targets:
-        deploy(engine, model, version, t, "immediate", reason="operator rollback")
+        # a group emptied since, or a retired gateway: recorded anyway, it holds if they return
+        deploy(engine, model, version, t, "immediate", reason="operator rollback", allow_empty=True)
     return targets
 
 

@@ -9,13 +9,14 @@ import io
 import json
 import shutil
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -24,6 +25,7 @@ from agent.errors import BundleError
 from agent.sim.broker import free_port
 from agent.sim.line import SimOptions, SimulatedLine
 from agent.sim.process import COUNTER_TAG
+from hub.app import TOKEN_CACHE_S
 from hub.cli import main as hub_main
 from hub.db import Telemetry, add_admin_token, add_gateway
 from hub.registry import HubError, publish
@@ -154,3 +156,104 @@ async def test_agent_uploads_every_record_once_after_a_hub_outage(
     with Session(engine) as s:
         rows = s.scalars(select(Telemetry.seq).where(Telemetry.gateway_id == "test-gw")).all()
     assert len(rows) == len(set(rows)) >= written  # everything arrived, nothing twice
+
+
+def test_schema_step_2_upgrades_a_version_1_database(engine: Engine) -> None:
+    """A hub installed at schema 1 keeps its data when it is upgraded."""
+    from sqlalchemy import JSON, Column, Float, Integer, LargeBinary, MetaData, String, Table, insert
+
+    from hub.db import SCHEMA_VERSION, Base, migrate
+    from hub.rollouts import desired_state
+
+    Base.metadata.drop_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS schema_version"))
+    v1 = MetaData()
+    Table("schema_version", v1, Column("version", Integer, primary_key=True), Column("applied", Float))
+    Table("gateways", v1, Column("id", String(128), primary_key=True), Column("group", String(128)),
+          Column("created", Float), Column("last_seen", Float))
+    Table("tokens", v1, Column("token_hash", String(64), primary_key=True), Column("role", String(16)),
+          Column("gateway_id", String(128)))
+    Table("model_versions", v1, Column("id", Integer, primary_key=True), Column("name", String(128)),
+          Column("version", String(64)), Column("sha256", String(64)), Column("manifest", JSON),
+          Column("created", Float))
+    Table("deployments", v1, Column("id", Integer, primary_key=True), Column("target", String(128)),
+          Column("model", String(128)), Column("version", String(64)), Column("strategy", String(16)),
+          Column("created", Float))
+    Table("telemetry", v1, Column("id", Integer, primary_key=True), Column("gateway_id", String(128)),
+          Column("seq", Integer), Column("kind", String(32)), Column("items", Integer),
+          Column("payload", LargeBinary), Column("created", Float), Column("received", Float))
+    v1.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(v1.tables["schema_version"]).values(version=1, applied=0.0))
+        conn.execute(insert(v1.tables["gateways"]).values(id="old-gw", group=None, created=1.0))
+        conn.execute(insert(v1.tables["model_versions"]).values(
+            name="m", version="1", sha256="a" * 64, manifest={"name": "m"}, created=1.0))
+        conn.execute(insert(v1.tables["deployments"]).values(
+            target="old-gw", model="m", version="1", strategy="immediate", created=1.0))
+    migrate(engine)
+    migrate(engine)  # idempotent
+    with engine.connect() as conn:
+        steps = [r[0] for r in conn.execute(text("SELECT version FROM schema_version ORDER BY version"))]
+    assert steps == list(range(1, SCHEMA_VERSION + 1))
+    doc = desired_state(engine, "old-gw")
+    assert doc["model"]["sha256"] == "a" * 64 and doc["deployment"]["status"] == "active"
+
+
+def test_admin_api_and_gateway_management(hub: HubServer, engine: Engine, trained: dict[str, Path],
+                                          tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gw = add_gateway(engine, "line-a", group="press")
+    admin = add_admin_token(engine)
+    archive = tmp_path / "bundle.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(trained["bundle"], arcname="bundle")
+    keys_dir = hub.data / "trusted-keys"
+    with httpx.Client(base_url=hub.url) as c:
+        # a gateway token can do nothing an admin does
+        for method, path in (("GET", "/api/v1/gateways"), ("GET", "/api/v1/models"),
+                             ("POST", "/api/v1/models"), ("GET", "/api/v1/history")):
+            assert c.request(method, path, headers=auth(gw), content=b"").status_code == 403
+        assert c.post("/api/v1/models", headers=auth(admin), content=archive.read_bytes()).status_code == 422
+        keys_dir.mkdir(parents=True)
+        shutil.copy(trained["pub"], keys_dir / "release.pub")  # the hub trusts keys put here
+        up = c.post("/api/v1/models", headers=auth(admin), content=archive.read_bytes())
+        assert up.status_code == 201 and up.json()["version"] == "1.0.0"
+        garbage = c.post("/api/v1/models", headers=auth(admin), content=b"not a tar")
+        assert garbage.status_code == 422 and "not a readable bundle" in garbage.text
+        bad = c.post("/api/v1/deployments", headers=auth(admin),
+                     json={"model": "moulding-nok", "version": "1.0.0", "to": "group:none"})
+        assert bad.status_code == 422 and "no gateways" in bad.text
+        ok = c.post("/api/v1/deployments", headers=auth(admin),
+                    json={"model": "moulding-nok", "version": "1.0.0", "to": "group:press"})
+        assert ok.status_code == 201
+        desired = c.get("/api/v1/gateways/line-a/desired", headers=auth(gw)).json()
+        assert desired["model"]["version"] == "1.0.0"
+        report = c.post("/api/v1/gateways/line-a/status", headers=auth(gw),
+                        content=json.dumps({"active": {"name": "moulding-nok", "version": "1.0.0",
+                                                       "sha256": up.json()["sha256"], "since": 1.0},
+                                            "outbox_depth": 12}))
+        assert report.status_code == 200
+        assert c.post("/api/v1/gateways/line-a/status", headers=auth(gw), content=b"{").status_code == 422
+        fleet = c.get("/api/v1/gateways", headers=auth(admin)).json()
+        assert fleet[0]["status"]["outbox_depth"] == 12
+        events = [h["event"] for h in c.get("/api/v1/history", headers=auth(admin)).json()]
+        assert {"published", "deployed", "activated"} <= set(events)
+        assert "openapi" in c.get("/openapi.json").json()
+
+    db = engine.url.render_as_string(hide_password=False)
+    common = ["--db", db, "--data", str(hub.data)]
+    assert hub_main([*common, "gateways", "list"]) == 0
+    assert "line-a" in capsys.readouterr().out
+    assert hub_main([*common, "gateways", "group", "line-a", "welding"]) == 0
+    assert hub_main([*common, "gateways", "token", "line-a"]) == 0
+    new_token = capsys.readouterr().out.strip().splitlines()[-1]
+    assert hub_main([*common, "rollback", "moulding-nok", "--to", "1.0.0"]) == 0
+    assert hub_main([*common, "rollback", "moulding-nok", "--to", "3.0.0"]) == 2
+    assert hub_main([*common, "history", "moulding-nok"]) == 0
+    assert "operator rollback" in capsys.readouterr().out
+    assert hub_main([*common, "gateways", "remove", "line-a"]) == 0
+    assert hub_main([*common, "gateways", "group", "nobody", "x"]) == 2
+    time.sleep(TOKEN_CACHE_S + 0.2)  # revocation reaches the cache
+    with httpx.Client(base_url=hub.url) as c:
+        assert c.get("/api/v1/gateways/line-a/desired", headers=auth(gw)).status_code == 401
+        assert c.get("/api/v1/gateways/line-a/desired", headers=auth(new_token)).status_code == 401
