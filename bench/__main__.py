@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from bench import drift, opcua_ingest, outbox, pipeline, soak
+from bench import drift, hub, opcua_ingest, outbox, pipeline, soak
 
 
 def main() -> None:
@@ -15,6 +15,7 @@ def main() -> None:
     pipeline.main()
     drift.main()
     opcua_ingest.main()
+    hub.main()
     soak.main()  # last: it runs for minutes
 
 

@@ -27,15 +27,15 @@ from sqlalchemy.orm import Session
 from agent.errors import AgentError
 from hub.db import Deployment, HistoryEntry, Token, hash_token, insert_telemetry, list_gateways
 from hub.registry import list_versions, publish, trusted_keys
-from hub.rollouts import STRATEGIES, RolloutPolicy, deploy, desired_state, evaluate, rollback, store_report
+from hub.rollouts import STRATEGIES, RolloutPolicy, deploy, evaluate, load_snapshot, rollback, store_report
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH_BYTES = 32 << 20
 MAX_REPORT_BYTES = 1 << 20
 MAX_BUNDLE_BYTES = 512 << 20
-TOKEN_CACHE_S = 5.0  # a revoked token stops working within this time
-DESIRED_CACHE_S = 1.0  # a deployment reaches a poll within this time (on every worker)
+TOKEN_CACHE_S = 30.0  # a token revoked by another process stops working within this time
+SNAPSHOT_S = 2.0  # a change made by another process (the CLI, another worker) is seen within this
 
 
 class Caller(BaseModel):
@@ -89,21 +89,31 @@ class RollbackRequest(BaseModel):
 
 
 class _Cache:
-    """Small TTL caches that keep an idle poll off the database."""
+    """What keeps an idle poll off the database: the fleet snapshot, the desired state and ETag
+    per gateway made from it, and known tokens."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
         self.tokens: dict[str, tuple[float, Caller | None]] = {}
-        self.desired: dict[str, tuple[float, dict[str, Any], str]] = {}
+        self.snapshot = load_snapshot(engine)
+        self.desired: dict[str, tuple[dict[str, Any], str]] = {}
+
+    def refresh(self) -> None:
+        snapshot = load_snapshot(self.engine)
+        self.snapshot, self.desired = snapshot, {}  # two assignments: readers see old or new
 
     def clear_desired(self) -> None:
-        self.desired.clear()
+        self.refresh()
+
+    def forget_token(self, key: str) -> None:
+        self.tokens.pop(key, None)
 
 
 def create_app(engine: Engine, data_dir: Path, keys: list[Path] | None = None,
                evaluate_interval_s: float = 1.0) -> FastAPI:
     bundles = data_dir / "bundles"
     bundles.mkdir(parents=True, exist_ok=True)
-    cache = _Cache()
+    cache = _Cache(engine)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -114,17 +124,18 @@ def create_app(engine: Engine, data_dir: Path, keys: list[Path] | None = None,
             await task
 
     async def evaluate_loop() -> None:
+        last_refresh = time.monotonic()
         while True:
             await asyncio.sleep(evaluate_interval_s)
             try:
                 decisions = await asyncio.to_thread(evaluate, engine)
+                for d in decisions:
+                    log.info("rollout decision: %s", d)
+                if decisions or time.monotonic() - last_refresh >= SNAPSHOT_S:
+                    await asyncio.to_thread(cache.refresh)
+                    last_refresh = time.monotonic()
             except Exception:  # the database may be away for a moment: try again next round
                 log.exception("rollout evaluation failed")
-                continue
-            for d in decisions:
-                log.info("rollout decision: %s", d)
-            if decisions:
-                cache.clear_desired()
 
     app = FastAPI(title="factory-edge hub", version="0.2.0", lifespan=lifespan,
                   description="Model registry, rollouts, status and telemetry for edge gateways.")
@@ -136,19 +147,23 @@ def create_app(engine: Engine, data_dir: Path, keys: list[Path] | None = None,
 
     app.state.evaluate_now = evaluate_now  # tests judge rollouts without waiting for the loop
 
-    def caller(authorization: Annotated[str | None, Header()] = None) -> Caller:
+    def lookup_token(key: str) -> Caller | None:
+        with Session(engine) as s:
+            token = s.get(Token, key)
+            return Caller(role=token.role, gateway_id=token.gateway_id) if token else None
+
+    async def caller(authorization: Annotated[str | None, Header()] = None) -> Caller:
         if not authorization or not authorization.startswith("Bearer "):
             raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
         key = hash_token(authorization.removeprefix("Bearer ").strip())
         now = time.monotonic()
         hit = cache.tokens.get(key)
         if hit is None or hit[0] < now:
-            with Session(engine) as s:
-                token = s.get(Token, key)
-            if len(cache.tokens) > 10_000:  # bounded: unknown tokens must not fill memory
+            who = await asyncio.to_thread(lookup_token, key)
+            if len(cache.tokens) > 100_000:  # bounded: unknown tokens must not fill memory
                 cache.tokens.clear()
-            who = Caller(role=token.role, gateway_id=token.gateway_id) if token else None
-            hit = cache.tokens[key] = (now + TOKEN_CACHE_S, who)
+            # unknown tokens are remembered briefly only: a new gateway's token works at once
+            hit = cache.tokens[key] = (now + (TOKEN_CACHE_S if who else 1.0), who)
         if hit[1] is None:
             log.warning("rejected an unknown token")  # never log the token itself
             raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
@@ -164,37 +179,38 @@ def create_app(engine: Engine, data_dir: Path, keys: list[Path] | None = None,
             log.warning("gateway %s tried an admin request", who.gateway_id)
             raise HTTPException(403, "this request needs an admin token")
 
-    def desired_cached(gateway_id: str) -> tuple[dict[str, Any], str]:
-        now = time.monotonic()
+    async def desired_cached(gateway_id: str) -> tuple[dict[str, Any], str]:
         hit = cache.desired.get(gateway_id)
-        if hit is None or hit[0] < now:
-            doc = desired_state(engine, gateway_id)
+        if hit is None:
+            if gateway_id not in cache.snapshot.groups:  # registered since the last refresh
+                await asyncio.to_thread(cache.refresh)
+            doc = cache.snapshot.desired(gateway_id)
             etag = '"' + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32] + '"'
-            hit = cache.desired[gateway_id] = (now + DESIRED_CACHE_S, doc, etag)
-        return hit[1], hit[2]
+            hit = cache.desired[gateway_id] = (doc, etag)
+        return hit
 
     Who = Annotated[Caller, Depends(caller)]
 
     @app.get("/api/v1/gateways/{gateway_id}/desired")
-    def desired(gateway_id: str, request: Request, response: Response, who: Who) -> Any:
+    async def desired(gateway_id: str, request: Request, response: Response, who: Who) -> Any:
         """The model version (and shadow candidate) this gateway should run. Send If-None-Match
         with the last ETag: an unchanged state is an empty 304."""
         gateway_only(gateway_id, who)
-        doc, etag = desired_cached(gateway_id)
+        doc, etag = await desired_cached(gateway_id)
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
         response.headers["ETag"] = etag
         return doc
 
     @app.get("/api/v1/bundles/{sha256}")
-    def bundle(sha256: str, who: Who) -> FileResponse:
+    async def bundle(sha256: str, who: Who) -> FileResponse:
         """A bundle archive by manifest sha256; HTTP Range resumes a broken download. A gateway
         may fetch only the versions deployed to it."""
         path = bundles / f"{sha256}.tar"
         if len(sha256) != 64 or not path.is_file():
             raise HTTPException(404, "no such bundle")
         if who.role != "admin":
-            doc, _ = desired_cached(str(who.gateway_id))
+            doc, _ = await desired_cached(str(who.gateway_id))
             allowed = {(doc.get(k) or {}).get("sha256") for k in ("model", "shadow")}
             if sha256 not in allowed:
                 raise HTTPException(403, "this bundle is not deployed to this gateway")

@@ -93,45 +93,78 @@ def rollback(engine: Engine, model: str, version: str, target: str | None = None
     return targets
 
 
-def desired_state(engine: Engine, gateway_id: str) -> dict[str, Any]:
-    """What this gateway should run: the newest deployment that applies to it, walking back past
-    rollouts that were stopped and canaries it is not part of; a shadow newer than that rides along."""
-    with Session(engine) as s:
-        gw = s.get(Gateway, gateway_id)
-        targets = [gateway_id] + ([f"group:{gw.group}"] if gw and gw.group else [])
-        deps = s.scalars(select(Deployment).where(Deployment.target.in_(targets))
-                         .order_by(desc(Deployment.id)).limit(200))
-        active: Deployment | None = None
-        shadow: Deployment | None = None
-        for d in deps:
+@dataclass(frozen=True)
+class _Rollout:
+    id: int
+    model: str
+    version: str
+    strategy: str
+    status: str
+    canary: tuple[str, ...]
+    created: float
+    min_labels: int
+    watch_s: float
+
+
+@dataclass
+class FleetSnapshot:
+    """Everything a desired state is made of, in memory: a poll costs no database query, however
+    large the fleet. The hub reloads it after its own changes and every few seconds."""
+    groups: dict[str, str | None]
+    by_target: dict[str, list[_Rollout]]  # newest first
+    versions: dict[tuple[str, str], dict[str, Any]]
+
+    def desired(self, gateway_id: str) -> dict[str, Any]:
+        """The newest deployment that applies to this gateway, walking back past rollouts that
+        were stopped and canaries it is not part of; a shadow newer than that rides along."""
+        group = self.groups.get(gateway_id)
+        rollouts = list(self.by_target.get(gateway_id, []))
+        if group:
+            rollouts += self.by_target.get(f"group:{group}", [])
+        rollouts.sort(key=lambda r: r.id, reverse=True)
+        active: _Rollout | None = None
+        shadow: _Rollout | None = None
+        for d in rollouts:
             if d.status in SKIPPED:
                 continue
             if d.status == "shadow":
                 shadow = shadow or d
                 continue
-            if d.status == "canary" and gateway_id not in (d.canary or []):
+            if d.status == "canary" and gateway_id not in d.canary:
                 continue
             active = d
             break
         doc: dict[str, Any] = {"gateway_id": gateway_id, "model": None, "shadow": None}
         if active is not None:
-            doc["model"] = _version_doc(s, active)
+            doc["model"] = dict(self.versions[(active.model, active.version)])
             doc["deployment"] = {"id": active.id, "strategy": active.strategy,
                                  "status": active.status, "created": active.created}
         if shadow is not None:
-            doc["shadow"] = _version_doc(s, shadow)
-            doc["shadow"]["deployment"] = shadow.id
-            doc["shadow"]["min_labels"] = shadow.min_labels
-            doc["shadow"]["watch_s"] = shadow.watch_s
+            doc["shadow"] = {**self.versions[(shadow.model, shadow.version)], "deployment": shadow.id,
+                             "min_labels": shadow.min_labels, "watch_s": shadow.watch_s}
         return doc
 
 
-def _version_doc(s: Session, d: Deployment) -> dict[str, Any]:
-    mv = s.scalars(select(ModelVersion).where(ModelVersion.name == d.model,
-                                              ModelVersion.version == d.version)).one()
-    return {"name": mv.name, "version": mv.version, "sha256": mv.sha256,
-            "archive_sha256": mv.archive_sha256, "size": mv.size,
-            "url": f"/api/v1/bundles/{mv.sha256}"}
+def load_snapshot(engine: Engine) -> FleetSnapshot:
+    with Session(engine) as s:
+        groups = {g: grp for g, grp in s.execute(select(Gateway.id, Gateway.group))}
+        by_target: dict[str, list[_Rollout]] = {}
+        for d in s.scalars(select(Deployment).where(Deployment.status.not_in(SKIPPED))
+                           .order_by(desc(Deployment.id))):
+            by_target.setdefault(d.target, []).append(_Rollout(
+                d.id, d.model, d.version, d.strategy, d.status, tuple(d.canary or ()), d.created,
+                d.min_labels, d.watch_s))
+        columns = (ModelVersion.name, ModelVersion.version, ModelVersion.sha256,
+                   ModelVersion.archive_sha256, ModelVersion.size)  # not the manifests
+        versions = {(name, version): {
+            "name": name, "version": version, "sha256": sha, "archive_sha256": archive, "size": size,
+            "url": f"/api/v1/bundles/{sha}"}
+            for name, version, sha, archive, size in s.execute(select(*columns))}
+    return FleetSnapshot(groups, by_target, versions)
+
+
+def desired_state(engine: Engine, gateway_id: str) -> dict[str, Any]:
+    return load_snapshot(engine).desired(gateway_id)
 
 
 def store_report(engine: Engine, gateway_id: str, report: dict[str, Any]) -> None:
