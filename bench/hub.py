@@ -150,7 +150,8 @@ def hub_figures(kind: str, bundle: Path, pub: Path, seconds: float, bare: float)
             proc.terminate()
             proc.wait(10)
         emit(bench="hub", db=kind, gateways=GATEWAYS, idle_polls_per_s=round(polls),
-             goal_idle_polls_per_s=2000, bare_asgi_304_per_s=round(bare), ratio=round(polls / bare, 2), telemetry_records_per_s=round(ingest), fleet_rows=stored)
+             goal_idle_polls_per_s=2000, bare_asgi_304_per_s=round(bare),
+             ratio=round(polls / bare, 2), telemetry_records_per_s=round(ingest), fleet_rows=stored)
     finally:
         _drop(cleanup)
         shutil.rmtree(root, ignore_errors=True)
@@ -186,7 +187,8 @@ async def _ingest_load(port: int, tokens: dict[str, str], seconds: float) -> flo
 
 def _readings(n: int) -> list[Reading]:
     now = time.time()
-    return [Reading(f"tag{i % 100}", "plc", now + i, now + i, float(i) * 0.37, Quality.GOOD) for i in range(n)]
+    return [Reading(f"tag{i % 100}", "plc", now + i, now + i, float(i) * 0.37, Quality.GOOD)
+            for i in range(n)]
 
 
 def bare_baseline(seconds: float) -> float:
@@ -229,6 +231,8 @@ def drain_figures(seconds: float) -> None:
                 started = time.monotonic()
                 task = asyncio.create_task(uploader.run())
                 while uploader.uploaded_records < 10_000:
+                    if time.monotonic() - started > 300:
+                        raise RuntimeError("the backlog did not drain in 5 minutes")
                     await asyncio.sleep(0.05)
                 elapsed = time.monotonic() - started
                 task.cancel()
@@ -283,6 +287,8 @@ def deploy_to_active(bundle: Path, pub: Path, key: Path, rounds: int) -> None:
             stop = asyncio.Event()
             task = asyncio.create_task(agent.run(stop))
             while agent.sync is None:
+                if task.done():
+                    task.result()
                 await asyncio.sleep(0.01)
             times = []
             async with httpx.AsyncClient(base_url=server.url,
