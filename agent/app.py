@@ -91,6 +91,7 @@ class Agent:
         self.samples_per_s = 0.0
         # called with every inference batch (the demo's scoreboard, tests recording samples)
         self.prediction_listeners: list[Callable[[SampleBatch, PredictionBatch], None]] = []
+        self.event_listeners: list[Callable[[MonitorEvent], None]] = []
 
     # -- ReadingSink: called by sources from the event loop, must not block ---------------
     def offer(self, reading: Reading) -> None:
@@ -313,10 +314,10 @@ class Agent:
             self._deliver(predictions)
             if shadow is not None:  # recorded for the comparison, never published as a decision
                 self._pending_shadow.append(shadow)
-            if self.watch is not None:
-                self._emit(self.watch.on_batch(chunk, predictions, out))
             for listener in self.prediction_listeners:
                 listener(chunk, predictions)
+            if self.watch is not None:
+                self._emit(self.watch.on_batch(chunk, predictions, out))
 
     def _opcua_label(self, trigger: Reading) -> None:
         labels = self.opcua_labels
@@ -339,6 +340,8 @@ class Agent:
         """Alarm transitions go to the MQTT alarm topic and, through the outbox, to the hub."""
         for e in events:
             self.events.append(e)
+            for listener in self.event_listeners:
+                listener(e)
             doc = e.as_dict()
             self._pending_events.append(doc)
             if self.publisher is not None:

@@ -175,6 +175,8 @@ class RollbackPolicy(Strict):
     min_labels: int = Field(30, ge=1, description="Labelled outcomes needed before accuracy is judged.")
     latency_factor: float = Field(2.0, gt=1, description=(
         "Roll back when the new version's p99 inference time exceeds the previous one's by this factor."))
+    latency_floor_ms: float = Field(5.0, ge=0, description=(
+        "A p99 below this never triggers a rollback: at tens of microseconds the factor is noise."))
     min_latency_batches: int = Field(50, ge=5, description="Inference batches needed to judge p99 latency.")
     max_inference_errors: int = Field(3, ge=1, description="Inference errors that trigger a rollback.")
 

@@ -24,6 +24,7 @@ from agent.bundle import generate_keypair
 from agent.bundle_build import build_bundle
 from agent.config import parse_config
 from agent.logsetup import setup_logging
+from agent.monitor.alarms import MonitorEvent
 from agent.monitor.calibrate import Budget
 from agent.sim.broker import any_broker, free_port
 from agent.sim.line import SimOptions, SimulatedLine, node_id
@@ -38,29 +39,33 @@ CYCLE_S = 30.0  # simulated seconds per part
 RESIN_AT, CONCEPT_AT = 0.35, 0.65  # where in the run the plant changes (share of the parts)
 
 
-def prepare_model(out: Path, rows: int = 4000) -> tuple[Path, Path]:
-    """Train on simulated drift-free history; return (bundle dir, public key)."""
-    x, names, y = history(rows, seed=1)
-    split = int(rows * 0.75)
-    data = out / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    write_csv(data / "train.csv", x[:split], names, y[:split])
-    write_csv(data / "holdout.csv", x[split:], names, y[split:])
-    model = train_onnx(x[:split], y[:split], data / "model.onnx")
+def prepare_models(out: Path, rows: int = 4000) -> tuple[list[Path], Path]:
+    """Train on simulated drift-free history: 1.0.0, and 1.1.0 on a newer stretch of it (the
+    version the demo rolls out as a canary). Returns (bundle dirs, public key)."""
     keys = out / "keys"
     generate_keypair(keys / "signing.pem", keys / "signing.pub")
-    bundle_dir = out / "bundles" / "moulding-nok-1.0.0"
-    build_bundle(model, data / "train.csv", "label", "moulding-nok", "1.0.0", bundle_dir,
-                 holdout_csv=data / "holdout.csv", positive_class="NOK",
-                 signing_key=keys / "signing.pem",
-                 lineage={"trainer": "sklearn GradientBoostingClassifier", "reason": "initial"},
-                 # one part per 30 s: one false alarm per feature per week is one per 20,160 parts
-                 budget=Budget(sample_rate_hz=1 / CYCLE_S, window=200))
-    return bundle_dir, keys / "signing.pub"
+    bundles = []
+    for version, seed, parent in (("1.0.0", 1, None), ("1.1.0", 2, "1.0.0")):
+        x, names, y = history(rows, seed=seed)
+        split = int(rows * 0.75)
+        data = out / "data" / version
+        data.mkdir(parents=True, exist_ok=True)
+        write_csv(data / "train.csv", x[:split], names, y[:split])
+        write_csv(data / "holdout.csv", x[split:], names, y[split:])
+        model = train_onnx(x[:split], y[:split], data / "model.onnx", seed=seed)
+        bundle_dir = out / "bundles" / f"moulding-nok-{version}"
+        build_bundle(model, data / "train.csv", "label", "moulding-nok", version, bundle_dir,
+                     holdout_csv=data / "holdout.csv", positive_class="NOK",
+                     signing_key=keys / "signing.pem",
+                     lineage={"trainer": "sklearn GradientBoostingClassifier", "parent_version": parent,
+                              "reason": "initial" if parent is None else "retrained on newer history"},
+                     # one part per 30 s: one false alarm per feature per week is one per 20,160 parts
+                     budget=Budget(sample_rate_hz=1 / CYCLE_S, window=200))
+        bundles.append(bundle_dir)
+    return bundles, keys / "signing.pub"
 
 
-def agent_config(out: Path, opcua_port: int, ns: int, mqtt_port: int, bundle: Path,
-                 public_key: Path) -> dict[str, Any]:
+def agent_config(out: Path, opcua_port: int, ns: int, mqtt_port: int, public_key: Path) -> dict[str, Any]:
     broker = {"host": "127.0.0.1", "port": mqtt_port}
     return {
         "gateway_id": "demo-line-1",
@@ -71,7 +76,9 @@ def agent_config(out: Path, opcua_port: int, ns: int, mqtt_port: int, bundle: Pa
             "nodes": [{"tag": t, "node_id": node_id(t, ns)} for t in [*PROCESS_TAGS, COUNTER_TAG]],
         }],
         "features": {"mode": "trigger", "trigger_tag": COUNTER_TAG, "max_age_s": 5.0},
-        "model": {"bundle": str(bundle), "trusted_keys": [str(public_key)]},
+        # no bundle here: the first version comes from the hub, like every later one
+        "model": {"trusted_keys": [str(public_key)],
+                  "rollback": {"watch_s": 10.0, "min_labels": 30, "accuracy_margin": 0.05}},
         "outputs": {"mqtt": {"broker": broker, "topic": "edge/{gateway_id}/{model}/predictions"}},
         "labels": {"type": "mqtt", "broker": broker, "topic": "plant/line1/qc", "sample_id_field": "serial",
                    "label_field": "result"},
@@ -90,8 +97,28 @@ class Scoreboard:
         self.by_part: dict[int, bool] = {}
         self.sample_parts: list[int] = []
         self.joined = 0
+        # each activation's monitor counts its samples from 0: where the current count starts
+        self.offsets: dict[str, int] = {}
+        self._last_version: str | None = None
+        # id(event) -> (part, estimated start part), placed when it fired
+        self.event_parts: dict[int, tuple[int, int | None]] = {}
+
+    def part_of(self, version: str, index: int) -> int:
+        i = self.offsets.get(version, 0) + index
+        return self.sample_parts[i] if 0 <= i < len(self.sample_parts) else -1
+
+    def on_event(self, event: MonitorEvent) -> None:
+        start = event.start_index
+        self.event_parts[id(event)] = (self.part_of(event.model_version, event.index),
+                                       None if start is None else self.part_of(event.model_version, start))
+
+    def part_of_event(self, event: MonitorEvent) -> int:
+        return self.event_parts.get(id(event), (-1, None))[0]
 
     def on_predictions(self, samples: SampleBatch, batch: PredictionBatch) -> None:
+        if batch.model_version != self._last_version:  # a new activation starts counting at 0
+            self.offsets[batch.model_version] = len(self.sample_parts)
+            self._last_version = batch.model_version
         for i, sample_id in enumerate(batch.sample_ids):
             self.predicted[sample_id] = str(batch.outputs(i).get("label"))
             self.sample_parts.append(int(sample_id) if sample_id.isdigit() else -1)
@@ -118,13 +145,14 @@ def run_demo(duration: float, out: Path, speed: float = 300.0) -> int:
     setup_logging("WARNING")
     logging.getLogger("agent.app").setLevel(logging.ERROR)  # the demo prints alarms its own way
     out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "state", ignore_errors=True)  # every run starts like a new gateway
     return asyncio.run(_demo(duration, out, speed))
 
 
 async def _demo(duration: float, out: Path, speed: float) -> int:
     t0 = time.monotonic()
-    _say(f"[demo] training a first model on simulated history -> {out}/bundles")
-    bundle, pub = await asyncio.to_thread(prepare_model, out)
+    _say(f"[demo] training models 1.0.0 and 1.1.0 on simulated history -> {out}/bundles")
+    bundles, pub = await asyncio.to_thread(prepare_models, out)
     async with any_broker() as broker:
         _say(f"[demo] MQTT broker ({broker.kind}) on 127.0.0.1:{broker.port}")
         parts = int(duration * speed / CYCLE_S)
@@ -136,12 +164,13 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
             _say(f"[demo] simulated moulding machine on opc.tcp://127.0.0.1:{options.opcua_port}"
                  f"/sim, {speed:g}x real time, about {parts} parts; new resin from part "
                  f"{onsets['resin']}, changed relation from part {onsets['concept']}")
-            cfg_dict = agent_config(out, options.opcua_port, line.ns, broker.port, bundle, pub)
-            hub = await _start_hub(out, cfg_dict)
+            cfg_dict = agent_config(out, options.opcua_port, line.ns, broker.port, pub)
+            hub = await _start_hub(out, cfg_dict, pub, bundles[0])
             (out / "agent.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
             agent = Agent(parse_config(cfg_dict))
             board = Scoreboard()
             agent.prediction_listeners.append(board.on_predictions)
+            agent.event_listeners.append(board.on_event)
             if agent.labels is not None:
                 inner = agent.labels._deliver
 
@@ -161,12 +190,18 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                 machine = tg.create_task(line.run_machine())
                 qc = tg.create_task(line.run_qc_station())
                 end = time.monotonic() + duration
+                canary_at = time.monotonic() + duration * CANARY_AT if hub is not None else None
                 shown = 0
+                shown_versions = ""
                 next_progress = time.monotonic() + 5.0
                 while time.monotonic() < end:
                     await asyncio.sleep(min(0.5, max(0.05, end - time.monotonic())))
                     shown = _show_events(agent, board, shown)
                     _shift_lead(agent)
+                    if canary_at is not None and time.monotonic() >= canary_at:
+                        canary_at = None
+                        await _roll_out_canary(hub, bundles[1], line.parts)
+                    shown_versions = _show_versions(agent, shown_versions)
                     if time.monotonic() >= next_progress or time.monotonic() >= end:
                         _progress(agent, board, line, end)
                         next_progress += 5.0
@@ -187,6 +222,8 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
     for key, value in summary.items():
         if key == "alarm_timeline":
             _say(f"  {key:38} {len(value)} warnings/alarms (see summary.json)")
+        elif key == "version_history":
+            _say(f"  {key:38} " + f"\n  {'':38} ".join(value))
         elif isinstance(value, dict) and key.startswith("first_"):
             _say(f"  {key:38} part {value['part']} ({value['parts_after_onset']} parts, "
                  f"{value['sim_minutes_after_onset']} min after onset): {value['kind']}/"
@@ -197,10 +234,15 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
     return 0 if summary["predictions"] > 0 and not summary["errors"] else 1
 
 
-async def _start_hub(out: Path, cfg: dict[str, Any]) -> Any:
-    """An embedded hub (SQLite, loopback) that the agent uploads its outbox to."""
+CANARY_AT = 0.15  # share of the run after which version 1.1.0 goes out as a canary
+GROUP = "press-shop"
+
+
+async def _start_hub(out: Path, cfg: dict[str, Any], pub: Path, first: Path) -> Any:
+    """An embedded hub (SQLite, loopback): it trusts the demo's signing key, gets version 1.0.0
+    published over its admin API and deploys it; the agent syncs it from there."""
     try:
-        from hub.db import add_gateway, open_db
+        from hub.db import add_admin_token, add_gateway, open_db
         from hub.server import HubServer
     except ImportError:
         _say("[demo] hub extra not installed (pip install 'factory-edge-agent[hub]'): no hub")
@@ -208,15 +250,65 @@ async def _start_hub(out: Path, cfg: dict[str, Any]) -> Any:
     hub_dir = out / "hub"
     if hub_dir.exists():
         shutil.rmtree(hub_dir)
-    hub_dir.mkdir(parents=True)
+    (hub_dir / "data" / "trusted-keys").mkdir(parents=True)
+    shutil.copy(pub, hub_dir / "data" / "trusted-keys" / "demo-signing.pub")
     engine = open_db(f"sqlite:///{hub_dir / 'hub.db'}")
-    cfg["hub"] = {"url": "", "token": add_gateway(engine, cfg["gateway_id"]),
-                  "upload_interval_s": 0.5}
-    hub = HubServer(engine, hub_dir / "data")
+    cfg["hub"] = {"url": "", "token": add_gateway(engine, cfg["gateway_id"], group=GROUP),
+                  "upload_interval_s": 0.5, "poll_interval_s": 1.0, "report_interval_s": 1.0}
+    hub = HubServer(engine, hub_dir / "data", evaluate_interval_s=0.5)
+    hub.admin_token = add_admin_token(engine)  # type: ignore[attr-defined]
     await asyncio.to_thread(hub.start)
     cfg["hub"]["url"] = hub.url
-    _say(f"[demo] hub on {hub.url} (SQLite {hub_dir / 'hub.db'}): the agent uploads its outbox")
+    _say(f"[demo] hub on {hub.url} (SQLite {hub_dir / 'hub.db'}); the agent syncs models from it "
+         "and uploads its outbox to it")
+    await _admin(hub, "POST", "/api/v1/models", content=_tar(first))
+    await _admin(hub, "POST", "/api/v1/deployments",
+                 json={"model": "moulding-nok", "version": "1.0.0", "to": f"group:{GROUP}"})
+    _say(f"[demo] published moulding-nok 1.0.0 to the hub and deployed it to group {GROUP}")
     return hub
+
+
+async def _roll_out_canary(hub: Any, bundle: Path, part: int) -> None:
+    await _admin(hub, "POST", "/api/v1/models", content=_tar(bundle))
+    await _admin(hub, "POST", "/api/v1/deployments",
+                 json={"model": "moulding-nok", "version": "1.1.0", "to": f"group:{GROUP}",
+                       "strategy": "canary", "canary_size": 1, "watch_s": 12.0})
+    _say(f"[demo] part {part}: published moulding-nok 1.1.0 and deployed it as a canary "
+         "(the hub promotes it after 12 s without regression)")
+
+
+async def _admin(hub: Any, method: str, path: str, **kwargs: Any) -> Any:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=hub.url, timeout=60,
+                                 headers={"Authorization": f"Bearer {hub.admin_token}"}) as c:
+        r = await c.request(method, path, **kwargs)
+        r.raise_for_status()
+        return r.json()
+
+
+def _tar(bundle: Path) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(bundle, arcname=bundle.name)
+    return buf.getvalue()
+
+
+def _show_versions(agent: Agent, shown: str) -> str:
+    lc = agent.lifecycle
+    if lc is None or lc.active is None:
+        return shown
+    state = f"{lc.active.version}|{lc.incumbent.version if lc.incumbent else ''}"
+    if state != shown:
+        if lc.incumbent is not None:
+            _say(f"[demo]   model {lc.active.version} active, watched against {lc.incumbent.version} "
+                 f"for {agent.config.model.rollback.watch_s:g} s")
+        else:
+            _say(f"[demo]   model {lc.active.version} active")
+    return state
 
 
 async def _drained(agent: Agent, within: float) -> None:
@@ -232,28 +324,29 @@ def _hub_figures(hub: Any, agent: Agent) -> dict[str, Any]:
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
-    from hub.db import Telemetry
+    from hub.db import HistoryEntry, Telemetry
 
     with Session(hub.engine) as s:
         rows = s.scalar(select(func.count()).select_from(Telemetry)) or 0
         items = s.scalar(select(func.sum(Telemetry.items))) or 0
+        history = [f"{h.version} {h.event}{' on ' + h.gateway_id if h.gateway_id else ''}"
+                   f"{': ' + h.detail if h.detail and h.event != 'published' else ''}"
+                   for h in s.scalars(select(HistoryEntry).order_by(HistoryEntry.id))]
     stats = agent.outbox_stats
     return {"records_written_by_agent": agent.records_written, "records_at_hub": rows,
-            "items_at_hub": items, "records_still_in_outbox": stats.depth if stats else None}
+            "items_at_hub": items, "records_still_in_outbox": stats.depth if stats else None,
+            "version_history": history}
 
 
 def _drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dict[str, Any]:
     """When each warning and alarm fired, in parts after the change it answers to."""
     resin, concept = onsets["resin"], onsets["concept"]
 
-    def part_of(index: int) -> int:
-        return board.sample_parts[index] if 0 <= index < len(board.sample_parts) else -1
-
     timeline = []
     for e in agent.events:
         if e.level not in ("warning", "alarm"):
             continue
-        part = part_of(e.index)
+        part = board.part_of_event(e)
         phase = "concept" if part >= concept else ("resin" if part >= resin else "before drift")
         onset = concept if phase == "concept" else resin
         timeline.append({
@@ -262,7 +355,7 @@ def _drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dic
             "parts_after_onset": part - onset if phase != "before drift" else None,
             "sim_minutes_after_onset": round((part - onset) * CYCLE_S / 60, 1)
             if phase != "before drift" else None,
-            "estimated_start_part": part_of(e.start_index) if e.start_index is not None else None,
+            "estimated_start_part": board.event_parts.get(id(e), (-1, None))[1],
         })
 
     def first(level: str, phase: str, kind: str | None = None) -> dict[str, Any] | None:
@@ -312,7 +405,7 @@ def _show_events(agent: Agent, board: Scoreboard, shown: int) -> int:
     for e in agent.events[shown:]:
         if e.level == "ok":
             continue
-        part = board.sample_parts[e.index] if 0 <= e.index < len(board.sample_parts) else "?"
+        part = board.part_of_event(e)
         _say(f"[demo]   {e.level.upper():7} part {part}: {e.kind}/{e.detector}"
              f"{' [' + e.feature + ']' if e.feature else ''} score {e.score:.3g} > {e.threshold:.3g}")
     return len(agent.events)

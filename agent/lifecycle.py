@@ -306,7 +306,7 @@ class ModelLifecycle:
                 return
             p99 = cmp.p99()
             if (p99 is not None and cmp.latency_batches >= p.min_latency_batches
-                    and p99[1] > p.latency_factor * p99[0]):
+                    and p99[1] > p.latency_factor * p99[0] and p99[1] * 1e3 > p.latency_floor_ms):
                 self.rollback(f"p99 inference time {p99[1] * 1e3:.3g} ms vs {p99[0] * 1e3:.3g} ms "
                               f"of the previous version (factor {p.latency_factor})")
                 return

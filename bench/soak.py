@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from agent.app import read_status
-from agent.demo import agent_config, prepare_model
+from agent.demo import agent_config, prepare_models
 from agent.sim.broker import any_broker, free_port
 from agent.sim.line import SimOptions, SimulatedLine
 from bench.agentproc import AgentProcess
@@ -21,11 +21,12 @@ from bench.common import emit, quick, use_all_cores
 
 async def run(seconds: float) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-soak-"))
-    bundle, pub = await asyncio.to_thread(prepare_model, work)
+    bundles, pub = await asyncio.to_thread(prepare_models, work)
     async with any_broker() as broker:
         options = SimOptions(opcua_port=free_port(), mqtt_port=broker.port, speed=300.0)
         async with SimulatedLine(options) as line:
-            config = agent_config(work, options.opcua_port, line.ns, broker.port, bundle, pub)
+            config = agent_config(work, options.opcua_port, line.ns, broker.port, pub)
+            config["model"]["bundle"] = str(bundles[0])  # no hub in the soak: the model from disk
             agent = AgentProcess(config, work)
             machine = asyncio.create_task(line.run_machine())
             qc = asyncio.create_task(line.run_qc_station())
