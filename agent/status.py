@@ -42,7 +42,7 @@ def print_status(cfg: AgentConfig, as_json: bool) -> int:
               **{k: status.get(k) for k in ("model", "model_error", "sources", "samples",
                                             "samples_per_s", "predictions", "labels",
                                             "invalid_samples", "dropped_readings", "updated",
-                                            "monitor")},
+                                            "monitor", "lifecycle", "sync")},
               "outbox": outbox}
     if as_json:
         print(json.dumps(report, indent=1))
@@ -66,9 +66,40 @@ def print_status(cfg: AgentConfig, as_json: bool) -> int:
               f"{monitor.get('rolling_accuracy')}, expected (CBPE) {monitor.get('cbpe_expected_accuracy')}")
         print(f"labels        coverage {join.get('coverage')}, mean latency {join.get('mean_latency_s')} s, "
               f"{join.get('pending')} waiting")
+    lifecycle: dict[str, Any] | None = report["lifecycle"]
+    if lifecycle:
+        watch, shadow = lifecycle.get("watch"), lifecycle.get("shadow")
+        if watch:
+            against = (watch.get("against") or {}).get("version", "-")
+            print(f"watch         {watch['version']} against {against} until "
+                  f"{time.strftime('%H:%M:%S', time.localtime(watch['until']))}: "
+                  f"{_comparison(watch.get('comparison'))}")
+        if shadow:
+            print(f"shadow        {shadow['version']}: {_comparison(shadow.get('comparison'))}")
+        for r in (lifecycle.get("rejected") or [])[-3:]:
+            print(f"rejected      {r.get('version')}: {r.get('reason')}")
+    sync: dict[str, Any] | None = report["sync"]
+    if sync:
+        last = sync.get("last_success")
+        print(f"hub           {'reachable' if sync.get('connected') else 'UNREACHABLE'}, last sync "
+              f"{time.strftime('%H:%M:%S', time.localtime(last)) if last else 'never'}"
+              + (f"  [{sync['last_error']}]" if sync.get("last_error") else ""))
     if outbox:
         print(f"outbox        {outbox['depth']} records ({outbox['items']} items), "
               f"{outbox['bytes']} bytes, evicted {outbox['evicted_items']}")
     else:
         print("outbox        not created yet")
     return 0
+
+
+def _comparison(c: dict[str, Any] | None) -> str:
+    if not c:
+        return "no side-by-side comparison"
+    if "candidate_accuracy" in c:
+        acc = f"accuracy {c.get('candidate_accuracy')} vs {c.get('active_accuracy')}"
+    elif "candidate_mae" in c:
+        acc = f"MAE {c.get('candidate_mae')} vs {c.get('active_mae')}"
+    else:
+        acc = "no labels yet"
+    return (f"{c.get('labelled', 0)} labelled, {acc}, agreement {c.get('agreement')}, p99 "
+            f"{c.get('p99_candidate_ms')} vs {c.get('p99_active_ms')} ms")

@@ -270,6 +270,7 @@ def deploy_to_active(bundle: Path, pub: Path, key: Path, rounds: int) -> None:
     try:
         engine = open_db(f"sqlite:///{root / 'hub.db'}")
         token = add_gateway(engine, "gw")
+        admin = add_admin_token(engine)
         versions = [_variant(bundle, f"1.{i}", root / f"v{i}", key) for i in range(rounds)]
         for v in versions:
             publish(engine, root / "data", v, [pub])
@@ -294,8 +295,9 @@ def deploy_to_active(bundle: Path, pub: Path, key: Path, rounds: int) -> None:
             async with httpx.AsyncClient(base_url=server.url,
                                          headers={"Authorization": f"Bearer {token}"}) as client:
                 for i in range(rounds):
-                    deploy(engine, "bench-gbt", f"1.{i}", "gw", "immediate")
-                    await asyncio.sleep(1.1)  # past the hub's desired-state cache
+                    r = await client.post("/api/v1/deployments", headers={"Authorization": f"Bearer {admin}"},
+                                          json={"model": "bench-gbt", "version": f"1.{i}", "to": "gw"})
+                    r.raise_for_status()
                     started = time.perf_counter()
                     await agent.sync.sync_once(client)
                     times.append(time.perf_counter() - started)
