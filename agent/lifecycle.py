@@ -242,12 +242,18 @@ class ModelLifecycle:
         started = time.perf_counter()
         try:
             predictions, out = model.predict(chunk)
-        except AgentError:
-            if self.incumbent is not None:
-                self.watch_errors += 1
-                if self.watch_errors >= self.policy.max_inference_errors:
-                    self.rollback(f"{self.watch_errors} inference errors during the watch")
-            raise
+        except AgentError as exc:
+            incumbent = self.incumbent
+            if incumbent is None:
+                raise
+            # the version it replaced is still loaded: it answers for this batch, nothing is lost
+            self.watch_errors += 1
+            log.warning("%s failed on a batch during its watch (%d so far), %s answered: %s",
+                        model.bundle.label, self.watch_errors, incumbent.bundle.label, exc)
+            if self.watch_errors >= self.policy.max_inference_errors:
+                self.rollback(f"{self.watch_errors} inference errors during the watch ({exc})")
+            predictions, out = incumbent.predict(chunk)
+            return predictions, out, None
         elapsed = time.perf_counter() - started
         if self.incumbent is not None and self.watch_cmp is not None:
             self._side_by_side(self.watch_cmp, self.incumbent, chunk, predictions, elapsed,

@@ -16,8 +16,9 @@ from hub.app import create_app
 
 class HubServer:
     def __init__(self, engine: Engine, data: Path, port: int | None = None,
-                 keys: list[Path] | None = None, evaluate_interval_s: float = 0.5) -> None:
-        self.engine, self.data, self.keys = engine, data, keys
+                 keys: list[Path] | None = None, evaluate_interval_s: float = 0.5,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        self.engine, self.data, self.keys, self.tls = engine, data, keys, tls
         self.evaluate_interval_s = evaluate_interval_s
         self.port = port or free_port()
         self._server: uvicorn.Server | None = None
@@ -25,12 +26,15 @@ class HubServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         app = create_app(self.engine, self.data, self.keys, self.evaluate_interval_s)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on")
+                                lifespan="on",
+                                ssl_certfile=str(self.tls[0]) if self.tls else None,
+                                ssl_keyfile=str(self.tls[1]) if self.tls else None)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()

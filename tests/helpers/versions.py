@@ -50,3 +50,58 @@ def tar_of(directory: Path, out: Path) -> Path:
     with tarfile.open(out, "w") as tar:
         tar.add(directory, arcname=directory.name)
     return out
+
+
+def fragile_model(root: Path, trained: dict[str, Path], version: str) -> Path:
+    """A real ONNX model that passes its self-test and fails on the line: it looks its score up
+    in a 10-row table by the first input, so training values 0..9 work and process values
+    (a barrel temperature of 230) make onnxruntime fail with an out-of-bounds index."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    names = trained["train"].read_text().splitlines()[0].split(",")[:-1]
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 10, size=(400, len(names))).astype(np.float32)
+    y = np.where(x[:, 0] >= 5, "NOK", "OK")
+    csv = root / "fragile.csv"
+    csv.write_text(",".join([*names, "label"]) + "\n" + "\n".join(
+        ",".join([*(f"{v:g}" for v in row), lab]) for row, lab in zip(x, y, strict=True)) + "\n")
+    table = np.array([[1.0 - i / 10, i / 10] for i in range(10)], dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Slice", ["input", "s0", "s1", "ax"], ["first"]),
+         helper.make_node("Squeeze", ["first", "ax"], ["col"]),
+         helper.make_node("Cast", ["col"], ["idx"], to=TensorProto.INT64),
+         helper.make_node("Gather", ["table", "idx"], ["probabilities"], axis=0)],
+        "fragile",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, len(names)])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor("table", TensorProto.FLOAT, [10, 2], table.flatten().tolist()),
+         helper.make_tensor("s0", TensorProto.INT64, [1], [0]),
+         helper.make_tensor("s1", TensorProto.INT64, [1], [1]),
+         helper.make_tensor("ax", TensorProto.INT64, [1], [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = root / "fragile.onnx"
+    path.write_bytes(model.SerializeToString())
+    out = root / f"bundle-{version}"
+    build_bundle(path, csv, "label", "moulding-nok", version, out, positive_class="NOK",
+                 signing_key=trained["key"])
+    return out
+
+
+def slow_model(root: Path, trained: dict[str, Path], version: str) -> Path:
+    """A real, correct but much heavier model (a large random forest): same answers, slower."""
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import RandomForestClassifier  # the 'train' extra
+
+    table = np.genfromtxt(trained["train"], delimiter=",", skip_header=1, dtype=str)
+    x, y = table[:, :-1].astype(np.float32), table[:, -1]
+    forest = RandomForestClassifier(n_estimators=600, max_depth=None, random_state=0).fit(x, y)
+    onx = to_onnx(forest, x[:1], options={id(forest): {"zipmap": False}}, target_opset=17)
+    path = root / "slow.onnx"
+    path.write_bytes(onx.SerializeToString())
+    out = root / f"bundle-{version}"
+    build_bundle(path, trained["train"], "label", "moulding-nok", version, out, positive_class="NOK",
+                 signing_key=trained["key"])
+    return out

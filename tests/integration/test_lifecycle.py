@@ -284,3 +284,63 @@ async def test_shadow_judged_by_the_hub(
 def telemetry_kinds(engine: Engine, gateway_id: str) -> set[str]:
     with Session(engine) as s:
         return set(s.scalars(select(Telemetry.kind).where(Telemetry.gateway_id == gateway_id).distinct()))
+
+
+@pytest.mark.parametrize("version,why", [("3.0.0", "inference errors"), ("4.0.0", "p99 inference time")])
+async def test_failing_or_slow_version_is_rolled_back(
+        version: str, why: str, line: SimulatedLine, broker: Any, tmp_path: Path,
+        trained: dict[str, Path], versions: dict[str, Path]) -> None:
+    """No hub: the operator imports a version that fails on line data (but passes its
+    self-test), or one that is far slower; the watch catches both, and no part goes unanswered."""
+    from agent.cli import main
+
+    cfg = base_config(tmp_path / "state", [opcua_source(line.options.opcua_port, line.ns)],
+                      features={"mode": "trigger", "trigger_tag": COUNTER_TAG},
+                      model={"bundle": str(trained["bundle"]), "trusted_keys": [str(trained["pub"])],
+                             "rollback": {"watch_s": 120, "latency_floor_ms": 0, "min_latency_batches": 20}})
+    config_file = tmp_path / "agent.yaml"
+    config_file.write_text(json.dumps(cfg))
+    async with running_agent(cfg) as agent:
+        machine = asyncio.create_task(line.run_machine())
+        await wait_for(lambda: agent.predictions >= 10, 20, "predictions from 1.0.0")
+        assert main(["models", "import", str(versions[version]), "--config", str(config_file)]) == 0
+        await wait_for(lambda: active(agent) == version, 10, f"{version} active")
+        await wait_for(lambda: active(agent) == "1.0.0", 30, "rolled back")
+        machine.cancel()
+        assert agent.store is not None
+        reason = next(r["reason"] for r in agent.store.state.rejected.values() if r["version"] == version)
+        assert why in reason
+        assert agent.inference_errors == 0  # every part got an answer: the previous version gave it
+
+
+async def test_hub_over_tls(hub_db: Engine, line: SimulatedLine, broker: Any, tmp_path: Path,
+                            trained: dict[str, Path]) -> None:
+    """The hub behind TLS: an agent that trusts its CA syncs and uploads; one that trusts
+    another CA refuses to talk to it and says why."""
+    from tests.helpers.pki import tls_ca_and_server
+
+    (tmp_path / "pki").mkdir()
+    (tmp_path / "other").mkdir()
+    ca, cert, key = tls_ca_and_server(tmp_path / "pki")
+    other_ca, _, _ = tls_ca_and_server(tmp_path / "other")
+    server = HubServer(hub_db, tmp_path / "hub-data", keys=[trained["pub"]], tls=(cert, key))
+    server.start()
+    try:
+        assert server.url.startswith("https://")
+        tokens = {gw: add_gateway(hub_db, gw, group="press") for gw in ("gw-tls", "gw-wrong-ca")}
+        publish(hub_db, server.data, trained["bundle"], [trained["pub"]])
+        deploy(hub_db, MODEL, "1.0.0", "group:press", "immediate")
+        good = agent_config(tmp_path / "good", line, server, tokens["gw-tls"], broker, "gw-tls", trained)
+        good["hub"]["ca_file"] = str(ca)
+        bad = agent_config(tmp_path / "bad", line, server, tokens["gw-wrong-ca"], broker, "gw-wrong-ca",
+                           trained)
+        bad["hub"]["ca_file"] = str(other_ca)
+        async with running_agent(good) as a, running_agent(bad) as b:
+            await wait_for(lambda: active(a) == "1.0.0", 20, "model over TLS")
+            await wait_for(lambda: a.uploader is not None and a.uploader.uploaded_records > 0, 20,
+                           "upload over TLS")
+            await wait_for(lambda: b.sync is not None and b.sync.status.last_error is not None, 20,
+                           "refused certificate")
+            assert b.model is None and "CERTIFICATE_VERIFY_FAILED" in (b.sync.status.last_error or "")
+    finally:
+        server.stop()

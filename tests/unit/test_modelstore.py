@@ -1,0 +1,74 @@
+"""The model store on disk and the side-by-side comparison, with real bundles."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.comparison import Comparison
+from agent.errors import BundleError
+from agent.modelstore import ModelStore
+from tests.helpers.versions import variant
+
+
+def test_install_keeps_verified_versions_and_prunes_to_n(tmp_path: Path, trained: dict[str, Path]) -> None:
+    store = ModelStore(tmp_path, keep=3)
+    shas = []
+    for i in range(5):
+        bundle = store.install(variant(trained["bundle"], f"1.{i}", tmp_path / f"src{i}", trained["key"]),
+                               [trained["pub"]], allow_unsigned=False)
+        assert bundle.path == store.path(bundle.sha256) and store.has(bundle.sha256)
+        store.note(bundle.sha256, "moulding-nok", f"1.{i}", "activated", "test")
+        store.state.previous, store.state.active = store.state.active, bundle.sha256
+        shas.append(bundle.sha256)
+    store.save()
+    old = time.time() - 3600  # installed long ago: not a pending operator import
+    for sha in shas:
+        os.utime(store.path(sha), (old, old))
+    removed = store.prune()
+    assert sorted(removed) == sorted(shas[:2])  # the two oldest go; active, previous and one more stay
+    assert all(store.has(s) for s in shas[2:])
+    assert ModelStore(tmp_path).state.active == shas[-1]  # the state survives a restart
+    assert store.find("1.4") == shas[-1] and store.find(shas[3][:10]) == shas[3]
+    assert not list(store.staging.iterdir())  # staging is left clean
+
+
+def test_refused_bundle_leaves_nothing_behind(tmp_path: Path, trained: dict[str, Path]) -> None:
+    store = ModelStore(tmp_path)
+    with pytest.raises(BundleError, match="signature does not match"):
+        store.install(trained["bundle"], [trained["other_pub"]], allow_unsigned=False)
+    with pytest.raises(BundleError, match="is not the"):  # the hub said another manifest
+        store.install(trained["bundle"], [trained["pub"]], False, expect_sha256="0" * 64)
+    assert [p.name for p in store.root.iterdir()] == [] and not list(store.staging.iterdir())
+
+
+def test_unreadable_state_file_is_not_fatal(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "state.json").write_text("{not json")
+    store = ModelStore(tmp_path)
+    assert store.state.active is None
+    store.request("a" * 64, "tester", "why", action="rollback")
+    assert json.loads((store.root / "request.json").read_text())["action"] == "rollback"
+    assert store.take_request() is not None and store.take_request() is None
+
+
+def test_comparison_counts_errors_on_the_same_labelled_samples() -> None:
+    cmp = Comparison(["NOK", "OK"])
+    ids = [str(i) for i in range(100)]
+    truth = np.array([i % 2 for i in range(100)], dtype=float)
+    candidate = truth.copy()
+    candidate[:30] = 1 - candidate[:30]  # wrong on 30 parts
+    cmp.record(ids, truth.copy(), candidate, 0.001, 0.004)
+    for sid, t in zip(ids, truth, strict=True):
+        assert cmp.on_label(sid, ["NOK", "OK"][int(t)])
+    assert not cmp.on_label("unknown", "OK") and not cmp.on_label("5", "MAYBE")
+    f = cmp.figures()
+    assert f["labelled"] == 100 and f["active_accuracy"] == 1.0 and f["candidate_accuracy"] == 0.7
+    assert cmp.candidate_worse(0.05) and not cmp.candidate_worse(0.5)
+    assert cmp.p99() == pytest.approx((0.001, 0.004))
+    assert f["agreement"] == 0.7
