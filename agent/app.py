@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.audit import AuditLog
 from agent.batches import PredictionBatch, SampleBatch, encode_predictions
 from agent.codec import encode_json, encode_readings
 from agent.config import AgentConfig, MqttLabelsConfig, OpcUaLabelsConfig, OpcUaSourceConfig
@@ -31,6 +32,7 @@ from agent.modelstore import ModelStore
 from agent.monitor.alarms import MonitorEvent
 from agent.outbox import AsyncOutbox, NewRecord, OutboxStats, Priority
 from agent.outputs import MqttPublisher, OpcUaWriteback
+from agent.remote_config import RemoteConfig
 from agent.sdnotify import Notifier
 from agent.sources import build_source
 from agent.sources.opcua import OpcUaSource
@@ -47,7 +49,14 @@ RECORD_ROWS = 20_000  # rows per outbox record: keeps upload batches to a few hu
 
 
 class Agent:
-    def __init__(self, config: AgentConfig) -> None:
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any]) -> Agent:
+        """The agent from the local file's settings, with the last good overlay from the hub
+        merged over them (see remote_config)."""
+        remote = RemoteConfig(raw)
+        return cls(remote.startup_config(), remote)
+
+    def __init__(self, config: AgentConfig, remote: RemoteConfig | None = None) -> None:
         self.config = config
         self.started = time.time()
         self.readings: deque[Reading] = deque()
@@ -66,7 +75,7 @@ class Agent:
         self.publisher = MqttPublisher(config.outputs.mqtt, config.gateway_id) if (
             config.outputs.mqtt) else None
         self.writeback: OpcUaWriteback | None = None
-        self.labels = LabelListener(config.labels, config.gateway_id, self._on_label) if (
+        self.labels = LabelListener(config.labels, config.gateway_id, self.on_label) if (
             isinstance(config.labels, MqttLabelsConfig)) else None
         self.opcua_labels = config.labels if isinstance(config.labels, OpcUaLabelsConfig) else None
         self._label_trigger_value: float | None = None
@@ -83,6 +92,13 @@ class Agent:
         self.inference_errors = 0
         self.records_written = 0
         self.ready = asyncio.Event()
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.remote: RemoteConfig | None = remote
+        if remote is not None:
+            remote.attach(self)
+        self.audit = AuditLog(config.state_dir / "audit.log")
+        self._pending_audit: list[dict[str, Any]] = []
         self.notifier = Notifier()
         self.uploader: Uploader | None = None
         self.health_server = HealthServer(self, config.health.listen, config.health.port) if (
@@ -117,12 +133,9 @@ class Agent:
             self.outbox = await stack.enter_async_context(
                 AsyncOutbox(cfg.outbox_path, cfg.outbox.disk_budget_bytes, cfg.outbox.synchronous))
             await self._load_initial_model()
-            tasks: list[asyncio.Task[None]] = []
             async with asyncio.TaskGroup() as group:
-                def start(name: str, factory: Any) -> None:
-                    health = self.health[name] = ComponentHealth(name)
-                    tasks.append(group.create_task(supervise(name, factory, health), name=name))
-
+                self._group = group
+                start = self.start_component
                 for src in self.sources:
                     start(f"source:{src.status.name}", src.run)
                 start("pipeline", self._pipeline_loop)
@@ -140,10 +153,11 @@ class Agent:
                     self.uploader = Uploader(cfg.hub, cfg.gateway_id, self.outbox)
                     start("hub-upload", self.uploader.run)
                 if cfg.hub is not None and cfg.hub.sync_models and self.lifecycle is not None:
-                    self.sync = HubSync(cfg.hub, cfg.gateway_id, self.lifecycle, self.hub_report)
+                    self.sync = HubSync(cfg.hub, cfg.gateway_id, self.lifecycle, self.hub_report,
+                                        on_config=self.remote.on_desired if self.remote else None)
                     start("hub-sync", self.sync.run)
                 if self.notifier.watchdog_interval_s is not None:
-                    tasks.append(group.create_task(self._watchdog_loop(), name="watchdog"))
+                    self._tasks["watchdog"] = group.create_task(self._watchdog_loop(), name="watchdog")
                 self.ready.set()
                 # sources are connecting or retrying, the model is loaded, the outbox is open
                 self.notifier.ready(self.status_line())
@@ -153,7 +167,7 @@ class Agent:
                 await stop.wait()
                 log.info("stopping: shutting components down in reverse order")
                 self.notifier.stopping()
-                for task in reversed(tasks):
+                for task in reversed(list(self._tasks.values())):
                     task.cancel()
             self._process_once()
             await self._flush()
@@ -163,6 +177,20 @@ class Agent:
             if self.lifecycle is not None:
                 self.lifecycle.clean_shutdown()
             self.notifier.close()
+
+    def start_component(self, name: str, factory: Any) -> None:
+        """Run a long-lived loop under a supervisor in the agent's task group."""
+        assert self._group is not None
+        health = self.health[name] = ComponentHealth(name)
+        self._tasks.pop(name, None)  # re-inserted last: shutdown stays in reverse start order
+        self._tasks[name] = self._group.create_task(supervise(name, factory, health), name=name)
+
+    async def stop_component(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        self.health.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=10)
 
     def status_line(self) -> str:
         connected = sum(1 for s in self.sources if s.status.connected)
@@ -219,17 +247,10 @@ class Agent:
         """Point the data path at this version (called by the lifecycle on every switch)."""
         same_inputs = self.model is not None and self.model.input_tags == model.input_tags
         if not same_inputs:
-            self.builder = self._feature_builder(model)
+            self.builder = self.feature_builder(model)
         self.model = model
         self.model_error = None
-        if self.watch is not None:
-            self.watch.close()
-            self.watch = None
-        if self.config.monitoring.enabled:
-            try:
-                self.watch = ModelWatch(model, self.config.monitoring, self.config.state_dir)
-            except ValueError as exc:  # a bundle without calibrated thresholds
-                log.warning("monitoring off for %s: %s", model.bundle.label, exc)
+        self.rebuild_watch(model)
         wb = self.config.outputs.opcua_writeback
         if wb is not None:
             writer = next(s for s in self.sources if isinstance(s, OpcUaSource)
@@ -239,7 +260,29 @@ class Agent:
             else:
                 self.writeback.classes = model.bundle.manifest.output.classes
 
-    def _feature_builder(self, model: LoadedModel) -> FeatureBuilder:
+    def rebuild_watch(self, model: LoadedModel) -> None:
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
+        if self.config.monitoring.enabled:
+            try:
+                self.watch = ModelWatch(model, self.config.monitoring, self.config.state_dir)
+            except ValueError as exc:  # a bundle without calibrated thresholds
+                log.warning("monitoring off for %s: %s", model.bundle.label, exc)
+
+    async def reconfigure(self, new: AgentConfig) -> list[str]:
+        from agent.reconfigure import apply
+
+        return await apply(self, new)
+
+    def component_connected(self, name: str) -> bool:
+        """For the grace period of a config change: is this component up?"""
+        if name.startswith("source:"):
+            return any(f"source:{s.status.name}" == name and s.status.connected for s in self.sources)
+        holder = {"mqtt-out": self.publisher, "labels": self.labels}.get(name)
+        return holder is None or holder.status.connected
+
+    def feature_builder(self, model: LoadedModel) -> FeatureBuilder:
         specs = []
         max_age = {n.tag: n.max_age_s for s in self.config.sources if isinstance(
             s, OpcUaSourceConfig) for n in s.nodes if n.max_age_s}
@@ -334,7 +377,7 @@ class Agent:
         key = format_id(raw)
         value = labels.values.get(key, key)
         sample_id = format_id(trigger.value) if labels.sample_id_tag else ""
-        self._on_label(Label(sample_id, value, trigger.source_ts))
+        self.on_label(Label(sample_id, value, trigger.source_ts))
 
     def _emit(self, events: list[MonitorEvent]) -> None:
         """Alarm transitions go to the MQTT alarm topic and, through the outbox, to the hub."""
@@ -348,6 +391,13 @@ class Agent:
                 topic = self.config.monitoring.alarm_topic.format(
                     gateway_id=self.config.gateway_id, model=e.model, version=e.model_version)
                 self.publisher.offer_raw(topic, json.dumps(doc, default=str).encode())
+            acknowledged = next((f for f in e.top_features if f.startswith("acknowledged by ")), None)
+            if e.level == "alarm" or acknowledged:
+                self.record_audit(acknowledged.removeprefix("acknowledged by ") if acknowledged
+                                  else "agent", "alarm_acknowledged" if acknowledged else "alarm",
+                                  f"{e.model} {e.model_version}",
+                                  f"{e.kind}/{e.detector}{' [' + e.feature + ']' if e.feature else ''}",
+                                  {"score": e.score, "threshold": e.threshold, "index": e.index})
             log.log(logging.WARNING if e.level != "ok" else logging.INFO,
                     "%s %s: %s/%s%s score %.4g (threshold %.4g) at sample %d", e.level.upper(),
                     e.model_version, e.kind, e.detector, f" [{e.feature}]" if e.feature else "",
@@ -355,6 +405,18 @@ class Agent:
 
     def _lifecycle_event(self, doc: dict[str, Any]) -> None:
         self._pending_lifecycle.append(doc)  # the flusher swaps the list: never hold a reference
+        self.record_audit(str(doc.get("actor") or "agent"), f"model_{doc['event']}",
+                          f"{doc.get('model')} {doc.get('version')}", str(doc.get("reason") or ""),
+                          {"sha256": doc.get("sha256"),
+                           **({"to_version": doc["to_version"]} if "to_version" in doc else {})})
+
+    def record_audit(self, actor: str, action: str, subject: str, why: str,
+                     detail: dict[str, Any] | None = None) -> None:
+        """Into the hash-chained log on disk, and through the outbox to the hub."""
+        try:
+            self._pending_audit.append(self.audit.append(actor, action, subject, why, detail))
+        except OSError as exc:  # a full or read-only disk must not stop the line
+            log.error("audit entry not written (%s): %s %s", exc, action, subject)
 
     def _deliver(self, predictions: PredictionBatch) -> None:
         self.predictions += len(predictions)
@@ -364,7 +426,7 @@ class Agent:
             self.writeback.offer(predictions)
         self._pending_predictions.append(predictions)
 
-    def _on_label(self, label: Label) -> None:
+    def on_label(self, label: Label) -> None:
         self.labels_received += 1
         self._pending_labels.append({"id": label.sample_id, "label": label.value,
                                      "ts": label.timestamp})
@@ -407,6 +469,9 @@ class Agent:
         if self._pending_lifecycle:
             changes, self._pending_lifecycle = self._pending_lifecycle, []
             records.append(NewRecord("lifecycle", Priority.EVENTS, encode_json(changes), len(changes)))
+        if self._pending_audit:
+            entries, self._pending_audit = self._pending_audit, []
+            records.append(NewRecord("audit", Priority.EVENTS, encode_json(entries), len(entries)))
         if self._pending_labels:
             labels, self._pending_labels = self._pending_labels, []
             records.append(NewRecord("labels", Priority.LABELS, encode_json(labels), len(labels)))
@@ -454,6 +519,7 @@ class Agent:
             "alarms_published": self.publisher.published_raw if self.publisher else None,
             "outbox": stats.__dict__ if stats else None,
             "lifecycle": self.lifecycle.report() if self.lifecycle else None,
+            "config": self.remote.report() if self.remote else None,
             "sync": {"connected": self.sync.status.connected, "last_success": self.sync.last_success,
                      "last_error": self.sync.status.last_error, "polls": self.sync.polls,
                      "reports": self.sync.reports} if self.sync else None,
@@ -476,6 +542,7 @@ class Agent:
                         "dropped_readings": self.dropped_readings,
                         "monitor": self.watch.figures() if self.watch else None},
             "last_error": self.model_error or (errors[-1] if errors else None),
+            "config": self.remote.report() if self.remote else None,
         }
 
     async def _write_status(self) -> None:

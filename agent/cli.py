@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
-from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config, preflight
+from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config, parse_config, preflight
 from agent.errors import AgentError, BundleError, ConfigError, CsvError
 
 EXIT_BAD_INPUT = 2
@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     from agent.models_cli import add_parser as add_models_parser
 
     add_models_parser(sub, DEFAULT_CONFIG_PATH)
+    from agent.audit_cli import add_parser as add_audit_parser
+
+    add_audit_parser(sub, DEFAULT_CONFIG_PATH)
 
     sim = sub.add_parser("sim", help="run the simulated moulding line (OPC UA + MQTT QC)")
     sim.add_argument("--opcua-port", type=int, default=4840)
@@ -139,7 +142,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps(AgentConfig.model_json_schema(), indent=2))
         return 0
     if cmd == "run":
-        return _run(load_config(args.config))
+        return _run(args.config)
     if cmd == "status":
         from agent.status import print_status
 
@@ -152,6 +155,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_replay(load_config(args.config), args.csv, args.out)
     if cmd == "alarms":
         return _alarms(args)
+    if cmd == "audit":
+        from agent.audit_cli import run as run_audit
+
+        return run_audit(args)
     if cmd == "models":
         from agent.models_cli import run as run_models
 
@@ -176,10 +183,13 @@ def _check_config(path: Path, schema_only: bool = False) -> int:
     return 0
 
 
-def _run(cfg: AgentConfig) -> int:
+def _run(path: Path) -> int:
     from agent.app import Agent
+    from agent.config import load_config_dict
     from agent.logsetup import setup_logging
 
+    raw = load_config_dict(path)
+    cfg = parse_config(raw)
     problems = preflight(cfg)
     if problems:
         raise ConfigError(problems)
@@ -190,7 +200,7 @@ def _run(cfg: AgentConfig) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await Agent(cfg).run(stop)
+        await Agent.from_raw(raw).run(stop)
 
     asyncio.run(main_async())
     return 0

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from agent.errors import ConfigError
+from agent.overlay import DEFAULT_PINS
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/agent.yaml")
 
@@ -300,6 +301,12 @@ class OutboxConfig(Strict):
     store_readings: bool = Field(True, description="Keep raw tag readings for the hub.")
 
 
+class RemoteConfigPolicy(Strict):
+    enabled: bool = Field(True, description="Apply config overlays the hub holds for this gateway.")
+    grace_s: float = Field(60.0, gt=0, description=(
+        "Seconds a changed source or output has to connect before the change is reverted."))
+
+
 class AgentConfig(Strict):
     gateway_id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="This gateway's id.")
     state_dir: Path = Field(Path("/var/lib/edge-agent"), description="Writable state directory.")
@@ -317,6 +324,11 @@ class AgentConfig(Strict):
                                  description="Local health and Prometheus metrics endpoint.")
     hub: HubConfig | None = Field(None, description="The central hub to upload telemetry to.")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Store-and-forward.")
+    config_pins: list[str] = Field(default_factory=lambda: list(DEFAULT_PINS), description=(
+        "Dotted paths the hub's config overlay may not change; the local file wins "
+        "(e.g. sources, outputs.mqtt.broker). gateway_id and state_dir are always local."))
+    remote_config: RemoteConfigPolicy = Field(default_factory=RemoteConfigPolicy,
+                                              description="Config overlays from the hub.")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> AgentConfig:
@@ -412,6 +424,12 @@ def _friendly(err: Any) -> str:
 
 
 def load_config(path: Path, env: dict[str, str] | None = None) -> AgentConfig:
+    return parse_config(load_config_dict(path, env))
+
+
+def load_config_dict(path: Path, env: dict[str, str] | None = None) -> Any:
+    """The file's settings after ${ENV} substitution, before validation (the base that config
+    overlays from the hub are merged over)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -423,7 +441,7 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> AgentConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ConfigError([f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
-    return parse_config(data)
+    return data
 
 
 def preflight(cfg: AgentConfig) -> list[str]:

@@ -22,7 +22,6 @@ from agent.app import Agent
 from agent.batches import PredictionBatch, SampleBatch
 from agent.bundle import generate_keypair
 from agent.bundle_build import build_bundle
-from agent.config import parse_config
 from agent.logsetup import setup_logging
 from agent.monitor.alarms import MonitorEvent
 from agent.monitor.calibrate import Budget
@@ -167,7 +166,7 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
             cfg_dict = agent_config(out, options.opcua_port, line.ns, broker.port, pub)
             hub = await _start_hub(out, cfg_dict, pub, bundles[0])
             (out / "agent.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
-            agent = Agent(parse_config(cfg_dict))
+            agent = Agent.from_raw(cfg_dict)
             board = Scoreboard()
             agent.prediction_listeners.append(board.on_predictions)
             agent.event_listeners.append(board.on_event)

@@ -90,7 +90,8 @@ class FeatureBuilder:
         return float(self._value[i]) if i is not None else float("nan")
 
     def alive(self, source: str, ts: float) -> None:
-        self._alive[self._source_id(source)] = ts
+        sid = self._source_id(source)  # first: it may grow (replace) the array
+        self._alive[sid] = ts
 
     def _close_open(self) -> None:
         """Freeze the open trigger's inputs: every reading that arrived with it is included."""

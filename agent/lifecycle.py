@@ -104,7 +104,7 @@ class ModelLifecycle:
             except AgentError as exc:
                 log.warning("previous version not loadable, watch without comparison: %s", exc)
 
-    async def activate(self, sha256: str, reason: str, watch: bool = True) -> bool:
+    async def activate(self, sha256: str, reason: str, watch: bool = True, actor: str = "agent") -> bool:
         """Verify, load and self-test, then switch. False (and the reason kept) if it fails."""
         try:
             model = await self.load(sha256)
@@ -127,7 +127,7 @@ class ModelLifecycle:
         self._switch(model, since=time.time())
         if until is not None and old is not None:
             self._begin_watch(old, until)
-        self._event("activated", model, reason)
+        self._event("activated", model, reason, actor=actor)
         self.store.prune()
         return True
 
@@ -201,11 +201,13 @@ class ModelLifecycle:
         if rolling_back and self.active is not None:
             a = self.active
             self.store.reject(a.bundle.sha256, a.name, a.version, why)
+            self._event("rolled_back", a, why, actor=str(request.get("by", "operator")))
         self._end_watch()
-        return await self.activate(sha, why, watch=not rolling_back)
+        return await self.activate(sha, why, watch=not rolling_back, actor=str(request.get("by", "operator")))
 
     # -- shadow -------------------------------------------------------------------------------
-    async def start_shadow(self, sha256: str, reason: str, terms: dict[str, Any]) -> bool:
+    async def start_shadow(self, sha256: str, reason: str, terms: dict[str, Any],
+                           actor: str = "hub") -> bool:
         if self.active is None:
             return False
         try:
@@ -222,7 +224,7 @@ class ModelLifecycle:
         self.store.state.shadow = sha256
         self.store.note(sha256, model.name, model.version, "shadow", reason)
         self.store.save()
-        self._event("shadow_started", model, reason)
+        self._event("shadow_started", model, reason, actor=actor)
         return True
 
     def stop_shadow(self, reason: str) -> None:

@@ -13,7 +13,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -45,11 +45,13 @@ def hub_client(config: HubConfig, transport: httpx.AsyncBaseTransport | None = N
 class HubSync:
     def __init__(self, config: HubConfig, gateway_id: str, lifecycle: ModelLifecycle,
                  extra_report: Callable[[], dict[str, Any]],
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 on_config: Callable[[dict[str, Any] | None], Awaitable[bool]] | None = None) -> None:
         self.config = config
         self.gateway_id = gateway_id
         self.lifecycle = lifecycle
         self.extra_report = extra_report
+        self.on_config = on_config
         self.status = SourceStatus("hub-sync", "hub")
         self._transport = transport
         self.etag: str | None = None
@@ -116,7 +118,7 @@ class HubSync:
             if await self._fetch(client, model):
                 reason = (f"deployed by the hub (deployment {deployment.get('id')}, "
                           f"{deployment.get('strategy', 'immediate')})")
-                await lc.activate(model["sha256"], reason)
+                await lc.activate(model["sha256"], reason, actor="hub")
             else:
                 complete = False
         shadow = doc.get("shadow")
@@ -133,6 +135,8 @@ class HubSync:
                                       terms)
             else:
                 complete = False
+        if self.on_config is not None and await self.on_config(doc.get("config")):
+            await self.send_report(client)  # the hub hears about a config change at once
         return complete
 
     def _wanted(self, sha: str) -> bool:

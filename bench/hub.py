@@ -187,8 +187,8 @@ async def _ingest_load(port: int, tokens: dict[str, str], seconds: float) -> flo
 
 def _readings(n: int) -> list[Reading]:
     now = time.time()
-    return [Reading(f"tag{i % 100}", "plc", now + i, now + i, float(i) * 0.37, Quality.GOOD)
-            for i in range(n)]
+    return [Reading("plc", f"tag{i % 100}", 20.0 + (i % 7) * 0.37, now + i // 100, now + i // 100,
+                    Quality.GOOD) for i in range(n)]
 
 
 def bare_baseline(seconds: float) -> float:

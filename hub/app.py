@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from agent.errors import AgentError
 from hub.db import Deployment, HistoryEntry, Token, hash_token, insert_telemetry, list_gateways
+from hub.overlays import current_overlays, set_overlay
 from hub.registry import list_versions, publish, trusted_keys
 from hub.rollouts import STRATEGIES, RolloutPolicy, deploy, evaluate, load_snapshot, rollback, store_report
 
@@ -81,6 +82,12 @@ class DeployRequest(BaseModel):
     watch_s: float = Field(600.0, ge=0)
     min_labels: int = Field(50, ge=0)
     margin: float = Field(0.0, ge=0)
+
+
+class OverlayRequest(BaseModel):
+    overlay: dict[str, Any] = Field(description="Agent config sections; {} clears the overlay.")
+    author: str = Field("api", max_length=128)
+    comment: str | None = Field(None, max_length=1000)
 
 
 class RollbackRequest(BaseModel):
@@ -315,6 +322,24 @@ def create_app(engine: Engine, data_dir: Path, keys: list[Path] | None = None,
             raise HTTPException(422, str(exc)) from None
         cache.clear_desired()
         return {"targets": targets}
+
+    @app.put("/api/v1/config/{target}")
+    def put_config(target: str, req: OverlayRequest, who: Who) -> dict[str, Any]:
+        """Hold config settings for a gateway or group:NAME; the gateways take them with their
+        desired state, validate them against their own file and report the outcome."""
+        admin_only(who)
+        try:
+            overlay_id = set_overlay(engine, target, req.overlay, req.author, req.comment)
+        except AgentError as exc:
+            raise HTTPException(422, str(exc)) from None
+        cache.clear_desired()
+        return {"id": overlay_id}
+
+    @app.get("/api/v1/config")
+    def get_config(who: Who) -> dict[str, Any]:
+        admin_only(who)
+        with Session(engine) as s:
+            return current_overlays(s)
 
     @app.get("/api/v1/history")
     def history(who: Who, model: str | None = None, limit: int = 500) -> list[dict[str, Any]]:

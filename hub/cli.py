@@ -1,4 +1,5 @@
-"""edge-hub: serve | gateways | tokens | publish | models | deploy | rollback | deployments | history."""
+"""edge-hub: serve | gateways | tokens | publish | models | deploy | rollback | config | deployments |
+history."""
 
 from __future__ import annotations
 
@@ -70,6 +71,17 @@ def _parser() -> argparse.ArgumentParser:
     rb.add_argument("model")
     rb.add_argument("--to", required=True, dest="to_version", help="the version to go back to")
     rb.add_argument("--target", help="only this gateway or group:NAME")
+    cfg = sub.add_parser("config", help="config overlays for gateways and groups")
+    csub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    cset = csub.add_parser("set", help="hold a YAML overlay for a gateway or group:NAME")
+    cset.add_argument("target")
+    cset.add_argument("file", type=Path, help="YAML file of agent config sections")
+    cset.add_argument("--by", default="operator", help="who (for the record)")
+    cset.add_argument("--comment")
+    cclear = csub.add_parser("clear", help="remove the overlay of a gateway or group:NAME")
+    cclear.add_argument("target")
+    cclear.add_argument("--by", default="operator")
+    csub.add_parser("show", help="the overlays held and what each gateway reported")
     dls = sub.add_parser("deployments", help="list deployments and their rollout state")
     dls.add_argument("--json", action="store_true")
     hist = sub.add_parser("history", help="version history: published, deployed, activated, ...")
@@ -152,6 +164,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "deployments":
         return _deployments(engine, args.json)
+    if args.command == "config":
+        return _config(engine, args)
     return _history(engine, args.model, args.json)
 
 
@@ -231,4 +245,36 @@ def _history(engine: Any, model: str | None, as_json: bool) -> int:
         where = f" on {r['gateway_id']}" if r["gateway_id"] else ""
         print(f"{_when(r['at'])} {r['model']} {r['version']} {r['event']}{where}"
               f"{': ' + r['detail'] if r['detail'] else ''}")
+    return 0
+
+
+def _config(engine: Any, args: argparse.Namespace) -> int:
+    import yaml
+    from sqlalchemy.orm import Session
+
+    from hub.db import list_gateways
+    from hub.overlays import current_overlays, set_overlay
+
+    if args.config_command == "set":
+        try:
+            overlay = yaml.safe_load(args.file.read_text())
+        except yaml.YAMLError as exc:
+            print(f"error: {args.file}: not valid YAML ({exc})", file=sys.stderr)
+            return 2
+        overlay_id = set_overlay(engine, args.target, overlay, args.by, args.comment)
+        print(f"overlay {overlay_id} held for {args.target}; gateways take it at their next poll")
+        return 0
+    if args.config_command == "clear":
+        set_overlay(engine, args.target, {}, args.by, "cleared")
+        print(f"overlay of {args.target} cleared")
+        return 0
+    with Session(engine) as s:
+        overlays = current_overlays(s)
+    for target, o in sorted(overlays.items()):
+        print(f"{target}: overlay {o['id']} by {o['author']} {_when(o['created'])}"
+              f"{' (' + o['comment'] + ')' if o['comment'] else ''}\n  {json.dumps(o['overlay'])}")
+    for g in list_gateways(engine):
+        cfg = (g["status"] or {}).get("config") or {}
+        if cfg:
+            print(f"{g['id']}: {cfg.get('state')} {cfg.get('version') or ''} {cfg.get('detail') or ''}")
     return 0

@@ -97,6 +97,17 @@ class GatewayStatus(Base):
     updated: Mapped[float] = mapped_column(Float)
 
 
+class ConfigOverlay(Base):
+    """Agent config settings held by the hub for a gateway or a group (the newest per target)."""
+    __tablename__ = "config_overlays"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target: Mapped[str] = mapped_column(String(128))  # a gateway id or "group:NAME"
+    overlay: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created: Mapped[float] = mapped_column(Float)
+    author: Mapped[str] = mapped_column(String(128))
+    comment: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+
+
 class HistoryEntry(Base):
     """What happened to model versions: published, deployed, activated, promoted, rolled back."""
     __tablename__ = "history"

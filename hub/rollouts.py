@@ -6,7 +6,7 @@ from the gateways' status reports; a rejection reported by any canary stops the 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import desc, select
@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from hub.db import Deployment, Gateway, GatewayStatus, ModelVersion, record
+from hub.overlays import current_overlays, effective
 from hub.registry import HubError
 
 STRATEGIES = ("immediate", "canary", "shadow")
@@ -113,6 +114,7 @@ class FleetSnapshot:
     groups: dict[str, str | None]
     by_target: dict[str, list[_Rollout]]  # newest first
     versions: dict[tuple[str, str], dict[str, Any]]
+    overlays: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def desired(self, gateway_id: str) -> dict[str, Any]:
         """The newest deployment that applies to this gateway, walking back past rollouts that
@@ -134,7 +136,8 @@ class FleetSnapshot:
                 continue
             active = d
             break
-        doc: dict[str, Any] = {"gateway_id": gateway_id, "model": None, "shadow": None}
+        doc: dict[str, Any] = {"gateway_id": gateway_id, "model": None, "shadow": None,
+                               "config": effective(self.overlays, gateway_id, group)}
         if active is not None:
             doc["model"] = dict(self.versions[(active.model, active.version)])
             doc["deployment"] = {"id": active.id, "strategy": active.strategy,
@@ -160,7 +163,8 @@ def load_snapshot(engine: Engine) -> FleetSnapshot:
             "name": name, "version": version, "sha256": sha, "archive_sha256": archive, "size": size,
             "url": f"/api/v1/bundles/{sha}"}
             for name, version, sha, archive, size in s.execute(select(*columns))}
-    return FleetSnapshot(groups, by_target, versions)
+        overlays = current_overlays(s)
+    return FleetSnapshot(groups, by_target, versions, overlays)
 
 
 def desired_state(engine: Engine, gateway_id: str) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from agent.app import Agent
-from agent.config import parse_config
 from agent.sim.line import node_id
 from agent.sim.process import COUNTER_TAG, PROCESS_TAGS
 
@@ -25,7 +24,7 @@ async def wait_for(condition: Callable[[], bool], within: float = 20.0, what: st
 
 @contextlib.asynccontextmanager
 async def running_agent(config: dict[str, Any]) -> AsyncIterator[Agent]:
-    agent = Agent(parse_config(config))
+    agent = Agent.from_raw(config)
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop))
     try:

@@ -6,87 +6,27 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from agent.app import Agent
 from agent.bundle import sha256_file, sign_bundle
-from agent.codec import decode_json
-from agent.sim.broker import free_port
-from agent.sim.line import SimOptions, SimulatedLine
+from agent.sim.line import SimulatedLine
 from agent.sim.process import COUNTER_TAG
-from hub.db import Deployment, GatewayStatus, HistoryEntry, ModelVersion, Telemetry, add_gateway, migrate
+from hub.db import Deployment, HistoryEntry, ModelVersion, Telemetry, add_gateway
 from hub.registry import publish
 from hub.rollouts import RolloutPolicy, deploy
 from hub.server import HubServer
+from tests.helpers.hubtest import active, agent_config, lifecycle_events, rejected_at_hub
 from tests.helpers.running import base_config, collect_json, opcua_source, running_agent, wait_for
 from tests.helpers.versions import tar_of, variant
 
 MODEL = "moulding-nok"
-
-
-@pytest.fixture()
-def hub_db(tmp_path: Path) -> Iterator[Engine]:
-    eng = create_engine(f"sqlite:///{tmp_path / 'hub.db'}")
-    migrate(eng)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture()
-def hub(hub_db: Engine, tmp_path: Path, trained: dict[str, Path]) -> Iterator[HubServer]:
-    server = HubServer(hub_db, tmp_path / "hub-data", keys=[trained["pub"]], evaluate_interval_s=0.2)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture()
-async def line(broker: Any) -> AsyncIterator[SimulatedLine]:
-    options = SimOptions(opcua_port=free_port(), mqtt_port=broker.port, speed=300, qc_delay_s=30)
-    async with SimulatedLine(options) as sim:
-        qc = asyncio.create_task(sim.run_qc_station())
-        yield sim
-        qc.cancel()
-
-
-def agent_config(state: Path, line: SimulatedLine, hub: HubServer, token: str, broker: Any,
-                 gateway_id: str, trained: dict[str, Path], **rollback: Any) -> dict[str, Any]:
-    mqtt = {"host": "127.0.0.1", "port": broker.port}
-    cfg = base_config(
-        state, [opcua_source(line.options.opcua_port, line.ns)],
-        features={"mode": "trigger", "trigger_tag": COUNTER_TAG},
-        model={"trusted_keys": [str(trained["pub"])], "rollback": {"watch_s": 60, **rollback}},
-        labels={"type": "mqtt", "broker": mqtt, "topic": "plant/line1/qc"},
-        hub={"url": hub.url, "token": token, "upload_interval_s": 0.2, "poll_interval_s": 0.2,
-             "poll_jitter": 0.1, "report_interval_s": 0.3,
-             "reconnect": {"initial_s": 0.1, "max_s": 0.5}})
-    cfg["gateway_id"] = gateway_id
-    return cfg
-
-
-def active(agent: Agent) -> str | None:
-    return agent.model.version if agent.model else None
-
-
-def report(engine: Engine, gateway_id: str) -> dict[str, Any]:
-    with Session(engine) as s:
-        row = s.get(GatewayStatus, gateway_id)
-        return dict(row.report) if row else {}
-
-
-def rejected_at_hub(engine: Engine, gateway_id: str, version: str) -> str | None:
-    for r in report(engine, gateway_id).get("rejected") or []:
-        if r.get("version") == version:
-            return str(r.get("reason"))
-    return None
 
 
 def publish_all(engine: Engine, hub: HubServer, trained: dict[str, Path], *bundles: Path) -> None:
@@ -127,14 +67,6 @@ async def test_worse_version_is_rolled_back_within_its_watch(
     # the switches went through the outbox to the hub's telemetry
     events = lifecycle_events(hub_db, "gw-a")
     assert events.index("activated") < events.index("rolled_back")
-
-
-def lifecycle_events(engine: Engine, gateway_id: str) -> list[str]:
-    with Session(engine) as s:
-        blobs = s.scalars(select(Telemetry.payload).where(Telemetry.gateway_id == gateway_id,
-                                                          Telemetry.kind == "lifecycle")
-                          .order_by(Telemetry.seq)).all()
-    return [e["event"] for blob in blobs for e in decode_json(blob)]
 
 
 def _plant(engine: Engine, hub: HubServer, version: str, archive: Path | None,

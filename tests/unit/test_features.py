@@ -86,3 +86,12 @@ def test_process_values_of_the_same_batch_as_the_trigger_are_used() -> None:
     fb.update(r("n", 1.0, 1.0))
     fb.update(r("a", 7.0, 1.0))
     assert fb.due(1.0).x.tolist() == [[7.0]]
+
+
+def test_liveness_from_a_source_before_any_of_its_readings() -> None:
+    """A builder made while sources are running (a config change) may hear 'alive' first."""
+    fb = FeatureBuilder([TagSpec("a", 5.0)], FeaturesConfig(mode="periodic", period_s=1.0))
+    fb.alive("plc", 100.0)
+    fb.alive("other", 100.5)
+    fb.update(Reading("plc", "a", 1.0, 100.0, 100.0, Quality.GOOD))
+    assert fb.latest("a") == 1.0
