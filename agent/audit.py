@@ -67,7 +67,6 @@ def verify_entries(entries: Iterator[tuple[int, str]]) -> tuple[int, ChainProble
 class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._seq, self._prev = 0, GENESIS
         last = self._last_entry()
@@ -75,7 +74,7 @@ class AuditLog:
             self._seq, self._prev = int(last["seq"]), str(last["hash"])
 
     def _last_entry(self) -> dict[str, Any] | None:
-        if not self.path.exists():
+        if not self.path.is_file():
             return None
         last = None
         with self.path.open("rb") as fh:
@@ -100,6 +99,7 @@ class AuditLog:
                                      "detail": detail or {}, "prev": self._prev}
             entry["hash"] = entry_hash(entry)
             line = json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str) + "\n"
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as fh:
                 fh.write(line)
                 fh.flush()

@@ -60,8 +60,8 @@ class RemoteConfig:
         """The base with the last good overlay, if it still validates against today's file."""
         try:
             doc = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return self.base
+        except (FileNotFoundError, NotADirectoryError):
+            return self.base  # no overlay yet (or no state directory: run() says so)
         except (OSError, ValueError) as exc:
             log.error("%s unreadable (%s): starting from the local file alone", self.path, exc)
             return self.base
