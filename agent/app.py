@@ -38,6 +38,7 @@ from agent.sources import build_source
 from agent.sources.opcua import OpcUaSource
 from agent.supervisor import ComponentHealth, supervise
 from agent.sync import HubSync
+from agent.training_data import TrainingSampler
 from agent.types import Label, Quality, Reading
 from agent.uploader import Uploader
 from agent.watch import ModelWatch
@@ -99,6 +100,7 @@ class Agent:
             remote.attach(self)
         self.audit = AuditLog(config.state_dir / "audit.log")
         self._pending_audit: list[dict[str, Any]] = []
+        self.sampler = TrainingSampler(config.training_data)
         self.notifier = Notifier()
         self.uploader: Uploader | None = None
         self.health_server = HealthServer(self, config.health.listen, config.health.port) if (
@@ -357,6 +359,8 @@ class Agent:
             self._deliver(predictions)
             if shadow is not None:  # recorded for the comparison, never published as a decision
                 self._pending_shadow.append(shadow)
+            if self.config.hub is not None:  # only what will reach a hub is worth keeping
+                self.sampler.remember(chunk, predictions, self.model.input_tags)
             for listener in self.prediction_listeners:
                 listener(chunk, predictions)
             if self.watch is not None:
@@ -437,6 +441,9 @@ class Agent:
         if self.lifecycle is not None:
             self.lifecycle.on_label(joined_id, label.value)
             self.lifecycle.judge()
+        if self.config.hub is not None and joined_id:
+            drift = self.watch is not None and self.watch.monitor.book.worst() != "ok"
+            self.sampler.labelled(joined_id, label.value, drift)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -469,6 +476,10 @@ class Agent:
         if self._pending_lifecycle:
             changes, self._pending_lifecycle = self._pending_lifecycle, []
             records.append(NewRecord("lifecycle", Priority.EVENTS, encode_json(changes), len(changes)))
+        samples = self.sampler.take()
+        if samples:
+            records.append(NewRecord("training_samples", Priority.LABELS, encode_json(samples),
+                                     len(samples)))
         if self._pending_audit:
             entries, self._pending_audit = self._pending_audit, []
             records.append(NewRecord("audit", Priority.EVENTS, encode_json(entries), len(entries)))

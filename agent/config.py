@@ -301,6 +301,13 @@ class OutboxConfig(Strict):
     store_readings: bool = Field(True, description="Keep raw tag readings for the hub.")
 
 
+class TrainingDataConfig(Strict):
+    enabled: bool = Field(True, description="Upload labelled samples for retraining at the hub.")
+    daily_budget: int = Field(5000, ge=0, description=(
+        "Labelled samples uploaded per day; misclassified parts and parts seen during a drift "
+        "warning may use all of it, ordinary ones half."))
+
+
 class RemoteConfigPolicy(Strict):
     enabled: bool = Field(True, description="Apply config overlays the hub holds for this gateway.")
     grace_s: float = Field(60.0, gt=0, description=(
@@ -324,6 +331,8 @@ class AgentConfig(Strict):
                                  description="Local health and Prometheus metrics endpoint.")
     hub: HubConfig | None = Field(None, description="The central hub to upload telemetry to.")
     outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Store-and-forward.")
+    training_data: TrainingDataConfig = Field(default_factory=TrainingDataConfig,
+                                              description="Labelled samples for retraining.")
     config_pins: list[str] = Field(default_factory=lambda: list(DEFAULT_PINS), description=(
         "Dotted paths the hub's config overlay may not change; the local file wins "
         "(e.g. sources, outputs.mqtt.broker). gateway_id and state_dir are always local."))

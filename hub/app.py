@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from agent.errors import AgentError
 from hub.db import Deployment, HistoryEntry, Token, hash_token, insert_telemetry, list_gateways
+from hub.ingest import ingest
 from hub.overlays import current_overlays, set_overlay
 from hub.registry import list_versions, publish, trusted_keys
 from hub.rollouts import STRATEGIES, RolloutPolicy, deploy, evaluate, load_snapshot, rollback, store_report
@@ -243,7 +244,9 @@ def create_app(engine: Engine, data_dir: Path, keys: list[Path] | None = None,
         seqs = [r.seq for r in batch.records]
         if seqs and (min(seqs) < batch.first_seq or max(seqs) > batch.last_seq):
             raise HTTPException(422, "records outside the declared sequence range")
-        stored = await asyncio.to_thread(insert_telemetry, engine, gateway_id, rows)
+        inserted = await asyncio.to_thread(insert_telemetry, engine, gateway_id, rows)
+        await asyncio.to_thread(ingest, engine, gateway_id, rows, inserted)
+        stored = len(inserted)
         return {"received": len(rows), "stored": stored, "duplicates": len(rows) - stored}
 
     @app.post("/api/v1/gateways/{gateway_id}/status")

@@ -108,6 +108,67 @@ class ConfigOverlay(Base):
     comment: Mapped[str | None] = mapped_column(String(1000), nullable=True)
 
 
+class TrainingSample(Base):
+    """A labelled sample a gateway uploaded: the inputs its model saw and the label that came."""
+    __tablename__ = "training_samples"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    gateway_id: Mapped[str] = mapped_column(String(128))
+    sample_id: Mapped[str] = mapped_column(String(128))
+    ts: Mapped[float] = mapped_column(Float, index=True)
+    inputs: Mapped[list[str]] = mapped_column(JSON)
+    x: Mapped[list[float]] = mapped_column(JSON)
+    label: Mapped[str] = mapped_column(String(128))
+    predicted: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    version: Mapped[str] = mapped_column(String(64))
+    hard: Mapped[bool] = mapped_column(default=False)
+    received: Mapped[float] = mapped_column(Float)
+
+
+class Dataset(Base):
+    """An immutable snapshot of training samples, by the sha256 of its files."""
+    __tablename__ = "datasets"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    rows: Mapped[int] = mapped_column(Integer)
+    first_ts: Mapped[float] = mapped_column(Float)
+    last_ts: Mapped[float] = mapped_column(Float)
+    gateways: Mapped[list[str]] = mapped_column(JSON)
+    created: Mapped[float] = mapped_column(Float)
+
+
+class AgentAudit(Base):
+    """Gateways' audit entries as received; the hub checks each gateway's chain as it grows."""
+    __tablename__ = "agent_audit"
+    __table_args__ = (UniqueConstraint("gateway_id", "seq", name="agent_audit_once"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gateway_id: Mapped[str] = mapped_column(String(128))
+    seq: Mapped[int] = mapped_column(Integer)
+    entry: Mapped[dict[str, Any]] = mapped_column(JSON)
+    chain_ok: Mapped[bool] = mapped_column(default=True)
+
+
+class ModelPolicy(Base):
+    """How the hub keeps a model working: retrain triggers, trainer, rollout, approval."""
+    __tablename__ = "model_policies"
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # trigger timers, last retrain
+
+
+class RetrainRun(Base):
+    """Every retrain decision and what came of it: why it ran (or did not), the result."""
+    __tablename__ = "retrain_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    at: Mapped[float] = mapped_column(Float)
+    # skipped | running | failed | not_better | awaiting_approval | deployed
+    status: Mapped[str] = mapped_column(String(32))
+    trigger: Mapped[str] = mapped_column(String(1000))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
 class HistoryEntry(Base):
     """What happened to model versions: published, deployed, activated, promoted, rolled back."""
     __tablename__ = "history"
@@ -197,18 +258,19 @@ def add_admin_token(engine: Engine) -> str:
     return token
 
 
-def insert_telemetry(engine: Engine, gateway_id: str, rows: list[dict[str, Any]]) -> int:
-    """Store records once: a (gateway, seq) seen before is skipped by the database itself."""
+def insert_telemetry(engine: Engine, gateway_id: str, rows: list[dict[str, Any]]) -> list[int]:
+    """Store records once: a (gateway, seq) seen before is skipped by the database itself.
+    Returns the sequence numbers really inserted now."""
     if not rows:
-        return 0
+        return []
     now = time.time()
     values = [{**r, "gateway_id": gateway_id, "received": now} for r in rows]
     dialect = engine.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(Telemetry).values(values).on_conflict_do_nothing(
-        index_elements=["gateway_id", "seq"]).returning(Telemetry.id)
+        index_elements=["gateway_id", "seq"]).returning(Telemetry.seq)
     with Session(engine) as s, s.begin():
-        inserted = len(s.execute(stmt).all())  # RETURNING lists only the rows really inserted
+        inserted = [int(r[0]) for r in s.execute(stmt).all()]  # RETURNING: only new rows
         s.query(Gateway).filter(Gateway.id == gateway_id).update({"last_seen": now})
         return inserted
 
