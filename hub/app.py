@@ -25,10 +25,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from agent.errors import AgentError
+from hub.audit import seal
 from hub.db import Deployment, HistoryEntry, Token, hash_token, insert_telemetry, list_gateways
 from hub.ingest import ingest
 from hub.overlays import current_overlays, set_overlay
 from hub.registry import list_versions, publish, trusted_keys
+from hub.retrain import evaluate_triggers
 from hub.rollouts import STRATEGIES, RolloutPolicy, deploy, evaluate, load_snapshot, rollback, store_report
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ MAX_BATCH_BYTES = 32 << 20
 MAX_REPORT_BYTES = 1 << 20
 MAX_BUNDLE_BYTES = 512 << 20
 TOKEN_CACHE_S = 30.0  # a token revoked by another process stops working within this time
+TRIGGERS_S = 2.0  # how often retrain triggers are judged
 SNAPSHOT_S = 2.0  # a change made by another process (the CLI, another worker) is seen within this
 
 
@@ -132,13 +135,18 @@ def create_app(engine: Engine, data_dir: Path, keys: list[Path] | None = None,
             await task
 
     async def evaluate_loop() -> None:
-        last_refresh = time.monotonic()
+        last_refresh = last_triggers = time.monotonic()
         while True:
             await asyncio.sleep(evaluate_interval_s)
             try:
                 decisions = await asyncio.to_thread(evaluate, engine)
                 for d in decisions:
                     log.info("rollout decision: %s", d)
+                if time.monotonic() - last_triggers >= TRIGGERS_S:
+                    last_triggers = time.monotonic()
+                    for started in await asyncio.to_thread(evaluate_triggers, engine, data_dir):
+                        log.info("retrain started: %s", started)
+                await asyncio.to_thread(seal, engine)
                 if decisions or time.monotonic() - last_refresh >= SNAPSHOT_S:
                     await asyncio.to_thread(cache.refresh)
                     last_refresh = time.monotonic()

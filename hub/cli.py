@@ -82,6 +82,27 @@ def _parser() -> argparse.ArgumentParser:
     cclear.add_argument("target")
     cclear.add_argument("--by", default="operator")
     csub.add_parser("show", help="the overlays held and what each gateway reported")
+    pol = sub.add_parser("policy", help="how the hub keeps a model working: triggers, trainer, rollout")
+    pol.add_argument("action", choices=["set", "show"])
+    pol.add_argument("model")
+    pol.add_argument("settings", nargs="*", metavar="KEY=VALUE",
+                     help="e.g. accuracy_below=0.85 sustain_s=300 strategy=canary require_approval=true "
+                          "trainer=rf trainer='{\"command\": [\"/opt/train.sh\"]}'")
+    rt = sub.add_parser("retrain", help="retrain now, or show why retrains ran or did not")
+    rt.add_argument("action", choices=["now", "status"])
+    rt.add_argument("model")
+    rt.add_argument("--reason", default="requested by an operator")
+    ap = sub.add_parser("approve", help="release a retrained version held for approval")
+    ap.add_argument("model")
+    ap.add_argument("model_version")
+    ap.add_argument("--by", required=True)
+    ap.add_argument("--reason", required=True)
+    rp = sub.add_parser("reproduce", help="retrain a version from its stored dataset and compare")
+    rp.add_argument("model")
+    rp.add_argument("model_version")
+    au = sub.add_parser("audit", help="verify or export the hub's hash-chained audit trail")
+    au.add_argument("action", choices=["verify", "export"])
+    au.add_argument("--since", default=None, help="ISO date/time or epoch seconds")
     dls = sub.add_parser("deployments", help="list deployments and their rollout state")
     dls.add_argument("--json", action="store_true")
     hist = sub.add_parser("history", help="version history: published, deployed, activated, ...")
@@ -166,6 +187,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _deployments(engine, args.json)
     if args.command == "config":
         return _config(engine, args)
+    if args.command in ("policy", "retrain", "approve", "reproduce", "audit"):
+        return _lifecycle(engine, args)
     return _history(engine, args.model, args.json)
 
 
@@ -277,4 +300,59 @@ def _config(engine: Any, args: argparse.Namespace) -> int:
         cfg = (g["status"] or {}).get("config") or {}
         if cfg:
             print(f"{g['id']}: {cfg.get('state')} {cfg.get('version') or ''} {cfg.get('detail') or ''}")
+    return 0
+
+
+def _lifecycle(engine: Any, args: argparse.Namespace) -> int:
+    from hub import audit, retrain
+
+    if args.command == "policy":
+        changes: dict[str, Any] = {}
+        for item in args.settings if args.action == "set" else []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                print(f"error: {item}: use KEY=VALUE", file=sys.stderr)
+                return 2
+            try:
+                changes[key] = json.loads(value)
+            except ValueError:
+                changes[key] = value  # a bare word: a string
+        policy = retrain.set_policy(engine, args.model, changes)
+        print(json.dumps(policy, indent=1, sort_keys=True))
+        return 0
+    if args.command == "retrain" and args.action == "now":
+        run = retrain.run_retrain(engine, args.data, args.model, args.reason)
+        print(json.dumps({"status": run.status, "version": run.version, **run.detail}, indent=1,
+                         default=str))
+        return 0 if run.status != "failed" else 1
+    if args.command == "retrain":
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        from hub.db import RetrainRun
+
+        with Session(engine) as s:
+            runs = select(RetrainRun).where(RetrainRun.model == args.model).order_by(RetrainRun.id)
+            for r in s.scalars(runs):
+                print(f"{_when(r.at)} {r.status:18} {r.version or '':10} {r.trigger}")
+        return 0
+    if args.command == "approve":
+        dep = retrain.approve(engine, args.model, args.model_version, args.by, args.reason)
+        print(f"{args.model} {args.model_version} approved by {args.by}; deployment {dep}")
+        return 0
+    if args.command == "reproduce":
+        result = retrain.reproduce(engine, args.data, args.model, args.model_version)
+        print(json.dumps(result, indent=1))
+        return 0 if result["match"] else 1
+    if args.action == "verify":
+        count, problem = audit.verify(engine)
+        if problem:
+            print(f"audit trail broken: {problem} ({count} entries before it are intact)", file=sys.stderr)
+            return 2
+        print(f"audit trail: {count} entries, chain intact")
+        return 0
+    from agent.audit_cli import parse_since
+
+    for entry in audit.export(engine, parse_since(args.since)):
+        print(json.dumps(entry, sort_keys=True))
     return 0

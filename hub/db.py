@@ -179,6 +179,10 @@ class HistoryEntry(Base):
     event: Mapped[str] = mapped_column(String(32))
     gateway_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     detail: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    actor: Mapped[str] = mapped_column(String(128), default="hub")
+    # the hash chain, sealed in id order by one writer (see hub/audit.py)
+    prev: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Telemetry(Base):
@@ -276,9 +280,10 @@ def insert_telemetry(engine: Engine, gateway_id: str, rows: list[dict[str, Any]]
 
 
 def record(s: Session, model: str, version: str, event: str, gateway_id: str | None = None,
-           detail: str | None = None) -> None:
+           detail: str | None = None, actor: str = "hub") -> None:
     s.add(HistoryEntry(at=time.time(), model=model, version=version, event=event,
-                       gateway_id=gateway_id, detail=(detail or "")[:2000] or None))
+                       gateway_id=gateway_id, detail=(detail or "")[:2000] or None,
+                       actor=actor[:128]))
 
 
 def list_gateways(engine: Engine) -> list[dict[str, Any]]:

@@ -1,0 +1,394 @@
+"""Retraining when performance slips, never on a calendar alone.
+
+Triggers, per model, from the gateways' status reports: labelled accuracy below the policy's
+threshold for ``sustain_s``, or a drift alarm held for ``drift_sustain_s`` with at least
+``min_new_labels`` labelled samples since the last retrain. At most one retrain per
+``min_interval_s``. Every decision, run or not, is recorded with its reason.
+
+A run: snapshot the labelled samples (the newest share is the holdout neither model trained
+on), train with the policy's trainer (a command, run as its own process: a crash or garbage
+output fails the run and leaves the fleet alone), build and sign the bundle with the hub's key
+(reference profile and thresholds from the new data, lineage), then champion/challenger on the
+holdout: published only if better by ``margin``; then held for approval or deployed by the
+policy's strategy."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import desc, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from agent import __version__
+from agent.batches import SampleBatch
+from agent.bundle import generate_keypair, unpack, verify_bundle
+from agent.bundle_build import build_bundle
+from agent.config import OnnxRuntimeConfig
+from agent.csvio import read_table
+from agent.errors import AgentError
+from agent.model import LoadedModel
+from agent.monitor.calibrate import Budget
+from agent.runtimes import load_runtime
+from hub import trainer as default_trainer
+from hub.datasets import dataset_path, snapshot
+from hub.db import Deployment, GatewayStatus, ModelPolicy, ModelVersion, RetrainRun, TrainingSample, record
+from hub.registry import HubError, publish, trusted_keys
+from hub.rollouts import RolloutPolicy, deploy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POLICY: dict[str, Any] = {
+    "accuracy_below": 0.85, "sustain_s": 300.0, "drift_sustain_s": 600.0, "min_new_labels": 100,
+    "min_interval_s": 3600.0, "max_rows": 2000, "min_rows": 100, "holdout_share": 0.25,
+    "trainer": "gbt", "seed": 0, "timeout_s": 900.0, "margin": 0.02,
+    "strategy": "canary", "canary_size": 1, "watch_s": 600.0, "min_labels": 50,
+    "require_approval": False,
+}
+_running = threading.Lock()  # one retrain at a time on this hub
+
+
+def set_policy(engine: Engine, model: str, changes: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(changes) - set(DEFAULT_POLICY))
+    if unknown:
+        raise HubError(f"unknown policy setting(s): {', '.join(unknown)}; known: {', '.join(DEFAULT_POLICY)}")
+    with Session(engine) as s, s.begin():
+        row = s.get(ModelPolicy, model)
+        if row is None:
+            row = ModelPolicy(model=model, policy=dict(DEFAULT_POLICY), state={})
+            s.add(row)
+        row.policy = {**DEFAULT_POLICY, **row.policy, **changes}
+        record(s, model, "-", "policy", detail=json.dumps(changes, sort_keys=True))
+        return dict(row.policy)
+
+
+def hub_key(data_dir: Path) -> Path:
+    """The hub's signing key for the bundles it builds; its public half is trusted by the hub."""
+    key = data_dir / "keys" / "hub-signing.pem"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        generate_keypair(key, key.with_suffix(".pub"))
+    trusted = data_dir / "trusted-keys" / "hub.pub"
+    if not trusted.exists():
+        trusted.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(key.with_suffix(".pub"), trusted)
+    return key
+
+
+# -- triggers -------------------------------------------------------------------------------
+def evaluate_triggers(engine: Engine, data_dir: Path, now: float | None = None,
+                      background: bool = True) -> list[str]:
+    """Check every model's triggers; start a run when one holds. Returns what was decided."""
+    now = time.time() if now is None else now
+    started = []
+    with Session(engine) as s:
+        policies = {p.model: (dict(p.policy), dict(p.state or {})) for p in s.scalars(select(ModelPolicy))}
+        reports = [st.report for st in s.scalars(select(GatewayStatus))]
+    for model, (policy, state) in policies.items():
+        why, fire = _judge(engine, model, policy, state, reports, now)
+        if fire and not _running.locked():
+            state["last_retrain"] = now
+            state["acc_since"] = state["drift_since"] = None
+            _save_state(engine, model, state, why, "started")
+            if background:
+                threading.Thread(target=run_retrain, args=(engine, data_dir, model, why),
+                                 daemon=True, name=f"retrain-{model}").start()
+            else:
+                run_retrain(engine, data_dir, model, why)
+            started.append(f"{model}: {why}")
+        else:
+            _save_state(engine, model, state, why, "skipped")
+    return started
+
+
+def _judge(engine: Engine, model: str, policy: dict[str, Any], state: dict[str, Any],
+           reports: list[dict[str, Any]], now: float) -> tuple[str, bool]:
+    mine = [r for r in reports if ((r.get("active") or {}).get("name") == model)]
+    reported = [((r.get("metrics") or {}).get("monitor") or {}).get("rolling_accuracy") for r in mine]
+    accuracies: list[float] = [float(a) for a in reported if isinstance(a, (int, float))]
+    low = bool(accuracies) and min(accuracies) < policy["accuracy_below"]
+    drifting = any(a.get("level") == "alarm" for r in mine for a in (r.get("alarms") or [])
+                   if isinstance(a, dict))
+    state["acc_since"] = (state.get("acc_since") or now) if low else None
+    state["drift_since"] = (state.get("drift_since") or now) if drifting else None
+    last = float(state.get("last_retrain") or 0)
+    if not mine:
+        return "no gateway runs this model", False
+    reason = None
+    if low and now - state["acc_since"] >= policy["sustain_s"]:
+        reason = (f"labelled accuracy {min(accuracies):.3f} below {policy['accuracy_below']} for "
+                  f"{now - state['acc_since']:.0f} s")
+    elif drifting and now - state["drift_since"] >= policy["drift_sustain_s"]:
+        with Session(engine) as s:
+            fresh = s.scalar(select(func.count()).select_from(TrainingSample).where(
+                TrainingSample.model == model, TrainingSample.received > last)) or 0
+        if fresh < policy["min_new_labels"]:
+            return (f"drift alarm held {now - state['drift_since']:.0f} s, but only {fresh} new "
+                    f"labelled samples (need {policy['min_new_labels']})"), False
+        reason = f"drift alarm held {now - state['drift_since']:.0f} s with {fresh} new labelled samples"
+    if reason is None:
+        if low:
+            return f"accuracy {min(accuracies):.3f} low for {now - state['acc_since']:.0f} s (waiting)", False
+        if drifting:
+            return f"drift alarm for {now - state['drift_since']:.0f} s (waiting)", False
+        return f"healthy (accuracy {min(accuracies) if accuracies else 'unknown'})", False
+    if now - last < policy["min_interval_s"]:
+        return f"{reason}; rate limited (last retrain {now - last:.0f} s ago)", False
+    if _running.locked():
+        return f"{reason}; a retrain is already running", False
+    return reason, True
+
+
+def _save_state(engine: Engine, model: str, state: dict[str, Any], why: str, status: str) -> None:
+    with Session(engine) as s, s.begin():
+        row = s.get(ModelPolicy, model)
+        if row is None:
+            return
+        changed = state.get("last_reason_kind") != why.split(" ")[0] or status == "started"
+        state["last_reason"], state["last_reason_kind"] = why, why.split(" ")[0]
+        row.state = dict(state)
+        if changed and status == "skipped":  # visible, not one row per second
+            s.add(RetrainRun(model=model, at=time.time(), status="skipped", trigger=why[:1000]))
+
+
+# -- a run --------------------------------------------------------------------------------------
+def champion(engine: Engine, model: str) -> tuple[ModelVersion, Deployment] | None:
+    with Session(engine) as s:
+        dep = s.scalars(select(Deployment).where(Deployment.model == model,
+                                                 Deployment.status == "active")
+                        .order_by(desc(Deployment.id)).limit(1)).first()
+        if dep is None:
+            return None
+        mv = s.scalars(select(ModelVersion).where(ModelVersion.name == model,
+                                                  ModelVersion.version == dep.version)).one()
+        s.expunge_all()
+        return mv, dep
+
+
+def run_retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
+                seed: int | None = None) -> RetrainRun:
+    with _running:
+        with Session(engine) as s, s.begin():
+            run = RetrainRun(model=model, at=time.time(), status="running", trigger=trigger[:1000], detail={})
+            s.add(run)
+            s.flush()
+            run_id = run.id
+            record(s, model, "-", "retrain_started", detail=trigger)
+        try:
+            status, detail, version = _retrain(engine, data_dir, model, trigger, seed)
+        except Exception as exc:  # a failed run must never reach the fleet or stop the hub
+            log.exception("retrain of %s failed", model)
+            status, detail, version = "failed", {"error": f"{type(exc).__name__}: {exc}"[:900]}, None
+        with Session(engine) as s, s.begin():
+            done = s.get(RetrainRun, run_id)
+            assert done is not None
+            done.status, done.detail, done.version = status, detail, version
+            record(s, model, version or "-", f"retrain_{status}",
+                   detail=json.dumps({k: v for k, v in detail.items() if k != "lineage"}, default=str)[:2000])
+            s.flush()
+            s.expunge(done)
+        log.info("retrain of %s: %s %s", model, status, version or "")
+        return done
+
+
+def _retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
+             seed: int | None) -> tuple[str, dict[str, Any], str | None]:
+    with Session(engine) as s:
+        row = s.get(ModelPolicy, model)
+        policy = {**DEFAULT_POLICY, **(row.policy if row else {})}
+        since = float((row.state or {}).get("train_since") or 0) if row else 0.0
+    found = champion(engine, model)
+    if found is None:
+        return "failed", {"error": f"{model} has no active deployment to challenge"}, None
+    champ, dep = found
+    manifest = champ.manifest
+    inputs = [i["name"] for i in manifest["inputs"]]
+    classes = list(manifest["output"].get("classes") or [])
+    snap = snapshot(engine, data_dir, model, inputs, classes, since, int(policy["max_rows"]),
+                    float(policy["holdout_share"]))
+    if snap is None or snap.train_rows < int(policy["min_rows"]):
+        return "failed", {"error": f"not enough labelled samples ({snap.train_rows if snap else 0} "
+                                   f"for training, need {policy['min_rows']})"}, None
+    seed = int(policy["seed"]) if seed is None else seed
+    work = Path(tempfile.mkdtemp(prefix="retrain-"))
+    try:
+        model_file, trainer_name = train(policy, snap.path, work, seed)
+        version = _next_version(engine, model, champ.version)
+        out = work / f"{model}-{version}"
+        budget = Budget(**(manifest.get("monitoring") or {}).get("budget", {}))
+        lineage = {"parent_version": champ.version, "reason": f"retrained: {trigger}",
+                   "trigger": trigger, "dataset_sha256": snap.sha256, "trainer": trainer_name,
+                   "trainer_settings": _trainer_settings(policy, seed),
+                   "code_version": f"factory-edge-agent {__version__}", "seed": seed}
+        bundle = build_bundle(model_file, snap.path / "train.csv", "label", model, version, out,
+                              inputs=inputs, holdout_csv=snap.path / "holdout.csv",
+                              positive_class=manifest["output"].get("positive_class"),
+                              signing_key=hub_key(data_dir), lineage=lineage, budget=budget)
+        champ_acc = accuracy_of_archive(data_dir, champ.sha256, snap.path / "holdout.csv", inputs)
+        chall_acc = accuracy_of_bundle(bundle.path, snap.path / "holdout.csv", inputs)
+        detail: dict[str, Any] = {"dataset_sha256": snap.sha256, "train_rows": snap.train_rows,
+                                  "holdout_rows": snap.holdout_rows, "champion": champ.version,
+                                  "champion_accuracy": champ_acc, "challenger_accuracy": chall_acc,
+                                  "margin": policy["margin"], "trainer": trainer_name, "lineage": lineage}
+        if chall_acc < champ_acc + float(policy["margin"]):
+            return "not_better", detail, None
+        publish(engine, data_dir, out, trusted_keys(data_dir))
+        if policy["require_approval"]:
+            return "awaiting_approval", {**detail, "target": dep.target}, version
+        detail["deployment"] = _deploy(engine, model, version, dep.target, policy, "retrained")
+        return "deployed", detail, version
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _trainer_settings(policy: dict[str, Any], seed: int) -> dict[str, Any]:
+    spec = policy["trainer"]
+    return {"kind": spec if isinstance(spec, str) else "custom", "seed": seed}
+
+
+def train(policy: dict[str, Any], dataset: Path, work: Path, seed: int) -> tuple[Path, str]:
+    """Run the trainer command on a copy of the dataset; check what it wrote is a usable model."""
+    run_dir = work / "dataset"
+    shutil.copytree(dataset, run_dir)
+    (run_dir / "trainer.json").write_text(json.dumps(_trainer_settings(policy, seed)))
+    spec = policy["trainer"]
+    if isinstance(spec, dict) and spec.get("command"):
+        command, name = [str(c) for c in spec["command"]], f"custom: {' '.join(map(str, spec['command']))}"
+    else:
+        command, name = [sys.executable, "-m", "hub.trainer"], default_trainer.VERSION + f" ({spec})"
+    out = work / "model.onnx"
+    try:
+        done = subprocess.run([*command, str(run_dir), str(out)], capture_output=True, text=True,
+                              timeout=float(policy["timeout_s"]))
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise AgentError(f"trainer {name} did not run: {exc}") from None
+    if done.returncode != 0:
+        raise AgentError(f"trainer {name} exited {done.returncode}: {done.stderr.strip()[-500:]}")
+    if not out.is_file():
+        raise AgentError(f"trainer {name} wrote no model file")
+    meta = json.loads((dataset / "meta.json").read_text())
+    load_runtime(OnnxRuntimeConfig(type="onnx"), out, len(meta["inputs"]))  # garbage fails here
+    return out, name
+
+
+def _predicted_labels(bundle_dir: Path, holdout: Path, inputs: list[str]) -> tuple[list[str], list[str]]:
+    bundle = verify_bundle(bundle_dir, [], allow_unsigned=True)
+    runtime = load_runtime(OnnxRuntimeConfig(type="onnx"), bundle.model_path, len(inputs))
+    loaded = LoadedModel(bundle, runtime)
+    table = read_table(holdout)
+    x = np.column_stack([table.numeric(f) for f in inputs]).astype(np.float32)
+    batch = SampleBatch([str(i) for i in range(len(x))], np.zeros(len(x)), x)
+    preds, _ = loaded.predict(batch)
+    assert preds.label_idx is not None
+    labels = [str(v) for v in table.data["label"]]
+    return [loaded.classes[i] for i in preds.label_idx.tolist()], labels
+
+
+def accuracy_of_bundle(bundle_dir: Path, holdout: Path, inputs: list[str]) -> float:
+    predicted, truth = _predicted_labels(bundle_dir, holdout, inputs)
+    return round(sum(p == t for p, t in zip(predicted, truth, strict=True)) / max(1, len(truth)), 4)
+
+
+def accuracy_of_archive(data_dir: Path, sha256: str, holdout: Path, inputs: list[str]) -> float:
+    work = Path(tempfile.mkdtemp(prefix="champion-"))
+    try:
+        return accuracy_of_bundle(unpack(data_dir / "bundles" / f"{sha256}.tar", work), holdout, inputs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _next_version(engine: Engine, model: str, parent: str) -> str:
+    with Session(engine) as s:
+        taken = set(s.scalars(select(ModelVersion.version).where(ModelVersion.name == model)))
+    parts = parent.split(".")
+    if len(parts) == 3 and all(p.isdigit() for p in parts):
+        major, minor = int(parts[0]), int(parts[1])
+        while f"{major}.{minor + 1}.0" in taken:
+            minor += 1
+        return f"{major}.{minor + 1}.0"
+    n = 1
+    while f"{parent}-r{n}" in taken:
+        n += 1
+    return f"{parent}-r{n}"
+
+
+def _deploy(engine: Engine, model: str, version: str, target: str, policy: dict[str, Any],
+            reason: str) -> int:
+    rollout = RolloutPolicy(int(policy["canary_size"]), float(policy["watch_s"]),
+                            int(policy["min_labels"]), 0.0)
+    return deploy(engine, model, version, target, str(policy["strategy"]), rollout, reason=reason)
+
+
+def approve(engine: Engine, model: str, version: str, by: str, reason: str) -> int:
+    """Release a candidate held for approval: deployed by the model's policy, who and why kept."""
+    with Session(engine) as s:
+        run = s.scalars(select(RetrainRun).where(RetrainRun.model == model, RetrainRun.version == version,
+                                                 RetrainRun.status == "awaiting_approval")).first()
+        row = s.get(ModelPolicy, model)
+        policy = {**DEFAULT_POLICY, **(row.policy if row else {})}
+        if run is None:
+            raise HubError(f"{model} {version} is not awaiting approval (edge-hub retrain status {model})")
+        target = str(run.detail.get("target"))
+        run_id = run.id
+    dep = _deploy(engine, model, version, target, policy, f"approved by {by}: {reason}")
+    with Session(engine) as s, s.begin():
+        run = s.get(RetrainRun, run_id)
+        assert run is not None
+        run.status = "deployed"
+        run.detail = {**run.detail, "approved_by": by, "approval_reason": reason, "deployment": dep}
+        record(s, model, version, "approved", detail=reason, actor=by)
+    return dep
+
+
+def reproduce(engine: Engine, data_dir: Path, model: str, version: str) -> dict[str, Any]:
+    """Train again from the stored snapshot with the recorded trainer and seed; compare the
+    predictions on the evaluation set with the registered version's."""
+    with Session(engine) as s:
+        mv = s.scalars(select(ModelVersion).where(ModelVersion.name == model,
+                                                  ModelVersion.version == version)).first()
+        if mv is None:
+            raise HubError(f"{model} {version} is not published")
+        lineage = dict(mv.manifest.get("lineage") or {})
+        sha = mv.sha256
+        inputs = [i["name"] for i in mv.manifest["inputs"]]
+    dataset = lineage.get("dataset_sha256")
+    if not dataset or not dataset_path(data_dir, dataset).exists():
+        raise HubError(f"{model} {version} was not trained by the hub from a stored dataset "
+                       "(its lineage names none); nothing to reproduce")
+    settings = lineage.get("trainer_settings") or {}
+    policy = {**DEFAULT_POLICY, "trainer": settings.get("kind", "gbt")}
+    if str(lineage.get("trainer", "")).startswith("custom: "):
+        policy["trainer"] = {"command": str(lineage["trainer"]).removeprefix("custom: ").split()}
+    work = Path(tempfile.mkdtemp(prefix="reproduce-"))
+    try:
+        model_file, _ = train(policy, dataset_path(data_dir, dataset), work, int(lineage.get("seed", 0)))
+        fresh = load_runtime(OnnxRuntimeConfig(type="onnx"), model_file, len(inputs))
+        table = read_table(dataset_path(data_dir, dataset) / "holdout.csv")
+        x = np.column_stack([table.numeric(f) for f in inputs]).astype(np.float32)
+        again = fresh.predict(x).scores
+        unpacked = unpack(data_dir / "bundles" / f"{sha}.tar", work)
+        bundle = verify_bundle(unpacked, [], allow_unsigned=True)
+        runtime = load_runtime(OnnxRuntimeConfig(type="onnx"), bundle.model_path, len(inputs))
+        registered = runtime.predict(x).scores
+        diff = float(np.max(np.abs(again - registered))) if len(x) else 0.0
+        return {"model": model, "version": version, "dataset_sha256": dataset, "rows": len(x),
+                "max_abs_difference": diff, "match": diff <= 1e-6}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bundle_tar(directory: Path, out: Path) -> Path:
+    with tarfile.open(out, "w") as tar:
+        tar.add(directory, arcname=directory.name)
+    return out
