@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -155,8 +156,9 @@ def _save_state(engine: Engine, model: str, state: dict[str, Any], why: str, sta
         row = s.get(ModelPolicy, model)
         if row is None:
             return
-        changed = state.get("last_reason_kind") != why.split(" ")[0] or status == "started"
-        state["last_reason"], state["last_reason_kind"] = why, why.split(" ")[0]
+        kind = re.sub(r"[0-9.]+", "#", why)  # the same reason with other figures is no news
+        changed = state.get("last_reason_kind") != kind or status == "started"
+        state["last_reason"], state["last_reason_kind"] = why, kind
         row.state = dict(state)
         if changed and status == "skipped":  # visible, not one row per second
             s.add(RetrainRun(model=model, at=time.time(), status="skipped", trigger=why[:1000]))
@@ -236,7 +238,7 @@ def _retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
                               positive_class=manifest["output"].get("positive_class"),
                               signing_key=hub_key(data_dir), lineage=lineage, budget=budget)
         champ_acc = accuracy_of_archive(data_dir, champ.sha256, snap.path / "holdout.csv", inputs)
-        chall_acc = accuracy_of_bundle(bundle.path, snap.path / "holdout.csv", inputs)
+        chall_acc = accuracy_of_bundle(bundle.path, snap.path / "holdout.csv", inputs, trusted_keys(data_dir))
         detail: dict[str, Any] = {"dataset_sha256": snap.sha256, "train_rows": snap.train_rows,
                                   "holdout_rows": snap.holdout_rows, "champion": champ.version,
                                   "champion_accuracy": champ_acc, "challenger_accuracy": chall_acc,
@@ -282,8 +284,9 @@ def train(policy: dict[str, Any], dataset: Path, work: Path, seed: int) -> tuple
     return out, name
 
 
-def _predicted_labels(bundle_dir: Path, holdout: Path, inputs: list[str]) -> tuple[list[str], list[str]]:
-    bundle = verify_bundle(bundle_dir, [], allow_unsigned=True)
+def _predicted_labels(bundle_dir: Path, holdout: Path, inputs: list[str],
+                      keys: list[Path]) -> tuple[list[str], list[str]]:
+    bundle = verify_bundle(bundle_dir, keys)
     runtime = load_runtime(OnnxRuntimeConfig(type="onnx"), bundle.model_path, len(inputs))
     loaded = LoadedModel(bundle, runtime)
     table = read_table(holdout)
@@ -295,15 +298,16 @@ def _predicted_labels(bundle_dir: Path, holdout: Path, inputs: list[str]) -> tup
     return [loaded.classes[i] for i in preds.label_idx.tolist()], labels
 
 
-def accuracy_of_bundle(bundle_dir: Path, holdout: Path, inputs: list[str]) -> float:
-    predicted, truth = _predicted_labels(bundle_dir, holdout, inputs)
+def accuracy_of_bundle(bundle_dir: Path, holdout: Path, inputs: list[str], keys: list[Path]) -> float:
+    predicted, truth = _predicted_labels(bundle_dir, holdout, inputs, keys)
     return round(sum(p == t for p, t in zip(predicted, truth, strict=True)) / max(1, len(truth)), 4)
 
 
 def accuracy_of_archive(data_dir: Path, sha256: str, holdout: Path, inputs: list[str]) -> float:
     work = Path(tempfile.mkdtemp(prefix="champion-"))
     try:
-        return accuracy_of_bundle(unpack(data_dir / "bundles" / f"{sha256}.tar", work), holdout, inputs)
+        return accuracy_of_bundle(unpack(data_dir / "bundles" / f"{sha256}.tar", work), holdout, inputs,
+                                  trusted_keys(data_dir))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -378,7 +382,7 @@ def reproduce(engine: Engine, data_dir: Path, model: str, version: str) -> dict[
         x = np.column_stack([table.numeric(f) for f in inputs]).astype(np.float32)
         again = fresh.predict(x).scores
         unpacked = unpack(data_dir / "bundles" / f"{sha}.tar", work)
-        bundle = verify_bundle(unpacked, [], allow_unsigned=True)
+        bundle = verify_bundle(unpacked, trusted_keys(data_dir))
         runtime = load_runtime(OnnxRuntimeConfig(type="onnx"), bundle.model_path, len(inputs))
         registered = runtime.predict(x).scores
         diff = float(np.max(np.abs(again - registered))) if len(x) else 0.0
