@@ -25,9 +25,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from agent.errors import AgentError
-from hub.audit import seal
-from hub.db import Deployment, HistoryEntry, Token, hash_token, insert_telemetry, list_gateways
+from hub.audit import export, seal
+from hub.db import Deployment, GatewayMetric, HistoryEntry, Token, hash_token, insert_telemetry, list_gateways
 from hub.ingest import ingest
+from hub.modelcard import card_data, card_html, card_markdown
 from hub.overlays import current_overlays, set_overlay
 from hub.registry import list_versions, publish, trusted_keys
 from hub.retrain import evaluate_triggers
@@ -351,6 +352,42 @@ def create_app(engine: Engine, data_dir: Path, keys: list[Path] | None = None,
         admin_only(who)
         with Session(engine) as s:
             return current_overlays(s)
+
+    @app.get("/dashboard", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        """The fleet, model health over time, versions with their cards, the audit trail.
+        A static page: it asks for an admin token and reads the API with it."""
+        return FileResponse(Path(__file__).parent / "static" / "dashboard.html", media_type="text/html")
+
+    @app.get("/api/v1/metrics")
+    def metrics(who: Who, model: str | None = None, since: float = 0.0) -> list[dict[str, Any]]:
+        """Model health over time as the gateways reported it (accuracy, largest PSI, health)."""
+        admin_only(who)
+        with Session(engine) as s:
+            q = select(GatewayMetric).where(GatewayMetric.at >= since).order_by(GatewayMetric.at)
+            if model:
+                q = q.where(GatewayMetric.model == model)
+            return [{"gateway_id": m.gateway_id, "at": m.at, "model": m.model, "version": m.version,
+                     "accuracy": m.accuracy, "drift_score": m.drift_score, "health": m.health}
+                    for m in s.scalars(q.limit(20_000))]
+
+    @app.get("/api/v1/models/{model}/{version}/card")
+    def model_card(model: str, version: str, who: Who, format: str = "md") -> Response:
+        """The version's model card, Markdown (format=md) or a standalone page (format=html)."""
+        admin_only(who)
+        try:
+            data = card_data(engine, model, version)
+        except AgentError as exc:
+            raise HTTPException(404, str(exc)) from None
+        if format == "html":
+            return Response(card_html(data), media_type="text/html")
+        return Response(card_markdown(data), media_type="text/markdown")
+
+    @app.get("/api/v1/audit")
+    def audit_trail(who: Who, since: float = 0.0) -> list[dict[str, Any]]:
+        """The hub's hash-chained audit trail."""
+        admin_only(who)
+        return export(engine, since)
 
     @app.get("/api/v1/history")
     def history(who: Who, model: str | None = None, limit: int = 500) -> list[dict[str, Any]]:

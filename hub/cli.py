@@ -100,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("reproduce", help="retrain a version from its stored dataset and compare")
     rp.add_argument("model")
     rp.add_argument("model_version")
+    cd = sub.add_parser("card", help="a version's model card (Markdown, or HTML with --html)")
+    cd.add_argument("model")
+    cd.add_argument("model_version")
+    cd.add_argument("--html", action="store_true")
     au = sub.add_parser("audit", help="verify or export the hub's hash-chained audit trail")
     au.add_argument("action", choices=["verify", "export"])
     au.add_argument("--since", default=None, help="ISO date/time or epoch seconds")
@@ -187,6 +191,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _deployments(engine, args.json)
     if args.command == "config":
         return _config(engine, args)
+    if args.command == "card":
+        from hub.modelcard import card_data, card_html, card_markdown
+
+        data = card_data(engine, args.model, args.model_version)
+        print(card_html(data) if args.html else card_markdown(data), end="")
+        return 0
     if args.command in ("policy", "retrain", "approve", "reproduce", "audit"):
         return _lifecycle(engine, args)
     return _history(engine, args.model, args.json)

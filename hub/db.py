@@ -169,6 +169,19 @@ class RetrainRun(Base):
     version: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+class GatewayMetric(Base):
+    """A point of each gateway's model health over time, from its status reports (for charts)."""
+    __tablename__ = "gateway_metrics"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gateway_id: Mapped[str] = mapped_column(String(128), index=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    drift_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    health: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
 class HistoryEntry(Base):
     """What happened to model versions: published, deployed, activated, promoted, rolled back."""
     __tablename__ = "history"

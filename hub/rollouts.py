@@ -13,7 +13,7 @@ from sqlalchemy import desc, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from hub.db import Deployment, Gateway, GatewayStatus, ModelVersion, record
+from hub.db import Deployment, Gateway, GatewayMetric, GatewayStatus, ModelVersion, record
 from hub.overlays import current_overlays, effective
 from hub.registry import HubError
 
@@ -182,6 +182,24 @@ def store_report(engine: Engine, gateway_id: str, report: dict[str, Any]) -> Non
             row.report, row.updated = report, now
         s.query(Gateway).filter(Gateway.id == gateway_id).update({"last_seen": now})
         _record_changes(s, gateway_id, before or {}, report)
+        if row is None or now - float((before or {}).get("_metric_at", 0)) >= METRIC_EVERY_S:
+            report["_metric_at"] = now
+            s.add(_metric_point(gateway_id, now, report))
+
+
+METRIC_EVERY_S = 5.0  # one chart point per gateway per this many seconds
+
+
+def _metric_point(gateway_id: str, now: float, report: dict[str, Any]) -> GatewayMetric:
+    active = report.get("active") or {}
+    monitor = (report.get("metrics") or {}).get("monitor") or {}
+    psi = [*(monitor.get("psi") or {}).values(), monitor.get("prediction_psi")]
+    scores = [float(v) for v in psi if isinstance(v, (int, float))]  # the largest PSI now
+    acc = monitor.get("rolling_accuracy")
+    return GatewayMetric(gateway_id=gateway_id, at=now, model=active.get("name"),
+                         version=active.get("version"),
+                         accuracy=float(acc) if isinstance(acc, (int, float)) else None,
+                         drift_score=max(scores) if scores else None, health=report.get("health"))
 
 
 def _record_changes(s: Session, gateway_id: str, before: dict[str, Any], after: dict[str, Any]) -> None:
