@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 DEFAULT_POLICY: dict[str, Any] = {
     "accuracy_below": 0.85, "sustain_s": 300.0, "drift_sustain_s": 600.0, "min_new_labels": 100,
     "min_interval_s": 3600.0, "max_rows": 2000, "min_rows": 100, "holdout_share": 0.25,
-    "trainer": "gbt", "seed": 0, "timeout_s": 900.0, "margin": 0.02,
+    "lookback_s": 0.0, "trainer": "gbt", "seed": 0, "timeout_s": 900.0, "margin": 0.02,
     "strategy": "canary", "canary_size": 1, "watch_s": 600.0, "min_labels": 50,
     "require_approval": False,
 }
@@ -100,7 +100,7 @@ def evaluate_triggers(engine: Engine, data_dir: Path, now: float | None = None,
         why, fire = _judge(engine, model, policy, state, reports, now)
         if fire and not _running.locked():
             state["last_retrain"] = now
-            state["acc_since"] = state["drift_since"] = None
+            state["acc_since"] = state["drift_since"] = None  # train_since stays for the run
             _save_state(engine, model, state, why, "started")
             if background:
                 threading.Thread(target=run_retrain, args=(engine, data_dir, model, why),
@@ -138,6 +138,16 @@ def _judge(engine: Engine, model: str, policy: dict[str, Any], state: dict[str, 
             return (f"drift alarm held {now - state['drift_since']:.0f} s, but only {fresh} new "
                     f"labelled samples (need {policy['min_new_labels']})"), False
         reason = f"drift alarm held {now - state['drift_since']:.0f} s with {fresh} new labelled samples"
+    if reason is not None:
+        # train on what the line does since the trouble began (and lookback_s before it)
+        since = float(state["acc_since"] if low else state["drift_since"]) - float(policy["lookback_s"])
+        need = int(policy["min_rows"] / max(0.05, 1 - float(policy["holdout_share"])))
+        with Session(engine) as s:
+            have = s.scalar(select(func.count()).select_from(TrainingSample).where(
+                TrainingSample.model == model, TrainingSample.ts >= since)) or 0
+        if have < need:
+            return f"{reason}; waiting for labelled samples since then ({have} of {need})", False
+        state["train_since"] = since
     if reason is None:
         if low:
             return f"accuracy {min(accuracies):.3f} low for {now - state['acc_since']:.0f} s (waiting)", False

@@ -86,7 +86,8 @@ def test_retrain_loop_at_the_hub(hub: HubServer, hub_db: Engine, trained: dict[s
     with Session(hub_db) as s:
         assert s.query(TrainingSample).count() == 700
     set_policy(hub_db, MODEL, {"accuracy_below": 0.8, "sustain_s": 0, "min_interval_s": 3600,
-                               "strategy": "canary", "watch_s": 1, "margin": 0.02, "min_rows": 100})
+                               "lookback_s": 86400, "strategy": "canary", "watch_s": 1, "margin": 0.02,
+                               "min_rows": 100})
 
     # the trigger holds (accuracy 0.55 < 0.8): a run, a better challenger, a canary rollout
     assert evaluate_triggers(hub_db, hub.data, background=False)
