@@ -4,6 +4,7 @@ their labels; the figures say which one was wrong more often and which one is sl
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict, deque
 from typing import Any
 
@@ -39,6 +40,9 @@ class Comparison:
         self.active_errors = 0.0
         self.candidate_errors = 0.0
         self.candidate_failures = 0
+        # discordant pairs (classifier): only the candidate wrong / only the incumbent wrong
+        self.only_candidate_wrong = 0
+        self.only_active_wrong = 0
 
     def record(self, sample_ids: list[str], active: np.ndarray, candidate: np.ndarray,
                active_s: float, candidate_s: float) -> None:
@@ -64,6 +68,8 @@ class Comparison:
         if self.classes:
             self.active_errors += float(a != truth)
             self.candidate_errors += float(c != truth)
+            self.only_candidate_wrong += int(c != truth and a == truth)
+            self.only_active_wrong += int(a != truth and c == truth)
         else:
             self.active_errors += abs(a - truth)
             self.candidate_errors += abs(c - truth)
@@ -79,13 +85,24 @@ class Comparison:
     def latency_batches(self) -> int:
         return len(self._latency)
 
-    def candidate_worse(self, margin: float) -> bool:
+    def candidate_worse(self, margin: float, significance: float = 1.0) -> bool:
         """Error rate above the incumbent's by more than margin (classifier), or MAE above it
-        by more than the fraction margin (regression)."""
+        by more than the fraction margin (regression). For a classifier the difference must
+        also be credible: a one-sided sign test on the parts where only one of the two was
+        wrong (McNemar's exact test) at the given significance level."""
         if not self.labelled:
             return False
         a, c = self.active_errors / self.labelled, self.candidate_errors / self.labelled
-        return c > a + margin if self.classes else c > a * (1 + margin)
+        if not self.classes:
+            return c > a * (1 + margin)
+        return c > a + margin and self.sign_test_p() <= significance
+
+    def sign_test_p(self) -> float:
+        """P(at least this many 'only the candidate wrong' of the discordant parts | no difference)."""
+        b, n = self.only_candidate_wrong, self.only_candidate_wrong + self.only_active_wrong
+        if n == 0:
+            return 1.0
+        return float(sum(math.comb(n, k) for k in range(b, n + 1))) / float(2 ** n)
 
     def figures(self) -> dict[str, Any]:
         n = self.labelled
@@ -95,6 +112,7 @@ class Comparison:
             "agreement": round(self.agreed / self.compared, 4) if self.compared else None,
             "active_errors": self.active_errors, "candidate_errors": self.candidate_errors,
             "candidate_failures": self.candidate_failures,
+            "sign_test_p": round(self.sign_test_p(), 5) if self.classes else None,
             "p99_active_ms": round(p99[0] * 1e3, 3) if p99 else None,
             "p99_candidate_ms": round(p99[1] * 1e3, 3) if p99 else None,
         }

@@ -174,6 +174,9 @@ class RollbackPolicy(Strict):
         "Roll back when the new version's error rate on labelled outcomes exceeds the previous "
         "version's by more than this (for regression: MAE by more than this fraction)."))
     min_labels: int = Field(30, ge=1, description="Labelled outcomes needed before accuracy is judged.")
+    significance: float = Field(0.05, gt=0, le=1, description=(
+        "A classifier is rolled back for accuracy only if a sign test on the parts where just one "
+        "version was wrong says the difference is real at this level (1 turns the test off)."))
     latency_factor: float = Field(2.0, gt=1, description=(
         "Roll back when the new version's p99 inference time exceeds the previous one's by this factor."))
     latency_floor_ms: float = Field(5.0, ge=0, description=(

@@ -22,6 +22,7 @@ from agent.app import Agent
 from agent.batches import PredictionBatch, SampleBatch
 from agent.bundle import generate_keypair
 from agent.bundle_build import build_bundle
+from agent.demo_story import Story, story_figures, write_report
 from agent.logsetup import setup_logging
 from agent.monitor.alarms import MonitorEvent
 from agent.monitor.calibrate import Budget
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 CYCLE_S = 30.0  # simulated seconds per part
-RESIN_AT, CONCEPT_AT = 0.35, 0.65  # where in the run the plant changes (share of the parts)
+RESIN_AT, CONCEPT_AT = 0.30, 0.50  # where in the run the plant changes (share of the parts)
 
 
 def prepare_models(out: Path, rows: int = 4000) -> tuple[list[Path], Path]:
@@ -77,7 +78,7 @@ def agent_config(out: Path, opcua_port: int, ns: int, mqtt_port: int, public_key
         "features": {"mode": "trigger", "trigger_tag": COUNTER_TAG, "max_age_s": 5.0},
         # no bundle here: the first version comes from the hub, like every later one
         "model": {"trusted_keys": [str(public_key)],
-                  "rollback": {"watch_s": 10.0, "min_labels": 30, "accuracy_margin": 0.05}},
+                  "rollback": {"watch_s": 6.0, "min_labels": 30, "accuracy_margin": 0.05}},
         "outputs": {"mqtt": {"broker": broker, "topic": "edge/{gateway_id}/{model}/predictions"}},
         "labels": {"type": "mqtt", "broker": broker, "topic": "plant/line1/qc", "sample_id_field": "serial",
                    "label_field": "result"},
@@ -192,6 +193,7 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                 canary_at = time.monotonic() + duration * CANARY_AT if hub is not None else None
                 shown = 0
                 shown_versions = ""
+                story = Story()
                 next_progress = time.monotonic() + 5.0
                 while time.monotonic() < end:
                     await asyncio.sleep(min(0.5, max(0.05, end - time.monotonic())))
@@ -201,6 +203,15 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                         canary_at = None
                         await _roll_out_canary(hub, bundles[1], line.parts)
                     shown_versions = _show_versions(agent, shown_versions)
+                    if hub is not None:
+                        note = story.watch_hub(hub.engine, line.parts, time.monotonic(),
+                                               agent.model.version if agent.model else None)
+                        if note:
+                            _say(f"[demo]   {note}")
+                    if agent.watch is not None:
+                        m = agent.watch.monitor.metrics()
+                        scores = [*m["psi"].values(), m["prediction_psi"]]
+                        story.drift_points.append((line.parts, max(scores)))
                     if time.monotonic() >= next_progress or time.monotonic() >= end:
                         _progress(agent, board, line, end)
                         next_progress += 5.0
@@ -216,11 +227,18 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
             if hub is not None:
                 summary.update(_hub_figures(hub, agent))
                 await asyncio.to_thread(hub.stop)
+                figures = story_figures(story, board, onsets, summary)
+                summary["loop"] = figures
+                _model_cards(hub, out)
+                write_report(out, story, board, onsets, figures, summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     _say("\n[demo] summary")
     for key, value in summary.items():
         if key == "alarm_timeline":
             _say(f"  {key:38} {len(value)} warnings/alarms (see summary.json)")
+        elif key == "loop":
+            for k, v in value.items():
+                _say(f"  {k:38} {v}")
         elif key == "version_history":
             _say(f"  {key:38} " + f"\n  {'':38} ".join(value))
         elif isinstance(value, dict) and key.startswith("first_"):
@@ -229,11 +247,18 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                  f"{value['detector']}{' [' + value['feature'] + ']' if value['feature'] else ''}")
         else:
             _say(f"  {key:38} {value}")
-    _say(f"[demo] written to {out}/summary.json; agent config in {out}/agent.yaml")
+    _say(f"[demo] written to {out}/summary.json, {out}/report.html, {out}/accuracy.png; "
+         f"agent config in {out}/agent.yaml")
     return 0 if summary["predictions"] > 0 and not summary["errors"] else 1
 
 
-CANARY_AT = 0.15  # share of the run after which version 1.1.0 goes out as a canary
+CANARY_AT = 0.08  # share of the run after which version 1.1.0 goes out as a canary
+# how the hub keeps the model working in the demo: retrain when labelled accuracy stays below
+# 0.8 (2 s = 20 parts at demo speed), on what the line did since then (lookback: the rolling
+# accuracy lags the change by some 30 parts), roll out as a canary
+POLICY = {"accuracy_below": 0.8, "sustain_s": 2.0, "lookback_s": 4.0, "min_rows": 150,
+          "max_rows": 2000, "holdout_share": 0.25, "min_interval_s": 3600.0, "strategy": "canary",
+          "canary_size": 1, "watch_s": 8.0, "margin": 0.05, "trainer": "gbt"}
 GROUP = "press-shop"
 
 
@@ -252,6 +277,11 @@ async def _start_hub(out: Path, cfg: dict[str, Any], pub: Path, first: Path) -> 
     (hub_dir / "data" / "trusted-keys").mkdir(parents=True)
     shutil.copy(pub, hub_dir / "data" / "trusted-keys" / "demo-signing.pub")
     engine = open_db(f"sqlite:///{hub_dir / 'hub.db'}")
+    from hub.retrain import hub_key, set_policy
+
+    hub_pub = hub_key(hub_dir / "data").with_suffix(".pub")  # the hub signs what it retrains
+    cfg["model"]["trusted_keys"].append(str(hub_pub))
+    set_policy(engine, "moulding-nok", POLICY)
     cfg["hub"] = {"url": "", "token": add_gateway(engine, cfg["gateway_id"], group=GROUP),
                   "upload_interval_s": 0.5, "poll_interval_s": 1.0, "report_interval_s": 1.0}
     hub = HubServer(engine, hub_dir / "data", evaluate_interval_s=0.5)
@@ -271,9 +301,9 @@ async def _roll_out_canary(hub: Any, bundle: Path, part: int) -> None:
     await _admin(hub, "POST", "/api/v1/models", content=_tar(bundle))
     await _admin(hub, "POST", "/api/v1/deployments",
                  json={"model": "moulding-nok", "version": "1.1.0", "to": f"group:{GROUP}",
-                       "strategy": "canary", "canary_size": 1, "watch_s": 12.0})
+                       "strategy": "canary", "canary_size": 1, "watch_s": 8.0})
     _say(f"[demo] part {part}: published moulding-nok 1.1.0 and deployed it as a canary "
-         "(the hub promotes it after 12 s without regression)")
+         "(the hub promotes it after 8 s without regression)")
 
 
 async def _admin(hub: Any, method: str, path: str, **kwargs: Any) -> Any:
@@ -308,6 +338,17 @@ def _show_versions(agent: Agent, shown: str) -> str:
         else:
             _say(f"[demo]   model {lc.active.version} active")
     return state
+
+
+def _model_cards(hub: Any, out: Path) -> None:
+    from hub.modelcard import card_data, card_html
+    from hub.registry import list_versions
+
+    cards = out / "cards"
+    cards.mkdir(exist_ok=True)
+    for v in list_versions(hub.engine):
+        (cards / f"{v['name']}-{v['version']}.html").write_text(
+            card_html(card_data(hub.engine, v["name"], v["version"])))
 
 
 async def _drained(agent: Agent, within: float) -> None:

@@ -304,13 +304,14 @@ class ModelLifecycle:
         now = time.time() if now is None else now
         cmp, p = self.watch_cmp, self.policy
         if cmp is not None:
-            if cmp.labelled >= p.min_labels and cmp.candidate_worse(p.accuracy_margin):
+            if cmp.labelled >= p.min_labels and cmp.candidate_worse(p.accuracy_margin, p.significance):
                 f = cmp.figures()
                 what = ("error rate" if cmp.classes else "MAE")
                 new = cmp.candidate_errors / cmp.labelled
                 old = cmp.active_errors / cmp.labelled
+                test = f", sign test p={f['sign_test_p']:.2g}" if cmp.classes else ""
                 self.rollback(f"{what} {new:.3g} vs {old:.3g} of the previous version on "
-                              f"{f['labelled']} labelled outcomes (margin {p.accuracy_margin})")
+                              f"{f['labelled']} labelled outcomes (margin {p.accuracy_margin}{test})")
                 return
             p99 = cmp.p99()
             if (p99 is not None and cmp.latency_batches >= p.min_latency_batches

@@ -72,3 +72,20 @@ def test_comparison_counts_errors_on_the_same_labelled_samples() -> None:
     assert cmp.candidate_worse(0.05) and not cmp.candidate_worse(0.5)
     assert cmp.p99() == pytest.approx((0.001, 0.004))
     assert f["agreement"] == 0.7
+
+
+def test_a_small_difference_on_few_parts_is_not_called_worse() -> None:
+    """3 more errors on 30 parts is within noise: the sign test keeps the new version."""
+    cmp = Comparison(["NOK", "OK"])
+    ids = [str(i) for i in range(30)]
+    truth = np.ones(30)
+    active, candidate = truth.copy(), truth.copy()
+    active[:2] = 0
+    candidate[2:7] = 0
+    cmp.record(ids, active, candidate, 0.001, 0.001)
+    for sid in ids:
+        cmp.on_label(sid, "OK")
+    assert cmp.candidate_errors / 30 > cmp.active_errors / 30 + 0.05  # worse by the margin...
+    assert cmp.sign_test_p() > 0.05  # ...but not credibly: 5 of 7 discordant parts
+    assert not cmp.candidate_worse(0.05, significance=0.05)
+    assert cmp.candidate_worse(0.05, significance=1.0)
