@@ -203,6 +203,10 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                         canary_at = None
                         await _roll_out_canary(hub, bundles[1], line.parts)
                     shown_versions = _show_versions(agent, shown_versions)
+                    if story.alarm_wall is None and any(
+                            e.level == "alarm" and board.part_of_event(e) >= onsets["concept"]
+                            for e in agent.events[-100:]):
+                        story.alarm_wall = time.monotonic()
                     if hub is not None:
                         note = story.watch_hub(hub.engine, line.parts, time.monotonic(),
                                                agent.model.version if agent.model else None)

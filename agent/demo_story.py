@@ -84,6 +84,9 @@ def story_figures(story: Story, board: Any, onsets: dict[str, int],
         "new_version_active_part": story.new_version_active_part,
         "wall_s_retrain_start_to_active": round(story.active_wall - story.retrain_wall, 1)
         if story.active_wall and story.retrain_wall else None,
+        # includes waiting for enough labelled parts of the new behaviour to train on
+        "wall_s_alarm_to_new_version_active": round(story.active_wall - story.alarm_wall, 1)
+        if story.active_wall and story.alarm_wall else None,
         "accuracy_before_drift": before,
         "accuracy_at_worst": round(min(after_concept), 4) if after_concept else None,
         "accuracy_after_recovery": after,

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from agent.config import AgentConfig
 from agent.overlay import ALWAYS_LOCAL, deep_merge
-from hub.db import ConfigOverlay
+from hub.db import ConfigOverlay, record
 from hub.registry import HubError
 
 
@@ -41,6 +41,8 @@ def set_overlay(engine: Engine, target: str, overlay: Any, author: str, comment:
                             comment=comment)
         s.add(row)
         s.flush()
+        record(s, "-", "-", "config_overlay", gateway_id=None, actor=author,
+               detail=f"{target}: {json.dumps(doc, sort_keys=True)}{' (' + comment + ')' if comment else ''}")
         return row.id
 
 

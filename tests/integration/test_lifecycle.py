@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from agent.bundle import sha256_file, sign_bundle
 from agent.sim.line import SimulatedLine
 from agent.sim.process import COUNTER_TAG
-from hub.db import Deployment, HistoryEntry, ModelVersion, Telemetry, add_gateway
+from hub.db import AgentAudit, Deployment, HistoryEntry, ModelVersion, Telemetry, add_gateway
 from hub.registry import publish
 from hub.rollouts import RolloutPolicy, deploy
 from hub.server import HubServer
@@ -62,6 +62,11 @@ async def test_worse_version_is_rolled_back_within_its_watch(
         await wait_for(lambda: "rolled_back" in lifecycle_events(hub_db, "gw-a"), 10, "uploaded")
     with Session(hub_db) as s:
         events = [(h.version, h.event) for h in s.scalars(select(HistoryEntry).order_by(HistoryEntry.id))]
+        chain = [(a.seq, a.chain_ok, a.entry["action"]) for a in s.scalars(
+            select(AgentAudit).where(AgentAudit.gateway_id == "gw-a").order_by(AgentAudit.seq))]
+    # the gateway's audit entries reached the hub whole and in order, the chain checked there
+    assert [seq for seq, _, _ in chain] == list(range(1, len(chain) + 1)) and all(ok for _, ok, _ in chain)
+    assert "model_rolled_back" in {action for _, _, action in chain}
     assert ("2.0.0", "rejected") in events and events.index(("2.0.0", "activated")) < events.index(
         ("2.0.0", "rejected"))
     # the switches went through the outbox to the hub's telemetry

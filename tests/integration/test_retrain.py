@@ -10,6 +10,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,18 @@ def versions(engine: Engine) -> list[str]:
         return list(s.scalars(select(ModelVersion.version).where(ModelVersion.name == MODEL)))
 
 
-def test_retrain_loop_at_the_hub(hub: HubServer, hub_db: Engine, trained: dict[str, Path],
+@pytest.fixture()
+def hub_any(engine: Engine, tmp_path: Path) -> Iterator[HubServer]:
+    """The hub on SQLite and on PostgreSQL (the engine fixture's two databases)."""
+    server = HubServer(engine, tmp_path / "hub-data")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_retrain_loop_at_the_hub(hub_any: HubServer, engine: Engine, trained: dict[str, Path],
                                  tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hub, hub_db = hub_any, engine
     token = add_gateway(hub_db, "gw-a", group="press")
     (hub.data / "trusted-keys").mkdir(parents=True, exist_ok=True)
     shutil.copy(trained["pub"], hub.data / "trusted-keys" / "release.pub")  # the plant's release key
@@ -106,7 +117,8 @@ def test_retrain_loop_at_the_hub(hub: HubServer, hub_db: Engine, trained: dict[s
 
     # rate limited: the same trigger does not start another run within min_interval_s
     assert evaluate_triggers(hub_db, hub.data, background=False) == []
-    assert hub_main(["--db", str(hub_db.url), "--data", str(hub.data), "retrain", "status", MODEL]) == 0
+    common = ["--db", hub_db.url.render_as_string(hide_password=False), "--data", str(hub.data)]
+    assert hub_main([*common, "retrain", "status", MODEL]) == 0
     assert "rate limited" in capsys.readouterr().out
 
     # reproduce: the stored snapshot, the recorded trainer and seed give the same predictions
@@ -154,7 +166,6 @@ def test_retrain_loop_at_the_hub(hub: HubServer, hub_db: Engine, trained: dict[s
     assert _count(hub_db, Deployment) == deployments_before  # the fleet never saw a broken run
 
     # the hub's audit trail: intact, then an edited entry is named
-    common = ["--db", str(hub_db.url), "--data", str(hub.data)]
     assert hub_main([*common, "audit", "verify"]) == 0
     with hub_db.begin() as conn:
         conn.execute(text("UPDATE history SET detail = 'nothing happened' WHERE event = 'approved'"))
