@@ -327,7 +327,8 @@ def _lifecycle(engine: Any, args: argparse.Namespace) -> int:
                 changes[key] = json.loads(value)
             except ValueError:
                 changes[key] = value  # a bare word: a string
-        policy = retrain.set_policy(engine, args.model, changes)
+        policy = (retrain.set_policy(engine, args.model, changes) if args.action == "set"
+                  else retrain.get_policy(engine, args.model))
         print(json.dumps(policy, indent=1, sort_keys=True))
         return 0
     if args.command == "retrain" and args.action == "now":

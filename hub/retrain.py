@@ -60,10 +60,33 @@ DEFAULT_POLICY: dict[str, Any] = {
 _running = threading.Lock()  # one retrain at a time on this hub
 
 
+def get_policy(engine: Engine, model: str) -> dict[str, Any]:
+    with Session(engine) as s:
+        row = s.get(ModelPolicy, model)
+        return {**DEFAULT_POLICY, **(row.policy if row else {}),
+                "state": dict(row.state or {}) if row else {}}
+
+
 def set_policy(engine: Engine, model: str, changes: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(changes) - set(DEFAULT_POLICY))
     if unknown:
         raise HubError(f"unknown policy setting(s): {', '.join(unknown)}; known: {', '.join(DEFAULT_POLICY)}")
+    problems = []
+    for key, value in changes.items():
+        default = DEFAULT_POLICY[key]
+        if isinstance(default, bool) and not isinstance(value, bool):
+            problems.append(f"{key}={value!r}: use true or false")
+        elif isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            problems.append(f"{key}={value!r}: use a number >= 0")
+    if changes.get("strategy", "canary") not in ("immediate", "canary", "shadow"):
+        problems.append(f"strategy={changes['strategy']!r}: use immediate, canary or shadow")
+    trainer = changes.get("trainer", "gbt")
+    command = trainer.get("command") if isinstance(trainer, dict) else None
+    if not (trainer in ("gbt", "rf") or (isinstance(command, list) and command)):
+        problems.append(f"trainer={trainer!r}: use gbt, rf or {{\"command\": [\"/path/to/train\", ...]}}")
+    if problems:
+        raise HubError("; ".join(problems))
     with Session(engine) as s, s.begin():
         row = s.get(ModelPolicy, model)
         if row is None:
