@@ -19,8 +19,7 @@ from typing import Any
 
 from agent import __version__
 from agent.audit import AuditLog
-from agent.batches import PredictionBatch, SampleBatch, encode_predictions
-from agent.codec import encode_json, encode_readings
+from agent.batches import PredictionBatch, SampleBatch
 from agent.config import AgentConfig, MqttLabelsConfig, OpcUaLabelsConfig, OpcUaSourceConfig
 from agent.errors import AgentError, OutboxError
 from agent.features import FeatureBuilder, TagSpec, format_id
@@ -30,9 +29,12 @@ from agent.lifecycle import ModelLifecycle
 from agent.model import LoadedModel
 from agent.modelstore import ModelStore
 from agent.monitor.alarms import MonitorEvent
-from agent.outbox import AsyncOutbox, NewRecord, OutboxStats, Priority
+from agent.outbox import AsyncOutbox, OutboxStats
 from agent.outputs import MqttPublisher, OpcUaWriteback
+from agent.recording import Pending, outbox_records
 from agent.remote_config import RemoteConfig
+from agent.reporting import hub_report as status_hub_report
+from agent.reporting import snapshot as status_snapshot
 from agent.sdnotify import Notifier
 from agent.sources import build_source
 from agent.sources.opcua import OpcUaSource
@@ -46,7 +48,6 @@ from agent.watch import ModelWatch
 log = logging.getLogger(__name__)
 
 STATUS_FILE = "status.json"
-RECORD_ROWS = 20_000  # rows per outbox record: keeps upload batches to a few hundred kB
 
 
 class Agent:
@@ -454,41 +455,14 @@ class Agent:
     async def _flush(self) -> None:
         if self.watch is not None:
             self.watch.flush()
-        records: list[NewRecord] = []
-        if self._pending_readings:
-            readings, self._pending_readings = self._pending_readings, []
-            for start in range(0, len(readings), RECORD_ROWS):
-                part = readings[start:start + RECORD_ROWS]
-                records.append(NewRecord("readings", Priority.READINGS, encode_readings(part),
-                                         len(part)))
-        if self._pending_predictions:
-            batches, self._pending_predictions = self._pending_predictions, []
-            for joined in PredictionBatch.concat_by_version(batches):
-                for start in range(0, len(joined), RECORD_ROWS):
-                    chunk = joined.slice(start, start + RECORD_ROWS) if len(joined) > RECORD_ROWS else joined
-                    records.append(NewRecord("predictions", Priority.PREDICTIONS,
-                                             encode_predictions(chunk), len(chunk)))
-        if self._pending_shadow:
-            shadows, self._pending_shadow = self._pending_shadow, []
-            for b in PredictionBatch.concat_by_version(shadows):
-                records.append(NewRecord("shadow_predictions", Priority.PREDICTIONS,
-                                         encode_predictions(b), len(b)))
-        if self._pending_lifecycle:
-            changes, self._pending_lifecycle = self._pending_lifecycle, []
-            records.append(NewRecord("lifecycle", Priority.EVENTS, encode_json(changes), len(changes)))
-        samples = self.sampler.take()
-        if samples:
-            records.append(NewRecord("training_samples", Priority.LABELS, encode_json(samples),
-                                     len(samples)))
-        if self._pending_audit:
-            entries, self._pending_audit = self._pending_audit, []
-            records.append(NewRecord("audit", Priority.EVENTS, encode_json(entries), len(entries)))
-        if self._pending_labels:
-            labels, self._pending_labels = self._pending_labels, []
-            records.append(NewRecord("labels", Priority.LABELS, encode_json(labels), len(labels)))
-        if self._pending_events:
-            events, self._pending_events = self._pending_events, []
-            records.append(NewRecord("events", Priority.EVENTS, encode_json(events), len(events)))
+        pending = Pending(self._pending_readings, self._pending_predictions, self._pending_shadow,
+                          self._pending_lifecycle, self.sampler.take(), self._pending_audit,
+                          self._pending_labels, self._pending_events)
+        # the lists are handed over whole: what arrives from now on goes into fresh ones
+        self._pending_readings, self._pending_predictions, self._pending_shadow = [], [], []
+        self._pending_lifecycle, self._pending_audit = [], []
+        self._pending_labels, self._pending_events = [], []
+        records = outbox_records(pending)
         if records and self.outbox is not None:
             await self.outbox.append(records)
             self.records_written += len(records)
@@ -504,57 +478,10 @@ class Agent:
             await asyncio.sleep(2.0)
 
     def snapshot(self) -> dict[str, Any]:
-        now = time.monotonic()
-        samples = self.builder.samples if self.builder else 0
-        then, before = self._rate
-        if now - then >= 1.0:
-            self.samples_per_s = (samples - before) / (now - then)
-            self._rate = (now, samples)
-        model = None
-        if self.model is not None:
-            b = self.model.bundle
-            model = {"name": b.manifest.name, "version": b.manifest.version, "sha256": b.sha256,
-                     "signed_by": b.signed_by}
-        stats = self.outbox_stats
-        return {
-            "gateway_id": self.config.gateway_id, "agent_version": __version__, "pid": os.getpid(),
-            "started": self.started, "updated": time.time(),
-            "model": model, "model_error": self.model_error,
-            "sources": [s.status.as_dict() for s in self.sources],
-            "samples": samples, "samples_per_s": round(self.samples_per_s, 3),
-            "invalid_samples": dict(self.builder.invalid) if self.builder else {},
-            "predictions": self.predictions, "inference_errors": self.inference_errors,
-            "labels": self.labels_received, "dropped_readings": self.dropped_readings,
-            "published": self.publisher.published if self.publisher else None,
-            "publish_dropped": self.publisher.dropped if self.publisher else None,
-            "alarms_published": self.publisher.published_raw if self.publisher else None,
-            "outbox": stats.__dict__ if stats else None,
-            "lifecycle": self.lifecycle.report() if self.lifecycle else None,
-            "config": self.remote.report() if self.remote else None,
-            "sync": {"connected": self.sync.status.connected, "last_success": self.sync.last_success,
-                     "last_error": self.sync.status.last_error, "polls": self.sync.polls,
-                     "reports": self.sync.reports} if self.sync else None,
-            "monitor": self.watch.figures() if self.watch else None,
-            "components": {k: {"restarts": h.restarts, "last_error": h.last_error}
-                           for k, h in self.health.items()},
-        }
+        return status_snapshot(self)
 
     def hub_report(self) -> dict[str, Any]:
-        """What the hub's fleet view and rollout decisions need, besides the model versions."""
-        stats = self.outbox_stats
-        errors = [f"{k}: {h.last_error}" for k, h in self.health.items() if h.last_error]
-        return {
-            "agent_version": __version__, "updated": time.time(),
-            "alarms": self.watch.monitor.book.active() if self.watch else None,
-            "health": self.watch.monitor.book.worst() if self.watch else None,
-            "outbox_depth": stats.depth if stats else None,
-            "metrics": {"predictions": self.predictions, "samples_per_s": round(self.samples_per_s, 3),
-                        "inference_errors": self.inference_errors, "labels": self.labels_received,
-                        "dropped_readings": self.dropped_readings,
-                        "monitor": self.watch.figures() if self.watch else None},
-            "last_error": self.model_error or (errors[-1] if errors else None),
-            "config": self.remote.report() if self.remote else None,
-        }
+        return status_hub_report(self)
 
     async def _write_status(self) -> None:
         if self.outbox is not None:
