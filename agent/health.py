@@ -75,7 +75,33 @@ class AgentCollector:
             info.add_metric([], {"name": b.manifest.name, "version": b.manifest.version,
                                  "sha256": b.sha256})
             yield info
+        yield from self._hub()
         yield from self._monitor()
+
+    def _hub(self) -> Iterator[Any]:
+        a = self.agent
+        links = [(name, link.status) for name, link in (("upload", a.uploader), ("sync", a.sync))
+                 if link is not None]
+        if not links:
+            return
+        up = GaugeMetricFamily("edge_hub_connected", "1 when the last exchange with the hub worked",
+                               labels=["link"])
+        for name, status in links:
+            up.add_metric([name], 1.0 if status.connected else 0.0)
+        yield up
+        if a.uploader is not None:
+            yield CounterMetricFamily("edge_hub_uploaded_records", "Outbox records the hub acknowledged",
+                                      value=a.uploader.uploaded_records)
+        if a.sync is not None and a.sync.last_success is not None:
+            yield GaugeMetricFamily("edge_hub_sync_last_success_timestamp_seconds",
+                                    "When the desired state was last fetched", value=a.sync.last_success)
+        if a.lifecycle is not None:
+            yield CounterMetricFamily("edge_model_switches", "Model activations and rollbacks",
+                                      value=a.lifecycle.switches)
+            yield GaugeMetricFamily("edge_model_rejected", "Versions rejected on this gateway",
+                                    value=len(a.lifecycle.store.state.rejected))
+            yield GaugeMetricFamily("edge_model_watch_active", "1 while a new version is watched",
+                                    value=1.0 if a.lifecycle.watch_until is not None else 0.0)
 
     def _monitor(self) -> Iterator[Any]:
         watch = self.agent.watch
@@ -150,7 +176,8 @@ class HealthServer:
             return 200, "text/plain", b"ok\n"
         if path == "/readyz":
             ready, reasons = self.readiness()
-            doc = json.dumps({"ready": ready, "reasons": reasons}).encode() + b"\n"
+            doc = json.dumps({"ready": ready, "reasons": reasons,
+                              "degraded": self.degraded()}).encode() + b"\n"
             return (200 if ready else 503), "application/json", doc
         if path == "/metrics":
             return 200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(self.registry)
@@ -168,6 +195,18 @@ class HealthServer:
                 why = s.status.last_error or "connecting"
                 reasons.append(f"source {s.status.name} not connected ({why})")
         return not reasons, reasons
+
+    def degraded(self) -> list[str]:
+        """Worth knowing, but the agent serves the line without them: the hub is one (the
+        outbox keeps everything until it is back)."""
+        a = self.agent
+        out = []
+        for name, link in (("upload", a.uploader), ("sync", a.sync)):
+            if link is not None and not link.status.connected and link.status.last_error:
+                out.append(f"hub {name}: {link.status.last_error}")
+        if a.lifecycle is not None and a.lifecycle.watch_until is not None and a.model is not None:
+            out.append(f"model {a.model.version} under watch")
+        return out
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",

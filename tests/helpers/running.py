@@ -69,3 +69,13 @@ def opcua_source(port: int, ns: int = 2, **extra: Any) -> dict[str, Any]:
 def base_config(state: Path, sources: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {"gateway_id": "test-gw", "state_dir": str(state), "sources": sources,
             "outbox": {"flush_interval_s": 0.1}, "health": {"port": 0}, **extra}
+
+
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    raw = (await reader.read()).decode()
+    writer.close()
+    head, _, body = raw.partition("\r\n\r\n")
+    return int(head.split()[1]), body

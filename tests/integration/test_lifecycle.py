@@ -23,7 +23,7 @@ from hub.registry import publish
 from hub.rollouts import RolloutPolicy, deploy
 from hub.server import HubServer
 from tests.helpers.hubtest import active, agent_config, lifecycle_events, rejected_at_hub
-from tests.helpers.running import base_config, collect_json, opcua_source, running_agent, wait_for
+from tests.helpers.running import base_config, collect_json, http_get, opcua_source, running_agent, wait_for
 from tests.helpers.versions import tar_of, variant
 
 MODEL = "moulding-nok"
@@ -279,5 +279,14 @@ async def test_hub_over_tls(hub_db: Engine, line: SimulatedLine, broker: Any, tm
             await wait_for(lambda: b.sync is not None and b.sync.status.last_error is not None, 20,
                            "refused certificate")
             assert b.model is None and "CERTIFICATE_VERIFY_FAILED" in (b.sync.status.last_error or "")
+            # the operator sees it: /readyz names the hub link as degraded, /metrics has it at 0
+            assert b.health_server is not None and a.health_server is not None
+            _, ready = await http_get(b.health_server.port, "/readyz")
+            assert any("hub sync" in d and "CERTIFICATE" in d for d in json.loads(ready)["degraded"])
+            _, metrics = await http_get(b.health_server.port, "/metrics")
+            assert 'edge_hub_connected{link="sync"} 0.0' in metrics
+            _, good_metrics = await http_get(a.health_server.port, "/metrics")
+            assert 'edge_hub_connected{link="sync"} 1.0' in good_metrics
+            assert "edge_hub_sync_last_success_timestamp_seconds" in good_metrics
     finally:
         server.stop()

@@ -15,7 +15,7 @@ import pytest
 from agent.sim.broker import free_port
 from agent.sim.line import SimOptions, SimulatedLine
 from agent.sim.process import COUNTER_TAG
-from tests.helpers.running import base_config, opcua_source, running_agent, wait_for
+from tests.helpers.running import base_config, http_get, opcua_source, running_agent, wait_for
 
 ROOT = Path(__file__).parents[2]
 
@@ -92,16 +92,6 @@ async def test_sd_notify_ready_watchdog_hang_and_stopping(tmp_path: Path, traine
             never.set()
         assert any(m.startswith("STOPPING=1") for m in drain(sock))
     sock.close()
-
-
-async def http_get(port: int, path: str) -> tuple[int, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    raw = (await reader.read()).decode()
-    writer.close()
-    head, _, body = raw.partition("\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 async def test_health_ready_and_metrics(tmp_path: Path, trained: dict[str, Path]) -> None:
