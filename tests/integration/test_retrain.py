@@ -176,3 +176,25 @@ def test_retrain_loop_at_the_hub(hub_any: HubServer, engine: Engine, trained: di
 def _count(engine: Engine, table: Any) -> int:
     with Session(engine) as s:
         return s.query(table).count()
+
+
+def test_drift_trigger_needs_new_labels(hub: HubServer, hub_db: Engine, trained: dict[str, Path]) -> None:
+    """A drift alarm alone is not enough: it must hold, with enough new labelled samples."""
+    token = add_gateway(hub_db, "gw-d")
+    publish(hub_db, hub.data, trained["bundle"], [trained["pub"]])
+    deploy(hub_db, MODEL, "1.0.0", "gw-d", "immediate")
+    upload(hub, token, "gw-d", samples_after_concept_change(120), 1)
+    alarm = {"active": {"name": MODEL, "version": "1.0.0", "sha256": "x", "since": 1.0},
+             "metrics": {"monitor": {"rolling_accuracy": 0.95}},
+             "alarms": [{"kind": "data_drift", "detector": "psi", "feature": "cushion", "level": "alarm"}]}
+    with httpx.Client(base_url=hub.url, headers={"Authorization": f"Bearer {token}"}) as c:
+        assert c.post("/api/v1/gateways/gw-d/status", content=json.dumps(alarm)).status_code == 200
+    set_policy(hub_db, MODEL, {"accuracy_below": 0.5, "drift_sustain_s": 0, "min_new_labels": 1000,
+                               "lookback_s": 86400, "min_rows": 50})
+    assert evaluate_triggers(hub_db, hub.data, background=False) == []
+    with Session(hub_db) as s:
+        skipped = s.scalars(select(RetrainRun.trigger).where(RetrainRun.status == "skipped")).all()
+    assert any("only 120 new labelled samples (need 1000)" in t for t in skipped)
+    set_policy(hub_db, MODEL, {"min_new_labels": 100})
+    started = evaluate_triggers(hub_db, hub.data, background=False)
+    assert started and "drift alarm held" in started[0]
