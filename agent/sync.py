@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import random
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,8 +18,9 @@ from typing import Any
 import httpx
 
 from agent.backoff import Backoff
-from agent.config import HubConfig, reveal
+from agent.config import HubConfig
 from agent.errors import AgentError, BundleError
+from agent.hubclient import hub_client
 from agent.lifecycle import ModelLifecycle
 from agent.sources.base import SourceStatus
 
@@ -31,15 +31,6 @@ CHUNK = 1 << 16
 
 class DownloadError(AgentError):
     """A bundle download that did not complete; it resumes at the next attempt."""
-
-
-def hub_client(config: HubConfig, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    verify: ssl.SSLContext | bool = True
-    if config.ca_file is not None:
-        verify = ssl.create_default_context(cafile=str(config.ca_file))
-    return httpx.AsyncClient(base_url=config.url, timeout=config.timeout_s, verify=verify,
-                             transport=transport,
-                             headers={"Authorization": f"Bearer {reveal(config.token)}"})
 
 
 class HubSync:

@@ -9,12 +9,12 @@ import asyncio
 import gzip
 import json
 import logging
-import ssl
 
 import httpx
 
 from agent.backoff import Backoff
-from agent.config import HubConfig, reveal
+from agent.config import HubConfig
+from agent.hubclient import hub_client
 from agent.outbox import AsyncOutbox, StoredRecord
 from agent.sources.base import SourceStatus
 
@@ -39,18 +39,10 @@ class Uploader:
         self.uploaded_records = 0
         self.uploaded_batches = 0
 
-    def _client(self) -> httpx.AsyncClient:
-        verify: ssl.SSLContext | bool = True
-        if self.config.ca_file is not None:
-            verify = ssl.create_default_context(cafile=str(self.config.ca_file))
-        return httpx.AsyncClient(base_url=self.config.url, timeout=self.config.timeout_s,
-                                 verify=verify, transport=self._transport,
-                                 headers={"Authorization": f"Bearer {reveal(self.config.token)}"})
-
     async def run(self) -> None:
         backoff = Backoff(self.config.reconnect)
         url = f"/api/v1/gateways/{self.gateway_id}/telemetry"
-        async with self._client() as client:
+        async with hub_client(self.config, self._transport) as client:
             while True:
                 records = await self.outbox.peek(self.config.upload_batch, 4 << 20)
                 if not records:
