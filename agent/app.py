@@ -29,7 +29,7 @@ from agent.lifecycle import ModelLifecycle
 from agent.model import LoadedModel
 from agent.modelstore import ModelStore
 from agent.monitor.alarms import MonitorEvent
-from agent.outbox import AsyncOutbox, OutboxStats
+from agent.outbox import AsyncOutbox, NewRecord, OutboxStats
 from agent.outputs import MqttPublisher, OpcUaWriteback
 from agent.recording import Pending, outbox_records
 from agent.remote_config import RemoteConfig
@@ -96,6 +96,7 @@ class Agent:
         self.ready = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._writes: set[asyncio.Future[None]] = set()
         self.remote: RemoteConfig | None = remote
         if remote is not None:
             remote.attach(self)
@@ -174,6 +175,8 @@ class Agent:
                     task.cancel()
             self._process_once()
             await self._flush()
+            if self._writes:  # a write the cancelled flusher started: finish it before closing
+                await asyncio.wait(set(self._writes), timeout=30)
             await self._write_status()
             if self.watch is not None:
                 self.watch.close()
@@ -464,8 +467,17 @@ class Agent:
         self._pending_labels, self._pending_events = [], []
         records = outbox_records(pending)
         if records and self.outbox is not None:
-            await self.outbox.append(records)
-            self.records_written += len(records)
+            # shielded: the records are out of the pending lists now; a shutdown that cancels
+            # the flusher mid-write must not cancel the write queued on the outbox thread
+            write = asyncio.ensure_future(self._append(records))
+            self._writes.add(write)
+            write.add_done_callback(self._writes.discard)
+            await asyncio.shield(write)
+
+    async def _append(self, records: list[NewRecord]) -> None:
+        assert self.outbox is not None
+        await self.outbox.append(records)
+        self.records_written += len(records)
 
     async def _status_loop(self) -> None:
         while True:

@@ -87,3 +87,32 @@ async def test_sigterm_stops_within_10s_and_flushes(tmp_path: Path, trained: dic
     box = Outbox(tmp_path / "outbox.db", 1 << 30)
     predictions = sum(r.items for r in box.peek(limit=1000, max_bytes=1 << 30) if r.kind == "predictions")
     assert predictions == 40
+
+
+async def test_flush_cancelled_at_shutdown_loses_nothing(tmp_path: Path) -> None:
+    """The flusher can be cancelled (shutdown) while its write waits behind another outbox call:
+    the records it took from the pending lists must still be written."""
+    import time as _time
+
+    from agent.app import Agent
+    from agent.codec import decode_json
+    from agent.config import parse_config
+    from agent.outbox import AsyncOutbox
+
+    cfg = parse_config({"gateway_id": "gw", "state_dir": str(tmp_path), "health": {"enabled": False},
+                        "sources": [{"type": "opcua", "name": "plc", "endpoint": "opc.tcp://127.0.0.1:1",
+                                     "nodes": [{"node_id": "ns=2;i=1", "tag": "x"}]}]})
+    agent = Agent(cfg)
+    async with AsyncOutbox(tmp_path / "outbox.db", 1 << 30) as outbox:
+        agent.outbox = outbox
+        busy = asyncio.ensure_future(outbox._call(_time.sleep, 0.3))  # the outbox thread is busy
+        agent._pending_events.append({"level": "ok", "top_features": ["acknowledged by shift-lead"]})
+        flush = asyncio.ensure_future(agent._flush())
+        await asyncio.sleep(0.05)
+        flush.cancel()  # as the TaskGroup does at shutdown
+        await asyncio.gather(flush, return_exceptions=True)
+        await busy
+        await asyncio.wait(set(agent._writes), timeout=5)
+        records = await outbox.peek(100, 1 << 20)
+        stored = [e for r in records if r.kind == "events" for e in decode_json(r.payload)]
+    assert stored == [{"level": "ok", "top_features": ["acknowledged by shift-lead"]}]
