@@ -122,7 +122,7 @@ class _Cache:
 
 
 def create_app(engine: Engine, data_dir: Path, keys: list[Path] | None = None,
-               evaluate_interval_s: float = 1.0) -> FastAPI:
+               evaluate_interval_s: float = 1.0, token_cache_s: float = TOKEN_CACHE_S) -> FastAPI:
     bundles = data_dir / "bundles"
     bundles.mkdir(parents=True, exist_ok=True)
     cache = _Cache(engine)
@@ -180,7 +180,7 @@ def create_app(engine: Engine, data_dir: Path, keys: list[Path] | None = None,
             if len(cache.tokens) > 100_000:  # bounded: unknown tokens must not fill memory
                 cache.tokens.clear()
             # unknown tokens are remembered briefly only: a new gateway's token works at once
-            hit = cache.tokens[key] = (now + (TOKEN_CACHE_S if who else 1.0), who)
+            hit = cache.tokens[key] = (now + (token_cache_s if who else 1.0), who)
         if hit[1] is None:
             log.warning("rejected an unknown token")  # never log the token itself
             raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})

@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     dep = sub.add_parser("deploy", help="deploy a published version")
     dep.add_argument("model")
     dep.add_argument("model_version")
-    dep.add_argument("--to", required=True, help="gateway id or group:NAME")
+    dep.add_argument("--to", required=True, help="a gateway id, or a group (NAME or group:NAME)")
     dep.add_argument("--strategy", default="immediate", choices=["immediate", "canary", "shadow"])
     dep.add_argument("--canary-size", type=int, default=1, help="gateways that get a canary first")
     dep.add_argument("--watch", type=float, default=600.0,
@@ -179,7 +179,14 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         policy = RolloutPolicy(args.canary_size, args.watch, args.min_labels, args.margin)
         dep_id = deploy(engine, args.model, args.model_version, args.to, args.strategy, policy)
-        print(f"deployment {dep_id}: {args.model} {args.model_version} to {args.to} ({args.strategy})")
+        from sqlalchemy.orm import Session
+
+        from hub.db import Deployment
+
+        with Session(engine) as s:
+            dep = s.get(Deployment, dep_id)
+            target = dep.target if dep else args.to
+        print(f"deployment {dep_id}: {args.model} {args.model_version} to {target} ({args.strategy})")
         return 0
     if args.command == "rollback":
         from hub.rollouts import rollback

@@ -48,6 +48,9 @@ def deploy(engine: Engine, model: str, version: str, target: str, strategy: str,
         if s.scalars(select(ModelVersion).where(ModelVersion.name == model,
                                                 ModelVersion.version == version)).first() is None:
             raise HubError(f"{model} {version} is not published; edge-hub publish it first")
+        if not target.startswith("group:") and s.get(Gateway, target) is None and s.scalars(
+                select(Gateway.id).where(Gateway.group == target)).first() is not None:
+            target = f"group:{target}"  # --to GROUP: a group name that is no gateway's id
         if target.startswith("group:"):
             members = target_gateways(s, target)
             if not members and not allow_empty:
@@ -56,7 +59,8 @@ def deploy(engine: Engine, model: str, version: str, target: str, strategy: str,
         else:
             gw = s.get(Gateway, target)
             if (gw is None or gw.retired is not None) and not allow_empty:
-                raise HubError(f"--to {target}: no such gateway (edge-hub gateways add {target})")
+                raise HubError(f"--to {target}: no such gateway or group (edge-hub gateways add "
+                               f"{target}, or edge-hub gateways list)")
             members = [target]
         # a newer decision replaces rollouts still in flight for the same target
         for old in s.scalars(select(Deployment).where(Deployment.target == target,

@@ -25,7 +25,6 @@ from agent.errors import BundleError
 from agent.sim.broker import free_port
 from agent.sim.line import SimOptions, SimulatedLine
 from agent.sim.process import COUNTER_TAG
-from hub.app import TOKEN_CACHE_S
 from hub.cli import main as hub_main
 from hub.db import Telemetry, add_admin_token, add_gateway
 from hub.registry import HubError, publish
@@ -36,10 +35,13 @@ from tests.helpers.running import base_config, opcua_source, running_agent, wait
 
 @pytest.fixture()
 def hub(engine: Engine, tmp_path: Path) -> Iterator[HubServer]:
-    server = HubServer(engine, tmp_path / "hub-data")
+    server = HubServer(engine, tmp_path / "hub-data", token_cache_s=TOKEN_CACHE_S)
     server.start()
     yield server
     server.stop()
+
+
+TOKEN_CACHE_S = 1.0  # how long a revoked token may still work in these tests
 
 
 def auth(token: str) -> dict[str, str]:
@@ -122,7 +124,9 @@ def test_edge_hub_cli(tmp_path: Path, trained: dict[str, Path], capsys: pytest.C
     assert hub_main([*common, "publish", str(trained["bundle"]), "--trusted-key", str(trained["pub"])]) == 0
     assert hub_main([*common, "deploy", "moulding-nok", "1.0.0", "--to", "line-7"]) == 0
     assert hub_main([*common, "deploy", "moulding-nok", "1.0.0", "--to", "nowhere"]) == 2
-    assert "no such gateway" in capsys.readouterr().err
+    assert "no such gateway or group" in capsys.readouterr().err
+    assert hub_main([*common, "deploy", "moulding-nok", "1.0.0", "--to", "g", "--strategy", "canary"]) == 0
+    assert "to group:g (canary)" in capsys.readouterr().out
 
 
 async def test_agent_uploads_every_record_once_after_a_hub_outage(
