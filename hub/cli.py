@@ -359,7 +359,9 @@ def _lifecycle(engine: Any, args: argparse.Namespace) -> int:
         print(f"{args.model} {args.model_version} approved by {args.by}; deployment {dep}")
         return 0
     if args.command == "reproduce":
-        result = retrain.reproduce(engine, args.data, args.model, args.model_version)
+        from hub.reproduce import reproduce
+
+        result = reproduce(engine, args.data, args.model, args.model_version)
         print(json.dumps(result, indent=1))
         return 0 if result["match"] else 1
     if args.action == "verify":

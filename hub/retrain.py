@@ -20,31 +20,27 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy import desc, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from agent import __version__
-from agent.batches import SampleBatch
-from agent.bundle import generate_keypair, unpack, verify_bundle
+from agent.bundle import generate_keypair
 from agent.bundle_build import build_bundle
 from agent.config import OnnxRuntimeConfig
-from agent.csvio import read_table
 from agent.errors import AgentError
-from agent.model import LoadedModel
 from agent.monitor.calibrate import Budget
 from agent.runtimes import load_runtime
 from hub import trainer as default_trainer
-from hub.datasets import dataset_path, snapshot
+from hub.datasets import snapshot
 from hub.db import Deployment, GatewayStatus, ModelPolicy, ModelVersion, RetrainRun, TrainingSample, record
+from hub.evaluation import accuracy_of_archive, accuracy_of_bundle
 from hub.registry import HubError, publish, trusted_keys
 from hub.rollouts import RolloutPolicy, deploy
 
@@ -317,34 +313,6 @@ def train(policy: dict[str, Any], dataset: Path, work: Path, seed: int) -> tuple
     return out, name
 
 
-def _predicted_labels(bundle_dir: Path, holdout: Path, inputs: list[str],
-                      keys: list[Path]) -> tuple[list[str], list[str]]:
-    bundle = verify_bundle(bundle_dir, keys)
-    runtime = load_runtime(OnnxRuntimeConfig(type="onnx"), bundle.model_path, len(inputs))
-    loaded = LoadedModel(bundle, runtime)
-    table = read_table(holdout)
-    x = np.column_stack([table.numeric(f) for f in inputs]).astype(np.float32)
-    batch = SampleBatch([str(i) for i in range(len(x))], np.zeros(len(x)), x)
-    preds, _ = loaded.predict(batch)
-    assert preds.label_idx is not None
-    labels = [str(v) for v in table.data["label"]]
-    return [loaded.classes[i] for i in preds.label_idx.tolist()], labels
-
-
-def accuracy_of_bundle(bundle_dir: Path, holdout: Path, inputs: list[str], keys: list[Path]) -> float:
-    predicted, truth = _predicted_labels(bundle_dir, holdout, inputs, keys)
-    return round(sum(p == t for p, t in zip(predicted, truth, strict=True)) / max(1, len(truth)), 4)
-
-
-def accuracy_of_archive(data_dir: Path, sha256: str, holdout: Path, inputs: list[str]) -> float:
-    work = Path(tempfile.mkdtemp(prefix="champion-"))
-    try:
-        return accuracy_of_bundle(unpack(data_dir / "bundles" / f"{sha256}.tar", work), holdout, inputs,
-                                  trusted_keys(data_dir))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
 def _next_version(engine: Engine, model: str, parent: str) -> str:
     with Session(engine) as s:
         taken = set(s.scalars(select(ModelVersion.version).where(ModelVersion.name == model)))
@@ -386,46 +354,3 @@ def approve(engine: Engine, model: str, version: str, by: str, reason: str) -> i
         run.detail = {**run.detail, "approved_by": by, "approval_reason": reason, "deployment": dep}
         record(s, model, version, "approved", detail=reason, actor=by)
     return dep
-
-
-def reproduce(engine: Engine, data_dir: Path, model: str, version: str) -> dict[str, Any]:
-    """Train again from the stored snapshot with the recorded trainer and seed; compare the
-    predictions on the evaluation set with the registered version's."""
-    with Session(engine) as s:
-        mv = s.scalars(select(ModelVersion).where(ModelVersion.name == model,
-                                                  ModelVersion.version == version)).first()
-        if mv is None:
-            raise HubError(f"{model} {version} is not published")
-        lineage = dict(mv.manifest.get("lineage") or {})
-        sha = mv.sha256
-        inputs = [i["name"] for i in mv.manifest["inputs"]]
-    dataset = lineage.get("dataset_sha256")
-    if not dataset or not dataset_path(data_dir, dataset).exists():
-        raise HubError(f"{model} {version} was not trained by the hub from a stored dataset "
-                       "(its lineage names none); nothing to reproduce")
-    settings = lineage.get("trainer_settings") or {}
-    policy = {**DEFAULT_POLICY, "trainer": settings.get("kind", "gbt")}
-    if str(lineage.get("trainer", "")).startswith("custom: "):
-        policy["trainer"] = {"command": str(lineage["trainer"]).removeprefix("custom: ").split()}
-    work = Path(tempfile.mkdtemp(prefix="reproduce-"))
-    try:
-        model_file, _ = train(policy, dataset_path(data_dir, dataset), work, int(lineage.get("seed", 0)))
-        fresh = load_runtime(OnnxRuntimeConfig(type="onnx"), model_file, len(inputs))
-        table = read_table(dataset_path(data_dir, dataset) / "holdout.csv")
-        x = np.column_stack([table.numeric(f) for f in inputs]).astype(np.float32)
-        again = fresh.predict(x).scores
-        unpacked = unpack(data_dir / "bundles" / f"{sha}.tar", work)
-        bundle = verify_bundle(unpacked, trusted_keys(data_dir))
-        runtime = load_runtime(OnnxRuntimeConfig(type="onnx"), bundle.model_path, len(inputs))
-        registered = runtime.predict(x).scores
-        diff = float(np.max(np.abs(again - registered))) if len(x) else 0.0
-        return {"model": model, "version": version, "dataset_sha256": dataset, "rows": len(x),
-                "max_abs_difference": diff, "match": diff <= 1e-6}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def bundle_tar(directory: Path, out: Path) -> Path:
-    with tarfile.open(out, "w") as tar:
-        tar.add(directory, arcname=directory.name)
-    return out

@@ -25,7 +25,8 @@ from agent.sim.process import PROCESS_TAGS, DriftStep, LineProcess
 from hub.cli import main as hub_main
 from hub.db import Deployment, ModelVersion, RetrainRun, TrainingSample, add_gateway
 from hub.registry import publish, trusted_keys
-from hub.retrain import approve, evaluate_triggers, reproduce, run_retrain, set_policy
+from hub.reproduce import reproduce
+from hub.retrain import approve, evaluate_triggers, run_retrain, set_policy
 from hub.rollouts import deploy
 from hub.server import HubServer
 
