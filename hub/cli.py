@@ -131,16 +131,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from sqlalchemy.exc import SQLAlchemyError
-
     from hub.db import open_db
 
     try:
         engine = open_db(args.db)
-    except SQLAlchemyError as exc:
+    except Exception as exc:  # SQLAlchemy's errors, a driver's, a malformed URL: say which
         print(f"error: --db {args.db}: cannot open the database ({str(exc).splitlines()[0]})",
               file=sys.stderr)
         return 2
+    try:
+        return _run_command(engine, args)
+    finally:
+        engine.dispose()  # a command's connections end with it
+
+
+def _run_command(engine: Any, args: argparse.Namespace) -> int:
     if args.command == "serve":
         import uvicorn
 
