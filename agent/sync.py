@@ -219,11 +219,8 @@ class HubSync:
         self.last_success = time.time()
 
     def _failed(self, why: str) -> None:
-        if self.status.connected or self.status.last_error != why:
+        if self.status.mark_failed(why):
             log.warning("hub sync failed (%s); the active model keeps running", why)
-        self.status.connected = False
-        self.status.last_error = why
-        self.status.reconnects += 1
 
 
 def _sha256(path: Any) -> str:

@@ -70,8 +70,5 @@ class Uploader:
                 await asyncio.sleep(backoff.next_delay())
 
     def _failed(self, why: str) -> None:
-        if self.status.connected or self.status.last_error != why:
+        if self.status.mark_failed(why):
             log.warning("upload to the hub failed (%s); the outbox keeps the records", why)
-        self.status.connected = False
-        self.status.last_error = why
-        self.status.reconnects += 1

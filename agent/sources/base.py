@@ -34,6 +34,14 @@ class SourceStatus:
     def as_dict(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items()}
 
+    def mark_failed(self, why: str) -> bool:
+        """Record a failed attempt; True when it is news (worth one log line, not one per retry)."""
+        news = self.connected or self.last_error != why
+        self.connected = False
+        self.last_error = why
+        self.reconnects += 1
+        return news
+
 
 @dataclass
 class RateLimitedLog:
