@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from agent.bundle import generate_keypair
-from agent.bundle_build import build_bundle
-from agent.sim.process import history
-from agent.training import train_onnx, write_csv
+from agent.demo.sim.process import history
+from agent.models.builder import build_bundle
+from agent.models.bundle import generate_keypair
+from agent.models.training import train_onnx, write_csv
 
 
 def emit(**fields: Any) -> None:

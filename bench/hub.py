@@ -26,12 +26,12 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
-from agent.codec import encode_readings
 from agent.config import BackoffConfig, HubConfig
-from agent.outbox import AsyncOutbox, NewRecord, Priority
-from agent.sim.broker import free_port
+from agent.demo.sim.broker import free_port
+from agent.hublink.uploader import Uploader
+from agent.store.codec import encode_readings
+from agent.store.outbox import AsyncOutbox, NewRecord, Priority
 from agent.types import Quality, Reading
-from agent.uploader import Uploader
 from bench.common import emit, quick, trained_bundle, use_all_cores
 from hub.db import add_admin_token, add_gateway, open_db
 from hub.registry import publish
@@ -251,7 +251,7 @@ def drain_figures(seconds: float) -> None:
 
 
 def _variant(bundle: Path, version: str, out: Path, key: Path) -> Path:
-    from agent.bundle import sign_bundle, write_manifest
+    from agent.models.bundle import sign_bundle, write_manifest
 
     shutil.copytree(bundle, out)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -263,8 +263,8 @@ def _variant(bundle: Path, version: str, out: Path, key: Path) -> Path:
 
 def deploy_to_active(bundle: Path, pub: Path, key: Path, rounds: int) -> None:
     """Wall time from a poll that sees a new version to that version serving predictions."""
-    from agent.app import Agent
     from agent.config import parse_config
+    from agent.service.agent import Agent
     from hub.server import HubServer
     root = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
     try:

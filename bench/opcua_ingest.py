@@ -11,9 +11,9 @@ from pathlib import Path
 
 from asyncua import ua
 
-from agent.app import read_status
-from agent.sim.broker import free_port
-from agent.sim.line import SimOptions, SimulatedLine
+from agent.demo.sim.broker import free_port
+from agent.demo.sim.line import SimOptions, SimulatedLine
+from agent.service.agent import read_status
 from bench.agentproc import AgentProcess
 from bench.common import emit, quick, use_all_cores
 

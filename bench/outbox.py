@@ -7,9 +7,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.codec import encode_readings
-from agent.outbox import NewRecord, Outbox, Priority
-from agent.sim.tags import plant_readings
+from agent.demo.sim.tags import plant_readings
+from agent.store.codec import encode_readings
+from agent.store.outbox import NewRecord, Outbox, Priority
 from bench.common import emit, pin_to_one_core, quick
 
 ROWS_PER_TXN = 500

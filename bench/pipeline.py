@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from agent.app import Agent
-from agent.batches import SampleBatch
 from agent.config import ModelConfig, parse_config
-from agent.model import load_model
-from agent.sim.broker import MosquittoBroker, mosquitto_path
-from agent.sim.process import COUNTER_TAG, PROCESS_TAGS
+from agent.demo.sim.broker import MosquittoBroker, mosquitto_path
+from agent.demo.sim.process import COUNTER_TAG, PROCESS_TAGS
+from agent.inference.batches import SampleBatch
+from agent.inference.model import load_model
+from agent.service.agent import Agent
 from agent.types import Reading
 from bench.common import emit, pin_to_one_core, quick, trained_bundle
 
@@ -62,7 +62,7 @@ async def pipeline_rate(bundle: Path, pub: Path, x: np.ndarray, seconds: float,
                         from_readings: bool, monitored: bool = False) -> float:
     state = Path(tempfile.mkdtemp(prefix="bench-agent-"))
     agent = agent_for(bundle, pub, state)
-    from agent.outbox import AsyncOutbox
+    from agent.store.outbox import AsyncOutbox
 
     async with AsyncOutbox(state / "outbox.db", 1 << 34) as outbox:
         agent.outbox = outbox
@@ -120,7 +120,7 @@ async def mqtt_publish_rate(bundle: Path, pub: Path, x: np.ndarray, messages: in
         cfg = agent_for(bundle, pub, state).config.model_copy(deep=True)
         out_cfg = cfg.outputs.mqtt
         assert out_cfg is not None
-        from agent.outputs import MqttPublisher
+        from agent.outputs.publish import MqttPublisher
 
         publisher = MqttPublisher(out_cfg.model_copy(update={
             "broker": out_cfg.broker.model_copy(update={"port": broker.port}), "qos": 1,

@@ -11,10 +11,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.app import read_status
-from agent.demo import agent_config, prepare_models
-from agent.sim.broker import any_broker, free_port
-from agent.sim.line import SimOptions, SimulatedLine
+from agent.demo.run import agent_config, prepare_models
+from agent.demo.sim.broker import any_broker, free_port
+from agent.demo.sim.line import SimOptions, SimulatedLine
+from agent.service.agent import read_status
 from bench.agentproc import AgentProcess
 from bench.common import emit, quick, use_all_cores
 

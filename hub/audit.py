@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from agent.audit import GENESIS, entry_hash
+from agent.store.audit import GENESIS, entry_hash
 from hub.db import HistoryEntry
 
 

@@ -376,7 +376,7 @@ def _lifecycle(engine: Any, args: argparse.Namespace) -> int:
             return 2
         print(f"audit trail: {count} entries, chain intact")
         return 0
-    from agent.audit_cli import parse_since
+    from agent.cli.audit import parse_since
 
     for entry in audit.export(engine, parse_since(args.since)):
         print(json.dumps(entry, sort_keys=True))

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.batches import SampleBatch
-from agent.bundle import unpack, verify_bundle
 from agent.config import OnnxRuntimeConfig
-from agent.csvio import read_table
-from agent.model import LoadedModel
-from agent.runtimes import load_runtime
+from agent.inference.batches import SampleBatch
+from agent.inference.model import LoadedModel
+from agent.inference.runtimes import load_runtime
+from agent.ingest.csvio import read_table
+from agent.models.bundle import unpack, verify_bundle
 from hub.registry import trusted_keys
 
 

@@ -11,8 +11,8 @@ from sqlalchemy import desc, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from agent.audit import entry_hash
-from agent.codec import decode_json
+from agent.store.audit import entry_hash
+from agent.store.codec import decode_json
 from hub.db import AgentAudit, TrainingSample
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from agent.config import AgentConfig
-from agent.overlay import ALWAYS_LOCAL, deep_merge
+from agent.config.overlay import ALWAYS_LOCAL, deep_merge
 from hub.db import ConfigOverlay, record
 from hub.registry import HubError
 

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from agent.bundle import Bundle, sha256_file, unpack, verify_bundle
 from agent.errors import AgentError
+from agent.models.bundle import Bundle, sha256_file, unpack, verify_bundle
 from hub.db import ModelVersion, record
 
 

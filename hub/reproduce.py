@@ -13,10 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from agent.bundle import unpack, verify_bundle
 from agent.config import OnnxRuntimeConfig
-from agent.csvio import read_table
-from agent.runtimes import load_runtime
+from agent.inference.runtimes import load_runtime
+from agent.ingest.csvio import read_table
+from agent.models.bundle import unpack, verify_bundle
 from hub.datasets import dataset_path
 from hub.db import ModelVersion
 from hub.registry import HubError, trusted_keys

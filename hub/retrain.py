@@ -31,12 +31,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from agent import __version__
-from agent.bundle import generate_keypair
-from agent.bundle_build import build_bundle
 from agent.config import OnnxRuntimeConfig
 from agent.errors import AgentError
+from agent.inference.runtimes import load_runtime
+from agent.models.builder import build_bundle
+from agent.models.bundle import generate_keypair
 from agent.monitor.calibrate import Budget
-from agent.runtimes import load_runtime
 from hub import trainer as default_trainer
 from hub.datasets import snapshot
 from hub.db import Deployment, GatewayStatus, ModelPolicy, ModelVersion, RetrainRun, TrainingSample, record

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.training import train_onnx
+from agent.models.training import train_onnx
 
 VERSION = "sklearn-default 1"
 

@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from agent.bundle import generate_keypair
-from agent.bundle_build import build_bundle
-from agent.sim.broker import EmbeddedBroker, MosquittoBroker, mosquitto_path
-from agent.sim.process import history
-from agent.training import train_onnx, write_csv
+from agent.demo.sim.broker import EmbeddedBroker, MosquittoBroker, mosquitto_path
+from agent.demo.sim.process import history
+from agent.models.builder import build_bundle
+from agent.models.bundle import generate_keypair
+from agent.models.training import train_onnx, write_csv
 from hub.db import migrate
 
 PG_URL = os.environ.get("EDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

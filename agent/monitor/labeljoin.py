@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.batches import PredictionBatch
+from agent.inference.batches import PredictionBatch
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.batches import PredictionBatch, SampleBatch
-from agent.bundle import Manifest
+from agent.inference.batches import PredictionBatch, SampleBatch
+from agent.models.bundle import Manifest
 from agent.monitor.alarms import AlarmBook, MonitorEvent
 from agent.monitor.calibrate import pad_profiles, reconstruction_log_error, score_transform
 from agent.monitor.detectors import Cusum, Detection, RingMean, WindowCategorical, WindowPSI

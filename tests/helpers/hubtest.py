@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from agent.app import Agent
-from agent.codec import decode_json
-from agent.sim.line import SimulatedLine
-from agent.sim.process import COUNTER_TAG
+from agent.demo.sim.line import SimulatedLine
+from agent.demo.sim.process import COUNTER_TAG
+from agent.service.agent import Agent
+from agent.store.codec import decode_json
 from hub.db import GatewayStatus, Telemetry
 from hub.server import HubServer
 from tests.helpers.running import base_config, opcua_source

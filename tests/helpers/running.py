@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from agent.app import Agent
-from agent.sim.line import node_id
-from agent.sim.process import COUNTER_TAG, PROCESS_TAGS
+from agent.demo.sim.line import node_id
+from agent.demo.sim.process import COUNTER_TAG, PROCESS_TAGS
+from agent.service.agent import Agent
 
 
 async def wait_for(condition: Callable[[], bool], within: float = 20.0, what: str = "") -> None:

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from agent.batches import PredictionBatch, SampleBatch, inputs_hash
-from agent.bundle import Manifest
+from agent.inference.batches import PredictionBatch, SampleBatch, inputs_hash
+from agent.models.bundle import Manifest
 from agent.monitor.calibrate import Budget, calibrate
-from agent.profile import build_profile
+from agent.monitor.profile import build_profile
 
 
 def manifest_for(train: np.ndarray, score: np.ndarray, budget: Budget | None = None,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.bundle import sign_bundle, write_manifest
-from agent.bundle_build import build_bundle
-from agent.training import train_onnx
+from agent.models.builder import build_bundle
+from agent.models.bundle import sign_bundle, write_manifest
+from agent.models.training import train_onnx
 
 
 def variant(bundle: Path, version: str, out: Path, key: Path, self_test_off: bool = False) -> Path:

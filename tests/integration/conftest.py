@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
-from agent.sim.broker import free_port
-from agent.sim.line import SimOptions, SimulatedLine
+from agent.demo.sim.broker import free_port
+from agent.demo.sim.line import SimOptions, SimulatedLine
 from hub.db import migrate
 from hub.server import HubServer
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from agent.batches import decode_predictions
 from agent.cli import main
-from agent.codec import decode_readings
-from agent.outbox import Outbox
-from agent.sim.broker import free_port
-from agent.sim.line import SimOptions, SimulatedLine
-from agent.sim.process import COUNTER_TAG
+from agent.demo.sim.broker import free_port
+from agent.demo.sim.line import SimOptions, SimulatedLine
+from agent.demo.sim.process import COUNTER_TAG
+from agent.inference.batches import decode_predictions
+from agent.store.codec import decode_readings
+from agent.store.outbox import Outbox
 from tests.helpers.running import base_config, collect_json, opcua_source, running_agent, wait_for
 
 

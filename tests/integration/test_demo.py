@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agent.demo import run_demo
+from agent.demo.run import run_demo
 
 
 def test_demo_closes_the_loop(tmp_path: Path) -> None:

@@ -20,11 +20,11 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from agent.bundle import sign_bundle
+from agent.demo.sim.broker import free_port
+from agent.demo.sim.line import SimOptions, SimulatedLine
+from agent.demo.sim.process import COUNTER_TAG
 from agent.errors import BundleError
-from agent.sim.broker import free_port
-from agent.sim.line import SimOptions, SimulatedLine
-from agent.sim.process import COUNTER_TAG
+from agent.models.bundle import sign_bundle
 from hub.cli import main as hub_main
 from hub.db import Telemetry, add_admin_token, add_gateway
 from hub.registry import HubError, publish

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from agent.bundle import sha256_file, sign_bundle
-from agent.sim.line import SimulatedLine
-from agent.sim.process import COUNTER_TAG
+from agent.demo.sim.line import SimulatedLine
+from agent.demo.sim.process import COUNTER_TAG
+from agent.models.bundle import sha256_file, sign_bundle
 from hub.db import AgentAudit, Deployment, HistoryEntry, ModelVersion, Telemetry, add_gateway
 from hub.registry import publish
 from hub.rollouts import RolloutPolicy, deploy

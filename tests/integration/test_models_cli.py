@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from agent.cli import main
-from agent.sim.broker import free_port
-from agent.sim.line import SimOptions, SimulatedLine
-from agent.sim.process import COUNTER_TAG
+from agent.demo.sim.broker import free_port
+from agent.demo.sim.line import SimOptions, SimulatedLine
+from agent.demo.sim.process import COUNTER_TAG
 from tests.helpers.running import base_config, opcua_source, running_agent, wait_for
 from tests.helpers.versions import tar_of
 

@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from agent.cli import main
-from agent.codec import decode_json
-from agent.outbox import Outbox
-from agent.sim.broker import free_port
-from agent.sim.line import SimOptions, SimulatedLine
-from agent.sim.process import COUNTER_TAG, DriftStep
+from agent.demo.sim.broker import free_port
+from agent.demo.sim.line import SimOptions, SimulatedLine
+from agent.demo.sim.process import COUNTER_TAG, DriftStep
+from agent.store.codec import decode_json
+from agent.store.outbox import Outbox
 from tests.helpers.running import base_config, collect_json, opcua_source, running_agent, wait_for
 
 
@@ -81,7 +81,7 @@ async def test_alarm_path_ack_and_restart(tmp_path: Path, trained: dict[str, Pat
 
 
 async def test_labels_from_an_opcua_qc_tag(tmp_path: Path, trained: dict[str, Path]) -> None:
-    from agent.sim.line import node_id
+    from agent.demo.sim.line import node_id
 
     port = free_port()
     options = SimOptions(opcua_port=port, speed=300, qc_delay_s=60)

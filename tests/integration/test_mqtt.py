@@ -9,7 +9,7 @@ from typing import Any
 
 import aiomqtt
 
-from agent.sources.mqtt import MqttSource
+from agent.ingest.sources.mqtt import MqttSource
 from tests.helpers.running import base_config, running_agent, wait_for
 
 

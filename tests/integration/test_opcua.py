@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.sim.broker import free_port
-from agent.sim.line import SimOptions, SimulatedLine
-from agent.sources.opcua import OpcUaSource
+from agent.demo.sim.broker import free_port
+from agent.demo.sim.line import SimOptions, SimulatedLine
+from agent.ingest.sources.opcua import OpcUaSource
 from tests.helpers.running import base_config, opcua_source, running_agent, wait_for
 
 
@@ -80,7 +80,7 @@ async def test_unreachable_server_does_not_stop_the_agent(tmp_path: Path) -> Non
 async def test_status_codes_become_reading_quality(tmp_path: Path) -> None:
     from asyncua import ua
 
-    from agent.sim.line import node_id
+    from agent.demo.sim.line import node_id
 
     port = free_port()
     async with SimulatedLine(SimOptions(opcua_port=port)) as line:

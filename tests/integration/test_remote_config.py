@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from agent.cli import main
-from agent.sim.broker import free_port
-from agent.sim.line import SimulatedLine
+from agent.demo.sim.broker import free_port
+from agent.demo.sim.line import SimulatedLine
 from hub.db import add_gateway
 from hub.overlays import set_overlay
 from hub.registry import HubError

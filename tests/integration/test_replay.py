@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import yaml
 
-from agent.batches import PredictionBatch, SampleBatch
 from agent.cli import main
-from agent.sim.broker import free_port
-from agent.sim.line import SimOptions, SimulatedLine
-from agent.sim.process import COUNTER_TAG, PROCESS_TAGS, DriftStep
+from agent.demo.sim.broker import free_port
+from agent.demo.sim.line import SimOptions, SimulatedLine
+from agent.demo.sim.process import COUNTER_TAG, PROCESS_TAGS, DriftStep
+from agent.inference.batches import PredictionBatch, SampleBatch
 from tests.helpers.running import base_config, opcua_source, running_agent, wait_for
 
 

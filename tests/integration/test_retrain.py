@@ -20,8 +20,8 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from agent.codec import encode_json
-from agent.sim.process import PROCESS_TAGS, DriftStep, LineProcess
+from agent.demo.sim.process import PROCESS_TAGS, DriftStep, LineProcess
+from agent.store.codec import encode_json
 from hub.cli import main as hub_main
 from hub.db import Deployment, ModelVersion, RetrainRun, TrainingSample, add_gateway
 from hub.registry import publish, trusted_keys
@@ -147,7 +147,7 @@ def test_retrain_loop_at_the_hub(hub_any: HubServer, engine: Engine, trained: di
     marker = tmp_path / "custom-ran"
     script.write_text(
         "import json, sys, csv, numpy as np\n"
-        "from agent.training import train_onnx\n"
+        "from agent.models.training import train_onnx\n"
         "d, out = sys.argv[1], sys.argv[2]\n"
         "meta = json.load(open(d + '/meta.json'))\n"
         "rows = list(csv.DictReader(open(d + '/train.csv')))\n"

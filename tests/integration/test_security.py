@@ -12,8 +12,8 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from agent.sim.broker import free_port, mosquitto_path, wait_port
-from agent.sim.line import SimOptions, SimulatedLine
+from agent.demo.sim.broker import free_port, mosquitto_path, wait_port
+from agent.demo.sim.line import SimOptions, SimulatedLine
 from tests.helpers.pki import opcua_app_cert, tls_ca_and_server
 from tests.helpers.running import base_config, opcua_source, running_agent, wait_for
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.sim.broker import free_port
-from agent.sim.line import SimOptions, SimulatedLine
-from agent.sim.process import COUNTER_TAG
+from agent.demo.sim.broker import free_port
+from agent.demo.sim.line import SimOptions, SimulatedLine
+from agent.demo.sim.process import COUNTER_TAG
 from tests.helpers.running import base_config, http_get, opcua_source, running_agent, wait_for
 
 ROOT = Path(__file__).parents[2]

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from agent.outbox import AsyncOutbox, NewRecord, Priority
+from agent.store.outbox import AsyncOutbox, NewRecord, Priority
 
 
 async def main(path: Path, synchronous: str) -> None:

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.app import read_status
-from agent.outbox import Outbox
-from agent.sim.broker import free_port
-from agent.sim.line import SimOptions, SimulatedLine
-from agent.sim.process import COUNTER_TAG
+from agent.demo.sim.broker import free_port
+from agent.demo.sim.line import SimOptions, SimulatedLine
+from agent.demo.sim.process import COUNTER_TAG
+from agent.service.agent import read_status
+from agent.store.outbox import Outbox
 from tests.helpers.running import base_config, opcua_source, wait_for
 
 ROOT = Path(__file__).parents[2]
@@ -94,10 +94,10 @@ async def test_flush_cancelled_at_shutdown_loses_nothing(tmp_path: Path) -> None
     the records it took from the pending lists must still be written."""
     import time as _time
 
-    from agent.app import Agent
-    from agent.codec import decode_json
     from agent.config import parse_config
-    from agent.outbox import AsyncOutbox
+    from agent.service.agent import Agent
+    from agent.store.codec import decode_json
+    from agent.store.outbox import AsyncOutbox
 
     cfg = parse_config({"gateway_id": "gw", "state_dir": str(tmp_path), "health": {"enabled": False},
                         "sources": [{"type": "opcua", "name": "plc", "endpoint": "opc.tcp://127.0.0.1:1",

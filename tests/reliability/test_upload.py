@@ -18,9 +18,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from agent.config import BackoffConfig, HubConfig
-from agent.outbox import AsyncOutbox, NewRecord, Priority
-from agent.sim.broker import free_port
-from agent.uploader import Uploader
+from agent.demo.sim.broker import free_port
+from agent.hublink.uploader import Uploader
+from agent.store.outbox import AsyncOutbox, NewRecord, Priority
 from hub.db import Telemetry, add_gateway
 from hub.server import HubServer
 from tests.helpers.running import wait_for

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.batches import PredictionBatch
+from agent.inference.batches import PredictionBatch
 from agent.monitor.alarms import AlarmBook, MonitorEvent
 from agent.monitor.labeljoin import LabelJoin
 

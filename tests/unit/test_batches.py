@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.batches import PredictionBatch, decode_predictions, encode_predictions, inputs_hash
 from agent.config import MqttBroker, MqttOutputConfig
-from agent.outputs import MqttPublisher
+from agent.inference.batches import PredictionBatch, decode_predictions, encode_predictions, inputs_hash
+from agent.outputs.publish import MqttPublisher
 
 
 def slow_hash(row: list[float]) -> int:

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.bundle import MANIFEST, BundleError, run_self_test, sign_bundle, unpack, verify_bundle
-from agent.bundle_build import build_bundle
 from agent.cli import main
 from agent.config import ModelConfig
-from agent.model import load_model
-from agent.runtimes import runtime_for_file
+from agent.inference.model import load_model
+from agent.inference.runtimes import runtime_for_file
+from agent.models.builder import build_bundle
+from agent.models.bundle import MANIFEST, BundleError, run_self_test, sign_bundle, unpack, verify_bundle
 
 
 @pytest.fixture()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.config import FeaturesConfig
-from agent.features import FeatureBuilder, TagSpec
+from agent.ingest.features import FeatureBuilder, TagSpec
 from agent.types import Quality, Reading
 
 

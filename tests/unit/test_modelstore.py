@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.comparison import Comparison
 from agent.errors import BundleError
-from agent.modelstore import ModelStore
+from agent.models.comparison import Comparison
+from agent.models.store import ModelStore
 from tests.helpers.versions import variant
 
 

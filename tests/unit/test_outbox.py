@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.codec import decode_json, decode_readings, encode_json, encode_readings
+from agent.demo.sim.tags import plant_readings
 from agent.errors import OutboxError
-from agent.outbox import AsyncOutbox, NewRecord, Outbox, Priority
-from agent.sim.tags import plant_readings
+from agent.store.codec import decode_json, decode_readings, encode_json, encode_readings
+from agent.store.outbox import AsyncOutbox, NewRecord, Outbox, Priority
 
 
 def rec(kind: str = "predictions", prio: int = Priority.PREDICTIONS, size: int = 100) -> NewRecord:

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from agent.aio.supervisor import ComponentHealth, supervise
 from agent.config import BackoffConfig
-from agent.supervisor import ComponentHealth, supervise
 
 
 async def test_failing_component_restarts_and_others_keep_running() -> None:

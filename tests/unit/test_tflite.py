@@ -6,14 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.batches import SampleBatch
-from agent.bundle import verify_bundle
-from agent.bundle_build import build_bundle
 from agent.config import ModelConfig, TfliteRuntimeConfig
-from agent.model import load_model
-from agent.runtimes import load_runtime
-from agent.sim.process import history
-from agent.training import write_csv
+from agent.demo.sim.process import history
+from agent.inference.batches import SampleBatch
+from agent.inference.model import load_model
+from agent.inference.runtimes import load_runtime
+from agent.models.builder import build_bundle
+from agent.models.bundle import verify_bundle
+from agent.models.training import write_csv
 from agent.types import Sample
 from tests.helpers.tflite_model import write_dense_model
 

@@ -1,0 +1,85 @@
+"""edge-agent models import | list | rollback: the local operator's hands on model versions,
+for air-gapped plants (a bundle from a USB stick) and for going back without the hub.
+
+The command verifies and installs into the state directory, then leaves a request that the
+running agent takes within seconds (or at its next start): activation goes through the same
+path as a version from the hub (self-test, atomic switch, watch against the previous one)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import time
+from pathlib import Path
+
+from agent.config import load_config
+from agent.errors import AgentError, BundleError
+from agent.models.store import ModelStore
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], default_config: Path) -> None:
+    models = sub.add_parser("models", help="import, list and roll back model versions locally")
+    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    imp = msub.add_parser("import", help="verify a bundle (.tar or folder) and activate it")
+    imp.add_argument("bundle", type=Path)
+    imp.add_argument("--config", type=Path, default=default_config)
+    imp.add_argument("--reason", default="imported offline")
+    imp.add_argument("--no-activate", action="store_true", help="install only (for a later rollback)")
+    ls = msub.add_parser("list", help="versions on this gateway: active, previous, rejected")
+    ls.add_argument("--config", type=Path, default=default_config)
+    ls.add_argument("--json", action="store_true")
+    rb = msub.add_parser("rollback", help="go back to the previous version, or to VERSION")
+    rb.add_argument("target_version", nargs="?", metavar="VERSION")
+    rb.add_argument("--config", type=Path, default=default_config)
+    rb.add_argument("--reason", default="rolled back by the operator")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    store = ModelStore(cfg.state_dir, cfg.model.keep_versions)
+    who = _who()
+    if args.models_command == "import":
+        bundle = store.install(args.bundle, list(cfg.model.trusted_keys), cfg.model.allow_unsigned)
+        print(f"verified {bundle.label} ({bundle.sha256[:16]}), signed by {bundle.signed_by or 'nobody'}")
+        if not args.no_activate:
+            store.request(bundle.sha256, who, args.reason)
+            print("handed to the agent: it self-tests and activates it within seconds "
+                  "(or at its next start); see 'edge-agent models list'")
+        return 0
+    if args.models_command == "list":
+        versions = store.versions()
+        if args.json:
+            print(json.dumps({"versions": versions, "history": store.state.history[-50:]}, indent=1))
+            return 0
+        if not versions:
+            print("no model versions installed")
+        for v in versions:
+            flag = v["role"] or ("rejected" if v["rejected"] else "")
+            print(f"{v['name']} {v['version']:<12} {v['sha256'][:12]}  "
+                  f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(v['installed']))}  {flag}"
+                  f"{'  (' + v['rejected'] + ')' if v['rejected'] else ''}")
+        return 0
+    if args.target_version:
+        sha = store.find(args.target_version)
+        if sha is None:
+            raise BundleError(f"version {args.target_version} is not installed here "
+                              "(edge-agent models list; import it first)")
+    else:
+        sha = store.state.previous
+        if sha is None or not store.has(sha):
+            raise AgentError("no previous version on this gateway; name one: "
+                             "edge-agent models rollback VERSION")
+    if sha == store.state.active:
+        print("that version is already active")
+        return 0
+    store.request(sha, who, args.reason, action="rollback")
+    print(f"rollback to {sha[:12]} handed to the agent")
+    return 0
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "operator"

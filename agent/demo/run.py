@@ -1,0 +1,388 @@
+"""edge-agent demo: the whole product on one machine, no setup.
+
+Starts an MQTT broker, the simulated moulding line, trains a first model on simulated history,
+builds and signs its bundle, runs the agent against the line, and reports what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.demo.hub import CANARY_AT, drained, hub_figures, model_cards, roll_out_canary, start_hub
+from agent.demo.sim.broker import any_broker, free_port
+from agent.demo.sim.line import SimOptions, SimulatedLine, node_id
+from agent.demo.sim.process import COUNTER_TAG, PROCESS_TAGS, DriftStep, history
+from agent.demo.story import Story, story_figures, write_report
+from agent.inference.batches import PredictionBatch, SampleBatch
+from agent.models.builder import build_bundle
+from agent.models.bundle import generate_keypair
+from agent.models.training import train_onnx, write_csv
+from agent.monitor.alarms import MonitorEvent
+from agent.monitor.calibrate import Budget
+from agent.service.agent import Agent
+from agent.service.logsetup import setup_logging
+from agent.types import Label
+
+log = logging.getLogger(__name__)
+
+
+CYCLE_S = 30.0  # simulated seconds per part
+RESIN_AT, CONCEPT_AT = 0.30, 0.50  # where in the run the plant changes (share of the parts)
+
+
+def prepare_models(out: Path, rows: int = 4000) -> tuple[list[Path], Path]:
+    """Train on simulated drift-free history: 1.0.0, and 1.1.0 on a newer stretch of it (the
+    version the demo rolls out as a canary). Returns (bundle dirs, public key)."""
+    keys = out / "keys"
+    generate_keypair(keys / "signing.pem", keys / "signing.pub")
+    bundles = []
+    for version, seed, parent in (("1.0.0", 1, None), ("1.1.0", 2, "1.0.0")):
+        x, names, y = history(rows, seed=seed)
+        split = int(rows * 0.75)
+        data = out / "data" / version
+        data.mkdir(parents=True, exist_ok=True)
+        write_csv(data / "train.csv", x[:split], names, y[:split])
+        write_csv(data / "holdout.csv", x[split:], names, y[split:])
+        model = train_onnx(x[:split], y[:split], data / "model.onnx", seed=seed)
+        bundle_dir = out / "bundles" / f"moulding-nok-{version}"
+        build_bundle(model, data / "train.csv", "label", "moulding-nok", version, bundle_dir,
+                     holdout_csv=data / "holdout.csv", positive_class="NOK",
+                     signing_key=keys / "signing.pem",
+                     lineage={"trainer": "sklearn GradientBoostingClassifier", "parent_version": parent,
+                              "reason": "initial" if parent is None else "retrained on newer history"},
+                     # one part per 30 s: one false alarm per feature per week is one per 20,160 parts
+                     budget=Budget(sample_rate_hz=1 / CYCLE_S, window=200))
+        bundles.append(bundle_dir)
+    return bundles, keys / "signing.pub"
+
+
+def agent_config(out: Path, opcua_port: int, ns: int, mqtt_port: int, public_key: Path) -> dict[str, Any]:
+    broker = {"host": "127.0.0.1", "port": mqtt_port}
+    return {
+        "gateway_id": "demo-line-1",
+        "state_dir": str(out / "state"),
+        "sources": [{
+            "type": "opcua", "name": "plc", "endpoint": f"opc.tcp://127.0.0.1:{opcua_port}/sim",
+            "publishing_interval_ms": 50, "sampling_interval_ms": 0, "watchdog_s": 1.0,
+            "nodes": [{"tag": t, "node_id": node_id(t, ns)} for t in [*PROCESS_TAGS, COUNTER_TAG]],
+        }],
+        "features": {"mode": "trigger", "trigger_tag": COUNTER_TAG, "max_age_s": 5.0},
+        # no bundle here: the first version comes from the hub, like every later one
+        "model": {"trusted_keys": [str(public_key)],
+                  "rollback": {"watch_s": 6.0, "min_labels": 30, "accuracy_margin": 0.05}},
+        "outputs": {"mqtt": {"broker": broker, "topic": "edge/{gateway_id}/{model}/predictions"}},
+        "labels": {"type": "mqtt", "broker": broker, "topic": "plant/line1/qc", "sample_id_field": "serial",
+                   "label_field": "result"},
+        "outbox": {"flush_interval_s": 0.5},
+        "health": {"port": 0},  # any free port: the demo must not collide with a real agent
+    }
+
+
+class Scoreboard:
+    """Joins predictions to QC results by serial, for the on-screen accuracy, and remembers
+    which part each monitor sample was, to place alarms relative to the drift onsets."""
+
+    def __init__(self) -> None:
+        self.predicted: dict[str, str] = {}
+        self.hits: deque[bool] = deque(maxlen=200)
+        self.by_part: dict[int, bool] = {}
+        self.sample_parts: list[int] = []
+        self.joined = 0
+        # each activation's monitor counts its samples from 0: where the current count starts
+        self.offsets: dict[str, int] = {}
+        self._last_version: str | None = None
+        # id(event) -> (part, estimated start part), placed when it fired
+        self.event_parts: dict[int, tuple[int, int | None]] = {}
+
+    def part_of(self, version: str, index: int) -> int:
+        i = self.offsets.get(version, 0) + index
+        return self.sample_parts[i] if 0 <= i < len(self.sample_parts) else -1
+
+    def on_event(self, event: MonitorEvent) -> None:
+        start = event.start_index
+        self.event_parts[id(event)] = (self.part_of(event.model_version, event.index),
+                                       None if start is None else self.part_of(event.model_version, start))
+
+    def part_of_event(self, event: MonitorEvent) -> int:
+        return self.event_parts.get(id(event), (-1, None))[0]
+
+    def on_predictions(self, samples: SampleBatch, batch: PredictionBatch) -> None:
+        if batch.model_version != self._last_version:  # a new activation starts counting at 0
+            self.offsets[batch.model_version] = len(self.sample_parts)
+            self._last_version = batch.model_version
+        for i, sample_id in enumerate(batch.sample_ids):
+            self.predicted[sample_id] = str(batch.outputs(i).get("label"))
+            self.sample_parts.append(int(sample_id) if sample_id.isdigit() else -1)
+
+    def on_label(self, label: Label) -> None:
+        guess = self.predicted.pop(label.sample_id, None)
+        if guess is not None:
+            self.joined += 1
+            hit = guess == str(label.value)
+            self.hits.append(hit)
+            if label.sample_id.isdigit():
+                self.by_part[int(label.sample_id)] = hit
+
+    def accuracy_between(self, first: int, last: int) -> float | None:
+        hits = [h for part, h in self.by_part.items() if first <= part < last]
+        return round(sum(hits) / len(hits), 4) if hits else None
+
+    @property
+    def accuracy(self) -> float | None:
+        return sum(self.hits) / len(self.hits) if self.hits else None
+
+
+def run_demo(duration: float, out: Path, speed: float = 300.0) -> int:
+    setup_logging("WARNING")
+    logging.getLogger("agent.service.agent").setLevel(logging.ERROR)  # the demo prints alarms its own way
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "state", ignore_errors=True)  # every run starts like a new gateway
+    return asyncio.run(_demo(duration, out, speed))
+
+
+async def _demo(duration: float, out: Path, speed: float) -> int:
+    t0 = time.monotonic()
+    _say(f"[demo] training models 1.0.0 and 1.1.0 on simulated history -> {out}/bundles")
+    bundles, pub = await asyncio.to_thread(prepare_models, out)
+    async with any_broker() as broker:
+        _say(f"[demo] MQTT broker ({broker.kind}) on 127.0.0.1:{broker.port}")
+        parts = int(duration * speed / CYCLE_S)
+        onsets = {"resin": int(parts * RESIN_AT), "concept": int(parts * CONCEPT_AT)}
+        options = SimOptions(opcua_port=free_port(), mqtt_port=broker.port, speed=speed,
+                             cycle_s=CYCLE_S, qc_delay_s=60.0,
+                             drift=[DriftStep(kind, part * CYCLE_S) for kind, part in onsets.items()])
+        async with SimulatedLine(options) as line:
+            _say(f"[demo] simulated moulding machine on opc.tcp://127.0.0.1:{options.opcua_port}"
+                 f"/sim, {speed:g}x real time, about {parts} parts; new resin from part "
+                 f"{onsets['resin']}, changed relation from part {onsets['concept']}")
+            cfg_dict = agent_config(out, options.opcua_port, line.ns, broker.port, pub)
+            hub = await start_hub(out, cfg_dict, pub, bundles[0])
+            (out / "agent.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
+            agent = Agent.from_raw(cfg_dict)
+            board = Scoreboard()
+            agent.prediction_listeners.append(board.on_predictions)
+            agent.event_listeners.append(board.on_event)
+            if agent.labels is not None:
+                inner = agent.labels._deliver
+
+                def tee(label: Label) -> None:
+                    inner(label)
+                    board.on_label(label)
+
+                agent.labels._deliver = tee
+            stop = asyncio.Event()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(agent.run(stop))
+                await agent.ready.wait()
+                await asyncio.sleep(0.2)
+                if agent.health_server is not None:
+                    _say(f"[demo] agent health and Prometheus metrics on http://127.0.0.1:"
+                         f"{agent.health_server.port}/metrics (also /healthz, /readyz)")
+                machine = tg.create_task(line.run_machine())
+                qc = tg.create_task(line.run_qc_station())
+                end = time.monotonic() + duration
+                canary_at = time.monotonic() + duration * CANARY_AT if hub is not None else None
+                shown = 0
+                shown_versions = ""
+                story = Story()
+                next_progress = time.monotonic() + 5.0
+                while time.monotonic() < end:
+                    await asyncio.sleep(min(0.5, max(0.05, end - time.monotonic())))
+                    shown = _show_events(agent, board, shown)
+                    _shift_lead(agent)
+                    if canary_at is not None and time.monotonic() >= canary_at:
+                        canary_at = None
+                        await roll_out_canary(hub, bundles[1], line.parts)
+                    shown_versions = _show_versions(agent, shown_versions)
+                    if story.alarm_wall is None and any(
+                            e.level == "alarm" and board.part_of_event(e) >= onsets["concept"]
+                            for e in agent.events[-100:]):
+                        story.alarm_wall = time.monotonic()
+                    if hub is not None:
+                        note = story.watch_hub(hub.engine, line.parts, time.monotonic(),
+                                               agent.model.version if agent.model else None)
+                        if note:
+                            _say(f"[demo]   {note}")
+                    if agent.watch is not None:
+                        m = agent.watch.monitor.metrics()
+                        scores = [*m["psi"].values(), m["prediction_psi"]]
+                        story.drift_points.append((line.parts, max(scores)))
+                    if time.monotonic() >= next_progress or time.monotonic() >= end:
+                        _progress(agent, board, line, end)
+                        next_progress += 5.0
+                machine.cancel()
+                await asyncio.sleep(0.5)
+                qc.cancel()
+                if hub is not None:  # let the uploader take what is buffered before stopping
+                    await agent._flush()
+                    await drained(agent, 15.0)
+                stop.set()
+            summary = _summary(agent, board, line, broker.kind, time.monotonic() - t0)
+            summary.update(_drift_story(agent, board, onsets))
+            if hub is not None:
+                summary.update(hub_figures(hub, agent))
+                await asyncio.to_thread(hub.stop)
+                figures = story_figures(story, board, onsets, summary)
+                summary["loop"] = figures
+                model_cards(hub, out)
+                write_report(out, story, board, onsets, figures, summary)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    _say("\n[demo] summary")
+    for key, value in summary.items():
+        if key == "alarm_timeline":
+            _say(f"  {key:38} {len(value)} warnings/alarms (see summary.json)")
+        elif key == "loop":
+            for k, v in value.items():
+                _say(f"  {k:38} {v}")
+        elif key == "version_history":
+            _say(f"  {key:38} " + f"\n  {'':38} ".join(value))
+        elif isinstance(value, dict) and key.startswith("first_"):
+            _say(f"  {key:38} part {value['part']} ({value['parts_after_onset']} parts, "
+                 f"{value['sim_minutes_after_onset']} min after onset): {value['kind']}/"
+                 f"{value['detector']}{' [' + value['feature'] + ']' if value['feature'] else ''}")
+        else:
+            _say(f"  {key:38} {value}")
+    _say(f"[demo] written to {out}/summary.json, {out}/report.html, {out}/accuracy.png; "
+         f"agent config in {out}/agent.yaml")
+    return 0 if summary["predictions"] > 0 and not summary["errors"] else 1
+
+
+def _show_versions(agent: Agent, shown: str) -> str:
+    lc = agent.lifecycle
+    if lc is None or lc.active is None:
+        return shown
+    state = f"{lc.active.version}|{lc.incumbent.version if lc.incumbent else ''}"
+    if state != shown:
+        if lc.incumbent is not None:
+            _say(f"[demo]   model {lc.active.version} active, watched against {lc.incumbent.version} "
+                 f"for {agent.config.model.rollback.watch_s:g} s")
+        else:
+            _say(f"[demo]   model {lc.active.version} active")
+    return state
+
+
+def _drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dict[str, Any]:
+    """When each warning and alarm fired, in parts after the change it answers to."""
+    resin, concept = onsets["resin"], onsets["concept"]
+
+    timeline = []
+    for e in agent.events:
+        if e.level not in ("warning", "alarm"):
+            continue
+        part = board.part_of_event(e)
+        phase = "concept" if part >= concept else ("resin" if part >= resin else "before drift")
+        onset = concept if phase == "concept" else resin
+        timeline.append({
+            "part": part, "level": e.level, "kind": e.kind, "detector": e.detector,
+            "feature": e.feature, "phase": phase,
+            "parts_after_onset": part - onset if phase != "before drift" else None,
+            "sim_minutes_after_onset": round((part - onset) * CYCLE_S / 60, 1)
+            if phase != "before drift" else None,
+            "estimated_start_part": board.event_parts.get(id(e), (-1, None))[1],
+        })
+
+    def first(level: str, phase: str, kind: str | None = None) -> dict[str, Any] | None:
+        return next((t for t in timeline if t["level"] == level and t["phase"] == phase
+                     and (kind is None or t["kind"] == kind)), None)
+
+    last = max(board.by_part, default=0) + 1
+    return {
+        "drift_onsets_part": onsets,
+        "first_warning_after_resin": first("warning", "resin"),
+        "first_alarm_after_resin": first("alarm", "resin"),
+        "first_warning_after_concept": first("warning", "concept"),
+        "first_alarm_after_concept": first("alarm", "concept"),
+        # a changed relation leaves the inputs alone: the labels are what can see it
+        "first_performance_alarm_after_concept": first("alarm", "concept", "performance"),
+        "false_alarms_before_drift": sum(1 for t in timeline if t["phase"] == "before drift"
+                                         and t["level"] == "alarm"),
+        "alarms_acknowledged": sum(1 for e in agent.events if e.level == "ok"
+                                   and any("acknowledged" in f for f in e.top_features)),
+        "accuracy_before_drift": board.accuracy_between(0, resin),
+        "accuracy_after_resin": board.accuracy_between(resin, concept),
+        "accuracy_after_concept_change": board.accuracy_between(concept, last),
+        "alarm_timeline": timeline,
+    }
+
+
+ACK_AFTER_PARTS = 30  # the shift lead acknowledges an alarm after about 15 minutes
+
+
+def _shift_lead(agent: Agent) -> None:
+    """Alarms stay latched until someone acknowledges them; in the demo a shift lead does, once
+    an alarm has been up for a while, so that a later, different problem can raise a new one."""
+    watch = agent.watch
+    if watch is None or watch.monitor.book.worst() != "alarm" or watch.ack_path.exists():
+        return
+    # when did the alarms that are latched now go up?
+    latched = [e.index for e in agent.events if e.level == "alarm"
+               and watch.monitor.book.states.get((e.kind, e.detector, e.feature)) == "alarm"
+               and e.timestamp >= watch.monitor.book.since.get((e.kind, e.detector, e.feature), 0)]
+    if latched and watch.monitor.samples - min(latched) >= ACK_AFTER_PARTS:
+        watch.ack_path.write_text("demo shift lead\n")
+        count = sum(1 for level in watch.monitor.book.states.values() if level == "alarm")
+        _say(f"[demo]   shift lead acknowledges {count} latched alarm(s)")
+
+
+def _show_events(agent: Agent, board: Scoreboard, shown: int) -> int:
+    for e in agent.events[shown:]:
+        if e.level == "ok":
+            continue
+        part = board.part_of_event(e)
+        _say(f"[demo]   {e.level.upper():7} part {part}: {e.kind}/{e.detector}"
+             f"{' [' + e.feature + ']' if e.feature else ''} score {e.score:.3g} > {e.threshold:.3g}")
+    return len(agent.events)
+
+
+def _progress(agent: Agent, board: Scoreboard, line: SimulatedLine, end: float) -> None:
+    acc = board.accuracy
+    stats = agent.outbox_stats
+    _say(f"[demo] {max(0, end - time.monotonic()):5.0f}s left | parts {line.parts:5d} | "
+         f"predictions {agent.predictions:5d} | labels {agent.labels_received:5d} | "
+         f"accuracy(last 200) {'-' if acc is None else f'{acc:.3f}'} | "
+         f"outbox {stats.depth if stats else 0} records | health "
+         f"{agent.watch.monitor.book.worst().upper() if agent.watch else '-'}")
+
+
+def _summary(agent: Agent, board: Scoreboard, line: SimulatedLine, broker: str,
+             wall: float) -> dict[str, Any]:
+    stats = agent.outbox_stats
+    readings = sum(s.status.readings for s in agent.sources)
+    errors = {
+        "inference_errors": agent.inference_errors,
+        "dropped_readings": agent.dropped_readings,
+        "component_restarts": sum(h.restarts for h in agent.health.values()),
+    }
+    return {
+        "broker": broker,
+        "wall_seconds": round(wall, 1),
+        "parts_made": line.parts,
+        "readings": readings,
+        "samples": agent.builder.samples if agent.builder else 0,
+        "invalid_samples": agent.builder.invalid_total if agent.builder else 0,
+        "predictions": agent.predictions,
+        "published": agent.publisher.published if agent.publisher else 0,
+        "labels_received": agent.labels_received,
+        "labels_joined": board.joined,
+        "rolling_accuracy": None if board.accuracy is None else round(board.accuracy, 4),
+        "outbox_records": stats.depth if stats else 0,
+        "outbox_items": stats.items if stats else 0,
+        "outbox_bytes": stats.bytes if stats else 0,
+        "evicted": stats.evicted_items if stats else 0,
+        "model": agent.model.bundle.label if agent.model else None,
+        "errors": {k: v for k, v in errors.items() if v},
+    }
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stdout, flush=True)

@@ -1,0 +1,231 @@
+"""Model versions from the hub: poll the desired state (ETag, jittered interval), download a
+bundle to staging with HTTP Range (a broken download resumes), check the archive's size and
+sha256, verify and install it, then hand it to the lifecycle to activate or run as a shadow.
+A status report (active and shadow versions, comparison figures, rejections, alarms, backlog)
+goes to the hub after every change and every report interval."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from agent.aio.backoff import Backoff
+from agent.aio.links import SourceStatus
+from agent.config import HubConfig
+from agent.errors import AgentError, BundleError
+from agent.hublink.client import hub_client
+from agent.models.lifecycle import ModelLifecycle
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 16
+
+
+class DownloadError(AgentError):
+    """A bundle download that did not complete; it resumes at the next attempt."""
+
+
+class HubSync:
+    def __init__(self, config: HubConfig, gateway_id: str, lifecycle: ModelLifecycle,
+                 extra_report: Callable[[], dict[str, Any]],
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 on_config: Callable[[dict[str, Any] | None], Awaitable[bool]] | None = None) -> None:
+        self.config = config
+        self.gateway_id = gateway_id
+        self.lifecycle = lifecycle
+        self.extra_report = extra_report
+        self.on_config = on_config
+        self.status = SourceStatus("hub-sync", "hub")
+        self._transport = transport
+        self.etag: str | None = None
+        self.desired: dict[str, Any] | None = None
+        self.last_success: float | None = None
+        self.polls = 0
+        self.reports = 0
+        # bundles refused on download or verification: retried later with backoff, and reported
+        self.refused: dict[str, dict[str, Any]] = {}
+        self._retry_at: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+        self._rng = random.Random()
+
+    async def run(self) -> None:
+        backoff = Backoff(self.config.reconnect)
+        next_report = 0.0
+        async with hub_client(self.config, self._transport) as client:
+            while True:
+                try:
+                    changed = await self.sync_once(client)
+                    if changed or time.monotonic() >= next_report:
+                        await self.send_report(client)
+                        next_report = time.monotonic() + self.config.report_interval_s
+                    self._ok()
+                    backoff.reset()
+                    delay = self.config.poll_interval_s * (1 + self.config.poll_jitter * self._rng.random())
+                except (httpx.HTTPError, DownloadError) as exc:  # unreachable, or refused our token
+                    self._failed(f"{type(exc).__name__}: {exc}")
+                    delay = backoff.next_delay()
+                await asyncio.sleep(delay)
+
+    async def sync_once(self, client: httpx.AsyncClient) -> bool:
+        """One poll; True when the desired state was new (and has been acted on)."""
+        headers = {"If-None-Match": self.etag} if self.etag else {}
+        r = await client.get(f"/api/v1/gateways/{self.gateway_id}/desired", headers=headers)
+        self.polls += 1
+        if r.status_code == 304:
+            await self._retry_pending(client)
+            return False
+        if r.status_code in (401, 403):
+            raise DownloadError(f"the hub refuses this gateway's token ({r.status_code}); check hub.token")
+        r.raise_for_status()
+        try:
+            doc = r.json()
+        except ValueError:
+            raise DownloadError("the hub's desired state is not JSON") from None
+        self.desired = doc
+        complete = await self.apply(client, doc)
+        # remember the ETag only when everything it asked for is done: otherwise ask again
+        self.etag = r.headers.get("etag") if complete else None
+        return True
+
+    async def _retry_pending(self, client: httpx.AsyncClient) -> None:
+        if self.desired is not None and self._retry_at:
+            await self.apply(client, self.desired)
+
+    async def apply(self, client: httpx.AsyncClient, doc: dict[str, Any]) -> bool:
+        lc = self.lifecycle
+        complete = True
+        model = doc.get("model")
+        deployment = doc.get("deployment") or {}
+        active_sha = lc.active.bundle.sha256 if lc.active else None
+        if model and model.get("sha256") != active_sha and self._wanted(model["sha256"]):
+            if await self._fetch(client, model):
+                reason = (f"deployed by the hub (deployment {deployment.get('id')}, "
+                          f"{deployment.get('strategy', 'immediate')})")
+                await lc.activate(model["sha256"], reason, actor="hub")
+            else:
+                complete = False
+        shadow = doc.get("shadow")
+        current_shadow = lc.shadow.bundle.sha256 if lc.shadow else None
+        if shadow is None and current_shadow is not None:
+            lc.stop_shadow("the hub withdrew it")
+        elif shadow and shadow.get("sha256") != current_shadow and self._wanted(shadow["sha256"]):
+            if shadow["sha256"] == (lc.active.bundle.sha256 if lc.active else None):
+                pass  # already promoted
+            elif await self._fetch(client, shadow):
+                lc.stop_shadow("replaced by a newer shadow")
+                terms = {"min_labels": shadow.get("min_labels"), "watch_s": shadow.get("watch_s")}
+                await lc.start_shadow(shadow["sha256"], f"shadow deployment {shadow.get('deployment')}",
+                                      terms)
+            else:
+                complete = False
+        if self.on_config is not None and await self.on_config(doc.get("config")):
+            await self.send_report(client)  # the hub hears about a config change at once
+        return complete
+
+    def _wanted(self, sha: str) -> bool:
+        if sha in self.lifecycle.store.state.rejected:
+            return False  # rejected here before: never again on the hub's say-so (no loops)
+        return time.monotonic() >= self._retry_at.get(sha, 0.0)
+
+    async def _fetch(self, client: httpx.AsyncClient, ref: dict[str, Any]) -> bool:
+        """Make sure the bundle is installed; False if it is not (yet)."""
+        sha = ref["sha256"]
+        store = self.lifecycle.store
+        if store.has(sha):
+            return True
+        label = f"{ref.get('name', '?')} {ref.get('version', '?')}"
+        try:
+            archive = await self._download(client, ref)
+            cfg = self.lifecycle.config.model
+            await asyncio.to_thread(store.install, archive, list(cfg.trusted_keys), cfg.allow_unsigned, sha)
+            archive.unlink(missing_ok=True)
+        except DownloadError as exc:  # the hub sent less than it declared: resume later
+            self._refuse(sha, ref, f"{label} not installed: {exc}")
+            return False
+        except BundleError as exc:
+            self._refuse(sha, ref, f"{label} refused: {exc}")
+            (store.staging / f"{sha}.part").unlink(missing_ok=True)
+            return False
+        self.refused.pop(sha, None)
+        self._retry_at.pop(sha, None)
+        self._failures.pop(sha, None)
+        log.info("installed %s from the hub", label)
+        return True
+
+    def _refuse(self, sha: str, ref: dict[str, Any], reason: str) -> None:
+        log.error("%s", reason)
+        self.lifecycle.last_error = reason
+        failures = self._failures[sha] = self._failures.get(sha, 0) + 1
+        delay = min(3600.0, 30.0 * 2 ** (failures - 1))
+        self._retry_at[sha] = time.monotonic() + delay
+        self.refused[sha] = {"sha256": sha, "name": ref.get("name"), "version": ref.get("version"),
+                             "reason": reason, "at": time.time(), "retry_in_s": delay}
+
+    async def _download(self, client: httpx.AsyncClient, ref: dict[str, Any]) -> Any:
+        sha, size, want = ref["sha256"], ref.get("size"), ref.get("archive_sha256")
+        part = self.lifecycle.store.staging / f"{sha}.part"
+        have = part.stat().st_size if part.exists() else 0
+        if size is not None and have > size:
+            part.unlink()
+            have = 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        if not (size is not None and have == size):
+            async with client.stream("GET", ref["url"], headers=headers) as r:
+                if r.status_code == 416:  # nothing more to get: what we have is all there is
+                    pass
+                elif r.status_code not in (200, 206):
+                    raise DownloadError(f"bundle download answered {r.status_code}")
+                else:
+                    mode = "ab" if r.status_code == 206 else "wb"
+                    with part.open(mode) as fh:
+                        async for chunk in r.aiter_bytes(CHUNK):
+                            fh.write(chunk)
+        got = part.stat().st_size if part.exists() else 0
+        if size is not None and got < size:
+            raise DownloadError(f"bundle download incomplete: {got} of {size} bytes; resumes next time")
+        if want is not None:
+            digest = await asyncio.to_thread(_sha256, part)
+            if digest != want or (size is not None and got != size):
+                raise BundleError(f"the downloaded archive's sha256 {digest[:12]} ({got} bytes) is not "
+                                  f"the {want[:12]} ({size} bytes) the hub declared (tampered or corrupted)")
+        return part
+
+    async def send_report(self, client: httpx.AsyncClient) -> None:
+        report = {**self.extra_report(), **self.lifecycle.report()}
+        report["rejected"] = report["rejected"] + list(self.refused.values())
+        report["sync"] = {"polls": self.polls, "last_success": self.last_success,
+                          "last_error": self.status.last_error}
+        body = json.dumps(report, default=str).encode()
+        r = await client.post(f"/api/v1/gateways/{self.gateway_id}/status", content=body,
+                              headers={"Content-Type": "application/json"})
+        if r.status_code >= 400:
+            log.warning("the hub refused the status report: %s %s", r.status_code, r.text[:200])
+        else:
+            self.reports += 1
+
+    def _ok(self) -> None:
+        if not self.status.connected:
+            log.info("hub reachable at %s", self.config.url)
+        self.status.connected = True
+        self.status.last_error = None
+        self.last_success = time.time()
+
+    def _failed(self, why: str) -> None:
+        if self.status.mark_failed(why):
+            log.warning("hub sync failed (%s); the active model keeps running", why)
+
+
+def _sha256(path: Any) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,85 @@
+"""One MQTT connection that comes back: connect, (re)subscribe, hand messages over, retry.
+
+Shared by the MQTT source, the label listener and the prediction publisher, so every MQTT
+connection the agent holds reconnects the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+
+import aiomqtt
+
+from agent.aio.backoff import Backoff
+from agent.aio.links import SourceStatus
+from agent.aio.supervisor import raise_if_cancelling
+from agent.config import MqttBroker, reveal
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[str, bytes], None]
+
+
+def make_client(broker: MqttBroker, identifier: str, persistent: bool) -> aiomqtt.Client:
+    tls_params = None
+    if broker.tls is not None:
+        tls_params = aiomqtt.TLSParameters(
+            ca_certs=str(broker.tls.ca_file) if broker.tls.ca_file else None,
+            certfile=str(broker.tls.cert_file) if broker.tls.cert_file else None,
+            keyfile=str(broker.tls.key_file) if broker.tls.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+    return aiomqtt.Client(
+        broker.host, broker.port,
+        username=broker.username, password=reveal(broker.password),
+        identifier=broker.client_id or identifier,
+        # a persistent session makes the broker keep QoS>0 messages while we reconnect
+        clean_session=not persistent,
+        keepalive=broker.keepalive_s, timeout=10,
+        tls_params=tls_params,
+        tls_insecure=broker.tls.insecure if broker.tls else None,
+    )
+
+
+async def run_session(
+    broker: MqttBroker,
+    identifier: str,
+    status: SourceStatus,
+    subscriptions: list[tuple[str, int]],
+    on_message: MessageHandler | None = None,
+    on_connected: Callable[[aiomqtt.Client], Awaitable[None]] | None = None,
+) -> None:
+    """Run forever: connect with backoff, subscribe, dispatch. Returns only when cancelled."""
+    backoff = Backoff(broker.reconnect)
+    while True:
+        client = make_client(broker, identifier, persistent=bool(subscriptions))
+        try:
+            async with client:
+                for topic, qos in subscriptions:
+                    await client.subscribe(topic, qos=qos)
+                status.connected = True
+                status.last_error = None
+                backoff.reset()
+                log.info("mqtt %s: connected to %s:%d", status.name, broker.host, broker.port)
+                if on_connected is not None:
+                    await on_connected(client)
+                elif on_message is not None:
+                    async for message in client.messages:
+                        payload = message.payload
+                        if not isinstance(payload, bytes | bytearray):
+                            payload = str(payload).encode()
+                        on_message(str(message.topic), bytes(payload))
+                else:
+                    await asyncio.Future()  # connected, nothing to read: wait for cancellation
+        except aiomqtt.MqttError as exc:
+            status.last_error = f"{type(exc).__name__}: {exc}"
+        raise_if_cancelling()
+        status.connected = False
+        delay = backoff.next_delay()
+        log.warning("mqtt %s: broker %s:%d unreachable or lost (%s); retry in %.1fs",
+                    status.name, broker.host, broker.port, status.last_error, delay)
+        await asyncio.sleep(delay)
+        status.reconnects += 1

@@ -1,0 +1,213 @@
+"""Local HTTP endpoint for operators and Prometheus: /healthz, /readyz, /metrics.
+
+Metrics are read from the agent's own counters at scrape time (a custom collector), so the hot
+path pays nothing for them except the inference latency histogram.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+
+from agent.monitor.alarms import LEVELS
+
+if TYPE_CHECKING:
+    from agent.service.agent import Agent
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST = 8192
+
+
+class AgentCollector:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def collect(self) -> Iterator[Any]:
+        a = self.agent
+        readings = CounterMetricFamily("edge_readings", "Tag readings received", labels=["source"])
+        malformed = CounterMetricFamily("edge_malformed", "Malformed payloads/values", labels=["source"])
+        connected = GaugeMetricFamily("edge_source_connected", "1 when connected", labels=["source"])
+        reconnects = CounterMetricFamily("edge_source_reconnects", "Reconnect attempts", labels=["source"])
+        for s in a.sources:
+            st = s.status
+            readings.add_metric([st.name], st.readings)
+            malformed.add_metric([st.name], st.malformed)
+            connected.add_metric([st.name], 1.0 if st.connected else 0.0)
+            reconnects.add_metric([st.name], st.reconnects)
+        yield from (readings, malformed, connected, reconnects)
+        builder = a.builder
+        yield CounterMetricFamily("edge_samples", "Valid samples built",
+                                  value=builder.samples if builder else 0)
+        invalid = CounterMetricFamily("edge_invalid_samples", "Invalid samples", labels=["reason"])
+        for reason, count in (builder.invalid.items() if builder else []):
+            invalid.add_metric([reason], count)
+        yield invalid
+        yield CounterMetricFamily("edge_predictions", "Predictions made", value=a.predictions)
+        yield CounterMetricFamily("edge_inference_errors", "Failed inference batches",
+                                  value=a.inference_errors)
+        yield CounterMetricFamily("edge_dropped_readings", "Readings dropped: queue full",
+                                  value=a.dropped_readings)
+        yield CounterMetricFamily("edge_labels", "Ground-truth labels received", value=a.labels_received)
+        if a.publisher is not None:
+            yield CounterMetricFamily("edge_mqtt_published", "Predictions published",
+                                      value=a.publisher.published)
+            yield CounterMetricFamily("edge_mqtt_dropped", "Predictions dropped from the output queue",
+                                      value=a.publisher.dropped)
+        stats = a.outbox_stats
+        if stats is not None:
+            yield GaugeMetricFamily("edge_outbox_records", "Records waiting", value=stats.depth)
+            yield GaugeMetricFamily("edge_outbox_bytes", "Bytes waiting", value=stats.bytes)
+            evicted = CounterMetricFamily("edge_outbox_evicted", "Items evicted by the disk budget",
+                                          labels=["kind"])
+            for kind, count in stats.evicted_by_kind.items():
+                evicted.add_metric([kind], count)
+            yield evicted
+        if a.model is not None:
+            info = InfoMetricFamily("edge_model", "Active model version")
+            b = a.model.bundle
+            info.add_metric([], {"name": b.manifest.name, "version": b.manifest.version,
+                                 "sha256": b.sha256})
+            yield info
+        yield from self._hub()
+        yield from self._monitor()
+
+    def _hub(self) -> Iterator[Any]:
+        a = self.agent
+        links = [(name, link.status) for name, link in (("upload", a.uploader), ("sync", a.sync))
+                 if link is not None]
+        if not links:
+            return
+        up = GaugeMetricFamily("edge_hub_connected", "1 when the last exchange with the hub worked",
+                               labels=["link"])
+        for name, status in links:
+            up.add_metric([name], 1.0 if status.connected else 0.0)
+        yield up
+        if a.uploader is not None:
+            yield CounterMetricFamily("edge_hub_uploaded_records", "Outbox records the hub acknowledged",
+                                      value=a.uploader.uploaded_records)
+        if a.sync is not None and a.sync.last_success is not None:
+            yield GaugeMetricFamily("edge_hub_sync_last_success_timestamp_seconds",
+                                    "When the desired state was last fetched", value=a.sync.last_success)
+        if a.lifecycle is not None:
+            yield CounterMetricFamily("edge_model_switches", "Model activations and rollbacks",
+                                      value=a.lifecycle.switches)
+            yield GaugeMetricFamily("edge_model_rejected", "Versions rejected on this gateway",
+                                    value=len(a.lifecycle.store.state.rejected))
+            yield GaugeMetricFamily("edge_model_watch_active", "1 while a new version is watched",
+                                    value=1.0 if a.lifecycle.watch_until is not None else 0.0)
+
+    def _monitor(self) -> Iterator[Any]:
+        watch = self.agent.watch
+        if watch is None:
+            return
+        m = watch.monitor
+        psi = GaugeMetricFamily("edge_drift_psi", "PSI of the window", labels=["feature"])
+        cusum = GaugeMetricFamily("edge_drift_cusum", "CUSUM statistic", labels=["feature"])
+        for name, value in zip([*m.names, "score"], m.psi.last.tolist(), strict=True):
+            psi.add_metric([name], value)
+        for name, value in zip(m.cusum_columns, m.cusum.score.tolist(), strict=True):
+            cusum.add_metric([name or "pca"], value)
+        yield psi
+        yield cusum
+        state = GaugeMetricFamily("edge_alarm_state", "0 ok, 1 warning, 2 alarm",
+                                  labels=["kind", "detector", "feature"])
+        for (kind, detector, feature), level in m.book.states.items():
+            state.add_metric([kind, detector, feature or ""], LEVELS[level])
+        yield state
+        yield GaugeMetricFamily("edge_model_health", "Worst alarm level of the active model",
+                                value=LEVELS[m.book.worst()])
+        coverage = watch.labels.figures().get("coverage")
+        if coverage is not None:
+            yield GaugeMetricFamily("edge_label_coverage", "Share of predictions with a label",
+                                    value=coverage)
+        if m.correct.count:
+            yield GaugeMetricFamily("edge_rolling_accuracy", "Accuracy on recent labels",
+                                    value=m.correct.mean)
+
+
+class HealthServer:
+    def __init__(self, agent: Agent, host: str, port: int) -> None:
+        self.agent = agent
+        self.host, self.port = host, port
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(AgentCollector(agent))
+        self.latency = Histogram("edge_inference_seconds", "Inference time per batch",
+                                 registry=self.registry,
+                                 buckets=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 1.0))
+        self._server: asyncio.Server | None = None
+
+    async def run(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        sock = self._server.sockets[0].getsockname()
+        self.port = int(sock[1])
+        log.info("health and metrics on http://%s:%d (/healthz /readyz /metrics)", self.host, self.port)
+        async with self._server:
+            await self._server.serve_forever()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(5):
+                head = await reader.readuntil(b"\r\n\r\n")
+            parts = head[:MAX_REQUEST].split(b" ", 2)
+            method, path = (parts[0], parts[1].decode(errors="replace")) if len(parts) > 1 else (b"", "")
+            status, ctype, body = self._route(method, path.split("?", 1)[0])
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            status, ctype, body = 400, "text/plain", b"bad request\n"
+        try:
+            writer.write(f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n"
+                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+            await writer.drain()
+        except ConnectionError:
+            pass  # the client went away; nothing to tell it
+        finally:
+            writer.close()
+
+    def _route(self, method: bytes, path: str) -> tuple[int, str, bytes]:
+        if method not in (b"GET", b"HEAD"):
+            return 405, "text/plain", b"only GET\n"
+        if path == "/healthz":
+            return 200, "text/plain", b"ok\n"
+        if path == "/readyz":
+            ready, reasons = self.readiness()
+            doc = json.dumps({"ready": ready, "reasons": reasons,
+                              "degraded": self.degraded()}).encode() + b"\n"
+            return (200 if ready else 503), "application/json", doc
+        if path == "/metrics":
+            return 200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(self.registry)
+        return 404, "text/plain", b"try /healthz, /readyz or /metrics\n"
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        a = self.agent
+        reasons = []
+        if a.outbox is None:
+            reasons.append("outbox not open")
+        if a.model is None:
+            reasons.append(f"no model: {a.model_error}")
+        for s in a.sources:
+            if not s.status.connected:
+                why = s.status.last_error or "connecting"
+                reasons.append(f"source {s.status.name} not connected ({why})")
+        return not reasons, reasons
+
+    def degraded(self) -> list[str]:
+        """Worth knowing, but the agent serves the line without them: the hub is one (the
+        outbox keeps everything until it is back)."""
+        a = self.agent
+        out = []
+        for name, link in (("upload", a.uploader), ("sync", a.sync)):
+            if link is not None and not link.status.connected and link.status.last_error:
+                out.append(f"hub {name}: {link.status.last_error}")
+        if a.lifecycle is not None and a.lifecycle.watch_until is not None and a.model is not None:
+            out.append(f"model {a.model.version} under watch")
+        return out
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            503: "Service Unavailable"}

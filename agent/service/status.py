@@ -1,0 +1,105 @@
+"""edge-agent status: what the agent is doing, read from its state directory (works when the
+agent is stopped too: the outbox figures come from the database itself)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+import sqlite_utils
+
+from agent.config import AgentConfig
+from agent.service.agent import read_status
+
+
+def outbox_figures(cfg: AgentConfig) -> dict[str, Any] | None:
+    path = cfg.outbox_path
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)  # never write to a live outbox
+    db = sqlite_utils.Database(conn)
+    try:
+        records = db.table("records")
+        depth = records.count
+        items, size = db.execute(
+            "SELECT COALESCE(SUM(items),0), COALESCE(SUM(nbytes),0) FROM records").fetchone()
+        evicted = {row["kind"]: row["items"] for row in db.table("evicted").rows}
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    return {"depth": depth, "items": items, "bytes": size, "file_bytes": path.stat().st_size,
+            "evicted_by_kind": evicted, "evicted_items": sum(evicted.values())}
+
+
+def print_status(cfg: AgentConfig, as_json: bool) -> int:
+    status = read_status(cfg.state_dir) or {}
+    outbox = outbox_figures(cfg)
+    report: dict[str, Any] = {"gateway_id": cfg.gateway_id, "state_dir": str(cfg.state_dir),
+              "running": bool(status) and time.time() - status.get("updated", 0) < 10,
+              **{k: status.get(k) for k in ("model", "model_error", "sources", "samples",
+                                            "samples_per_s", "predictions", "labels",
+                                            "invalid_samples", "dropped_readings", "updated",
+                                            "monitor", "lifecycle", "sync")},
+              "outbox": outbox}
+    if as_json:
+        print(json.dumps(report, indent=1))
+        return 0
+    model: dict[str, Any] | None = report["model"]
+    print(f"gateway       {cfg.gateway_id} ({'running' if report['running'] else 'not running'})")
+    print(f"model         {model['name'] + ' ' + model['version'] if model else 'none'}"
+          + (f"  [{report['model_error']}]" if report["model_error"] else ""))
+    sources: list[dict[str, Any]] = report["sources"] or []
+    for src in sources:
+        state = "connected" if src["connected"] else "DISCONNECTED"
+        print(f"source        {src['name']} ({src['kind']}): {state}, {src['readings']} readings,"
+              f" {src['malformed']} malformed, {src['reconnects']} reconnects")
+    print(f"samples       {report['samples'] or 0} ({report['samples_per_s'] or 0}/s), "
+          f"predictions {report['predictions'] or 0}, labels {report['labels'] or 0}")
+    monitor: dict[str, Any] | None = report["monitor"]
+    if monitor:
+        join = monitor.get("labels_join") or {}
+        print(f"health        {str(monitor.get('alarm_state', 'ok')).upper()}, "
+              f"{len(monitor.get('alarms') or [])} active, rolling accuracy "
+              f"{monitor.get('rolling_accuracy')}, expected (CBPE) {monitor.get('cbpe_expected_accuracy')}")
+        print(f"labels        coverage {join.get('coverage')}, mean latency {join.get('mean_latency_s')} s, "
+              f"{join.get('pending')} waiting")
+    lifecycle: dict[str, Any] | None = report["lifecycle"]
+    if lifecycle:
+        watch, shadow = lifecycle.get("watch"), lifecycle.get("shadow")
+        if watch:
+            against = (watch.get("against") or {}).get("version", "-")
+            print(f"watch         {watch['version']} against {against} until "
+                  f"{time.strftime('%H:%M:%S', time.localtime(watch['until']))}: "
+                  f"{_comparison(watch.get('comparison'))}")
+        if shadow:
+            print(f"shadow        {shadow['version']}: {_comparison(shadow.get('comparison'))}")
+        for r in (lifecycle.get("rejected") or [])[-3:]:
+            print(f"rejected      {r.get('version')}: {r.get('reason')}")
+    sync: dict[str, Any] | None = report["sync"]
+    if sync:
+        last = sync.get("last_success")
+        print(f"hub           {'reachable' if sync.get('connected') else 'UNREACHABLE'}, last sync "
+              f"{time.strftime('%H:%M:%S', time.localtime(last)) if last else 'never'}"
+              + (f"  [{sync['last_error']}]" if sync.get("last_error") else ""))
+    if outbox:
+        print(f"outbox        {outbox['depth']} records ({outbox['items']} items), "
+              f"{outbox['bytes']} bytes, evicted {outbox['evicted_items']}")
+    else:
+        print("outbox        not created yet")
+    return 0
+
+
+def _comparison(c: dict[str, Any] | None) -> str:
+    if not c:
+        return "no side-by-side comparison"
+    if "candidate_accuracy" in c:
+        acc = f"accuracy {c.get('candidate_accuracy')} vs {c.get('active_accuracy')}"
+    elif "candidate_mae" in c:
+        acc = f"MAE {c.get('candidate_mae')} vs {c.get('active_mae')}"
+    else:
+        acc = "no labels yet"
+    return (f"{c.get('labelled', 0)} labelled, {acc}, agreement {c.get('agreement')}, p99 "
+            f"{c.get('p99_candidate_ms')} vs {c.get('p99_active_ms')} ms")
