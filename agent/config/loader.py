@@ -1,0 +1,149 @@
+"""YAML -> ${ENV} substitution -> validation, with errors that name the place and the fix;
+and the file checks (preflight) that validation leaves out."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from agent.config.common import SecretFile
+from agent.config.outputs import MqttLabelsConfig
+from agent.config.service import AgentConfig
+from agent.config.sources import MqttBroker, OpcUaSourceConfig
+from agent.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/agent.yaml")
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+def substitute_env(text: str, env: dict[str, str] | None = None) -> str:
+    """Replace ${VAR} and ${VAR:-default}; an unset variable without default is an error."""
+    env = dict(os.environ) if env is None else env
+    missing: list[str] = []
+
+    def repl(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        missing.append(name)
+        return ""
+
+    result = _ENV_PATTERN.sub(repl, text)
+    if missing:
+        raise ConfigError([f"${{{n}}}: environment variable is not set (set it or give a default "
+                           f"as ${{{n}:-value}})" for n in sorted(set(missing))])
+    return result
+
+
+def format_location(loc: tuple[Any, ...]) -> str:
+    place = ""
+    for part in loc:
+        if isinstance(part, int):
+            place += f"[{part}]"
+        elif part in ("opcua", "mqtt", "onnx", "tflite", "SecretStr", "SecretFile", "str"):
+            continue  # discriminator / union branch names say nothing to the user
+        elif isinstance(part, str) and ("[" in part or "function-after" in part):
+            continue
+        else:
+            place += f".{part}" if place else str(part)
+    return place or "(top level)"
+
+
+def parse_config(data: Any) -> AgentConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(["(top level): expected a mapping of settings, got "
+                           f"{type(data).__name__}"])
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            place = format_location(tuple(err["loc"]))
+            problems.append(f"{place}: {_friendly(err)}")
+        raise ConfigError(list(dict.fromkeys(problems))) from None
+
+
+def _friendly(err: Any) -> str:
+    """Say what to do, not only what pydantic checked."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "unknown setting (check the spelling; 'edge-agent config-schema' lists them all)"
+    if kind == "union_tag_invalid":
+        return f"unknown type '{ctx.get('tag')}'; expected one of {ctx.get('expected_tags')}"
+    if kind == "string_pattern_mismatch" and err["loc"][-1] == "node_id":
+        return (f"'{err['input']}' is not an OPC UA node id; use 'ns=2;i=1001' or "
+                "'ns=3;s=Machine.Tag'")
+    if kind == "string_pattern_mismatch" and err["loc"][-1] == "endpoint":
+        return f"'{err['input']}' is not an OPC UA endpoint; use opc.tcp://host:4840"
+    if kind == "string_pattern_mismatch" and err["loc"][-1] == "gateway_id":
+        return "use only letters, digits, '.', '_' and '-'"
+    if kind == "missing":
+        return "required setting is missing"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def load_config(path: Path, env: dict[str, str] | None = None) -> AgentConfig:
+    return parse_config(load_config_dict(path, env))
+
+
+def load_config_dict(path: Path, env: dict[str, str] | None = None) -> Any:
+    """The file's settings after ${ENV} substitution, before validation (the base that config
+    overlays from the hub are merged over)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    text = substitute_env(text, env)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError([f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from None
+    return data
+
+
+def preflight(cfg: AgentConfig) -> list[str]:
+    """File checks that validation leaves out: named files must exist and be readable."""
+    problems: list[str] = []
+
+    def need(path: Path | None, place: str) -> None:
+        if path is not None and not path.exists():
+            problems.append(f"{place}: file not found: {path}")
+
+    for i, src in enumerate(cfg.sources):
+        if isinstance(src, OpcUaSourceConfig):
+            need(src.security.certificate, f"sources[{i}].security.certificate")
+            need(src.security.private_key, f"sources[{i}].security.private_key")
+            need(src.security.server_certificate, f"sources[{i}].security.server_certificate")
+            if isinstance(src.password, SecretFile):
+                need(src.password.file, f"sources[{i}].password.file")
+        else:
+            _check_broker(src.broker, f"sources[{i}].broker", need)
+    if cfg.outputs.mqtt:
+        _check_broker(cfg.outputs.mqtt.broker, "outputs.mqtt.broker", need)
+    if isinstance(cfg.labels, MqttLabelsConfig):
+        _check_broker(cfg.labels.broker, "labels.broker", need)
+    if cfg.hub is not None:
+        need(cfg.hub.ca_file, "hub.ca_file")
+        if isinstance(cfg.hub.token, SecretFile):
+            need(cfg.hub.token.file, "hub.token.file")
+    for i, key in enumerate(cfg.model.trusted_keys):
+        need(key, f"model.trusted_keys[{i}]")
+    return problems
+
+
+def _check_broker(broker: MqttBroker, place: str, need: Any) -> None:
+    if isinstance(broker.password, SecretFile):
+        need(broker.password.file, f"{place}.password.file")
+    if broker.tls:
+        need(broker.tls.ca_file, f"{place}.tls.ca_file")
+        need(broker.tls.cert_file, f"{place}.tls.cert_file")
+        need(broker.tls.key_file, f"{place}.tls.key_file")

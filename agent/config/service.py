@@ -1,0 +1,109 @@
+"""The top-level config model and the service-wide sections (hub, health, outbox)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from agent.config.common import BackoffConfig, Secret, Strict
+from agent.config.model import FeaturesConfig, ModelConfig
+from agent.config.outputs import LabelsConfig, MonitoringConfig, OutputsConfig
+from agent.config.overlay import DEFAULT_PINS
+from agent.config.sources import OpcUaSourceConfig, SourceConfig
+
+
+class HubConfig(Strict):
+    url: str = Field(pattern=r"^https?://", description="Hub base URL, https://hub.plant:8443.")
+    token: Secret = Field(description="This gateway's hub token, or {file: PATH}.")
+    ca_file: Path | None = Field(None, description="CA bundle that signs the hub's certificate.")
+    timeout_s: float = Field(10.0, gt=0, description="Timeout of each hub request.")
+    upload_interval_s: float = Field(2.0, gt=0, description="Pause when the outbox is empty.")
+    upload_batch: int = Field(500, ge=1, le=10_000, description="Outbox records per upload.")
+    reconnect: BackoffConfig = Field(default_factory=BackoffConfig,
+                                     description="Retry delays while the hub is unreachable.")
+    sync_models: bool = Field(True, description="Take model versions from the hub's desired state.")
+    poll_interval_s: float = Field(30.0, gt=0, description="How often to ask for the desired state.")
+    poll_jitter: float = Field(0.2, ge=0, le=1, description=(
+        "Random fraction added to each poll interval, so a fleet does not poll in lockstep."))
+    report_interval_s: float = Field(30.0, gt=0, description="How often to send a status report.")
+
+
+class HealthConfig(Strict):
+    enabled: bool = Field(True, description="Serve /healthz, /readyz and /metrics.")
+    listen: str = Field("127.0.0.1", description="Address to listen on (loopback by default).")
+    port: int = Field(9108, ge=0, le=65535, description="TCP port (0: any free port).")
+
+
+class OutboxConfig(Strict):
+    path: Path | None = Field(None, description="SQLite file; default STATE_DIR/outbox.db.")
+    disk_budget_bytes: int = Field(1 << 30, ge=1 << 16, description="Bytes kept before evicting.")
+    synchronous: Literal["NORMAL", "FULL"] = Field(
+        "NORMAL", description="FULL survives power loss; NORMAL survives process crashes."
+    )
+    flush_interval_s: float = Field(0.5, gt=0, description="Batching period of writes.")
+    store_readings: bool = Field(True, description="Keep raw tag readings for the hub.")
+
+
+class TrainingDataConfig(Strict):
+    enabled: bool = Field(True, description="Upload labelled samples for retraining at the hub.")
+    daily_budget: int = Field(5000, ge=0, description=(
+        "Labelled samples uploaded per day; misclassified parts and parts seen during a drift "
+        "warning may use all of it, ordinary ones half."))
+
+
+class RemoteConfigPolicy(Strict):
+    enabled: bool = Field(True, description="Apply config overlays the hub holds for this gateway.")
+    grace_s: float = Field(60.0, gt=0, description=(
+        "Seconds a changed source or output has to connect before the change is reverted."))
+
+
+class AgentConfig(Strict):
+    gateway_id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="This gateway's id.")
+    state_dir: Path = Field(Path("/var/lib/edge-agent"), description="Writable state directory.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_json: bool = Field(False, description="Log JSON lines instead of plain text.")
+    reading_queue: int = Field(100_000, ge=100, description="Readings buffered before dropping.")
+    sources: list[SourceConfig] = Field(min_length=1, description="Protocol sources.")
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig, description="Sampling.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Model and runtime.")
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig, description="Where predictions go.")
+    labels: LabelsConfig | None = Field(None, description="Where ground-truth labels come from.")
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig,
+                                         description="Model health monitoring.")
+    health: HealthConfig = Field(default_factory=HealthConfig,
+                                 description="Local health and Prometheus metrics endpoint.")
+    hub: HubConfig | None = Field(None, description="The central hub to upload telemetry to.")
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig, description="Store-and-forward.")
+    training_data: TrainingDataConfig = Field(default_factory=TrainingDataConfig,
+                                              description="Labelled samples for retraining.")
+    config_pins: list[str] = Field(default_factory=lambda: list(DEFAULT_PINS), description=(
+        "Dotted paths the hub's config overlay may not change; the local file wins "
+        "(e.g. sources, outputs.mqtt.broker). gateway_id and state_dir are always local."))
+    remote_config: RemoteConfigPolicy = Field(default_factory=RemoteConfigPolicy,
+                                              description="Config overlays from the hub.")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> AgentConfig:
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique, repeated: {', '.join(dupes)}")
+        wb = self.outputs.opcua_writeback
+        if wb and not any(s.name == wb.source and s.type == "opcua" for s in self.sources):
+            raise ValueError(f"outputs.opcua_writeback.source '{wb.source}' is not an opcua source")
+        return self
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox.path or self.state_dir / "outbox.db"
+
+    def tag_names(self) -> list[str]:
+        tags: list[str] = []
+        for src in self.sources:
+            if isinstance(src, OpcUaSourceConfig):
+                tags += [n.tag for n in src.nodes]
+            else:
+                tags += [t.tag for topic in src.topics for t in topic.tags]
+        return tags
