@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from hub.db import AgentAudit, Dataset, GatewayStatus, HistoryEntry, ModelVersion
 from hub.registry import HubError
+from hub.storage import AgentAudit, Dataset, GatewayStatus, HistoryEntry, ModelVersion
 
 
 def card_data(engine: Engine, model: str, version: str) -> dict[str, Any]:

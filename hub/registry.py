@@ -1,5 +1,7 @@
-"""Model registry: a bundle is accepted only if its hashes and signature verify against the
-hub's trusted keys; versions are immutable; archives are stored by manifest sha256."""
+"""Model registry: a bundle is accepted only if it passes the intake checks (limits, every file
+listed, the model loads and passes its self-test: hub.intake) and its hashes and signature
+verify against the hub's trusted keys; versions are immutable; archives are stored by manifest
+sha256."""
 
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ from sqlalchemy.orm import Session
 
 from agent.errors import AgentError
 from agent.models.bundle import Bundle, sha256_file, unpack, verify_bundle
-from hub.db import ModelVersion, record
+from hub.intake import check_archive, check_listed, check_manifest_file, check_model, check_names
+from hub.limits import HubLimits
+from hub.storage import ModelVersion, record
 
 
 class HubError(AgentError):
@@ -29,12 +33,21 @@ def trusted_keys(data_dir: Path, extra: list[Path] | None = None) -> list[Path]:
     return sorted((data_dir / "trusted-keys").glob("*.pub")) + list(extra or [])
 
 
-def publish(engine: Engine, data_dir: Path, bundle_path: Path, keys: list[Path]) -> Bundle:
+def publish(engine: Engine, data_dir: Path, bundle_path: Path, keys: list[Path],
+            limits: HubLimits | None = None) -> Bundle:
+    limits = limits or HubLimits()
     if not keys:
         raise HubError("no trusted keys: put public keys in DATA/trusted-keys/ or pass --trusted-key")
     staging = Path(tempfile.mkdtemp(prefix="publish-"))
     try:
-        bundle = verify_bundle(unpack(bundle_path, staging), keys, allow_unsigned=False)
+        if bundle_path.is_file():
+            check_archive(bundle_path, limits)
+        directory = unpack(bundle_path, staging)
+        check_manifest_file(directory, limits)
+        bundle = verify_bundle(directory, keys, allow_unsigned=False)
+        check_names(bundle)
+        check_listed(bundle)
+        check_model(bundle)
         m = bundle.manifest
         with Session(engine) as s, s.begin():
             existing = s.scalars(select(ModelVersion).where(
@@ -47,8 +60,10 @@ def publish(engine: Engine, data_dir: Path, bundle_path: Path, keys: list[Path])
             target = data_dir / "bundles" / f"{bundle.sha256}.tar"
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(".part")
-            with tarfile.open(tmp, "w") as tar:
-                tar.add(bundle.path, arcname=f"{m.name}-{m.version}")
+            with tarfile.open(tmp, "w") as tar:  # only what the manifest covers
+                for name in ["manifest.json", "manifest.sig", *sorted(m.files)]:
+                    if (bundle.path / name).is_file():
+                        tar.add(bundle.path / name, arcname=f"{m.name}-{m.version}/{name}")
             tmp.replace(target)
             s.add(ModelVersion(name=m.name, version=m.version, sha256=bundle.sha256,
                                manifest=json.loads((bundle.path / "manifest.json").read_text()),

@@ -39,10 +39,18 @@ from agent.models.bundle import generate_keypair
 from agent.monitor.calibrate import Budget
 from hub import trainer as default_trainer
 from hub.datasets import snapshot
-from hub.db import Deployment, GatewayStatus, ModelPolicy, ModelVersion, RetrainRun, TrainingSample, record
 from hub.evaluation import accuracy_of_archive, accuracy_of_bundle
 from hub.registry import HubError, publish, trusted_keys
 from hub.rollouts import RolloutPolicy, deploy
+from hub.storage import (
+    Deployment,
+    GatewayStatus,
+    ModelPolicy,
+    ModelVersion,
+    RetrainRun,
+    TrainingSample,
+    record,
+)
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from sqlalchemy import desc, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from hub.db import Deployment, Gateway, GatewayMetric, GatewayStatus, ModelVersion, record
 from hub.overlays import current_overlays, effective
 from hub.registry import HubError
+from hub.storage import Deployment, Gateway, GatewayMetric, GatewayStatus, ModelVersion, record
 
 STRATEGIES = ("immediate", "canary", "shadow")
 IN_FLIGHT = ("canary", "shadow")

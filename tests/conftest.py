@@ -19,7 +19,7 @@ from agent.demo.sim.process import history
 from agent.models.builder import build_bundle
 from agent.models.bundle import generate_keypair
 from agent.models.training import train_onnx, write_csv
-from hub.db import migrate
+from hub.storage import migrate
 
 PG_URL = os.environ.get("EDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

@@ -14,8 +14,8 @@ from agent.demo.sim.line import SimulatedLine
 from agent.demo.sim.process import COUNTER_TAG
 from agent.service.agent import Agent
 from agent.store.codec import decode_json
-from hub.db import GatewayStatus, Telemetry
 from hub.server import HubServer
+from hub.storage import GatewayStatus, Telemetry
 from tests.helpers.running import base_config, opcua_source
 
 

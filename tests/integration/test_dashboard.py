@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from hub.cli import main as hub_main
-from hub.db import add_admin_token, add_gateway
 from hub.registry import publish
 from hub.rollouts import deploy
 from hub.server import HubServer
+from hub.storage import add_admin_token, add_gateway
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

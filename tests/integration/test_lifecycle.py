@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 from agent.demo.sim.line import SimulatedLine
 from agent.demo.sim.process import COUNTER_TAG
 from agent.models.bundle import sha256_file, sign_bundle
-from hub.db import AgentAudit, Deployment, HistoryEntry, ModelVersion, Telemetry, add_gateway
 from hub.registry import publish
 from hub.rollouts import RolloutPolicy, deploy
 from hub.server import HubServer
+from hub.storage import AgentAudit, Deployment, HistoryEntry, ModelVersion, Telemetry, add_gateway
 from tests.helpers.hubtest import active, agent_config, lifecycle_events, rejected_at_hub
 from tests.helpers.running import base_config, collect_json, http_get, opcua_source, running_agent, wait_for
 from tests.helpers.versions import tar_of, variant

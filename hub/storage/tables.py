@@ -1,44 +1,35 @@
-"""Hub storage through SQLAlchemy: a SQLite file for one plant, PostgreSQL for a fleet.
+"""The hub's tables (SQLAlchemy ORM): a SQLite file for one plant, PostgreSQL for a fleet.
 
-Schema changes are numbered steps recorded in ``schema_version``; telemetry is idempotent by a
-unique (gateway, seq) key, so an at-least-once upload is stored exactly once.
+The schema is made and changed by the Alembic migrations in ``hub/storage/migrations``: a change
+here needs a new revision there (``tests/integration/test_migrations.py`` fails when the two
+differ). Telemetry is idempotent by a unique (gateway, seq) key, so an at-least-once upload is
+stored exactly once.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-import time
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     UniqueConstraint,
-    create_engine,
-    func,
-    select,
-    text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 2
+# 64-bit signed where stored (a gateway's sequence numbers may pass 2^31); SQLite's INTEGER is
+# 64-bit already and must stay INTEGER for its rowid behaviour
+Int64 = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Base(DeclarativeBase):
     pass
-
-
-class SchemaVersion(Base):
-    __tablename__ = "schema_version"
-    version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    applied: Mapped[float] = mapped_column(Float)
 
 
 class Gateway(Base):
@@ -47,14 +38,21 @@ class Gateway(Base):
     group: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created: Mapped[float] = mapped_column(Float)
     last_seen: Mapped[float | None] = mapped_column(Float, nullable=True)
-    retired: Mapped[float | None] = mapped_column(Float, nullable=True)  # step 2
+    retired: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Token(Base):
+    """A bearer token, stored as its sha256. Admin tokens have a holder's name (unique, shown in
+    the audit trail) and are revoked by setting ``revoked``, never deleted: the trail keeps
+    naming who held them."""
     __tablename__ = "tokens"
+    __table_args__ = (Index("tokens_name_unique", "name", unique=True),)
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     role: Mapped[str] = mapped_column(String(16))  # admin | gateway
     gateway_id: Mapped[str | None] = mapped_column(ForeignKey("gateways.id"), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created: Mapped[float | None] = mapped_column(Float, nullable=True)
+    revoked: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class ModelVersion(Base):
@@ -143,9 +141,13 @@ class AgentAudit(Base):
     __table_args__ = (UniqueConstraint("gateway_id", "seq", name="agent_audit_once"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     gateway_id: Mapped[str] = mapped_column(String(128))
-    seq: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Int64)
     entry: Mapped[dict[str, Any]] = mapped_column(JSON)
     chain_ok: Mapped[bool] = mapped_column(default=True)
+    # why the chain is broken at this entry, or why it is not verified yet (a gap that a resend
+    # may still fill); None when it follows its predecessor
+    chain_reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    received: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class ModelPolicy(Base):
@@ -201,140 +203,14 @@ class HistoryEntry(Base):
 class Telemetry(Base):
     __tablename__ = "telemetry"
     __table_args__ = (UniqueConstraint("gateway_id", "seq", name="telemetry_once"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(Int64, primary_key=True, autoincrement=True)
     gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id"))
-    seq: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Int64)
     kind: Mapped[str] = mapped_column(String(32))
-    items: Mapped[int] = mapped_column(Integer)
+    items: Mapped[int] = mapped_column(Int64)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     created: Mapped[float] = mapped_column(Float)
     received: Mapped[float] = mapped_column(Float)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def open_db(url: str) -> Engine:
-    engine = create_engine(url, pool_pre_ping=True)
-    migrate(engine)
-    return engine
-
-
-def migrate(engine: Engine) -> None:
-    """Apply the numbered schema steps that have not run yet."""
-    Base.metadata.create_all(engine, tables=[SchemaVersion.__table__])  # type: ignore[list-item]
-    with Session(engine) as s, s.begin():
-        current = s.scalar(select(func.max(SchemaVersion.version))) or 0
-        if current == 0:  # a new database: the whole current schema at once
-            Base.metadata.create_all(s.connection())
-            s.add(SchemaVersion(version=SCHEMA_VERSION, applied=time.time()))
-            return
-        for step in range(current + 1, SCHEMA_VERSION + 1):
-            for statement in STEPS[step]:
-                s.execute(text(statement))
-            Base.metadata.create_all(s.connection())  # tables new in this step
-            s.add(SchemaVersion(version=step, applied=time.time()))
-
-
-# upgrades of an existing database, one list of statements per schema version
-STEPS: dict[int, list[str]] = {
-    2: ["ALTER TABLE gateways ADD COLUMN retired FLOAT",
-        "ALTER TABLE model_versions ADD COLUMN archive_sha256 VARCHAR(64)",
-        "ALTER TABLE model_versions ADD COLUMN size INTEGER",
-        "ALTER TABLE deployments ADD COLUMN status VARCHAR(16) DEFAULT 'active' NOT NULL",
-        "ALTER TABLE deployments ADD COLUMN canary JSON",
-        "ALTER TABLE deployments ADD COLUMN watch_s FLOAT DEFAULT 0 NOT NULL",
-        "ALTER TABLE deployments ADD COLUMN min_labels INTEGER DEFAULT 0 NOT NULL",
-        "ALTER TABLE deployments ADD COLUMN margin FLOAT DEFAULT 0 NOT NULL",
-        "ALTER TABLE deployments ADD COLUMN decided FLOAT",
-        "ALTER TABLE deployments ADD COLUMN reason VARCHAR(1000)"],
-}
-
-
-def add_gateway(engine: Engine, gateway_id: str, group: str | None = None) -> str:
-    """Register a gateway; return its token (shown once, stored hashed)."""
-    token = secrets.token_urlsafe(32)
-    with Session(engine) as s, s.begin():
-        gw = s.get(Gateway, gateway_id)
-        if gw is None:
-            s.add(Gateway(id=gateway_id, group=group, created=time.time()))
-            s.flush()
-        else:
-            gw.retired = None
-            if group is not None:
-                gw.group = group
-        s.add(Token(token_hash=hash_token(token), role="gateway", gateway_id=gateway_id))
-    return token
-
-
-def add_admin_token(engine: Engine) -> str:
-    token = secrets.token_urlsafe(32)
-    with Session(engine) as s, s.begin():
-        s.add(Token(token_hash=hash_token(token), role="admin"))
-    return token
-
-
-def insert_telemetry(engine: Engine, gateway_id: str, rows: list[dict[str, Any]]) -> list[int]:
-    """Store records once: a (gateway, seq) seen before is skipped by the database itself.
-    Returns the sequence numbers really inserted now."""
-    if not rows:
-        return []
-    now = time.time()
-    values = [{**r, "gateway_id": gateway_id, "received": now} for r in rows]
-    dialect = engine.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(Telemetry).values(values).on_conflict_do_nothing(
-        index_elements=["gateway_id", "seq"]).returning(Telemetry.seq)
-    with Session(engine) as s, s.begin():
-        inserted = [int(r[0]) for r in s.execute(stmt).all()]  # RETURNING: only new rows
-        s.query(Gateway).filter(Gateway.id == gateway_id).update({"last_seen": now})
-        return inserted
-
-
-def record(s: Session, model: str, version: str, event: str, gateway_id: str | None = None,
-           detail: str | None = None, actor: str = "hub") -> None:
-    s.add(HistoryEntry(at=time.time(), model=model, version=version, event=event,
-                       gateway_id=gateway_id, detail=(detail or "")[:2000] or None,
-                       actor=actor[:128]))
-
-
-def list_gateways(engine: Engine) -> list[dict[str, Any]]:
-    with Session(engine) as s:
-        rows = s.execute(select(Gateway, GatewayStatus).outerjoin(
-            GatewayStatus, GatewayStatus.gateway_id == Gateway.id).order_by(Gateway.id)).all()
-        return [{"id": g.id, "group": g.group, "created": g.created, "last_seen": g.last_seen,
-                 "retired": g.retired,
-                 "status": st.report if st else None, "status_updated": st.updated if st else None}
-                for g, st in rows]
-
-
-def set_group(engine: Engine, gateway_id: str, group: str | None) -> None:
-    with Session(engine) as s, s.begin():
-        gw = s.get(Gateway, gateway_id)
-        if gw is None:
-            raise LookupError(gateway_id)
-        gw.group = group
-
-
-def rotate_token(engine: Engine, gateway_id: str) -> str:
-    """Revoke every token of the gateway and issue a new one (a stolen PC, a reinstalled one)."""
-    with Session(engine) as s, s.begin():
-        if s.get(Gateway, gateway_id) is None:
-            raise LookupError(gateway_id)
-        s.query(Token).filter(Token.gateway_id == gateway_id).delete()
-        token = secrets.token_urlsafe(32)
-        s.add(Token(token_hash=hash_token(token), role="gateway", gateway_id=gateway_id))
-    return token
-
-
-def remove_gateway(engine: Engine, gateway_id: str) -> None:
-    """Revoke the gateway's tokens and forget its status; its telemetry stays for the record."""
-    with Session(engine) as s, s.begin():
-        if s.get(Gateway, gateway_id) is None:
-            raise LookupError(gateway_id)
-        s.query(Token).filter(Token.gateway_id == gateway_id).delete()
-        s.query(GatewayStatus).filter(GatewayStatus.gateway_id == gateway_id).delete()
-        gw = s.get(Gateway, gateway_id)
-        assert gw is not None
-        gw.group, gw.retired = None, time.time()
+    # its training samples and audit entries are in their tables (set in the insert's own
+    # transaction; False or None: a resend of the record completes the ingest)
+    ingested: Mapped[bool | None] = mapped_column(nullable=True)
