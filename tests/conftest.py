@@ -106,11 +106,10 @@ def versions(trained: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """The hub's database on SQLite and on PostgreSQL (a schema of its own per test)."""
+def blank_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database for the hub on SQLite and on PostgreSQL (a schema of its own per test)."""
     if request.param == "sqlite":
         eng = create_engine(f"sqlite:///{tmp_path / 'hub.db'}")
-        migrate(eng)
         yield eng
         eng.dispose()
         return
@@ -125,7 +124,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc).splitlines()[0]}")
     # the schema in the URL itself: a hub started as a process (edge-hub --db URL) gets it too
     eng = create_engine(f"{PG_URL}?options=-csearch_path%3D{schema}")
-    migrate(eng)
     yield eng
     eng.dispose()
     with admin.begin() as conn:
@@ -133,3 +131,8 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     admin.dispose()
 
 
+@pytest.fixture()
+def engine(blank_engine: Engine) -> Engine:
+    """The hub's database on SQLite and on PostgreSQL, created by its migrations."""
+    migrate(blank_engine)
+    return blank_engine
