@@ -8,7 +8,8 @@ import asyncio
 import logging
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException
+from fastapi import Depends, HTTPException
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hub.api.deps import GatewayId, HubDep
 from hub.ratelimit import warn_limited
@@ -17,13 +18,14 @@ from hub.storage import Holder, hash_token
 log = logging.getLogger(__name__)
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+_bearer = HTTPBearer(auto_error=False, description="A gateway's token or an admin's (edge-hub tokens create).")
 
 
-async def caller(hub: HubDep, authorization: Annotated[str | None, Header(
-        description="Bearer TOKEN: a gateway's or an admin's.")] = None) -> Holder:
-    if not authorization or not authorization.startswith("Bearer "):
+async def caller(hub: HubDep, credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                                        Depends(_bearer)]) -> Holder:
+    if credentials is None or not credentials.credentials:
         raise HTTPException(401, "missing bearer token", headers=_CHALLENGE)
-    key = hash_token(authorization.removeprefix("Bearer ").strip())
+    key = hash_token(credentials.credentials.strip())
     cached, who = hub.tokens.get(key)
     if not cached:
         who = await asyncio.to_thread(hub.tokens.lookup, key)

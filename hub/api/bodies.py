@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import HTTPException, Request, Response
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect
 
@@ -54,12 +55,30 @@ class BoundedRequest(Request):
 
 
 class BoundedRoute(APIRoute):
+    """Bodies read within the limits, and query parameters the route does not declare refused
+    (a misspelt ``?limt=`` is a 422, not silently ignored)."""
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        known = _query_names(self.dependant)
 
         async def bounded(request: Request) -> Response:
+            unknown = sorted(set(request.query_params) - known)
+            if unknown:
+                raise HTTPException(422, [{"loc": ["query", unknown[0][:64]], "type": "extra_forbidden",
+                                           "msg": "unknown query parameter; see /docs"}])
             return await handler(BoundedRequest(request.scope, request.receive))
         return bounded
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names: set[str] = set()
+    todo = [dependant]
+    while todo:
+        d = todo.pop()
+        names.update(p.alias for p in d.query_params)
+        todo.extend(d.dependencies)
+    return names
 
 
 def _declared_length(request: Request) -> int | None:

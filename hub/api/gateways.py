@@ -25,7 +25,7 @@ def gateways(hub: HubDep, who: Admin) -> list[dict[str, Any]]:
 
 @router.get("/api/v1/gateways/{gateway_id}/desired",
             responses={304: {"description": "Unchanged since the ETag sent in If-None-Match"},
-                       **errors(401, 403, 422)})
+                       **errors(401, 403, 404, 422)})
 async def desired(gateway_id: GatewayId, request: Request, response: Response, hub: HubDep,
                   who: OwnGateway) -> Any:
     """The model version (and shadow candidate) this gateway should run. Send If-None-Match

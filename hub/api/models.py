@@ -22,9 +22,9 @@ from hub.storage import acting_as
 
 router = APIRouter(route_class=BoundedRoute, tags=["models"])
 
+# any Content-Type is read the same (application/x-tar, application/gzip, ...)
 _TAR = {"requestBody": {"required": True, "content": {
-    "application/x-tar": {"schema": {"type": "string", "format": "binary"}},
-    "application/gzip": {"schema": {"type": "string", "format": "binary"}}}}}
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
 
 
 @router.get("/api/v1/models", responses=errors(401, 403, 422))

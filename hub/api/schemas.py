@@ -6,17 +6,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from hub.ids import GATEWAY_ID_MAX, GATEWAY_ID_PATTERN, TARGET_MAX, TARGET_PATTERN
 from hub.limits import INT64_MAX
 
-Seq = Annotated[int, Field(ge=1, le=INT64_MAX)]
-Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
-Epoch = Annotated[float, Field(ge=0, le=4_102_444_800.0, allow_inf_nan=False,
+# numbers are strict: true, "5" or 1.5 where an integer belongs are refused, not coerced
+Seq = Annotated[int, Field(ge=1, le=INT64_MAX, strict=True)]
+Count = Annotated[int, Field(ge=0, le=INT64_MAX, strict=True)]
+Epoch = Annotated[float, Field(ge=0, le=4_102_444_800.0, allow_inf_nan=False, strict=True,
                                description="Seconds since 1970 (up to 2100-01-01).")]
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Finite = Annotated[float, Field(allow_inf_nan=False, strict=True)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Version = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Text = Annotated[str, StringConstraints(max_length=2000)]
@@ -68,7 +69,7 @@ class Comparison(_Gateway):
 
 class ShadowState(VersionRef):
     comparison: Comparison | None = None
-    decision_ready: bool | None = None
+    decision_ready: StrictBool | None = None
 
 
 class WatchState(VersionRef):
@@ -114,12 +115,12 @@ class DeployRequest(_Admin):
     to: Annotated[str, StringConstraints(pattern=TARGET_PATTERN, max_length=TARGET_MAX)] = Field(
         description="A gateway id, a group name, or group:NAME.")
     strategy: Literal["immediate", "canary", "shadow"] = "immediate"
-    canary_size: int = Field(1, ge=1, le=10_000, description="Gateways that get a canary first.")
-    watch_s: float = Field(600.0, ge=0, le=30 * 86400, allow_inf_nan=False,
+    canary_size: int = Field(1, ge=1, le=10_000, strict=True, description="Gateways that get a canary first.")
+    watch_s: float = Field(600.0, ge=0, le=30 * 86400, allow_inf_nan=False, strict=True,
                            description="Seconds a canary must run clean / a shadow may wait for labels.")
-    min_labels: int = Field(50, ge=0, le=1_000_000_000,
+    min_labels: int = Field(50, ge=0, le=1_000_000_000, strict=True,
                             description="Labelled outcomes a shadow comparison needs.")
-    margin: float = Field(0.0, ge=0, le=10, allow_inf_nan=False,
+    margin: float = Field(0.0, ge=0, le=10, allow_inf_nan=False, strict=True,
                           description="How much worse a shadow may be and still win.")
 
 

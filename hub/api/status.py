@@ -15,7 +15,7 @@ from hub.rollouts import store_report
 router = APIRouter(route_class=BoundedRoute, tags=["gateways"])
 
 
-@router.post("/api/v1/gateways/{gateway_id}/status", responses=errors(400, 401, 403, 413, 422))
+@router.post("/api/v1/gateways/{gateway_id}/status", responses=errors(400, 401, 403, 404, 413, 422))
 async def status(gateway_id: GatewayId, report: StatusReport, hub: HubDep, who: OwnGateway) -> StoredResult:
     """The gateway's current state (JSON, at most max_json_bytes)."""
     await asyncio.to_thread(store_report, hub.engine, gateway_id, report.model_dump(mode="json"))

@@ -32,6 +32,8 @@ def current_actor() -> str:
 
 def record(s: Session, model: str, version: str, event: str, gateway_id: str | None = None,
            detail: str | None = None, actor: str | None = None) -> None:
-    s.add(HistoryEntry(at=time.time(), model=model[:128], version=version[:64], event=event[:32],
+    # a report's fields may be null: the entry says "?" rather than failing the request
+    s.add(HistoryEntry(at=time.time(), model=str(model or "?")[:128], version=str(version or "?")[:64],
+                       event=event[:32],
                        gateway_id=gateway_id[:128] if gateway_id else None,
                        detail=(detail or "")[:2000] or None, actor=(actor or _actor.get())[:128]))
