@@ -18,7 +18,8 @@ from hub.storage import Holder, hash_token
 log = logging.getLogger(__name__)
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
-_bearer = HTTPBearer(auto_error=False, description="A gateway's token or an admin's (edge-hub tokens create).")
+_bearer = HTTPBearer(auto_error=False,
+                     description="A gateway's token or an admin's (edge-hub tokens create).")
 
 
 async def caller(hub: HubDep, credentials: Annotated[HTTPAuthorizationCredentials | None,

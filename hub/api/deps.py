@@ -16,8 +16,10 @@ def get_hub(request: Request) -> HubContext:
 
 
 HubDep = Annotated[HubContext, Depends(get_hub)]
-GatewayId = Annotated[str, Path(pattern=GATEWAY_ID_PATTERN, max_length=GATEWAY_ID_MAX, description="A gateway id (docs/hub.md).")]
-Target = Annotated[str, Path(pattern=TARGET_PATTERN, max_length=TARGET_MAX, description="A gateway id or group:NAME.")]
+GatewayId = Annotated[str, Path(pattern=GATEWAY_ID_PATTERN, max_length=GATEWAY_ID_MAX,
+                                description="A gateway id (docs/hub.md).")]
+Target = Annotated[str, Path(pattern=TARGET_PATTERN, max_length=TARGET_MAX,
+                             description="A gateway id or group:NAME.")]
 ModelName = Annotated[str, Path(min_length=1, max_length=128)]
 VersionName = Annotated[str, Path(min_length=1, max_length=64)]
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="A bundle's manifest sha256.")]
