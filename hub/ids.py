@@ -31,7 +31,7 @@ def _shown(value: str) -> str:
 
 
 def check_gateway_id(value: str, what: str = "gateway id") -> str:
-    if len(value) > GATEWAY_ID_MAX or not GATEWAY_ID.match(value):
+    if len(value) > GATEWAY_ID_MAX or not GATEWAY_ID.fullmatch(value):
         raise InvalidName(f"{what} {_shown(value)}: use 1-128 letters, digits, '.', '_' or '-' "
                           "(not only dots; no '/', ':', spaces or control characters)")
     return value
@@ -51,7 +51,7 @@ def check_target(value: str) -> str:
 
 
 def check_token_name(value: str) -> str:
-    if not TOKEN_NAME.match(value):
+    if not TOKEN_NAME.fullmatch(value):
         raise InvalidName(f"token name {_shown(value)}: use 1-64 letters, digits, '.', '_', '@' "
                           "or '-', starting with a letter or digit")
     return value

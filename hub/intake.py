@@ -65,9 +65,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 def check_names(bundle: Bundle) -> None:
     """A model name and version the registry can store and a file system can hold."""
     m = bundle.manifest
-    if not _NAME.match(m.name):
+    if not _NAME.fullmatch(m.name):
         raise BundleError(f"manifest name {m.name[:60]!r}: use 1-128 letters, digits, '.', '_', '+' or '-'")
-    if not _NAME.match(m.version) or len(m.version) > 64:
+    if not _NAME.fullmatch(m.version) or len(m.version) > 64:
         raise BundleError(f"manifest version {m.version[:60]!r}: use 1-64 letters, digits, '.', '_', "
                           "'+' or '-'")
 

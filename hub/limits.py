@@ -148,7 +148,8 @@ class Inflater:
 def parse_json(data: bytes | bytearray | str, limits: HubLimits, where: str = "body") -> Any:
     """JSON with the hub's limits: no NaN/Infinity, nesting, integer range, string length."""
     try:
-        value = pydantic_core.from_json(data, allow_inf_nan=False)
+        # NaN and Infinity are parsed, so that the walk below can name where they are
+        value = pydantic_core.from_json(data, allow_inf_nan=True)
     except ValueError as exc:
         raise LimitError(f"{where}: not valid JSON ({str(exc)[:160]})", 422, where) from None
     check_value(value, limits, where)
