@@ -151,6 +151,9 @@ def parse_json(data: bytes | bytearray | str, limits: HubLimits, where: str = "b
         # NaN and Infinity are parsed, so that the walk below can name where they are
         value = pydantic_core.from_json(data, allow_inf_nan=True)
     except ValueError as exc:
+        if "recursion limit" in str(exc):
+            why = f"{where}: nested deeper than {limits.max_json_depth} levels"
+            raise LimitError(why, 422, where) from None
         raise LimitError(f"{where}: not valid JSON ({str(exc)[:160]})", 422, where) from None
     check_value(value, limits, where)
     return value

@@ -53,10 +53,13 @@ class Commands:
     def __init__(self, sub: Any, level: str) -> None:
         self.sub, self.level = sub, level
 
-    def add(self, name: str, help: str, handler: Handler | None = None, **kw: Any) -> argparse.ArgumentParser:
+    def add(self, name: str, help: str, handler: Handler | None = None, by: bool = False,
+            **kw: Any) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = self.sub.add_parser(name, help=help, description=help,
                                                          formatter_class=Formatter, **kw)
         _common(p, self.level)
+        if by:  # a change: the audit trail names who made it
+            p.add_argument("--by", help="who, for the audit trail (default: the local user)")
         if handler is not None:
             p.set_defaults(handler=handler)
         return p
@@ -116,28 +119,30 @@ def build(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     lim.add_argument("--json", action="store_true", help="JSON with each setting's description")
 
     gw = c.group("gateways", "register gateways, groups, tokens, retirement")
-    add = gw.add("add", "register a gateway and print its token (shown once)", h["gateways add"])
+    add = gw.add("add", "register a gateway and print its token (shown once)", h["gateways add"], by=True)
     add.add_argument("gateway_id", help="1-128 letters, digits, '.', '_', '-' (docs/hub.md)")
     add.add_argument("--group", help="its group (the same pattern)")
     gls = gw.add("list", "the fleet: group, last contact, versions, backlog, audit chain", h["gateways list"])
     gls.add_argument("--json", action="store_true", help="JSON instead of a table")
-    grp = gw.add("group", "move a gateway to a group, or out of any with --none", h["gateways group"])
+    grp = gw.add("group", "move a gateway to a group, or out of any with --none", h["gateways group"],
+                 by=True)
     grp.add_argument("gateway_id")
     grp.add_argument("group", nargs="?", help="the group (leave out with --none)")
     grp.add_argument("--none", action="store_true", help="take the gateway out of its group")
-    tok = gw.add("token", "revoke the gateway's tokens and print a new one", h["gateways token"])
+    tok = gw.add("token", "revoke the gateway's tokens and print a new one", h["gateways token"], by=True)
     tok.add_argument("gateway_id")
-    rm = gw.add("remove", "retire a gateway: tokens revoked, telemetry kept", h["gateways remove"])
+    rm = gw.add("remove", "retire a gateway: tokens revoked, telemetry kept", h["gateways remove"], by=True)
     rm.add_argument("gateway_id")
 
     tk = c.group("tokens", "named admin tokens")
-    tc = tk.add("create", "make an admin token for NAME and print it (shown once)", h["tokens create"])
+    tc = tk.add("create", "make an admin token for NAME and print it (shown once)", h["tokens create"],
+                by=True)
     tc.add_argument("--name", required=True, help="its holder, shown in the audit trail (1-64 letters, "
                                                   "digits, '.', '_', '@', '-')")
     tl = tk.add("list", "admin tokens by name: made, revoked (never the tokens)", h["tokens list"])
     tl.add_argument("--json", action="store_true", help="JSON instead of a table")
     tr = tk.add("revoke", "revoke the admin token of NAME (the running hub refuses it within "
-                          "its token cache time)", h["tokens revoke"])
+                          "its token cache time)", h["tokens revoke"], by=True)
     tr.add_argument("name")
 
     pub = c.add("publish", "check and register a model bundle (folder, .tar or .tar.gz)", h["publish"])

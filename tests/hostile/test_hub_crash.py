@@ -15,7 +15,6 @@ import tarfile
 import threading
 import time
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +38,28 @@ class HubProcess:
     def __init__(self, db_url: str, data: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         # the documented contract: options after the command
-        self.args = [sys.executable, "-m", "hub", "serve", "--db", db_url, "--data", str(data),
-                     "--port", str(self.port), "--log-level", "warning"]
+        self.args = [
+            sys.executable,
+            "-m",
+            "hub",
+            "serve",
+            "--db",
+            db_url,
+            "--data",
+            str(data),
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -151,10 +163,18 @@ def test_decompression_bombs_leave_the_hub_under_100_mb(engine: Engine, db_url: 
             idle = psutil.Process(hub.proc.pid).memory_info().rss
             bombs = {
                 "telemetry gzip, 1 GiB of zeros": (gzip_bomb(1 << 30), "gzip", "telemetry", token),
-                "telemetry gzip, 300 MiB of JSON": (gzip_bomb(300 << 20, b'{"seq": 1, ' * 100_000), "gzip",
-                                                    "telemetry", token),
-                "telemetry deflate, 1 GiB": (zlib.compress(b"\0" * (64 << 20), 9) * 16, "deflate",
-                                             "telemetry", token),
+                "telemetry gzip, 300 MiB of JSON": (
+                    gzip_bomb(300 << 20, b'{"seq": 1, ' * 100_000),
+                    "gzip",
+                    "telemetry",
+                    token,
+                ),
+                "telemetry deflate, 1 GiB": (
+                    zlib.compress(b"\0" * (64 << 20), 9) * 16,
+                    "deflate",
+                    "telemetry",
+                    token,
+                ),
                 "bundle tar.gz, 1 GiB": (tar_gz_bomb(1 << 30), None, "models", admin),
             }
             figures: dict[str, Any] = {"idle_rss_mb": round(idle / 2**20, 1), "bombs": {}}
@@ -167,10 +187,15 @@ def test_decompression_bombs_leave_the_hub_under_100_mb(engine: Engine, db_url: 
                     r = c.post(path, content=body, headers=headers)
                     assert r.status_code in (400, 413, 422), (what, r.status_code, r.text[:200])
                     assert "bomb" in r.text or "over" in r.text or "more than" in r.text, (what, r.text)
-                    figures["bombs"][what] = {"sent_bytes": len(body), "status": r.status_code,
-                                              "answer": r.json()["detail"][:120]}
-            assert c.get("/api/v1/gateways/gw/desired", headers={"Authorization": f"Bearer {token}"}
-                         ).status_code == 200  # still serving
+                    figures["bombs"][what] = {
+                        "sent_bytes": len(body),
+                        "status": r.status_code,
+                        "answer": r.json()["detail"][:120],
+                    }
+            assert (
+                c.get("/api/v1/gateways/gw/desired", headers={"Authorization": f"Bearer {token}"}).status_code
+                == 200
+            )  # still serving
         figures["peak_rss_mb"] = round(peak.peak / 2**20, 1)
         figures["peak_above_idle_mb"] = round((peak.peak - idle) / 2**20, 1)
         ARTIFACTS.mkdir(exist_ok=True)
@@ -181,27 +206,53 @@ def test_decompression_bombs_leave_the_hub_under_100_mb(engine: Engine, db_url: 
 
 
 def _samples_record(seq: int, n: int) -> StoredRecord:
-    samples = [{"model": "m", "id": f"{seq}-{i}", "ts": 1000.0 + i, "inputs": ["a", "b"], "x": [1.0, 2.0],
-                "label": "OK", "predicted": "NOK", "version": "1"} for i in range(n)]
-    return StoredRecord(seq=seq, kind="training_samples", priority=3, created=time.time(),
-                        payload=zlib.compress(json.dumps(samples).encode()), items=n)
+    samples = [
+        {
+            "model": "m",
+            "id": f"{seq}-{i}",
+            "ts": 1000.0 + i,
+            "inputs": ["a", "b"],
+            "x": [1.0, 2.0],
+            "label": "OK",
+            "predicted": "NOK",
+            "version": "1",
+        }
+        for i in range(n)
+    ]
+    return StoredRecord(
+        seq=seq,
+        kind="training_samples",
+        priority=3,
+        created=time.time(),
+        payload=zlib.compress(json.dumps(samples).encode()),
+        items=n,
+    )
 
 
-def test_kill_9_between_insert_and_ingest_loses_no_sample(engine: Engine, db_url: str, tmp_path: Path) -> None:
+def test_kill_9_between_insert_and_ingest_loses_no_sample(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
     token = add_gateway(engine, "gw")
     marker = tmp_path / "paused"
     records = [_samples_record(1, 5), _samples_record(2, 7)]
     body = batch_body("gw", records)
     headers = {"Authorization": f"Bearer {token}", "Content-Encoding": "gzip"}
-    hub = HubProcess(db_url, tmp_path / "data", {"EDGE_HUB_PAUSE_AT": "after_telemetry_insert",
-                                                 "EDGE_HUB_PAUSE_FILE": str(marker)})
+    hub = HubProcess(
+        db_url,
+        tmp_path / "data",
+        {"EDGE_HUB_PAUSE_AT": "after_telemetry_insert", "EDGE_HUB_PAUSE_FILE": str(marker)},
+    )
     hub.start()
     try:
+
         def upload() -> None:
             try:
-                httpx.post(f"{hub.url}/api/v1/gateways/gw/telemetry", content=body, headers=headers, timeout=30)
+                httpx.post(
+                    f"{hub.url}/api/v1/gateways/gw/telemetry", content=body, headers=headers, timeout=30
+                )
             except httpx.HTTPError:
                 pass  # the hub dies under it: the agent would retry
+
         sender = threading.Thread(target=upload, daemon=True)
         sender.start()
         deadline = time.monotonic() + 20
@@ -218,7 +269,9 @@ def test_kill_9_between_insert_and_ingest_loses_no_sample(engine: Engine, db_url
     hub.start()
     try:
         r = httpx.post(f"{hub.url}/api/v1/gateways/gw/telemetry", content=body, headers=headers, timeout=30)
-        again = httpx.post(f"{hub.url}/api/v1/gateways/gw/telemetry", content=body, headers=headers, timeout=30)
+        again = httpx.post(
+            f"{hub.url}/api/v1/gateways/gw/telemetry", content=body, headers=headers, timeout=30
+        )
     finally:
         hub.kill()
     assert r.status_code == 200 and again.json()["duplicates"] == 2
@@ -238,14 +291,21 @@ def test_an_upload_cut_mid_body_is_one_log_line(engine: Engine, db_url: str, tmp
     try:
         for _ in range(3):
             with socket.create_connection(("127.0.0.1", hub.port), timeout=5) as sock:
-                sock.sendall((f"POST /api/v1/gateways/gw/telemetry HTTP/1.1\r\nHost: x\r\n"
-                              f"Authorization: Bearer {token}\r\nContent-Encoding: gzip\r\n"
-                              "Content-Length: 100000\r\n\r\n").encode() + gzip.compress(b"{" * 1000)[:500])
+                sock.sendall(
+                    (
+                        f"POST /api/v1/gateways/gw/telemetry HTTP/1.1\r\nHost: x\r\n"
+                        f"Authorization: Bearer {token}\r\nContent-Encoding: gzip\r\n"
+                        "Content-Length: 100000\r\n\r\n"
+                    ).encode()
+                    + gzip.compress(b"{" * 1000)[:500]
+                )
                 time.sleep(0.2)
         time.sleep(0.5)
         with httpx.Client(base_url=hub.url) as c:  # still serving
-            assert c.get("/api/v1/gateways/gw/desired", headers={"Authorization": f"Bearer {token}"}
-                         ).status_code == 200
+            assert (
+                c.get("/api/v1/gateways/gw/desired", headers={"Authorization": f"Bearer {token}"}).status_code
+                == 200
+            )
     finally:
         err = hub.stderr()
     assert "Traceback" not in err and "ClientDisconnect" not in err, err[-3000:]

@@ -83,16 +83,28 @@ def test_bad_telemetry_is_refused_naming_the_field(hub: HubServer, engine: Engin
     with httpx.Client(base_url=hub.url, headers=auth(token), timeout=10) as c:
         for what, body, field in BAD_TELEMETRY:
             for encoding in ("gzip", None):
-                r = c.post("/api/v1/gateways/gw/telemetry", content=gzip.compress(body) if encoding else body,
-                           headers={"Content-Encoding": encoding} if encoding else {})
+                r = c.post(
+                    "/api/v1/gateways/gw/telemetry",
+                    content=gzip.compress(body) if encoding else body,
+                    headers={"Content-Encoding": encoding} if encoding else {},
+                )
                 assert r.status_code == 422, (what, encoding, r.status_code, r.text)
                 assert field in r.text, (what, r.text)
-        not_zlib = c.post("/api/v1/gateways/gw/telemetry", content=b"\x1f\x8b\x08\x00garbage",
-                          headers={"Content-Encoding": "gzip"})
-        truncated = c.post("/api/v1/gateways/gw/telemetry", headers={"Content-Encoding": "gzip"},
-                           content=gzip.compress(json.dumps(envelope([record(1)])).encode())[:-6])
-        trailing = c.post("/api/v1/gateways/gw/telemetry", headers={"Content-Encoding": "gzip"},
-                          content=gzip.compress(json.dumps(envelope([record(1)])).encode()) + b"more")
+        not_zlib = c.post(
+            "/api/v1/gateways/gw/telemetry",
+            content=b"\x1f\x8b\x08\x00garbage",
+            headers={"Content-Encoding": "gzip"},
+        )
+        truncated = c.post(
+            "/api/v1/gateways/gw/telemetry",
+            headers={"Content-Encoding": "gzip"},
+            content=gzip.compress(json.dumps(envelope([record(1)])).encode())[:-6],
+        )
+        trailing = c.post(
+            "/api/v1/gateways/gw/telemetry",
+            headers={"Content-Encoding": "gzip"},
+            content=gzip.compress(json.dumps(envelope([record(1)])).encode()) + b"more",
+        )
         brotli = c.post("/api/v1/gateways/gw/telemetry", content=b"{}", headers={"Content-Encoding": "br"})
     assert not_zlib.status_code == 400 and "gzip" in not_zlib.text
     assert truncated.status_code == 400 and "truncated" in truncated.text
@@ -129,19 +141,27 @@ def test_bad_status_reports_and_admin_requests(hub: HubServer, engine: Engine) -
         r = c.post("/api/v1/gateways/gw/status", headers=auth(token), content=b"x" * (2 << 20))
         assert r.status_code == 413
         a = auth(admin)
-        for q in ("limit=99999999999999999999999", "limit=-5", "limit=0", "limit=abc", "since=nan",
-                  "limt=5"):
+        for q in ("limit=99999999999999999999999", "limit=-5", "limit=0", "limit=abc", "since=nan", "limt=5"):
             r = c.get(f"/api/v1/history?{q}", headers=a)
             assert r.status_code == 422, (q, r.status_code, r.text)
         assert len(c.get("/api/v1/history?limit=5000", headers=a).json()) <= 5000
-        deploys = [({"watch_s": math.inf}, "watch_s"), ({"min_labels": 1 << 70}, "min_labels"),
-                   ({"canary_size": 0}, "canary_size"), ({"margin": -1}, "margin"),
-                   ({"to": "../x"}, "to"), ({"to": "a\nb"}, "to"), ({"strategy": "yolo"}, "strategy"),
-                   ({"surprise": 1}, "surprise")]
+        deploys = [
+            ({"watch_s": math.inf}, "watch_s"),
+            ({"min_labels": 1 << 70}, "min_labels"),
+            ({"canary_size": 0}, "canary_size"),
+            ({"margin": -1}, "margin"),
+            ({"to": "../x"}, "to"),
+            ({"to": "a\nb"}, "to"),
+            ({"strategy": "yolo"}, "strategy"),
+            ({"surprise": 1}, "surprise"),
+        ]
         for extra, field in deploys:
             body = {"model": "m", "version": "1", "to": "gw", **extra}
-            r = c.post("/api/v1/deployments", headers=a, content=json.dumps(body),
-                       )
+            r = c.post(
+                "/api/v1/deployments",
+                headers=a,
+                content=json.dumps(body),
+            )
             assert r.status_code == 422 and field in r.text, (extra, r.status_code, r.text[:300])
         r = c.put("/api/v1/config/gw", headers=a, json={"overlay": json.loads(deep(40))})
         assert r.status_code == 422 and "nested" in r.text
@@ -151,8 +171,9 @@ def test_bad_status_reports_and_admin_requests(hub: HubServer, engine: Engine) -
         assert r.status_code == 404  # an admin reporting for a gateway that does not exist
 
 
-@pytest.mark.parametrize("bad", ["", "a\nb", "../x", "a/b", "group:x", "x" * 129, ".", "..", "a b",
-                                 "tab\there", "ü"])
+@pytest.mark.parametrize(
+    "bad", ["", "a\nb", "../x", "a/b", "group:x", "x" * 129, ".", "..", "a b", "tab\there", "ü"]
+)
 def test_gateway_ids_follow_the_documented_pattern(bad: str) -> None:
     with pytest.raises(InvalidName):
         check_gateway_id(bad)
@@ -170,9 +191,14 @@ def test_gateways_add_refuses_bad_ids(engine: Engine) -> None:
 
 # -- the telemetry decoder ---------------------------------------------------------------------
 records = st.builds(
-    StoredRecord, seq=st.integers(1, BIG - 1), kind=st.sampled_from(["readings", "predictions", "audit"]),
-    priority=st.just(1), items=st.integers(0, BIG - 1), created=st.floats(0, 4_102_444_800.0),
-    payload=st.binary(max_size=64))
+    StoredRecord,
+    seq=st.integers(1, BIG - 1),
+    kind=st.sampled_from(["readings", "predictions", "audit"]),
+    priority=st.just(1),
+    items=st.integers(0, BIG - 1),
+    created=st.floats(0, 4_102_444_800.0),
+    payload=st.binary(max_size=64),
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -182,21 +208,33 @@ def test_decoder_round_trips_what_the_agent_sends(batch: list[StoredRecord]) -> 
     raw = gzip.decompress(batch_body("gw", batch))
     rows = decode_batch(raw, "gw", HubLimits())
     assert [(r["seq"], r["kind"], r["items"], r["created"], r["payload"]) for r in rows] == [
-        (r.seq, r.kind, r.items, r.created, r.payload) for r in batch]
+        (r.seq, r.kind, r.items, r.created, r.payload) for r in batch
+    ]
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
-                                                                                        max_size=4),
-                           max_leaves=30)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=30,
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode()),
-                 st.builds(lambda recs: json.dumps(envelope(recs)).encode(),
-                           st.lists(st.dictionaries(st.sampled_from(["seq", "kind", "items", "created",
-                                                                     "payload_hex", "x"]), json_values),
-                                    max_size=3))))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        st.builds(
+            lambda recs: json.dumps(envelope(recs)).encode(),
+            st.lists(
+                st.dictionaries(
+                    st.sampled_from(["seq", "kind", "items", "created", "payload_hex", "x"]), json_values
+                ),
+                max_size=3,
+            ),
+        ),
+    )
+)
 def test_decoder_refuses_anything_else_cleanly(raw: bytes) -> None:
     """Any bytes: rows, or a LimitError naming the place; never another exception."""
     try:
@@ -241,7 +279,9 @@ def test_an_audit_gap_waits_for_the_resend_window(engine: Engine) -> None:
         check_pending_chains(s, 60, now=t0 + 61)
     with Session(engine) as s:
         state = audit_chains(s)["gw2"]
-        flagged = s.scalars(select(AgentAudit).where(AgentAudit.gateway_id == "gw2", AgentAudit.seq == 3)).one()
+        flagged = s.scalars(
+            select(AgentAudit).where(AgentAudit.gateway_id == "gw2", AgentAudit.seq == 3)
+        ).one()
     assert state["state"] == "broken" and "entry 2 never arrived" in state["reason"]
     assert not flagged.chain_ok
     # an edited entry is broken at once, whatever the window
@@ -257,15 +297,28 @@ def test_training_samples_and_audit_arrive_with_their_record(hub: HubServer, eng
     """One transaction: the record and what is derived from it; garbage inside a record is
     skipped with a log line, the record is still stored once."""
     token = add_gateway(engine, "gw")
-    samples = [{"model": "m", "id": f"p{i}", "ts": 10.0 + i, "inputs": ["a"], "x": [1.0], "label": "OK",
-                "version": "1"} for i in range(3)]
+    samples = [
+        {
+            "model": "m",
+            "id": f"p{i}",
+            "ts": 10.0 + i,
+            "inputs": ["a"],
+            "x": [1.0],
+            "label": "OK",
+            "version": "1",
+        }
+        for i in range(3)
+    ]
     samples.append({"model": "m", "id": "bad", "ts": "never"})
+
     def rec(seq: int, kind: str, payload: bytes) -> StoredRecord:
         return StoredRecord(seq=seq, kind=kind, priority=3, created=time.time(), payload=payload, items=1)
 
-    recs = [rec(1, "training_samples", zlib.compress(json.dumps(samples).encode())),
-            rec(2, "audit", b"not zlib at all"),
-            rec(3, "training_samples", zlib.compress(b"[" * 100 + b"]" * 100))]
+    recs = [
+        rec(1, "training_samples", zlib.compress(json.dumps(samples).encode())),
+        rec(2, "audit", b"not zlib at all"),
+        rec(3, "training_samples", zlib.compress(b"[" * 100 + b"]" * 100)),
+    ]
     with httpx.Client(base_url=hub.url, headers={**auth(token), "Content-Encoding": "gzip"}) as c:
         first = c.post("/api/v1/gateways/gw/telemetry", content=batch_body("gw", recs))
         again = c.post("/api/v1/gateways/gw/telemetry", content=batch_body("gw", recs))
