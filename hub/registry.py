@@ -48,32 +48,38 @@ def publish(engine: Engine, data_dir: Path, bundle_path: Path, keys: list[Path],
         check_names(bundle)
         check_listed(bundle)
         check_model(bundle)
-        m = bundle.manifest
-        with Session(engine) as s, s.begin():
-            existing = s.scalars(select(ModelVersion).where(
-                ModelVersion.name == m.name, ModelVersion.version == m.version)).first()
-            if existing is not None:
-                if existing.sha256 != bundle.sha256:
-                    raise HubError(f"{m.name} {m.version} exists with other contents; versions are "
-                                   "immutable: publish a new version")
-                return bundle
-            target = data_dir / "bundles" / f"{bundle.sha256}.tar"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".part")
-            with tarfile.open(tmp, "w") as tar:  # only what the manifest covers
-                for name in ["manifest.json", "manifest.sig", *sorted(m.files)]:
-                    if (bundle.path / name).is_file():
-                        tar.add(bundle.path / name, arcname=f"{m.name}-{m.version}/{name}")
-            tmp.replace(target)
-            s.add(ModelVersion(name=m.name, version=m.version, sha256=bundle.sha256,
-                               manifest=json.loads((bundle.path / "manifest.json").read_text()),
-                               created=time.time(), archive_sha256=sha256_file(target),
-                               size=target.stat().st_size))
-            record(s, m.name, m.version, "published",
-                   detail=f"signed by {bundle.signed_by}; reason: {m.lineage.get('reason') or 'not given'}")
-        return bundle
+        return register(engine, data_dir, bundle)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def register(engine: Engine, data_dir: Path, bundle: Bundle) -> Bundle:
+    """Store a verified bundle as an immutable version (its archive holds only what the
+    manifest covers) and record it."""
+    m = bundle.manifest
+    with Session(engine) as s, s.begin():
+        existing = s.scalars(select(ModelVersion).where(
+            ModelVersion.name == m.name, ModelVersion.version == m.version)).first()
+        if existing is not None:
+            if existing.sha256 != bundle.sha256:
+                raise HubError(f"{m.name} {m.version} exists with other contents; versions are "
+                               "immutable: publish a new version")
+            return bundle
+        target = data_dir / "bundles" / f"{bundle.sha256}.tar"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".part")
+        with tarfile.open(tmp, "w") as tar:  # only what the manifest covers
+            for name in ["manifest.json", "manifest.sig", *sorted(m.files)]:
+                if (bundle.path / name).is_file():
+                    tar.add(bundle.path / name, arcname=f"{m.name}-{m.version}/{name}")
+        tmp.replace(target)
+        s.add(ModelVersion(name=m.name, version=m.version, sha256=bundle.sha256,
+                           manifest=json.loads((bundle.path / "manifest.json").read_text()),
+                           created=time.time(), archive_sha256=sha256_file(target),
+                           size=target.stat().st_size))
+        record(s, m.name, m.version, "published",
+               detail=f"signed by {bundle.signed_by}; reason: {m.lineage.get('reason') or 'not given'}")
+    return bundle
 
 
 def list_versions(engine: Engine, model: str | None = None) -> list[dict[str, Any]]:

@@ -13,7 +13,9 @@ from hub.rollouts import deploy
 from hub.storage import add_gateway
 
 
-def test_a_change_refreshes_only_what_it_touched(engine: Engine, trained: dict[str, Path], tmp_path: Path) -> None:
+def test_a_change_refreshes_only_what_it_touched(
+    engine: Engine, trained: dict[str, Path], tmp_path: Path
+) -> None:
     for gw, group in (("a1", "press"), ("a2", "press"), ("b1", "weld")):
         add_gateway(engine, gw, group)
     publish(engine, tmp_path / "data", trained["bundle"], [trained["pub"]])
