@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 
 from hub.audit import seal
 from hub.context import HubContext
-from hub.ingest import check_pending_chains
 from hub.retrain import evaluate_triggers
 from hub.rollouts import evaluate
+from hub.storage.ingest import check_pending_chains
 
 log = logging.getLogger(__name__)
 

@@ -39,6 +39,10 @@ class BoundedRateLimiter:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def reset(self) -> None:
+        with self._lock:
+            self._keys.clear()
+
 
 LIMITER = BoundedRateLimiter()
 

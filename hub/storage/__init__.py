@@ -1,12 +1,13 @@
 """The hub's storage: tables (SQLAlchemy ORM), the engine and its Alembic migrations, and the
-queries that change the fleet (gateways, tokens, telemetry with its ingest, history).
+queries that change the fleet (gateways, tokens, telemetry with its ingest of training samples
+and gateway audit entries, history).
 
 Import from here (``from hub.storage import Deployment, record``); hub.storage.tables holds the
 ORM classes, hub/storage/migrations the schema's revisions. A change to a table needs a new
 Alembic revision (tests/integration/test_migrations.py compares them).
 
-May import: agent.store (audit hash, codec), agent.errors, hub.ids, hub.limits, hub.ingest,
-hub.ratelimit, hub.faults. Never hub.api, hub.app or the CLI.
+May import: agent.store (audit hash), agent.errors, hub.ids, hub.limits, hub.ratelimit,
+hub.faults. Never hub.api, hub.app, hub.registry, hub.rollouts or the CLI.
 """
 
 from hub.storage.engine import current_revision, head_revision, migrate, open_db

@@ -15,8 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from hub.faults import pause_point
-from hub.ingest import INGESTED_KINDS, ingest
 from hub.limits import HubLimits
+from hub.storage.ingest import INGESTED_KINDS, ingest
 from hub.storage.tables import Gateway, Telemetry
 
 INSERT_CHUNK = 1000

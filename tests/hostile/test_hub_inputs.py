@@ -22,14 +22,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from agent.hublink.uploader import batch_body
+from agent.models.bundle import generate_keypair
 from agent.store.audit import GENESIS, entry_hash
 from agent.store.outbox import StoredRecord
 from hub.api.telemetry import decode_batch
 from hub.ids import InvalidName, check_gateway_id
-from hub.ingest import check_pending_chains, store_audit
 from hub.limits import HubLimits, LimitError
 from hub.server import HubServer
 from hub.storage import AgentAudit, Telemetry, TrainingSample, add_admin_token, add_gateway, audit_chains
+from hub.storage.ingest import check_pending_chains, store_audit
 
 BIG = 1 << 63
 
@@ -326,3 +327,54 @@ def test_training_samples_and_audit_arrive_with_their_record(hub: HubServer, eng
     assert again.json() == {"received": 3, "stored": 0, "duplicates": 3}
     with Session(engine) as s:
         assert sorted(s.scalars(select(TrainingSample.sample_id))) == ["p0", "p1", "p2"]
+
+
+def test_the_limiter_is_bounded_and_counts_what_it_suppressed() -> None:
+    from hub.ratelimit import BoundedRateLimiter
+
+    limiter = BoundedRateLimiter(period_s=10, max_keys=50)
+    assert limiter.allow("a", now=0) == (True, 0)
+    assert [limiter.allow("a", now=t)[0] for t in (1, 2, 3)] == [False, False, False]
+    assert limiter.allow("a", now=11) == (True, 3)  # the next line says: 3 more suppressed
+    for i in range(10_000):
+        limiter.allow(f"topic-{i}", now=20)
+    assert len(limiter) == 50  # a flood of distinct keys cannot grow it
+
+
+def test_a_flood_of_unknown_tokens_is_a_few_log_lines(
+    hub: HubServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hub.ratelimit import LIMITER
+
+    LIMITER.reset()  # process-wide: another test's hub may have logged one within the period
+    with httpx.Client(base_url=hub.url, timeout=10) as c:
+        codes = {
+            c.get("/api/v1/gateways/gw/desired", headers=auth(f"guess-{i}")).status_code for i in range(300)
+        }
+    assert codes == {401}
+    lines = [r for r in caplog.records if "unknown or revoked token" in r.getMessage()]
+    assert 1 <= len(lines) <= 2 and not any("guess-" in r.getMessage() for r in caplog.records)
+
+
+def test_more_attacks_on_paths_and_headers(hub: HubServer, engine: Engine) -> None:
+    token = add_gateway(engine, "gw")
+    admin = add_admin_token(engine, "root")
+    (hub.data / "trusted-keys").mkdir(parents=True, exist_ok=True)
+    generate_keypair(hub.data / "k.pem", hub.data / "trusted-keys" / "k.pub")
+    with httpx.Client(base_url=hub.url, timeout=10) as c:
+        assert c.get("/api/v1/bundles/" + "A" * 64, headers=auth(token)).status_code == 422  # not a sha
+        assert c.get("/api/v1/bundles/" + "0" * 64, headers=auth(token)).status_code == 404
+        assert c.get("/api/v1/bundles/..%2F..%2Fetc%2Fpasswd", headers=auth(admin)).status_code in (404, 422)
+        assert c.get("/api/v1/gateways/gw%0Aevil/desired", headers=auth(admin)).status_code == 422
+        assert (
+            c.get("/api/v1/gateways/gw/desired", headers={"Authorization": "Basic Zm9vOmJhcg=="}).status_code
+            == 401
+        )
+        r = c.get("/api/v1/models/" + "m" * 129 + "/1/card", headers=auth(admin))
+        assert r.status_code == 422
+        r = c.get("/api/v1/models/m/1/card?format=pdf", headers=auth(admin))
+        assert r.status_code == 422 and "format" in r.text
+        r = c.post("/api/v1/models", headers=auth(admin), content=b"\x1f\x8b" + b"\0" * 100)
+        assert r.status_code == 422 and "not a readable bundle" in r.text
+        r = c.put("/api/v1/config/group:press", headers=auth(admin), json={"overlay": {"gateway_id": "x"}})
+        assert r.status_code == 422 and "gateway_id" in r.text
