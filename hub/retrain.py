@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import desc, func, select
 from sqlalchemy.engine import Engine
@@ -40,6 +40,8 @@ from agent.monitor.calibrate import Budget
 from hub import trainer as default_trainer
 from hub.datasets import snapshot
 from hub.evaluation import accuracy_of_archive, accuracy_of_bundle
+from hub.fleet.artifacts import local_bundle
+from hub.fleet.pg import exclusive
 from hub.registry import HubError, publish, trusted_keys
 from hub.rollouts import RolloutPolicy, deploy
 from hub.storage import (
@@ -61,7 +63,14 @@ DEFAULT_POLICY: dict[str, Any] = {
     "strategy": "canary", "canary_size": 1, "watch_s": 600.0, "min_labels": 50,
     "require_approval": False,
 }
-_running = threading.Lock()  # one retrain at a time on this hub
+_running = threading.Lock()  # one retrain at a time in this process (exclusive(): per model, per hub)
+
+
+class RetrainStarter(Protocol):
+    """Starts a run elsewhere (a job on the task queue: hub.fleet.queue)."""
+
+    def busy(self, model: str) -> bool: ...
+    def __call__(self, model: str, why: str) -> None: ...
 
 
 def get_policy(engine: Engine, model: str) -> dict[str, Any]:
@@ -116,8 +125,9 @@ def hub_key(data_dir: Path) -> Path:
 
 # -- triggers -------------------------------------------------------------------------------
 def evaluate_triggers(engine: Engine, data_dir: Path, now: float | None = None,
-                      background: bool = True) -> list[str]:
-    """Check every model's triggers; start a run when one holds. Returns what was decided."""
+                      background: bool = True, start: RetrainStarter | None = None) -> list[str]:
+    """Check every model's triggers; start a run when one holds (in a thread, here, or by
+    ``start``: a job). Returns what was decided."""
     now = time.time() if now is None else now
     started = []
     with Session(engine) as s:
@@ -125,11 +135,15 @@ def evaluate_triggers(engine: Engine, data_dir: Path, now: float | None = None,
         reports = [st.report for st in s.scalars(select(GatewayStatus))]
     for model, (policy, state) in policies.items():
         why, fire = _judge(engine, model, policy, state, reports, now)
+        if fire and start is not None and start.busy(model):
+            why, fire = f"{why}; a retrain is already queued or running", False
         if fire and not _running.locked():
             state["last_retrain"] = now
             state["acc_since"] = state["drift_since"] = None  # train_since stays for the run
             _save_state(engine, model, state, why, "started")
-            if background:
+            if start is not None:
+                start(model, why)
+            elif background:
                 threading.Thread(target=run_retrain, args=(engine, data_dir, model, why),
                                  daemon=True, name=f"retrain-{model}").start()
             else:
@@ -216,11 +230,17 @@ def champion(engine: Engine, model: str) -> tuple[ModelVersion, Deployment] | No
 
 
 def run_retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
-                seed: int | None = None) -> RetrainRun:
-    with _running:
+                seed: int | None = None, run_id: int | None = None) -> RetrainRun:
+    """One run, recorded in RetrainRun ``run_id`` (queued by a trigger; a retried job runs it
+    again from the start) or a new one."""
+    with _running, exclusive(engine, f"retrain:{model}"):
         with Session(engine) as s, s.begin():
-            run = RetrainRun(model=model, at=time.time(), status="running", trigger=trigger[:1000], detail={})
-            s.add(run)
+            run = s.get(RetrainRun, run_id) if run_id is not None else None
+            if run is None:
+                run = RetrainRun(model=model, at=time.time(), status="running", trigger=trigger[:1000],
+                                 detail={})
+                s.add(run)
+            run.status = "running"
             s.flush()
             run_id = run.id
             record(s, model, "-", "retrain_started", detail=trigger)
@@ -274,6 +294,7 @@ def _retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
                               inputs=inputs, holdout_csv=snap.path / "holdout.csv",
                               positive_class=manifest["output"].get("positive_class"),
                               signing_key=hub_key(data_dir), lineage=lineage, budget=budget)
+        local_bundle(engine, data_dir, champ.sha256)  # published by another hub machine, maybe
         champ_acc = accuracy_of_archive(data_dir, champ.sha256, snap.path / "holdout.csv", inputs)
         chall_acc = accuracy_of_bundle(bundle.path, snap.path / "holdout.csv", inputs, trusted_keys(data_dir))
         detail: dict[str, Any] = {"dataset_sha256": snap.sha256, "train_rows": snap.train_rows,
