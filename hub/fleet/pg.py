@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 _local_locks: dict[str, threading.Lock] = {}
+_schemas: dict[str, str] = {}  # engine URL -> schema (the search_path is part of the URL)
 _local_guard = threading.Lock()
 
 
@@ -25,13 +26,12 @@ def is_postgres(engine: Engine | Connection) -> bool:
 
 def schema_of(engine: Engine) -> str:
     """The schema the hub's tables are in (the first of the connection's search_path)."""
-    cached = engine.info.get("edge_hub_schema") if hasattr(engine, "info") else None
-    if cached:
-        return str(cached)
-    with engine.connect() as conn:
-        schema = str(conn.execute(text("SELECT current_schema()")).scalar_one())
-    engine.info["edge_hub_schema"] = schema  # type: ignore[attr-defined]
-    return schema
+    key = engine.url.render_as_string(hide_password=True)
+    cached = _schemas.get(key)
+    if cached is None:
+        with engine.connect() as conn:
+            cached = _schemas[key] = str(conn.execute(text("SELECT current_schema()")).scalar_one())
+    return cached
 
 
 def conninfo(engine: Engine) -> str:

@@ -6,12 +6,15 @@ PostgreSQL they are where every hub machine finds a bundle another one published
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from sqlalchemy import BigInteger, Float, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.storage.tables import Base
 
-Int64 = BigInteger().with_variant(Integer(), "sqlite")
+Int64 = BigInteger().with_variant(Integer(), "sqlite")  # as hub.storage.tables
 
 
 class Artifact(Base):
@@ -42,3 +45,22 @@ class RetentionPolicy(Base):
     days: Mapped[int] = mapped_column(Integer)
     updated: Mapped[float] = mapped_column(Float)
     actor: Mapped[str] = mapped_column(String(128))
+
+
+_NOT_DECLARED = re.compile(r"^(procrastinate_.*|telemetry_d\d{8}|telemetry_default)$")
+
+
+def declared(name: str | None, type_: Any, parent_names: Any) -> bool:
+    """For Alembic's comparisons (include_name): what the ORM declares, leaving out what
+    migration 0003 makes on PostgreSQL besides: procrastinate's tables and telemetry's day
+    partitions. (telemetry_once there holds the partition key: see migration 0003.)"""
+    return not (type_ == "table" and name and _NOT_DECLARED.match(name))
+
+
+def declared_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """For Alembic's comparisons (include_object): telemetry_once is compared where it is
+    (gateway_id, seq), and left alone where it holds the partition key too (PostgreSQL)."""
+    if type_ != "unique_constraint" or name != "telemetry_once":
+        return True
+    theirs = obj if reflected else compare_to
+    return theirs is None or "created" not in {c.name for c in theirs.columns}

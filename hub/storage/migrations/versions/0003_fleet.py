@@ -80,15 +80,38 @@ def upgrade() -> None:
     _partition_telemetry()
     from procrastinate.schema import SchemaManager
 
-    op.get_bind().exec_driver_sql(SchemaManager.get_schema())
+    # on the driver's cursor, without parameters: the script has '%' of its own and many statements
+    cursor = op.get_bind().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(SchemaManager.get_schema())
 
 
 def _partition_telemetry() -> None:
     bind = op.get_bind()
     op.execute("ALTER TABLE telemetry RENAME TO telemetry_unpartitioned")
-    op.execute("ALTER TABLE telemetry_unpartitioned RENAME CONSTRAINT telemetry_once TO telemetry_unp_once")
-    op.execute("ALTER INDEX telemetry_pkey RENAME TO telemetry_unp_pkey")
-    op.execute("ALTER SEQUENCE telemetry_id_seq OWNED BY NONE")
+    # its constraints and indexes (named by whichever hub made them) make way for the new ones
+    op.execute(r"""
+        DO $$ DECLARE r record; BEGIN
+            FOR r IN SELECT conname FROM pg_constraint
+                     WHERE conrelid = 'telemetry_unpartitioned'::regclass LOOP
+                EXECUTE format('ALTER TABLE telemetry_unpartitioned RENAME CONSTRAINT %I TO %I',
+                               r.conname, 'unp_' || r.conname);
+            END LOOP;
+            FOR r IN SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                     WHERE i.indrelid = 'telemetry_unpartitioned'::regclass
+                       AND c.relname NOT LIKE 'unp\_%' LOOP
+                EXECUTE format('ALTER INDEX %I RENAME TO %I', r.relname, 'unp_' || r.relname);
+            END LOOP;
+        END $$""")
+    sequence = bind.execute(sa.text(
+        "SELECT pg_get_serial_sequence('telemetry_unpartitioned', 'id')")).scalar()
+    if sequence is None:  # an id without a sequence of its own: one that goes on from the last id
+        op.execute("CREATE SEQUENCE telemetry_id_seq AS BIGINT")
+        op.execute("SELECT setval('telemetry_id_seq', "
+                   "coalesce((SELECT max(id) FROM telemetry_unpartitioned), 0) + 1, false)")
+    else:
+        op.execute(f"ALTER SEQUENCE {sequence} OWNED BY NONE")
+        if sequence.split(".")[-1] != "telemetry_id_seq":
+            op.execute(f"ALTER SEQUENCE {sequence} RENAME TO telemetry_id_seq")
     op.execute("""
         CREATE TABLE telemetry (
             id BIGINT NOT NULL DEFAULT nextval('telemetry_id_seq'),
