@@ -21,14 +21,16 @@ from hub.limits import HubLimits
 
 def create_app(engine: Engine, data_dir: Path, keys: list[Path] | None = None,
                evaluate_interval_s: float = 1.0, token_cache_s: float | None = None,
-               limits: HubLimits | None = None, run_queue: bool = True) -> FastAPI:
-    """``run_queue``: on PostgreSQL, whether this process also works the job queue."""
+               limits: HubLimits | None = None, run_queue: bool = True,
+               queues: list[str] | None = None) -> FastAPI:
+    """``run_queue``: on PostgreSQL, whether this process also works the job queue (``queues``
+    of it, default all)."""
     limits = limits or HubLimits()
     if token_cache_s is not None:
         limits = limits.model_copy(update={"token_cache_s": token_cache_s})
     hub = HubContext(engine, data_dir, list(keys or []), limits)
     app = FastAPI(title="factory-edge hub", version="0.3.0",
-                  lifespan=lifespan(hub, evaluate_interval_s, run_queue),
+                  lifespan=lifespan(hub, evaluate_interval_s, run_queue, queues),
                   description="Model registry, rollouts, status and telemetry for edge gateways.",
                   strict_content_type=False)  # agents of before 0.3 may send JSON without a type
     app.state.hub = hub

@@ -78,7 +78,8 @@ async def run_jobs(hub: HubContext, evaluate_interval_s: float, todo: list[Job] 
 Lifespan = Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]
 
 
-def lifespan(hub: HubContext, evaluate_interval_s: float, run_queue: bool = True) -> Lifespan:
+def lifespan(hub: HubContext, evaluate_interval_s: float, run_queue: bool = True,
+             queues: list[str] | None = None) -> Lifespan:
     @contextlib.asynccontextmanager
     async def run(_: FastAPI) -> AsyncIterator[None]:
         tasks: list[asyncio.Task[None]] = []
@@ -94,7 +95,7 @@ def lifespan(hub: HubContext, evaluate_interval_s: float, run_queue: bool = True
                 Job("snapshot", FULL_RELOAD_S, lambda h: h.desired.changed())])))
             if run_queue:
                 queue = HubQueue(_job_context(hub))
-                tasks.append(asyncio.create_task(queue.work(name=f"serve-{id(hub):x}")))
+                tasks.append(asyncio.create_task(queue.work(queues, name=f"serve-{id(hub):x}")))
         else:
             tasks.append(asyncio.create_task(run_jobs(hub, evaluate_interval_s)))
         try:

@@ -94,6 +94,8 @@ def conflicts(args: argparse.Namespace) -> str | None:
             return "gateways group: give a GROUP or --none"
     if args.command == "serve" and bool(args.tls_cert) != bool(args.tls_key):
         return "serve: --tls-cert and --tls-key go together"
+    if args.command == "serve" and args.no_jobs and args.queues:
+        return "serve: --no-jobs or --queues, not both"
     if args.command == "deploy":
         only = {"canary_size": ("canary",), "watch": ("canary", "shadow"), "min_labels": ("shadow",),
                 "margin": ("shadow",)}

@@ -23,6 +23,10 @@ def serve(ctx: Any, args: argparse.Namespace) -> int:
     from hub.app import create_app
 
     limits = HubLimits.load(args.limits)
+    if args.queues is not None:
+        from hub.fleet.queue import check_queues
+
+        check_queues(args.queues)
     cert = str(args.tls_cert) if args.tls_cert else None
     key = str(args.tls_key) if args.tls_key else None
     if args.workers > 1:
@@ -33,14 +37,16 @@ def serve(ctx: Any, args: argparse.Namespace) -> int:
         os.environ[_SERVE_ENV] = json.dumps({
             "db": ctx.engine.url.render_as_string(hide_password=False), "data": str(args.data),
             "keys": [str(k) for k in args.trusted_key],
-            "limits": str(args.limits) if args.limits else None, "jobs": not args.no_jobs})
+            "limits": str(args.limits) if args.limits else None, "jobs": not args.no_jobs,
+            "queues": args.queues})
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # /metrics sums every worker
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="edge-hub-metrics-")
         ctx.close()
         uvicorn.run("hub.cli.fleet:app_factory", factory=True, workers=args.workers, host=args.host,
                     port=args.port, log_level=args.log_level, ssl_certfile=cert, ssl_keyfile=key)
         return 0
-    app = create_app(ctx.engine, args.data, args.trusted_key, limits=limits, run_queue=not args.no_jobs)
+    app = create_app(ctx.engine, args.data, args.trusted_key, limits=limits, run_queue=not args.no_jobs,
+                     queues=args.queues)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, ssl_certfile=cert,
                 ssl_keyfile=key)
     return 0
@@ -59,7 +65,7 @@ def app_factory() -> Any:
     settings = json.loads(os.environ[_SERVE_ENV])
     limits = HubLimits.load(Path(settings["limits"]) if settings["limits"] else None)
     return create_app(open_db(settings["db"]), Path(settings["data"]), [Path(k) for k in settings["keys"]],
-                      limits=limits, run_queue=bool(settings["jobs"]))
+                      limits=limits, run_queue=bool(settings["jobs"]), queues=settings["queues"])
 
 
 def limits(ctx: Any, args: argparse.Namespace) -> int:

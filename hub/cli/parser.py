@@ -128,6 +128,8 @@ def build(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     serve.add_argument("--no-jobs", action="store_true",
                        help="PostgreSQL: do not work the job queue in this process (leave it to "
                             "edge-hub worker processes)")
+    serve.add_argument("--queues", nargs="+", metavar="QUEUE",
+                       help="PostgreSQL: work only these queues in this process (as edge-hub worker)")
 
     wk = c.add("worker", "work the hub's job queue (PostgreSQL): triggers, retrains, rollouts, "
                          "audit sealing, retention; run as many as you like, on any machine",
