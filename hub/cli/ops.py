@@ -15,6 +15,12 @@ def worker(ctx: Any, args: argparse.Namespace) -> int:
 
     queues = check_queues(args.queues)  # an unknown name fails before anything connects
     queue = HubQueue(JobContext(ctx.engine, args.data, HubLimits()))
+    if args.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from hub.fleet.metrics import metrics_registry
+
+        start_http_server(args.metrics_port, args.metrics_host, registry=metrics_registry(ctx.engine))
     try:
         run_worker(queue, queues, args.concurrency)
     finally:

@@ -139,6 +139,10 @@ def build(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
                          "default: all)")
     wk.add_argument("--concurrency", type=_positive, default=2, metavar="N",
                     help="jobs run at the same time by this worker")
+    wk.add_argument("--metrics-port", type=int, metavar="PORT",
+                    help="serve this worker's job metrics for Prometheus on 127.0.0.1:PORT/metrics")
+    wk.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
+                    help="address of --metrics-port")
 
     ret = c.group("retention", "how many days of telemetry, training samples and audit entries "
                                "the hub keeps")

@@ -116,20 +116,23 @@ class QueueCollector(Collector):
         yield family
 
 
-def render(engine: Engine) -> tuple[bytes, str]:
-    """The /metrics body: this process's metrics, or every worker's in multiprocess mode."""
-    registry: CollectorRegistry
+def metrics_registry(engine: Engine) -> CollectorRegistry:
+    """This process's metrics, or every worker's in multiprocess mode, and the queue's depth."""
+    registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
-        registry = CollectorRegistry()
         for collector in _own_collectors():
             registry.register(collector)
     registry.register(QueueCollector(engine))
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    return registry
+
+
+def render(engine: Engine) -> tuple[bytes, str]:
+    """The /metrics body."""
+    return generate_latest(metrics_registry(engine)), CONTENT_TYPE_LATEST
 
 
 def _own_collectors() -> list[Collector]:
@@ -137,4 +140,4 @@ def _own_collectors() -> list[Collector]:
 
 
 __all__ = ["INGESTED", "JOBS", "JOB_SECONDS", "POLLS", "REGISTRY", "REQUESTS", "RETRAINS",
-           "MetricsMiddleware", "render", "route_of"]
+           "MetricsMiddleware", "metrics_registry", "render", "route_of"]
