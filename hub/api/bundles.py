@@ -27,7 +27,8 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 @router.get("/api/v1/bundles/{sha256}", response_class=FileResponse,
             responses={200: {"content": {"application/x-tar": {}}, "description": "The archive"},
                        206: {"content": {"application/x-tar": {}}, "description": "A byte range of it"},
-                       **errors(401, 403, 404, 416, 422)})
+                       **errors(401, 403, 404, 422),
+                       416: {"description": "The range is beyond the archive"}})
 async def bundle(sha256: Sha256, hub: HubDep, who: Caller, request: Request) -> Response:
     """A gateway may fetch only the versions deployed to it (as active model or shadow)."""
     path = hub.bundles / f"{sha256}.tar"

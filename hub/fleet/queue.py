@@ -129,15 +129,18 @@ class HubQueue:
 
     # -- deferring from synchronous code (a job's thread, a request, the CLI) ----------------------
     def defer_app(self) -> procrastinate.App:
+        """An app of its own with a synchronous pool: it only defers (by task name)."""
         if self._defer_app is None:
-            self._defer_app = self.app.with_connector(procrastinate.SyncPsycopgConnector(
+            self._defer_app = procrastinate.App(connector=procrastinate.SyncPsycopgConnector(
                 conninfo=self.conninfo, min_size=1, max_size=2))
             self._defer_app.open()
         return self._defer_app
 
     def defer(self, task: str, lock: str | None = None, queueing_lock: str | None = None,
               **kwargs: Any) -> int:
-        deferrer = self.defer_app().tasks[f"hub.{task}"].configure(lock=lock, queueing_lock=queueing_lock)
+        name = f"hub.{task}"
+        deferrer = self.defer_app().configure_task(name, queue=self.app.tasks[name].queue, lock=lock,
+                                                   queueing_lock=queueing_lock)
         return int(deferrer.defer(**kwargs))
 
     def defer_retrain(self, model: str, why: str) -> int | None:
