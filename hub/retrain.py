@@ -40,6 +40,7 @@ from agent.monitor.calibrate import Budget
 from hub import trainer as default_trainer
 from hub.datasets import snapshot
 from hub.evaluation import accuracy_of_archive, accuracy_of_bundle
+from hub.faults import slow_point
 from hub.fleet.artifacts import local_bundle
 from hub.fleet.pg import exclusive
 from hub.registry import HubError, publish, trusted_keys
@@ -138,6 +139,7 @@ def evaluate_triggers(engine: Engine, data_dir: Path, now: float | None = None,
         if fire and start is not None and start.busy(model):
             why, fire = f"{why}; a retrain is already queued or running", False
         if fire and not _running.locked():
+            slow_point("retrain_trigger_judged")
             state["last_retrain"] = now
             state["acc_since"] = state["drift_since"] = None  # train_since stays for the run
             _save_state(engine, model, state, why, "started")

@@ -13,6 +13,7 @@ from sqlalchemy import desc, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from hub.faults import slow_point
 from hub.overlays import current_overlays, effective
 from hub.registry import HubError
 from hub.storage import Deployment, Gateway, GatewayMetric, GatewayStatus, ModelVersion, record
@@ -232,6 +233,7 @@ def evaluate(engine: Engine, now: float | None = None) -> list[str]:
             if decision is None:
                 continue
             status, why = decision
+            slow_point("rollout_judged")
             d.status, d.decided, d.reason = status, now, why
             event = "promoted" if status == "active" else status
             record(s, d.model, d.version, event, detail=f"{d.target}: {why}")

@@ -45,6 +45,7 @@ class Fleet:
     db_url: str
     root: Path
     release_pub: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -75,7 +76,7 @@ class Fleet:
         return self._start(Proc("worker", argv, data, self.root / f"worker-{n}.log"))
 
     def _start(self, p: Proc) -> Proc:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         with p.log.open("ab") as log:
             p.popen = subprocess.Popen(p.argv, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -126,7 +127,7 @@ class Fleet:
         self.procs.remove(p)
         with p.log.open("ab") as log:
             p.popen = subprocess.Popen(p.argv, stdout=log, stderr=subprocess.STDOUT,
-                                       env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                       env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         self.procs.append(p)
         return p
 

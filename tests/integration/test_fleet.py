@@ -70,7 +70,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, trained: dict[str, Path]) ->
     engine = create_engine(url)
     migrate(engine)
     root = tmp_path_factory.mktemp("fleet")
-    f = Fleet(url, root, release_pub=trained["pub"])
+    # a decision read and its write 0.3 s apart: without the hub-wide locks, the racing
+    # evaluations would all decide the same thing (tested: they then start several retrains)
+    f = Fleet(url, root, release_pub=trained["pub"],
+              env={"EDGE_HUB_SLOW_AT": "retrain_trigger_judged:0.3,rollout_judged:0.3"})
     apis = [f.serve("--queues", *API_QUEUES) for _ in range(3)]
     workers = [f.worker("--concurrency", "2") for _ in range(2)]
     queue = HubQueue(JobContext(engine, root / "test-side"))
@@ -257,13 +260,13 @@ def test_one_promotion_per_rollout_step_whatever_the_number_of_workers(
     race(fleet["queue"], "evaluate_rollouts")  # nothing to decide yet: the canary has not reported
     status = {"active": {"name": MODEL, "version": "1.0.0", "sha256": published["sha256"], "since": 1.0},
               "metrics": {}, "alarms": []}
-    # the canary's report through one worker while 20 evaluations run on five
-    threading.Thread(target=race, args=(fleet["queue"], "evaluate_rollouts")).start()
+    # the canary's report through one worker, then 20 evaluations at once on five workers (and
+    # their periodic ones)
     r = httpx.post(f"{apis[1].url}/api/v1/gateways/{canary}/status", headers=bearer(tokens[canary]),
                    content=json.dumps(status), timeout=10)
     assert r.status_code == 200, r.text
-    until(lambda: len(history(engine, "promoted")) > before, 30, "the canary promoted")
     race(fleet["queue"], "evaluate_rollouts")
+    until(lambda: len(history(engine, "promoted")) > before, 30, "the canary promoted")
     until(lambda: not {"todo", "doing"} & set(jobs_left(engine, "hub.evaluate_rollouts")), 60,
           "the evaluations ran")
     promoted = history(engine, "promoted")
