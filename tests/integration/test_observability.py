@@ -158,7 +158,8 @@ async def test_every_metric_of_the_dashboard_and_rules_is_exported_by_a_live_age
     missing = sorted(m for m in wanted if m not in on_agent and base(m) not in on_agent)
     assert not missing, f"the dashboard names metrics the agent does not export: {missing}"
 
-    on_hub = exported(httpx.get(f"{hub.url}/metrics", timeout=10).text)
+    async with httpx.AsyncClient(timeout=10) as client:
+        on_hub = exported((await client.get(f"{hub.url}/metrics")).text)
     named = set().union(*map(metric_names, rule_exprs())) - {"up"}  # up: Prometheus's own
     missing = sorted(m for m in named if not {m, base(m)} & (on_agent | on_hub))
     assert not missing, f"the alert rules name metrics nobody exports: {missing}"
