@@ -12,10 +12,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent.config.common import SecretFile
-from agent.config.yamlsafe import read_config_text, safe_yaml
 from agent.config.outputs import MqttLabelsConfig
 from agent.config.service import AgentConfig
 from agent.config.sources import MqttBroker, OpcUaSourceConfig
+from agent.config.yamlsafe import read_config_text, safe_yaml
 from agent.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/agent.yaml")
@@ -92,11 +92,13 @@ def _friendly(err: Any) -> str:
     if kind == "int_type" and isinstance(given, float):
         return f"expected a whole number, got {_shown(given)}"
     if kind in ("int_type", "float_type") and isinstance(given, str):
-        return f"expected a number, got the text {_shown(given)} (remove the quotes; 1e5 is text in YAML, write 100000)"
+        return (f"expected a number, got the text {_shown(given)} (remove the quotes; YAML reads "
+                "1e5 as text: write 100000 or 1.0e+5)")
     if kind == "finite_number":
         return "must be a finite number (not .inf, .nan or a value beyond 1.8e308)"
     if kind == "string_too_long":
-        return f"{len(given) if isinstance(given, str) else 'too many'} characters, more than the {ctx.get('max_length')} allowed"
+        size = len(given) if isinstance(given, str) else "too many"
+        return f"{size} characters, more than the {ctx.get('max_length')} allowed"
     if kind == "extra_forbidden":
         return "unknown setting (check the spelling; 'edge-agent config-schema' lists them all)"
     if kind == "union_tag_invalid":

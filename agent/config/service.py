@@ -14,7 +14,6 @@ from agent.config.outputs import LabelsConfig, MonitoringConfig, OutputsConfig
 from agent.config.overlay import DEFAULT_PINS
 from agent.config.sources import OpcUaSourceConfig, SourceConfig
 
-
 # the same pattern the hub enforces for `edge-hub gateways add`: no path separators, no "..",
 # no "group:" prefix, nothing a log line or a file name could be confused by
 GATEWAY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
