@@ -46,7 +46,7 @@ def parse_decimal(text: str) -> float:
         return special
     if stripped and any(ch.isdigit() for ch in stripped) and not stripped.isascii():
         raise ValueError(f"{stripped[:40]!r} has non-ASCII digits; not a plain decimal number")
-    raise ValueError(f"{stripped[:40]!r} is not a plain decimal number")
+    raise ValueError(f"{stripped[:40]!r} is not a number")
 
 
 class ReadingCheck:
