@@ -234,7 +234,7 @@ class Agent:
 
     async def _load_initial_model(self) -> None:
         cfg = self.config
-        self.store = ModelStore(cfg.state_dir, cfg.model.keep_versions)
+        self.store = ModelStore(cfg.state_dir, cfg.model.keep_versions, cfg.limits)
         self.lifecycle = ModelLifecycle(cfg, self.store, self.use_model, self._lifecycle_event)
         configured = None
         if cfg.model.bundle is not None:
