@@ -64,7 +64,8 @@ class OutputSpec(_Model):
 
 
 class SelfTest(_Model):
-    inputs: list[list[float]]
+    inputs: list[list[float]] = Field(min_length=1, description="At least one sample row: a "
+                                      "self-test of nothing would pass any model.")
     expected_scores: list[list[float]]
     expected_labels: list[str] | None = None
     tolerance: float = 1e-4
@@ -178,7 +179,8 @@ def unpack(path: Path, staging: Path, limits: InputLimits = DEFAULT_LIMITS) -> P
             tar.extractall(target, members=members, filter="data")  # no links, nothing outside
     except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
         shutil.rmtree(target, ignore_errors=True)
-        raise BundleError(f"{path}: not a readable bundle archive ({exc})") from None
+        why = " ".join(str(exc).split())[:300]  # tarfile lists each method tried on its own line
+        raise BundleError(f"{path}: not a readable bundle archive ({why})") from None
     except BundleError:
         shutil.rmtree(target, ignore_errors=True)
         raise
