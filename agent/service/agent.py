@@ -139,6 +139,7 @@ class Agent:
         async with AsyncExitStack() as stack:
             self.outbox = await stack.enter_async_context(
                 AsyncOutbox(cfg.outbox_path, cfg.outbox.disk_budget_bytes, cfg.outbox.synchronous))
+            await self.outbox.catch_up_audit(self.audit)  # the log and its outbox copy agree
             await self._load_initial_model()
             async with asyncio.TaskGroup() as group:
                 self._group = group
