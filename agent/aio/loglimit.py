@@ -77,7 +77,7 @@ class RepeatFilter(logging.Filter):
     def __init__(self, limiter: RepeatLimiter | None = None, min_level: int = logging.WARNING,
                  logger_burst: int = 20) -> None:
         super().__init__()
-        self.limiter = limiter or RepeatLimiter()
+        self.limiter = limiter if limiter is not None else RepeatLimiter()
         self.min_level = min_level
         self.logger_burst = logger_burst
         self._next_sweep = 0.0
