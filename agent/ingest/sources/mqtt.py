@@ -82,7 +82,7 @@ def to_number(value: Any) -> float:
         try:
             return float(value)
         except OverflowError:
-            return math.copysign(math.inf, value)
+            return math.inf if value > 0 else -math.inf
     if isinstance(value, float):
         return value
     if isinstance(value, str):
