@@ -53,8 +53,9 @@ def format_location(loc: tuple[Any, ...]) -> str:
             continue  # discriminator / union branch names say nothing to the user
         elif isinstance(part, str) and ("[" in part or "function-after" in part):
             continue
-        elif isinstance(part, str) and len(part) > 60:
-            place += f".{part[:40]!r}..." if place else f"{part[:40]!r}..."
+        elif isinstance(part, str) and (len(part) > 60 or not part.isprintable() or not part):
+            shown = f"{part[:40]!r}{'...' if len(part) > 40 else ''}"  # one line, whatever the key
+            place += f".{shown}" if place else shown
         else:
             place += f".{part}" if place else str(part)
     return place or "(top level)"
