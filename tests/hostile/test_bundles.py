@@ -126,7 +126,8 @@ CORPUS: dict[str, tuple[Maker, str]] = {
     "self-test fails": (lambda d, t: resigned(t["bundle"], d / "b", t["key"], lambda m: _expect(
         m, lambda a: 1.0 - a)), "self-test failed"),
     "self-test of nothing": (lambda d, t: signed_raw_manifest(t["bundle"], d / "b", t["key"], _manifest(
-        t, lambda m: m["self_test"].update(inputs=[], expected_scores=[]))), "self_test.inputs"),
+        t, lambda m: m["self_test"].update(inputs=[], expected_scores=[]))),
+        "self-test has no sample inputs"),
     "NaN expectations": (lambda d, t: resigned(t["bundle"], d / "b", t["key"], lambda m: _expect(
         m, lambda a: float("nan"))), "self-test failed"),
     "wrong input count": (lambda d, t: resigned(t["bundle"], d / "b", t["key"], lambda m: m.update(
