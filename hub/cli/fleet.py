@@ -21,10 +21,25 @@ def serve(ctx: Any, args: argparse.Namespace) -> int:
 
     limits = HubLimits.load(args.limits)
     app = create_app(ctx.engine, args.data, args.trusted_key, limits=limits)
-    uvicorn.run(app, host=args.host, port=args.port,
+    uvicorn.run(app, host=args.host, port=args.port, log_config=log_config(),
                 ssl_certfile=str(args.tls_cert) if args.tls_cert else None,
                 ssl_keyfile=str(args.tls_key) if args.tls_key else None, log_level=args.log_level)
     return 0
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging, with the hub's own loggers on its handler and the shared repeat filter
+    (agent.aio.loglimit) on it: a repeated warning is one line and a count, never a flood."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    cfg.setdefault("filters", {})["repeats"] = {"()": "agent.aio.loglimit.RepeatFilter"}
+    cfg["handlers"]["default"].setdefault("filters", []).append("repeats")
+    cfg["loggers"]["hub"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    cfg["loggers"]["agent"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return cfg
 
 
 def limits(ctx: Any, args: argparse.Namespace) -> int:
