@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hub.db import AgentAudit, add_gateway, migrate
+from hub.storage import AgentAudit, add_gateway, migrate
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
