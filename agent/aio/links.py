@@ -12,23 +12,52 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SourceStatus:
+    """One link's state. ``role`` says what its loss means: a ``source`` down makes the agent
+    not ready; any other role (output, labels, hub) makes it degraded."""
+
     name: str
     kind: str
+    role: str = "source"
     connected: bool = False
     readings: int = 0
     malformed: int = 0
     reconnects: int = 0
+    attempts: int = 0  # connection attempts, probes included (what a server that is down sees)
+    dropped: int = 0  # items this link had to drop (an output's full queue)
     last_error: str | None = None
+    # a short, stable code for a metric label and scripts: an OPC UA status name
+    # (BadCertificateUntrusted), or connection_refused, timeout, closed, ...
+    reason: str | None = None
     connected_since: float | None = None
+    changed_at: float | None = None  # when `connected` last changed (epoch s)
 
     def as_dict(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items()}
 
-    def mark_failed(self, why: str) -> bool:
+    def mark_connected(self) -> None:
+        now = time.time()
+        if not self.connected:
+            self.changed_at = now
+            self.connected_since = now
+        self.connected = True
+        self.last_error = None
+        self.reason = None
+
+    def mark_down(self, why: str | None = None, reason: str | None = None) -> None:
+        """The link is not (or no longer) up; keep the last known error unless told a new one."""
+        if self.connected or self.changed_at is None:
+            self.changed_at = time.time()
+        self.connected = False
+        self.connected_since = None
+        if why is not None:
+            self.last_error = why
+        if reason is not None:
+            self.reason = reason
+
+    def mark_failed(self, why: str, reason: str | None = None) -> bool:
         """Record a failed attempt; True when it is news (worth one log line, not one per retry)."""
         news = self.connected or self.last_error != why
-        self.connected = False
-        self.last_error = why
+        self.mark_down(why, reason or self.reason or "failed")
         self.reconnects += 1
         return news
 
@@ -41,8 +70,8 @@ class RateLimitedLog:
     counts: dict[str, int] = field(default_factory=dict)
     _last: dict[str, float] = field(default_factory=dict)
 
-    def report(self, key: str, message: str) -> None:
-        self.counts[key] = self.counts.get(key, 0) + 1
+    def report(self, key: str, message: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
         now = time.monotonic()
         if now - self._last.get(key, -1e9) >= self.period_s:
             self._last[key] = now

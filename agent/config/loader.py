@@ -47,7 +47,7 @@ def format_location(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             place += f"[{part}]"
-        elif part in ("opcua", "mqtt", "onnx", "tflite", "SecretStr", "SecretFile", "str"):
+        elif part in ("opcua", "mqtt", "sparkplug", "onnx", "tflite", "SecretStr", "SecretFile", "str"):
             continue  # discriminator / union branch names say nothing to the user
         elif isinstance(part, str) and ("[" in part or "function-after" in part):
             continue

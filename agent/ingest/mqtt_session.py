@@ -56,12 +56,12 @@ async def run_session(
     backoff = Backoff(broker.reconnect)
     while True:
         client = make_client(broker, identifier, persistent=bool(subscriptions))
+        status.attempts += 1
         try:
             async with client:
                 for topic, qos in subscriptions:
                     await client.subscribe(topic, qos=qos)
-                status.connected = True
-                status.last_error = None
+                status.mark_connected()
                 backoff.reset()
                 log.info("mqtt %s: connected to %s:%d", status.name, broker.host, broker.port)
                 if on_connected is not None:
@@ -75,11 +75,25 @@ async def run_session(
                 else:
                     await asyncio.Future()  # connected, nothing to read: wait for cancellation
         except aiomqtt.MqttError as exc:
-            status.last_error = f"{type(exc).__name__}: {exc}"
+            status.mark_down(f"{type(exc).__name__}: {exc}", mqtt_reason(exc))
         raise_if_cancelling()
-        status.connected = False
+        status.mark_down()
         delay = backoff.next_delay()
         log.warning("mqtt %s: broker %s:%d unreachable or lost (%s); retry in %.1fs",
                     status.name, broker.host, broker.port, status.last_error, delay)
         await asyncio.sleep(delay)
         status.reconnects += 1
+
+
+def mqtt_reason(exc: aiomqtt.MqttError) -> str:
+    """A stable label for a metric: the broker's CONNACK reason, or what happened to the socket."""
+    if isinstance(exc, aiomqtt.MqttCodeError) and not isinstance(exc.rc, int):
+        return str(getattr(exc.rc, "getName", lambda: exc.rc)()).lower().replace(" ", "_")
+    text = str(exc).lower()
+    for needle, reason in (("refused", "connection_refused"), ("timed out", "timeout"),
+                           ("lost", "connection_lost"), ("not authori", "not_authorized"),
+                           ("bad user name or password", "bad_credentials"),
+                           ("certificate", "tls_certificate"), ("ssl", "tls_error")):
+        if needle in text:
+            return reason
+    return "unreachable"

@@ -19,7 +19,7 @@ from typing import Any
 
 from agent import __version__
 from agent.aio.supervisor import ComponentHealth, supervise
-from agent.config import AgentConfig, MqttLabelsConfig, OpcUaLabelsConfig, OpcUaSourceConfig
+from agent.config import AgentConfig, MqttLabelsConfig, OpcUaLabelsConfig
 from agent.errors import AgentError, OutboxError
 from agent.hublink.remote_config import RemoteConfig
 from agent.hublink.sync import HubSync
@@ -290,12 +290,8 @@ class Agent:
 
     def feature_builder(self, model: LoadedModel) -> FeatureBuilder:
         specs = []
-        max_age = {n.tag: n.max_age_s for s in self.config.sources if isinstance(
-            s, OpcUaSourceConfig) for n in s.nodes if n.max_age_s}
-        for src in self.config.sources:
-            if not isinstance(src, OpcUaSourceConfig):
-                max_age.update({t.tag: t.max_age_s for topic in src.topics for t in topic.tags
-                                if t.max_age_s})
+        max_age = {tag: age for src in self.config.sources for tag, age in src.max_ages().items()
+                   if age}
         for tag in model.input_tags:
             specs.append(TagSpec(tag, max_age.get(tag, self.config.features.max_age_s)))
         extra = [self.opcua_labels.tag] if self.opcua_labels else []
