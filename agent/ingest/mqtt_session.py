@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 MessageHandler = Callable[[str, bytes], None]
 
 
-def make_client(broker: MqttBroker, identifier: str, persistent: bool) -> aiomqtt.Client:
+def make_client(broker: MqttBroker, identifier: str, persistent: bool,
+                will: aiomqtt.Will | None = None) -> aiomqtt.Client:
     tls_params = None
     if broker.tls is not None:
         tls_params = aiomqtt.TLSParameters(
@@ -41,6 +42,7 @@ def make_client(broker: MqttBroker, identifier: str, persistent: bool) -> aiomqt
         keepalive=broker.keepalive_s, timeout=10,
         tls_params=tls_params,
         tls_insecure=broker.tls.insecure if broker.tls else None,
+        will=will,
     )
 
 
@@ -51,11 +53,16 @@ async def run_session(
     subscriptions: list[tuple[str, int]],
     on_message: MessageHandler | None = None,
     on_connected: Callable[[aiomqtt.Client], Awaitable[None]] | None = None,
+    will: aiomqtt.Will | None = None,
+    once: bool = False,
+    backoff: Backoff | None = None,
 ) -> None:
-    """Run forever: connect with backoff, subscribe, dispatch. Returns only when cancelled."""
-    backoff = Backoff(broker.reconnect)
+    """Run forever: connect with backoff, subscribe, dispatch. Returns only when cancelled, or
+    with ``once`` after the first connection (or attempt) ended and its retry delay passed (for
+    a caller whose will message changes per connection, as Sparkplug's NDEATH does)."""
+    backoff = backoff or Backoff(broker.reconnect)
     while True:
-        client = make_client(broker, identifier, persistent=bool(subscriptions))
+        client = make_client(broker, identifier, persistent=bool(subscriptions), will=will)
         status.attempts += 1
         try:
             async with client:
@@ -83,6 +90,8 @@ async def run_session(
                     status.name, broker.host, broker.port, status.last_error, delay)
         await asyncio.sleep(delay)
         status.reconnects += 1
+        if once:
+            return
 
 
 def mqtt_reason(exc: aiomqtt.MqttError) -> str:

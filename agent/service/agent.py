@@ -77,6 +77,13 @@ class Agent:
         self.publisher = MqttPublisher(config.outputs.mqtt, config.gateway_id) if (
             config.outputs.mqtt) else None
         self.writeback: OpcUaWriteback | None = None
+        self.sparkplug_out: Any = None
+        if config.outputs.sparkplug is not None:  # optional dependency: imported only when used
+            from agent.outputs.sparkplug import SparkplugPublisher
+
+            self.sparkplug_out = SparkplugPublisher(
+                config.outputs.sparkplug, config.gateway_id,
+                health=lambda: self.watch.monitor.book.worst() if self.watch else "ok")
         self.labels = LabelListener(config.labels, config.gateway_id, self.on_label) if (
             isinstance(config.labels, MqttLabelsConfig)) else None
         self.opcua_labels = config.labels if isinstance(config.labels, OpcUaLabelsConfig) else None
@@ -149,6 +156,8 @@ class Agent:
                     start("mqtt-out", self.publisher.run)
                 if self.writeback:
                     start("opcua-writeback", self.writeback.run)
+                if self.sparkplug_out is not None:
+                    start("sparkplug-out", self.sparkplug_out.run)
                 if self.labels:
                     start("labels", self.labels.run)
                 if self.health_server is not None:
@@ -285,7 +294,8 @@ class Agent:
         """For the grace period of a config change: is this component up?"""
         if name.startswith("source:"):
             return any(f"source:{s.status.name}" == name and s.status.connected for s in self.sources)
-        holder = {"mqtt-out": self.publisher, "labels": self.labels}.get(name)
+        holder = {"mqtt-out": self.publisher, "labels": self.labels,
+                  "sparkplug-out": self.sparkplug_out}.get(name)
         return holder is None or holder.status.connected
 
     def feature_builder(self, model: LoadedModel) -> FeatureBuilder:
@@ -428,6 +438,8 @@ class Agent:
             self.publisher.offer(predictions)
         if self.writeback is not None:
             self.writeback.offer(predictions)
+        if self.sparkplug_out is not None:
+            self.sparkplug_out.offer(predictions)
         self._pending_predictions.append(predictions)
 
     def on_label(self, label: Label) -> None:

@@ -107,3 +107,47 @@ async def test_sparkplug_edge_node_lifecycle(tmp_path: Path, broker: Any,
             await asyncio.sleep(0.5)
             assert agent.builder.samples == samples  # nothing valid while the node is dead
             assert "stale:barrel_temp_1" in agent.builder.invalid
+
+
+async def test_agent_publishes_predictions_as_a_sparkplug_edge_node(
+        tmp_path: Path, broker: Any, trained: dict[str, Path]) -> None:
+    import aiomqtt
+    import pysparkplug as spb
+
+    cfg = sparkplug_config(tmp_path, broker.port, trained)
+    cfg["outputs"] = {"sparkplug": {"broker": {"host": "127.0.0.1", "port": broker.port},
+                                    "group": "agents"}}
+    seen: list[tuple[str, Any]] = []
+
+    async def host(client: aiomqtt.Client) -> None:  # a SCADA host reading our edge node
+        async for msg in client.messages:
+            assert isinstance(msg.payload, bytes)
+            kind = str(msg.topic).split("/")[2]
+            if kind == "NCMD":
+                continue  # our own command
+            cls = {"NBIRTH": spb.NBirth, "NDATA": spb.NData, "NDEATH": spb.NDeath}[kind]
+            seen.append((kind, cls.decode(msg.payload)))
+
+    async with aiomqtt.Client("127.0.0.1", broker.port) as scada:
+        await scada.subscribe("spBv1.0/agents/+/test-gw", qos=1)
+        reader = asyncio.create_task(host(scada))
+        async with running_agent(cfg) as agent, edge_node(broker.port) as edge:
+            await edge.birth()
+            await wait_for(lambda: any(k == "NDATA" for k, _ in seen), 15, "NDATA with predictions")
+            births = [p for k, p in seen if k == "NBIRTH"]
+            names = {m.name for p in births for m in p.metrics}
+            assert {"bdSeq", "Node Control/Rebirth", "moulding-nok/Score",
+                    "moulding-nok/Version", "moulding-nok/Health"} <= names
+            data = next(p for k, p in seen if k == "NDATA")
+            version = next(m.value for m in data.metrics if m.name == "moulding-nok/Version")
+            assert version == "1.0.0" and data.seq == births[-1].seq + 1
+            count = len(births)
+            rebirth = spb.Metric(timestamp=spb.get_current_timestamp(), name="Node Control/Rebirth",
+                                 datatype=spb.DataType.BOOLEAN, value=True)
+            await scada.publish("spBv1.0/agents/NCMD/test-gw",
+                                spb.NCmd(spb.get_current_timestamp(), (rebirth,)).encode(
+                                    include_dtypes=True), qos=1)
+            await wait_for(lambda: len([1 for k, _ in seen if k == "NBIRTH"]) > count, 10,
+                           "a new NBIRTH on request")
+            assert agent.sparkplug_out.status.connected
+        reader.cancel()
