@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +77,15 @@ class RateLimitedLog:
         if now - self._last.get(key, -1e9) >= self.period_s:
             self._last[key] = now
             log.warning("%s (%d so far on %s)", message, self.counts[key], key)
+
+
+def links(holder: Any) -> list[SourceStatus]:
+    """Every link's state: the holder's sources, then every component it holds that publishes a
+    SourceStatus as ``status`` (MQTT output, label listener, hub links, Sparkplug output...), so
+    a new link shows up in health, metrics and status without new code there."""
+    found: list[SourceStatus] = [s.status for s in getattr(holder, "sources", [])]
+    for value in list(vars(holder).values()):
+        status = getattr(value, "status", None)
+        if isinstance(status, SourceStatus) and all(status is not f for f in found):
+            found.append(status)
+    return found

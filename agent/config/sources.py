@@ -101,6 +101,10 @@ class OpcUaSourceConfig(Strict):
         """Tag name -> its own staleness limit (None: the features default)."""
         return {n.tag: n.max_age_s for n in self.nodes}
 
+    def uri_for(self, gateway_id: str) -> str:
+        """The ApplicationUri this source sends (and its certificate must hold)."""
+        return self.application_uri or f"urn:factory-edge-agent:{gateway_id}"
+
 
 class MqttBroker(Strict):
     host: str = Field(min_length=1, description="Broker host name or address.")

@@ -21,7 +21,7 @@ PRODUCT_NAME = "factory-edge-agent"
 
 
 def application_uri(cfg: OpcUaSourceConfig, gateway_id: str) -> str:
-    return cfg.application_uri or f"urn:factory-edge-agent:{gateway_id}"
+    return cfg.uri_for(gateway_id)
 
 
 def context(cfg: OpcUaSourceConfig, app_uri: str) -> Context:
