@@ -80,7 +80,7 @@ async def run_session(
                             payload = str(payload).encode()
                         on_message(str(message.topic), bytes(payload))
                 else:
-                    await asyncio.Future()  # connected, nothing to read: wait for cancellation
+                    await until_disconnected(client)  # connected, nothing to read
         except aiomqtt.MqttError as exc:
             status.mark_down(f"{type(exc).__name__}: {exc}", mqtt_reason(exc))
         raise_if_cancelling()
@@ -92,6 +92,15 @@ async def run_session(
         status.reconnects += 1
         if once:
             return
+
+
+async def until_disconnected(client: aiomqtt.Client) -> None:
+    """Return never; raise MqttError when the broker goes away. aiomqtt tells a lost connection
+    only to its message iterator: a client that only publishes would otherwise not notice it
+    until its next publish."""
+    async for _ in client.messages:
+        pass  # nothing is subscribed; the iterator is how the loss is heard
+    raise aiomqtt.MqttError("disconnected")
 
 
 def mqtt_reason(exc: aiomqtt.MqttError) -> str:
