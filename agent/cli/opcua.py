@@ -82,7 +82,9 @@ def _certs_create(args: argparse.Namespace) -> int:
     for i, src in chosen:
         made = create_certificate(src, application_uri(src, cfg.gateway_id), f"sources[{i}]",
                                   args.force)
-        print(f"{src.name}: certificate {made.certificate} and key {made.private_key} (mode 0600)")
+        mode = made.private_key.stat().st_mode & 0o777
+        print(f"{src.name}: certificate {made.certificate} and key {made.private_key} "
+              f"(mode {mode:04o})")
         print(f"  ApplicationUri {made.application_uri}; hosts {', '.join(made.host_names)}; "
               f"valid until {made.not_after}")
         print(f"  SHA-256 {made.sha256}")

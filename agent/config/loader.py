@@ -116,6 +116,7 @@ def load_config_dict(path: Path, env: dict[str, str] | None = None) -> Any:
 
 
 CREDENTIALS_SOURCE = Path("/etc/edge-agent/credentials")  # where LoadCredential= reads them
+CREDENTIAL_ID = "secret_"  # LoadCredential=secret:DIR names a file NAME of DIR secret_NAME
 
 
 def preflight(cfg: AgentConfig, credentials_dir: Path | None = None,
@@ -124,17 +125,18 @@ def preflight(cfg: AgentConfig, credentials_dir: Path | None = None,
 
     A secret under /run/credentials/<unit>/ exists only while the service runs (systemd's
     LoadCredential= copies it there at start). Checked outside the service (no
-    $CREDENTIALS_DIRECTORY), it is looked up where the unit loads it from:
+    $CREDENTIALS_DIRECTORY), it is looked up where the unit loads it from: secret_NAME in
     /etc/edge-agent/credentials/NAME, or ``credentials_dir``/NAME. ``running``: the agent is
     about to read them, so every path is checked as written."""
     problems: list[str] = []
-    in_service = running or bool(os.environ.get("CREDENTIALS_DIRECTORY"))
+    in_service = bool(os.environ.get("CREDENTIALS_DIRECTORY"))
 
     def need(path: Path | None, place: str) -> None:
         if path is None:
             return
-        if path.parts[:3] == ("/", "run", "credentials") and (credentials_dir or not in_service):
-            source = (credentials_dir or CREDENTIALS_SOURCE) / path.name
+        outside = credentials_dir is not None or not in_service
+        if path.parts[:3] == ("/", "run", "credentials") and outside and not running:
+            source = (credentials_dir or CREDENTIALS_SOURCE) / path.name.removeprefix(CREDENTIAL_ID)
             if not source.exists():
                 problems.append(f"{place}: {path} is loaded by the service from {source}, which "
                                 f"does not exist: create it (mode 0640, group edge-agent)")

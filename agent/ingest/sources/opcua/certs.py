@@ -50,6 +50,24 @@ def certificate_uris(path: Path) -> list[str]:
     return list(san.get_values_for_type(x509.UniformResourceIdentifier))
 
 
+SERVICE_GROUP = "edge-agent"
+
+
+def _share_with_service(key_path: Path) -> None:
+    """Made by root for the service: the key readable by the edge-agent group (0640), which the
+    agent runs as; nobody else."""
+    import grp
+
+    if os.geteuid() != 0:
+        return
+    try:
+        gid = grp.getgrnam(SERVICE_GROUP).gr_gid
+    except KeyError:
+        return  # not installed as a service here
+    os.chown(key_path, 0, gid)
+    os.chmod(key_path, 0o640)
+
+
 def create_certificate(cfg: OpcUaSourceConfig, app_uri: str, place: str, force: bool) -> Created:
     sec = cfg.security
     if sec.certificate is None or sec.private_key is None:
@@ -87,6 +105,7 @@ def create_certificate(cfg: OpcUaSourceConfig, app_uri: str, place: str, force: 
             f.write(key_bytes)
         os.chmod(key_path, 0o600)
         cert_path.write_bytes(cert.public_bytes(encoding))
+        _share_with_service(key_path)
     except OSError as exc:
         raise ConfigError([f"{place}.security: cannot write {exc.filename or cert_path} "
                            f"({exc.strerror}); run with sudo, or name another path"]) from None
