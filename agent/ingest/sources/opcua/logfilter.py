@@ -11,9 +11,13 @@ import logging
 import time
 
 from asyncua import ua
+from asyncua.common.utils import NotEnoughData
 
 # exceptions that only say "the connection is gone"
-_CLOSED = (ConnectionError, OSError, EOFError, asyncio.TimeoutError, asyncio.CancelledError)
+# (NotEnoughData: asyncua parsing a refusal it does not expect, as node-opcua sends for an
+# untrusted certificate; the source reports the refusal itself)
+_CLOSED = (ConnectionError, OSError, EOFError, asyncio.TimeoutError, asyncio.CancelledError,
+           NotEnoughData)
 _CLOSED_CODES = {"BadConnectionClosed", "BadSessionClosed", "BadSessionIdInvalid", "BadShutdown",
                  "BadServerHalted", "BadSecureChannelClosed", "BadSecureChannelIdInvalid",
                  "BadNoSubscription", "BadTimeout", "BadCommunicationError", "BadNotConnected",
@@ -21,7 +25,8 @@ _CLOSED_CODES = {"BadConnectionClosed", "BadSessionClosed", "BadSessionIdInvalid
 _CLOSED_TEXT = ("Publish iteration crashed", "close_session raised", "close_secure_channel raised",
                 "Connection supervisor iteration crashed", "Error while renewing session",
                 "Got error status from server", "ServiceFault", "Received an error",
-                "Subscription recreation failed", "recreate failed")
+                "Subscription recreation failed", "recreate failed",
+                "Exception raised while parsing message from server")
 LOGGERS = ("asyncua.client.client", "asyncua.client.ua_client.UASocketProtocol",
            "asyncua.client.ua_client.UaClient", "asyncua.client.ua_session.UaSession",
            "asyncua.client.ua_session", "asyncua.common.subscription")

@@ -22,6 +22,12 @@ class ServerNotTrusted(Exception):
         self.detail = detail
 
 
+class SecureChannelRefused(Exception):
+    """The server answered OpenSecureChannel with something asyncua cannot parse and closed the
+    socket: node-opcua refuses an untrusted client certificate this way (a ServiceFault where
+    asyncua expects the channel), so the status code itself is lost."""
+
+
 @dataclass(frozen=True)
 class Refusal:
     reason: str
@@ -96,6 +102,12 @@ def explain(exc: BaseException, ctx: Context) -> Refusal:
     """One line for any way a session attempt can fail, never a traceback."""
     fill = {"endpoint": ctx.endpoint, "application_uri": ctx.application_uri,
             "certificate": ctx.certificate or "(none)", "policy": ctx.policy, "mode": ctx.mode}
+    if isinstance(exc, SecureChannelRefused):
+        return Refusal("secure_channel_refused", (
+            "the server refused the secure channel before any session (servers such as node-opcua "
+            f"answer BadCertificateUntrusted this way): trust this agent's certificate "
+            f"{fill['certificate']} on the server (it is now in its 'rejected' folder), and check "
+            f"it offers {ctx.policy}/{ctx.mode}: `edge-agent opcua endpoints {ctx.endpoint}`"))
     if isinstance(exc, ServerNotTrusted):
         return Refusal("server_untrusted", (
             f"the server's certificate is not trusted by this agent ({exc.detail}): check it is "

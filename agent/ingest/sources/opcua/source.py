@@ -26,7 +26,7 @@ from agent.errors import SourceError
 from agent.ingest.sources.base import RateLimitedLog, ReadingSink, SourceStatus
 from agent.ingest.sources.opcua import logfilter
 from agent.ingest.sources.opcua.client import application_uri, context, make_client
-from agent.ingest.sources.opcua.reasons import ServerNotTrusted, explain
+from agent.ingest.sources.opcua.reasons import SecureChannelRefused, ServerNotTrusted, explain
 from agent.types import Quality, Reading
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ SERVER_STATE_NODE = "i=2259"  # Server_ServerStatus_State
 # AssertionError are how asyncua's handshake fails when a server closes the socket mid-way
 # (the usual answer to an untrusted certificate). Anything else is a bug and propagates.
 CONNECTION_ERRORS = (OSError, asyncio.TimeoutError, ConnectionError, ua.UaError, EOFError,
-                     ServerNotTrusted, NotEnoughData)
+                     ServerNotTrusted, NotEnoughData, SecureChannelRefused)
 HANDSHAKE_ERRORS = (*CONNECTION_ERRORS, AssertionError)
 
 
@@ -137,8 +137,13 @@ class OpcUaSource:
         client.connection_lost_callback = self._on_lost
         self.lost.clear()
         try:
-            async with asyncio.timeout(cfg.timeout_s * 2):
-                await client.connect()
+            try:
+                async with asyncio.timeout(cfg.timeout_s * 2):
+                    await client.connect()
+            except (AssertionError, NotEnoughData) as exc:
+                if cfg.security.mode == "None":
+                    raise
+                raise SecureChannelRefused(str(exc)) from exc
             self._client = client
             await self._subscribe(client)
             self.status.mark_connected()
