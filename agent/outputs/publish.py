@@ -40,7 +40,7 @@ class MqttPublisher:
         self.config = config
         self.gateway_id = gateway_id
         self.status = SourceStatus("predictions-out", "mqtt-out", role="output")
-        self._drops = RateLimitedLog()
+        self._drops = RateLimitedLog("mqtt-out: predictions dropped")
         self._queue: deque[list[Any]] = deque()  # [topic, batch, next row to send, rows]
         self._queued = 0
         self._topics: dict[tuple[str, str], str] = {}

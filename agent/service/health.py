@@ -64,6 +64,11 @@ class AgentCollector:
                                   value=a.dropped_readings)
         yield CounterMetricFamily("edge_parts_missed", "Parts the trigger counter skipped",
                                   value=builder.parts_missed if builder else 0)
+        bad = CounterMetricFamily("edge_bad_readings", "Readings marked bad at the intake (limits:)",
+                                  labels=["reason"])
+        for reason, count in a.intake.bad.items():
+            bad.add_metric([reason], count)
+        yield bad
         yield CounterMetricFamily("edge_labels", "Ground-truth labels received", value=a.labels_received)
         if a.publisher is not None:
             yield CounterMetricFamily("edge_mqtt_published", "Predictions published",

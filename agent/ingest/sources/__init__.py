@@ -27,4 +27,4 @@ def build_source(config: SourceConfig, agent: AgentConfig, sink: ReadingSink) ->
         return SparkplugSource(config, sink, client_prefix=agent.gateway_id)
     from agent.ingest.sources.mqtt import MqttSource
 
-    return MqttSource(config, sink, client_prefix=agent.gateway_id)
+    return MqttSource(config, sink, client_prefix=agent.gateway_id, limits=agent.limits)

@@ -37,7 +37,8 @@ class _Node:
     # alias -> (device or None, name, datatype); names -> datatype per device
     aliases: dict[int, tuple[str | None, str, int]] = field(default_factory=dict)
     datatypes: dict[str | None, dict[str, int]] = field(default_factory=dict)
-    tags: dict[str | None, set[str]] = field(default_factory=dict)  # device -> tags delivered
+    # device -> tag -> its last value (what a death leaves behind, marked stale)
+    tags: dict[str | None, dict[str, float]] = field(default_factory=dict)
     last_rebirth: float = -1e9
 
 
@@ -46,7 +47,7 @@ class SparkplugSource:
         self.config = config
         self.sink = sink
         self.status = SourceStatus(config.name, "sparkplug")
-        self.malformed = RateLimitedLog()
+        self.malformed = RateLimitedLog(f"sparkplug {config.name}: malformed payload")
         self.nodes: dict[str, _Node] = {}
         self.sequence_gaps = 0
         self.unknown_aliases = 0
@@ -170,8 +171,10 @@ class SparkplugSource:
 
     def _stale(self, edge_node: str, node: _Node, device: str | None) -> None:
         now = time.time()
-        for tag in node.tags.get(device, ()):
-            self.sink.offer(Reading(self.config.name, tag, float("nan"), now, now, Quality.STALE))
+        for tag, last in node.tags.get(device, {}).items():
+            # the last value, marked stale: the tag is known, only no longer current
+            quality = Quality.STALE if last == last else Quality.BAD
+            self.sink.offer(Reading(self.config.name, tag, last, now, now, quality))
 
     def _tag_for(self, edge_node: str, device: str | None, metric: str) -> str | None:
         if self.config.metrics:
@@ -208,7 +211,7 @@ class SparkplugSource:
             stamp = m.timestamp_ms if m.timestamp_ms is not None else decoded.timestamp_ms
             source_ts = stamp / 1000.0 if stamp else now
             value = m.value if m.value is not None and quality != Quality.BAD else float("nan")
-            node.tags.setdefault(t.device, set()).add(tag)
+            node.tags.setdefault(t.device, {})[tag] = value
             self.status.readings += 1
             self.sink.offer(Reading(self.config.name, tag, value, source_ts, now, quality))
         if unknown:
