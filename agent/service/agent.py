@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.aio.links import RateLimitedLog
 from agent.aio.supervisor import ComponentHealth, supervise
 from agent.config import AgentConfig, MqttLabelsConfig, OpcUaLabelsConfig
 from agent.errors import AgentError, OutboxError
@@ -64,6 +65,7 @@ class Agent:
         self.started = time.time()
         self.readings: deque[Reading] = deque()
         self.dropped_readings = 0
+        self._drop_log = RateLimitedLog("reading queue full")
         self.intake = ReadingCheck(config.limits)  # bad readings by reason: intake.bad
         self._wake = asyncio.Event()
         self.sources = [build_source(s, config, self) for s in config.sources]
@@ -127,6 +129,8 @@ class Agent:
         reading = self.intake.check(reading)  # the one place readings are judged (limits:)
         if len(self.readings) >= self.config.reading_queue:
             self.dropped_readings += 1  # counted drop: the pipeline cannot keep up
+            self._drop_log.report("readings", f"reading queue full (reading_queue "
+                                              f"{self.config.reading_queue}): reading dropped")
             return
         self.readings.append(reading)
         self._wake.set()
