@@ -188,6 +188,10 @@ class SparkplugSourceConfig(Strict):
     qos: Literal[0, 1] = Field(0, description="Subscription QoS (Sparkplug publishes data at QoS 0).")
     rebirth_interval_s: float = Field(5.0, gt=0, description=(
         "At most one rebirth request (NCMD Node Control/Rebirth) per edge node this often."))
+    host_id: str | None = Field(None, pattern=_SPB_ID, description=(
+        "Announce the agent as this Sparkplug host application (retained spBv1.0/STATE/<id>, "
+        "online/offline by will), for edge nodes that publish only while their primary host "
+        "is online; empty: a silent host."))
 
     @model_validator(mode="after")
     def _filters(self) -> SparkplugSourceConfig:

@@ -5,9 +5,12 @@ timestamps, a death (tags stale, samples invalid by reason), malformed protobuf 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
+
+import aiomqtt
 
 from agent.ingest.sources.sparkplug import SparkplugSource
 from tests.helpers.running import base_config, running_agent, wait_for
@@ -26,7 +29,7 @@ def sparkplug_config(tmp_path: Path, port: int, trained: dict[str, Path]) -> dic
     src = {"type": "sparkplug", "name": "spb", "group": "cell-4", "edge_nodes": ["plc-4"],
            "broker": {"host": "127.0.0.1", "port": port,
                       "reconnect": {"initial_s": 0.2, "max_s": 0.5}},
-           "rebirth_interval_s": 0.2, "metrics": metrics}
+           "rebirth_interval_s": 0.2, "metrics": metrics, "host_id": "edge-ml"}
     return base_config(tmp_path, [src], features={"mode": "periodic", "period_s": 0.1,
                                                   "max_age_s": 30},
                        model={"bundle": str(trained["bundle"]), "trusted_keys": [str(trained["pub"])]},
@@ -44,6 +47,13 @@ async def test_sparkplug_edge_node_lifecycle(tmp_path: Path, broker: Any,
         source = agent.sources[0]
         assert isinstance(source, SparkplugSource)
         await wait_for(lambda: source.status.connected, 15, "subscribed")
+        async with aiomqtt.Client("127.0.0.1", broker.port) as probe:  # a node waiting for its host
+            await probe.subscribe("spBv1.0/STATE/edge-ml", qos=1)
+            async with asyncio.timeout(10):
+                message = await anext(aiter(probe.messages))
+                assert isinstance(message.payload, bytes)
+                state = json.loads(message.payload)
+            assert state["online"] is True and state["timestamp"] > 0
         async with edge_node(broker.port) as edge:
             # data before any birth (the agent started after the node): a rebirth is requested
             await edge.data({"Barrel/Zone1": 221.0})

@@ -12,6 +12,7 @@ protobuf is counted and logged once a minute per topic; it never stops the sourc
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -69,11 +70,19 @@ class SparkplugSource:
         return subs
 
     async def run(self) -> None:
+        will = None
+        if self.config.host_id:
+            will = aiomqtt.Will(self._state_topic(), _state(False), qos=1, retain=True)
         await run_session(self.config.broker, self._identifier, self.status, self.subscriptions(),
-                          on_connected=self._serve)
+                          on_connected=self._serve, will=will)
+
+    def _state_topic(self) -> str:
+        return f"{spb.NAMESPACE}/STATE/{self.config.host_id}"
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         self._client = client
+        if self.config.host_id:  # subscribed first: births that answer it are not missed
+            await client.publish(self._state_topic(), _state(True), qos=1, retain=True, timeout=10)
         try:
             async for message in client.messages:
                 payload = message.payload
@@ -236,3 +245,8 @@ class SparkplugSource:
             await client.publish(topic, spb.rebirth_command(int(time.time() * 1000)), qos=0,
                                  timeout=10)
             self._pending_rebirths.pop(0)
+
+
+def _state(online: bool) -> bytes:
+    """Sparkplug 3.0 host application STATE payload."""
+    return json.dumps({"online": online, "timestamp": int(time.time() * 1000)}).encode()
