@@ -72,4 +72,6 @@ async def test_three_plc_restarts_with_default_settings(tmp_path: Path,
     assert len(crashed) <= 1 and all(r.levelno == logging.WARNING for r in crashed)
     lost = [r for r in caplog.records if r.name.startswith("agent.ingest.sources.opcua")
             and "lost" in r.getMessage()]
-    assert len(lost) == 3  # one line per outage from the source itself
+    # the source says so itself (one line per outage, fewer when the agent's log limiter holds
+    # back repeats within a minute)
+    assert 1 <= len(lost) <= 3

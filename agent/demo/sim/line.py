@@ -134,7 +134,13 @@ class SimulatedLine:
             if cap is not None:  # advertised as a real server does (ServerCapabilities)
                 await self.server.write_attribute_value(
                     ua.NodeId(24104), ua.DataValue(ua.Variant(cap, ua.VariantType.UInt32)))
-        await self.server.start()
+        try:
+            await self.server.start()
+        except BaseException:
+            if self._limits is not None:  # never leave asyncua patched behind a failed start
+                self._limits.__exit__(None, None, None)
+                self._limits = None
+            raise
         return self
 
     async def _trust_clients(self, directory: Path) -> None:
