@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hub.storage import AgentAudit, add_gateway, migrate
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from agent.store.audit import AuditLog
 from agent.store.outbox import NewRecord, Outbox, Priority
 from hub.server import HubServer
+from hub.storage import AgentAudit, add_gateway, migrate
 
 
 def _wait(condition: Any, timeout: float, what: str) -> None:
