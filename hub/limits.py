@@ -14,6 +14,7 @@ import pydantic_core
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.config.limits import InputLimits
 from agent.errors import AgentError
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -37,13 +38,13 @@ class HubLimits(BaseModel):
     max_inflated_bytes: int = Field(24 * MiB, ge=1024, le=1 << 31, description=(
         "Largest telemetry body once decompressed; decompression stops there (413)."))
     max_ratio: float = Field(100.0, ge=2, le=100_000, allow_inf_nan=False, description=(
-        "Largest decompressed/compressed ratio of a body or archive past the first "
+        "Largest decompressed/compressed ratio of a body past the first "
         "ratio_grace_bytes (413): a bomb is stopped within a few chunks."))
     ratio_grace_bytes: int = Field(1 * MiB, ge=0, le=1 << 31, description=(
         "Output below this size is never refused for its ratio (small bodies compress well)."))
     max_json_bytes: int = Field(1 * MiB, ge=1024, le=1 << 30, description=(
         "Largest JSON body (status reports, deployments, config overlays); larger: 413."))
-    max_json_depth: int = Field(32, ge=4, le=150, description=(
+    json_max_depth: int = Field(32, ge=4, le=150, description=(
         "Deepest nesting of arrays and objects in any JSON body, record or manifest (422)."))
     max_string_chars: int = Field(65_536, ge=128, le=1 << 24, description=(
         "Longest string anywhere in a JSON body, record or manifest (422)."))
@@ -51,13 +52,18 @@ class HubLimits(BaseModel):
         "Largest training-sample or audit record once decompressed at ingest (skipped, logged)."))
     max_timestamp: float = Field(4_102_444_800.0, gt=0, allow_inf_nan=False, description=(
         "Latest epoch time a client may send (created, since); default 2100-01-01. Earliest: 0."))
-    max_bundle_bytes: int = Field(512 * MiB, ge=1024, le=1 << 34, description=(
-        "Largest bundle archive uploaded or published (413)."))
-    max_bundle_unpacked_bytes: int = Field(1024 * MiB, ge=1024, le=1 << 36, description=(
-        "Largest total size of a bundle's files once unpacked (refused before extraction)."))
-    max_bundle_files: int = Field(64, ge=2, le=100_000, description=(
-        "Most entries (files and folders) in a bundle archive."))
-    max_manifest_bytes: int = Field(8 * MiB, ge=1024, le=1 << 30, description=(
+    upload_max_bytes: int = Field(512 * MiB, ge=1024, le=1 << 40, description=(
+        "Largest bundle archive uploaded to POST /api/v1/models, as sent (413)."))
+    # the bundle settings carry the names of the agent's own (agent.config.limits.InputLimits):
+    # publish runs the same acceptance checks, and their messages name these settings
+    bundle_max_bytes: int = Field(1024 * MiB, ge=MiB, le=1 << 40, description=(
+        "Largest bundle once unpacked; an archive is measured while it decompresses, before "
+        "anything is written."))
+    bundle_max_files: int = Field(32, ge=2, le=10_000, description=(
+        "Most files in a bundle (manifest and signature included)."))
+    bundle_max_ratio: float = Field(200.0, ge=1, le=100_000, allow_inf_nan=False, description=(
+        "Largest unpacked/packed size ratio of a compressed bundle archive."))
+    manifest_max_bytes: int = Field(8 * MiB, ge=4096, le=1 << 30, description=(
         "Largest manifest.json in a bundle."))
     audit_resend_window_s: float = Field(3600.0, ge=0, le=30 * 86400, allow_inf_nan=False, description=(
         "How long a gap in a gateway's audit chain may wait for the agent to resend the missing "
@@ -152,7 +158,7 @@ def parse_json(data: bytes | bytearray | str, limits: HubLimits, where: str = "b
         value = pydantic_core.from_json(data, allow_inf_nan=True)
     except ValueError as exc:
         if "recursion limit" in str(exc):
-            why = f"{where}: nested deeper than {limits.max_json_depth} levels"
+            why = f"{where}: nested deeper than {limits.json_max_depth} levels"
             raise LimitError(why, 422, where) from None
         raise LimitError(f"{where}: not valid JSON ({str(exc)[:160]})", 422, where) from None
     check_value(value, limits, where)
@@ -165,8 +171,8 @@ def check_value(value: Any, limits: HubLimits, where: str = "body") -> None:
     while stack:
         v, path, depth = stack.pop()
         if isinstance(v, dict | list):
-            if depth > limits.max_json_depth:
-                raise LimitError(f"{path}: nested deeper than {limits.max_json_depth} levels", 422, path)
+            if depth > limits.json_max_depth:
+                raise LimitError(f"{path}: nested deeper than {limits.json_max_depth} levels", 422, path)
             items = v.items() if isinstance(v, dict) else enumerate(v)
             for k, item in items:
                 if isinstance(k, str) and len(k) > limits.max_string_chars:
@@ -198,3 +204,10 @@ def decode_record_json(blob: bytes, limits: HubLimits) -> Any:
     if not d.eof:
         raise LimitError("payload is a truncated zlib stream")
     return parse_json(out, limits, "payload")
+
+
+def agent_limits(limits: HubLimits) -> InputLimits:
+    """The agent's acceptance limits with the hub's settings (bundles, manifests, JSON depth)."""
+    return InputLimits(json_max_depth=limits.json_max_depth, bundle_max_bytes=limits.bundle_max_bytes,
+                       bundle_max_files=limits.bundle_max_files, bundle_max_ratio=limits.bundle_max_ratio,
+                       manifest_max_bytes=limits.manifest_max_bytes)

@@ -1,7 +1,6 @@
-"""Model registry: a bundle is accepted only if it passes the intake checks (limits, every file
-listed, the model loads and passes its self-test: hub.intake) and its hashes and signature
-verify against the hub's trusted keys; versions are immutable; archives are stored by manifest
-sha256."""
+"""Model registry: a bundle is accepted only if it passes the acceptance checks (hub.intake:
+limits, every file listed, hashes and signature against the hub's trusted keys, the model loads
+and passes its self-test); versions are immutable; archives are stored by manifest sha256."""
 
 from __future__ import annotations
 
@@ -18,9 +17,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from agent.errors import AgentError
-from agent.models.bundle import Bundle, sha256_file, unpack, verify_bundle
+from agent.models.bundle import Bundle, sha256_file
 from hub.fleet import artifacts
-from hub.intake import check_archive, check_listed, check_manifest_file, check_model, check_names
+from hub.intake import accept
 from hub.limits import HubLimits
 from hub.storage import ModelVersion, record
 
@@ -41,15 +40,7 @@ def publish(engine: Engine, data_dir: Path, bundle_path: Path, keys: list[Path],
         raise HubError("no trusted keys: put public keys in DATA/trusted-keys/ or pass --trusted-key")
     staging = Path(tempfile.mkdtemp(prefix="publish-"))
     try:
-        if bundle_path.is_file():
-            check_archive(bundle_path, limits)
-        directory = unpack(bundle_path, staging)
-        check_manifest_file(directory, limits)
-        bundle = verify_bundle(directory, keys, allow_unsigned=False)
-        check_names(bundle)
-        check_listed(bundle)
-        check_model(bundle)
-        return register(engine, data_dir, bundle)
+        return register(engine, data_dir, accept(bundle_path, staging, list(keys), limits))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -100,7 +100,7 @@ def build_bundle(
     runtime = runtime_for_file(model, len(features))
     out_train = runtime.predict(x)
     is_classifier = out_train.labels is not None or out_train.scores.shape[1] > 1
-    classes = class_order(table.data[label]) if is_classifier else []
+    classes = class_order(table.text(label)) if is_classifier else []
     if positive_class is not None and positive_class not in classes:
         raise BundleError(f"--positive-class: '{positive_class}' is not one of {classes}")
     positive = positive_class or (classes[-1] if classes else None)
@@ -113,7 +113,7 @@ def build_bundle(
     out_eval = runtime.predict(x_eval)
     if is_classifier:
         metrics: dict[str, Any] = classifier_metrics(
-            [label_text(v.strip()) for v in eval_table.data[label]],
+            [label_text(v) for v in eval_table.text(label)],
             predicted_labels(out_eval, classes), positive)
     else:
         metrics = regression_metrics(eval_table.numeric(label), out_eval.scores[:, 0])

@@ -45,8 +45,8 @@ async def upload(request: Request, hub: HubDep, who: Admin) -> Published:
     try:
         archive = tmp / "bundle.tar"
         limits = hub.limits
-        await read_stream(request, Inflater(None, limits.max_bundle_bytes, limits),
-                          limits.max_bundle_bytes, sink=archive)
+        await read_stream(request, Inflater(None, limits.upload_max_bytes, limits),
+                          limits.upload_max_bytes, sink=archive)
 
         def run() -> Any:
             with acting_as(who.actor):

@@ -43,12 +43,13 @@ def serve(ctx: Any, args: argparse.Namespace) -> int:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="edge-hub-metrics-")
         ctx.close()
         uvicorn.run("hub.cli.fleet:app_factory", factory=True, workers=args.workers, host=args.host,
-                    port=args.port, log_level=args.log_level, ssl_certfile=cert, ssl_keyfile=key)
+                    port=args.port, log_level=args.log_level, log_config=log_config(),
+                    ssl_certfile=cert, ssl_keyfile=key)
         return 0
     app = create_app(ctx.engine, args.data, args.trusted_key, limits=limits, run_queue=not args.no_jobs,
                      queues=args.queues)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, ssl_certfile=cert,
-                ssl_keyfile=key)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=log_config(),
+                ssl_certfile=cert, ssl_keyfile=key)
     return 0
 
 
@@ -66,6 +67,21 @@ def app_factory() -> Any:
     limits = HubLimits.load(Path(settings["limits"]) if settings["limits"] else None)
     return create_app(open_db(settings["db"]), Path(settings["data"]), [Path(k) for k in settings["keys"]],
                       limits=limits, run_queue=bool(settings["jobs"]), queues=settings["queues"])
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging, with the hub's own loggers on its handler and the shared repeat filter
+    (agent.aio.loglimit) on it: a repeated warning is one line and a count, never a flood."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    cfg.setdefault("filters", {})["repeats"] = {"()": "agent.aio.loglimit.RepeatFilter"}
+    cfg["handlers"]["default"].setdefault("filters", []).append("repeats")
+    cfg["loggers"]["hub"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    cfg["loggers"]["agent"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return cfg
 
 
 def limits(ctx: Any, args: argparse.Namespace) -> int:

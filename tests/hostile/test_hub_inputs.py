@@ -329,24 +329,33 @@ def test_training_samples_and_audit_arrive_with_their_record(hub: HubServer, eng
         assert sorted(s.scalars(select(TrainingSample.sample_id))) == ["p0", "p1", "p2"]
 
 
-def test_the_limiter_is_bounded_and_counts_what_it_suppressed() -> None:
-    from hub.ratelimit import BoundedRateLimiter
+def test_the_limiter_is_bounded_and_counts_what_it_suppressed(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
 
-    limiter = BoundedRateLimiter(period_s=10, max_keys=50)
-    assert limiter.allow("a", now=0) == (True, 0)
-    assert [limiter.allow("a", now=t)[0] for t in (1, 2, 3)] == [False, False, False]
-    assert limiter.allow("a", now=11) == (True, 3)  # the next line says: 3 more suppressed
+    from agent.aio.loglimit import RepeatLimiter
+    from hub.ratelimit import warn_limited
+
+    clock = [0.0]
+    limiter = RepeatLimiter(period_s=10, max_keys=50, clock=lambda: clock[0])
+    logger = logging.getLogger("hub.test")
+    for t in (0, 1, 2, 3, 11):
+        clock[0] = t
+        warn_limited(logger, "k", "refused %s", "x", limiter=limiter)
+    lines = [r.getMessage() for r in caplog.records if r.name == "hub.test"]
+    assert lines == ["refused x", "refused x (3 more like this suppressed)"]
     for i in range(10_000):
-        limiter.allow(f"topic-{i}", now=20)
+        limiter.admit(f"topic-{i}")
     assert len(limiter) == 50  # a flood of distinct keys cannot grow it
 
 
 def test_a_flood_of_unknown_tokens_is_a_few_log_lines(
-    hub: HubServer, caplog: pytest.LogCaptureFixture
+    hub: HubServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hub.ratelimit import LIMITER
+    import hub.ratelimit as ratelimit
+    from agent.aio.loglimit import RepeatLimiter
 
-    LIMITER.reset()  # process-wide: another test's hub may have logged one within the period
+    # process-wide: another test's hub may have logged one within the period
+    monkeypatch.setattr(ratelimit, "LIMITER", RepeatLimiter())
     with httpx.Client(base_url=hub.url, timeout=10) as c:
         codes = {
             c.get("/api/v1/gateways/gw/desired", headers=auth(f"guess-{i}")).status_code for i in range(300)

@@ -206,8 +206,8 @@ def test_publish_refuses_what_the_fleet_must_not_get(
     cases = {
         garbage: "does not load",
         versions["9.0.0"]: "self-test failed",
-        unlisted: "payload.sh, which its manifest does not list",
-        deep: "nested deeper",
+        unlisted: "payload.sh is not listed in the manifest",
+        deep: "nested",
     }
     for bundle, reason in cases.items():
         r = run("publish", str(bundle), *common)
