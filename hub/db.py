@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class Base(DeclarativeBase):
@@ -180,6 +180,8 @@ class GatewayMetric(Base):
     accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
     drift_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     health: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # step 3: balanced accuracy, cost per part and recall per class at that time (classifiers)
+    figures: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class HistoryEntry(Base):
@@ -249,6 +251,7 @@ STEPS: dict[int, list[str]] = {
         "ALTER TABLE deployments ADD COLUMN margin FLOAT DEFAULT 0 NOT NULL",
         "ALTER TABLE deployments ADD COLUMN decided FLOAT",
         "ALTER TABLE deployments ADD COLUMN reason VARCHAR(1000)"],
+    3: ["ALTER TABLE gateway_metrics ADD COLUMN figures JSON"],
 }
 
 

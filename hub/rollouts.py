@@ -203,10 +203,14 @@ def _metric_point(gateway_id: str, now: float, report: dict[str, Any]) -> Gatewa
     psi = [*(monitor.get("psi") or {}).values(), monitor.get("prediction_psi")]
     scores = [float(v) for v in psi if isinstance(v, (int, float))]  # the largest PSI now
     acc = monitor.get("rolling_accuracy")
+    figures = {k: monitor.get(k) for k in ("rolling_balanced_accuracy", "rolling_cost_per_part")}
+    figures["recall"] = {c: v.get("recall") for c, v in (monitor.get("rolling_per_class") or {}).items()
+                         if isinstance(v, dict)}
     return GatewayMetric(gateway_id=gateway_id, at=now, model=active.get("name"),
                          version=active.get("version"),
                          accuracy=float(acc) if isinstance(acc, (int, float)) else None,
-                         drift_score=max(scores) if scores else None, health=report.get("health"))
+                         drift_score=max(scores) if scores else None, health=report.get("health"),
+                         figures=figures)
 
 
 def _record_changes(s: Session, gateway_id: str, before: dict[str, Any], after: dict[str, Any]) -> None:
