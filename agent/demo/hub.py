@@ -17,16 +17,26 @@ def _say(text: str) -> None:
 
 
 CANARY_AT = 0.08  # share of the run after which version 1.1.0 goes out as a canary
-# how the hub keeps the model working in the demo: retrain when labelled accuracy stays below
-# 0.8 (2 s = 20 parts at demo speed), on what the line did since then (lookback: the rolling
-# accuracy lags the change by some 30 parts), roll out as a canary
-POLICY = {"accuracy_below": 0.8, "sustain_s": 2.0, "lookback_s": 4.0, "min_rows": 150,
-          "max_rows": 2000, "holdout_share": 0.25, "min_interval_s": 3600.0, "strategy": "canary",
-          "canary_size": 1, "watch_s": 8.0, "margin": 0.05, "trainer": "gbt"}
+
+
+def demo_policy(speed: float, cycle_s: float = 30.0) -> dict[str, Any]:
+    """How the hub keeps the model working in the demo, in parts of the line (turned into the
+    policy's wall seconds at this speed). Retrain when the gateway's rolling balanced accuracy
+    stays below 0.8 for 20 parts, on what the line did since then (a lookback of 60 parts: the
+    rolling figure lags the change), once training and holdout hold at least 20 NOK and 20 OK
+    parts each (the product's default min_per_class); the holdout is the newest 40% (enough NOK
+    parts to judge on at about 15% NOK); roll out as a canary. The costs are the defaults."""
+    part_s = cycle_s / speed
+    return {"balanced_accuracy_below": 0.8, "sustain_s": 20 * part_s, "lookback_s": 60 * part_s,
+            "min_rows": 150, "max_rows": 2000, "holdout_share": 0.4, "min_per_class": 20,
+            "min_interval_s": 3600.0, "strategy": "canary", "canary_size": 1, "watch_s": 80 * part_s,
+            "margin": 0.05, "min_class_recall": 0.5, "trainer": "auto"}
+
+
 GROUP = "press-shop"
 
 
-async def start_hub(out: Path, cfg: dict[str, Any], pub: Path, first: Path) -> Any:
+async def start_hub(out: Path, cfg: dict[str, Any], pub: Path, first: Path, speed: float = 300.0) -> Any:
     """An embedded hub (SQLite, loopback): it trusts the demo's signing key, gets version 1.0.0
     published over its admin API and deploys it; the agent syncs it from there."""
     try:
@@ -45,7 +55,7 @@ async def start_hub(out: Path, cfg: dict[str, Any], pub: Path, first: Path) -> A
 
     hub_pub = hub_key(hub_dir / "data").with_suffix(".pub")  # the hub signs what it retrains
     cfg["model"]["trusted_keys"].append(str(hub_pub))
-    set_policy(engine, "moulding-nok", POLICY)
+    set_policy(engine, "moulding-nok", demo_policy(speed))
     cfg["hub"] = {"url": "", "token": add_gateway(engine, cfg["gateway_id"], group=GROUP),
                   "upload_interval_s": 0.5, "poll_interval_s": 1.0, "report_interval_s": 1.0}
     hub = HubServer(engine, hub_dir / "data", evaluate_interval_s=0.5)
