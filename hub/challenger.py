@@ -126,7 +126,10 @@ def retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
         detail: dict[str, Any] = {
             "dataset_sha256": snap.sha256, "train_rows": snap.train_rows, "holdout_rows": snap.holdout_rows,
             "train_classes": snap.train_classes, "holdout_classes": snap.holdout_classes,
-            "champion": champ.version, "decision": reason, **figures,
+            "champion": champ.version, "decision": reason,
+            "champion_scores": figures["champion"], "challenger_scores": figures["challenger"],
+            "paired": figures["paired"], "margin": figures["margin"],
+            "min_class_recall": figures["min_class_recall"],
             "champion_accuracy": figures["champion"]["accuracy"],
             "challenger_accuracy": figures["challenger"]["accuracy"],
             "trainer": trainer_name, "lineage": lineage}

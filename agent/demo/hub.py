@@ -120,6 +120,25 @@ async def drained(agent: Agent, within: float) -> None:
         await asyncio.sleep(0.2)
 
 
+def _short(text: str, limit: int = 240) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def version_holdout(hub: Any, version: str | None) -> dict[str, Any] | None:
+    """The holdout figures the bundle builder wrote into a version's manifest (its card shows
+    the same)."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from hub.db import ModelVersion
+
+    if version is None:
+        return None
+    with Session(hub.engine) as s:
+        manifest = s.scalars(select(ModelVersion.manifest).where(ModelVersion.version == version)).first()
+    return ((manifest or {}).get("metrics") or {}).get("holdout")
+
+
 def hub_figures(hub: Any, agent: Agent) -> dict[str, Any]:
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
@@ -130,7 +149,7 @@ def hub_figures(hub: Any, agent: Agent) -> dict[str, Any]:
         rows = s.scalar(select(func.count()).select_from(Telemetry)) or 0
         items = s.scalar(select(func.sum(Telemetry.items))) or 0
         history = [f"{h.version} {h.event}{' on ' + h.gateway_id if h.gateway_id else ''}"
-                   f"{': ' + h.detail if h.detail and h.event != 'published' else ''}"
+                   f"{': ' + _short(h.detail) if h.detail and h.event != 'published' else ''}"
                    for h in s.scalars(select(HistoryEntry).order_by(HistoryEntry.id))]
     stats = agent.outbox_stats
     return {"records_written_by_agent": agent.records_written, "records_at_hub": rows,

@@ -17,9 +17,17 @@ from typing import Any
 
 import yaml
 
-from agent.demo.hub import CANARY_AT, drained, hub_figures, model_cards, roll_out_canary, start_hub
+from agent.demo.hub import (
+    CANARY_AT,
+    drained,
+    hub_figures,
+    model_cards,
+    roll_out_canary,
+    start_hub,
+    version_holdout,
+)
 from agent.demo.report import write_report
-from agent.demo.scoreboard import COSTS, Scoreboard
+from agent.demo.scoreboard import COSTS, Scoreboard, headline
 from agent.demo.sim.broker import any_broker, free_port
 from agent.demo.sim.line import SimOptions, SimulatedLine, node_id
 from agent.demo.sim.process import COUNTER_TAG, PROCESS_TAGS, DriftStep, history
@@ -37,7 +45,7 @@ from agent.types import Label
 log = logging.getLogger(__name__)
 
 
-RESIN_AT, CONCEPT_AT = 0.30, 0.50  # where in the run the plant changes (share of the parts)
+RESIN_AT, CONCEPT_AT = 0.25, 0.45  # where in the run the plant changes (share of the parts)
 
 
 def prepare_models(out: Path, rows: int = 4000) -> tuple[list[Path], Path]:
@@ -183,6 +191,7 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                 story.watch_hub(hub.engine, line.parts, time.monotonic(), None)
                 await asyncio.to_thread(hub.stop)
                 summary["loop"] = loop = loop_figures(story, board, onsets, line.results, summary)
+                loop["new_version_holdout"] = headline(version_holdout(hub, story.retrain_version))
                 model_cards(hub, out)
                 write_report(out, story, board, onsets, loop, summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

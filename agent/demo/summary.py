@@ -12,24 +12,42 @@ from agent.service.agent import Agent
 CYCLE_S = 30.0  # simulated seconds per part
 
 
+PHASES = ("before drift", "resin", "concept")
+
+
 def drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dict[str, Any]:
-    """When each warning and alarm fired, in parts after the change it answers to."""
+    """When each warning and alarm fired, in parts after the change it answers to. An alarm
+    answers to the change whose onset precedes its estimated start (not merely its part), and a
+    detector and feature that went off under an earlier change and comes back after an
+    acknowledgement while that change goes on is still that change's (the same cause). (The
+    monitor's incidents will make the second rule the agent's own.)"""
     resin, concept = onsets["resin"], onsets["concept"]
 
-    timeline = []
+    def phase_of(part: int) -> str:
+        return "concept" if part >= concept else ("resin" if part >= resin else "before drift")
+
+    timeline: list[dict[str, Any]] = []
+    first_phase: dict[tuple[str, str, str | None], str] = {}
     for e in agent.events:
         if e.level not in ("warning", "alarm"):
             continue
         part = board.part_of_event(e)
-        phase = "concept" if part >= concept else ("resin" if part >= resin else "before drift")
+        start = board.event_parts.get(id(e), (-1, None))[1]
+        phase, attributed = phase_of(part), "part"
+        if start is not None and 0 <= start <= part and phase_of(start) not in ("before drift", phase):
+            phase, attributed = phase_of(start), "estimated start"  # an earlier change's alarm
+        key = (e.kind, e.detector, e.feature)
+        earlier = first_phase.setdefault(key, phase)
+        if PHASES.index(earlier) < PHASES.index(phase) and earlier != "before drift":
+            phase, attributed = earlier, "raised again after an acknowledgement under the same change"
         onset = concept if phase == "concept" else resin
         timeline.append({
             "part": part, "level": e.level, "kind": e.kind, "detector": e.detector,
-            "feature": e.feature, "phase": phase,
+            "feature": e.feature, "phase": phase, "attributed_by": attributed,
             "parts_after_onset": part - onset if phase != "before drift" else None,
             "sim_minutes_after_onset": round((part - onset) * CYCLE_S / 60, 1)
             if phase != "before drift" else None,
-            "estimated_start_part": board.event_parts.get(id(e), (-1, None))[1],
+            "estimated_start_part": start,
         })
 
     def first(level: str, phase: str, kind: str | None = None) -> dict[str, Any] | None:
@@ -44,7 +62,7 @@ def drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dict
         "first_alarm_after_concept": first("alarm", "concept"),
         # a changed relation leaves the inputs alone: the labels are what can see it
         "first_performance_alarm_after_concept": first("alarm", "concept", "performance"),
-        "false_alarms_before_drift": sum(1 for t in timeline if t["phase"] == "before drift"
+        "false_alarms_before_drift": sum(1 for t in timeline if t["part"] < resin
                                          and t["level"] == "alarm"),
         "alarms_acknowledged": sum(1 for e in agent.events if e.level == "ok"
                                    and any("acknowledged" in f for f in e.top_features)),
@@ -84,7 +102,7 @@ def counts(agent: Agent, board: Scoreboard, line: SimulatedLine, broker: str,
 
 
 
-LOOP_FIGURES = ("before_drift", "after_resin", "at_worst", "after_recovery")
+LOOP_FIGURES = ("before_drift", "after_resin", "at_worst", "after_recovery", "new_version_holdout")
 
 
 def print_summary(summary: dict[str, Any], say: Any) -> None:

@@ -45,9 +45,11 @@ def synthetic_run(model: str) -> tuple[Story, Scoreboard, dict[int, bool], dict[
     story.retrain_started_part, story.retrain_status, story.retrain_version = 800, "deployed", "1.2.0"
     story.new_version_active_part = FIXED
     story.versions_seen = [(3, "1.0.0"), (90, "1.1.0"), (FIXED, "1.2.0")]
-    story.runs = [{"part": 560, "status": "skipped", "version": None, "reason": "balanced accuracy 0.41 below 0.8; "
-                   "waiting for labelled samples since then: holdout has 7 NOK of 20", "decision": None},
-                  {"part": 800, "status": "deployed", "version": "1.2.0", "reason": "balanced accuracy 0.4 below 0.8",
+    story.runs = [{"part": 560, "status": "skipped", "version": None, "decision": None,
+                   "reason": "balanced accuracy 0.41 below 0.8; waiting for labelled samples since then: "
+                             "holdout has 7 NOK of 20"},
+                  {"part": 800, "status": "deployed", "version": "1.2.0",
+                   "reason": "balanced accuracy 0.4 below 0.8",
                    "decision": "published: cheaper by more than 0.05 per part"}]
     timeline = [{"part": p, "level": "alarm", "kind": k, "detector": d, "feature": None,
                  "phase": "resin" if p < ONSETS["concept"] else "concept"}

@@ -123,7 +123,7 @@ def test_retrain_loop_at_the_hub(hub_any: HubServer, engine: Engine, trained: di
     assert paired["second_cost_per_part"] < paired["first_cost_per_part"] - 0.02 and paired["p_lower"] <= 0.05
     assert "paired percentile bootstrap" in paired["test"]
     assert first.detail["decision"].startswith("published")
-    challenger = first.detail["challenger"]
+    challenger = first.detail["challenger_scores"]
     assert challenger["per_class"]["NOK"]["recall"] >= 0.6 and challenger["per_class"]["NOK"]["support"] >= 20
     assert first.detail["holdout_classes"]["NOK"] >= 20 and first.detail["train_classes"]["NOK"] >= 20
     assert first.version == "1.1.0" and "balanced accuracy 0.500 below 0.8" in first.trigger
@@ -259,7 +259,7 @@ def test_always_ok_challenger_with_higher_accuracy_is_rejected(
     assert run.status == "not_better", run.detail
     assert run.detail["challenger_accuracy"] > run.detail["champion_accuracy"]  # accuracy would say yes
     assert "NOK recall 0.00 below the floor 0.5" in run.detail["decision"]
-    assert run.detail["challenger"]["balanced_accuracy"] == 0.5
+    assert run.detail["challenger_scores"]["balanced_accuracy"] == 0.5
     assert versions(hub_db) == ["1.0.0"]
 
 
