@@ -313,7 +313,7 @@ def _paired_verdict(s: Session, d: Deployment, classes: list[str], tensor: np.nd
         return True, f"worse: {figures}"
     floor = scoring.recall_floor_failures(cand, float(policy["min_class_recall"]), credible=True)
     if floor:
-        return True, f"{'; '.join(floor)}: {figures}"
+        return True, f"worse: {'; '.join(floor)}: {figures}"
     return False, f"not worse: {figures}"
 
 
