@@ -234,9 +234,21 @@ def migrate(engine: Engine) -> None:
             return
         for step in range(current + 1, SCHEMA_VERSION + 1):
             for statement in STEPS[step]:
-                s.execute(text(statement))
+                if not _column_exists(s, statement):  # a table an earlier step made has it already
+                    s.execute(text(statement))
             Base.metadata.create_all(s.connection())  # tables new in this step
             s.add(SchemaVersion(version=step, applied=time.time()))
+
+
+def _column_exists(s: Session, statement: str) -> bool:
+    """Whether an 'ALTER TABLE t ADD COLUMN c ...' would add a column the table already has."""
+    words = statement.split()
+    if len(words) < 6 or [w.upper() for w in (words[0], words[1], words[3], words[4])] != [
+            "ALTER", "TABLE", "ADD", "COLUMN"]:
+        return False
+    from sqlalchemy import inspect
+
+    return words[5] in {c["name"] for c in inspect(s.connection()).get_columns(words[2])}
 
 
 # upgrades of an existing database, one list of statements per schema version
