@@ -69,7 +69,9 @@ def check_policy(changes: dict[str, Any], current: dict[str, Any] | None = None)
             if not isinstance(value, bool):
                 problems.append(f"{key}={value!r}: use true or false")
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            problems.append(f"{key}={value!r}: use a number >= 0")
+            why = "a cost cannot be negative; " if key.startswith("cost_") and isinstance(
+                value, (int, float)) and not isinstance(value, bool) else ""
+            problems.append(f"{key}={value!r}: {why}use a number >= 0")
         else:
             typed[key] = float(value)
     if "min_per_class" in typed and (typed["min_per_class"] < 1 or not typed["min_per_class"].is_integer()):

@@ -288,3 +288,19 @@ def test_retrain_waits_for_enough_examples_of_every_class(
     upload(hub, token, "gw-w", samples_after_concept_change(400, seed=12), 100)
     assert evaluate_triggers(hub_db, hub.data, background=False)
     assert runs(hub_db)[-1].status == "deployed"
+
+
+def test_bad_policy_values_exit_2_naming_the_setting(hub_db: Engine, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--db", str(hub_db.url), "--data", str(tmp_path / "data")]
+    for setting, message in (("cost_missed_nok=-5", "cost_missed_nok=-5: a cost cannot be negative"),
+                             ("min_class_recall=1.5", "min_class_recall=1.5: use a number between 0 and 1"),
+                             ("min_per_class=0", "min_per_class=0: use a whole number >= 1"),
+                             ("accuracy_below=0.8", "accuracy_below: replaced by balanced_accuracy_below")):
+        assert hub_main([*common, "policy", "set", MODEL, setting]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert hub_main([*common, "policy", "set", MODEL, "cost_missed_nok=25", "min_class_recall=0.7"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["cost_missed_nok"] == 25 and shown["min_class_recall"] == 0.7
+    assert shown["min_per_class"] == 20

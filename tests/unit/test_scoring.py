@@ -4,6 +4,9 @@ per-class performance, and bad cost settings refused with the setting named."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -153,3 +156,25 @@ def test_rolling_performance_per_class_is_windowed_batch_invariant_and_restorabl
     restored.update(truth[:10], pred[:10])
     one.update(truth[:10], pred[:10])
     assert restored.metrics() == one.metrics()
+
+
+def test_bundle_build_writes_the_cost_matrix_and_per_class_holdout_figures(
+        trained: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main
+
+    base = ["bundle", "build", "--model", str(trained["model"]), "--train-csv", str(trained["train"]),
+            "--label", "label", "--name", "moulding-nok", "--version", "1.0.0",
+            "--holdout-csv", str(trained["holdout"]), "--positive-class", "NOK"]
+    assert main([*base, "--out", str(tmp_path / "bad"), "--cost-missed-nok", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--cost-missed-nok=-1.0: a cost cannot be negative" in err and "Traceback" not in err
+    costs = ["--cost-missed-nok", "25", "--cost-false-nok", "2"]
+    assert main([*base, "--out", str(tmp_path / "b"), *costs]) == 0
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["costs"]["matrix"] == [[0.0, 25.0], [2.0, 0.0]]
+    assert manifest["costs"]["classes"] == ["NOK", "OK"]
+    holdout = manifest["metrics"]["holdout"]
+    nok = holdout["per_class"]["NOK"]
+    assert nok["support"] > 20 and 0 <= nok["recall_ci"][0] <= nok["recall"] <= nok["recall_ci"][1] <= 1
+    assert holdout["cost_missed_nok"] == 25 and holdout["in_sample"] is False
+    assert {"accuracy", "balanced_accuracy", "cost_per_part", "precision", "recall", "f1"} <= set(holdout)
