@@ -4,7 +4,6 @@ problems that repeat: what health, status and metrics read, never the component'
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -35,15 +34,17 @@ class SourceStatus:
 
 @dataclass
 class RateLimitedLog:
-    """Log a repeating problem once per key per period; count every occurrence."""
+    """Count a repeating problem and warn about it through the one log limiter
+    (agent.aio.loglimit): every instance is one kind of message, whatever topic or tag it is
+    about, so 1,000 topics give one line a minute and memory stays one counter."""
 
-    period_s: float = 60.0
-    counts: dict[str, int] = field(default_factory=dict)
-    _last: dict[str, float] = field(default_factory=dict)
+    kind: str = "repeated problem"
+    count: int = 0
+    by_key: dict[str, int] = field(default_factory=dict)
+    max_keys: int = 64  # the first keys seen are counted apart, for status; the rest together
 
     def report(self, key: str, message: str) -> None:
-        self.counts[key] = self.counts.get(key, 0) + 1
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) >= self.period_s:
-            self._last[key] = now
-            log.warning("%s (%d so far on %s)", message, self.counts[key], key)
+        self.count += 1
+        if key in self.by_key or len(self.by_key) < self.max_keys:
+            self.by_key[key] = self.by_key.get(key, 0) + 1
+        log.warning("%s (%d so far)", message, self.count, extra={"limit_key": self.kind})

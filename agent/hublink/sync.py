@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -171,6 +172,12 @@ class HubSync:
 
     async def _download(self, client: httpx.AsyncClient, ref: dict[str, Any]) -> Any:
         sha, size, want = ref["sha256"], ref.get("size"), ref.get("archive_sha256")
+        cap = self.lifecycle.store.limits.bundle_max_bytes
+        if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+            raise BundleError(f"the hub named a bundle {str(sha)[:80]!r}, not a sha256")
+        if size is not None and not (isinstance(size, int) and 0 <= size <= cap):
+            raise BundleError(f"the hub declares a bundle of {str(size)[:30]} bytes; "
+                              f"limits.bundle_max_bytes is {cap}")
         part = self.lifecycle.store.staging / f"{sha}.part"
         have = part.stat().st_size if part.exists() else 0
         if size is not None and have > size:
@@ -185,8 +192,15 @@ class HubSync:
                     raise DownloadError(f"bundle download answered {r.status_code}")
                 else:
                     mode = "ab" if r.status_code == 206 else "wb"
+                    written = have if mode == "ab" else 0
                     with part.open(mode) as fh:
                         async for chunk in r.aiter_bytes(CHUNK):
+                            written += len(chunk)
+                            if written > (size if size is not None else cap):
+                                fh.close()
+                                part.unlink(missing_ok=True)
+                                raise BundleError(f"the hub sent more than the {size or cap} bytes "
+                                                  "it declared (limits.bundle_max_bytes); refused")
                             fh.write(chunk)
         got = part.stat().st_size if part.exists() else 0
         if size is not None and got < size:

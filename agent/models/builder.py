@@ -109,7 +109,7 @@ def build_bundle(
     runtime = runtime_for_file(model, len(features))
     out_train = runtime.predict(x)
     is_classifier = out_train.labels is not None or out_train.scores.shape[1] > 1
-    classes = class_order(table.data[label]) if is_classifier else []
+    classes = class_order(table.text(label)) if is_classifier else []
     if positive_class is not None and positive_class not in classes:
         raise BundleError(f"--positive-class: '{positive_class}' is not one of {classes}")
     positive = positive_class or (classes[-1] if classes else None)
@@ -122,7 +122,7 @@ def build_bundle(
     out_eval = runtime.predict(x_eval)
     costs = CostMatrix(tuple(classes), positive, missed, false) if is_classifier else None
     if costs is not None:
-        truth = [label_text(v.strip()) for v in eval_table.data[label]]
+        truth = [label_text(v) for v in eval_table.text(label)]
         strange = sorted(set(truth) - set(classes))
         if strange:
             raise BundleError(f"--holdout-csv: labels {strange} are not among the training classes {classes}")

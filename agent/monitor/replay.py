@@ -7,7 +7,6 @@ samples, the model, every warning and alarm with the CSV row at which it fired, 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import time
@@ -21,6 +20,7 @@ from agent.errors import ConfigError, CsvError
 from agent.inference.batches import SampleBatch
 from agent.inference.model import load_model
 from agent.ingest.csvio import Table, read_table
+from agent.ingest.quality import parse_decimal
 from agent.monitor.alarms import MonitorEvent
 from agent.monitor.monitor import ModelMonitor
 
@@ -28,26 +28,7 @@ BATCH = 256
 
 
 def parse_timestamps(table: Table) -> np.ndarray:
-    out = np.empty(table.rows)
-    for i, cell in enumerate(table.data["timestamp"]):
-        text = cell.strip()
-        try:
-            out[i] = float(text)
-        except ValueError:
-            try:
-                stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
-                raise CsvError(f"{table.path}: row {i + 2}, column 'timestamp': '{text[:40]}' is "
-                               "neither ISO 8601 nor epoch seconds") from None
-            if stamp.tzinfo is None:
-                stamp = stamp.replace(tzinfo=dt.UTC)
-            out[i] = stamp.timestamp()
-    back = np.flatnonzero(np.diff(out) < 0)
-    if len(back):
-        row = int(back[0]) + 1
-        raise CsvError(f"{table.path}: row {row + 2}, column 'timestamp': earlier than the row "
-                       "before; sort the file by time")
-    return out
+    return table.timestamps("timestamp")
 
 
 def label_values(table: Table, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -62,15 +43,17 @@ def label_values(table: Table, classes: list[str]) -> tuple[np.ndarray, np.ndarr
         if classes:
             key = c if c in pos else (str(int(float(c))) if _is_int(c) else c)
             if key not in pos:
-                raise CsvError(f"{table.path}: row {i + 2}, column 'label': '{c[:40]}' is not one "
-                               f"of the model's classes {classes}")
+                raise CsvError(f"{table.path}: row {table.row_numbers[i]}, column 'label': "
+                               f"'{c[:40]}' is not one of the model's classes {classes}")
             truth[i] = pos[key]
         else:
             try:
-                truth[i] = float(c)
+                truth[i] = parse_decimal(c)
             except ValueError:
-                raise CsvError(f"{table.path}: row {i + 2}, column 'label': '{c[:40]}' is not a "
-                               "number") from None
+                truth[i] = math.nan
+            if not math.isfinite(truth[i]):
+                raise CsvError(f"{table.path}: row {table.row_numbers[i]}, column 'label': "
+                               f"'{c[:40]}' is not a finite plain decimal number") from None
     return mask, truth
 
 

@@ -29,6 +29,7 @@ from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.inference.model import LoadedModel
 from agent.ingest.features import FeatureBuilder, TagSpec, format_id
 from agent.ingest.labels import LabelListener
+from agent.ingest.quality import ReadingCheck
 from agent.ingest.sources import build_source
 from agent.ingest.sources.opcua import OpcUaSource
 from agent.models.lifecycle import ModelLifecycle
@@ -63,6 +64,7 @@ class Agent:
         self.started = time.time()
         self.readings: deque[Reading] = deque()
         self.dropped_readings = 0
+        self.intake = ReadingCheck(config.limits)  # bad readings by reason: intake.bad
         self._wake = asyncio.Event()
         self.sources = [build_source(s, config, self) for s in config.sources]
         self.health: dict[str, ComponentHealth] = {}
@@ -77,7 +79,7 @@ class Agent:
         self.publisher = MqttPublisher(config.outputs.mqtt, config.gateway_id) if (
             config.outputs.mqtt) else None
         self.writeback: OpcUaWriteback | None = None
-        self.labels = LabelListener(config.labels, config.gateway_id, self.on_label) if (
+        self.labels = LabelListener(config.labels, config.gateway_id, self.on_label, config.limits) if (
             isinstance(config.labels, MqttLabelsConfig)) else None
         self.opcua_labels = config.labels if isinstance(config.labels, OpcUaLabelsConfig) else None
         self._label_trigger_value: float | None = None
@@ -115,6 +117,7 @@ class Agent:
 
     # -- ReadingSink: called by sources from the event loop, must not block ---------------
     def offer(self, reading: Reading) -> None:
+        reading = self.intake.check(reading)  # the one place readings are judged (limits:)
         if len(self.readings) >= self.config.reading_queue:
             self.dropped_readings += 1  # counted drop: the pipeline cannot keep up
             return
@@ -136,6 +139,7 @@ class Agent:
         async with AsyncExitStack() as stack:
             self.outbox = await stack.enter_async_context(
                 AsyncOutbox(cfg.outbox_path, cfg.outbox.disk_budget_bytes, cfg.outbox.synchronous))
+            await self.outbox.catch_up_audit(self.audit)  # the log and its outbox copy agree
             await self._load_initial_model()
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -231,7 +235,7 @@ class Agent:
 
     async def _load_initial_model(self) -> None:
         cfg = self.config
-        self.store = ModelStore(cfg.state_dir, cfg.model.keep_versions)
+        self.store = ModelStore(cfg.state_dir, cfg.model.keep_versions, cfg.limits)
         self.lifecycle = ModelLifecycle(cfg, self.store, self.use_model, self._lifecycle_event)
         configured = None
         if cfg.model.bundle is not None:

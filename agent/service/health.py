@@ -54,6 +54,11 @@ class AgentCollector:
                                   value=a.inference_errors)
         yield CounterMetricFamily("edge_dropped_readings", "Readings dropped: queue full",
                                   value=a.dropped_readings)
+        bad = CounterMetricFamily("edge_bad_readings", "Readings marked bad at the intake (limits:)",
+                                  labels=["reason"])
+        for reason, count in a.intake.bad.items():
+            bad.add_metric([reason], count)
+        yield bad
         yield CounterMetricFamily("edge_labels", "Ground-truth labels received", value=a.labels_received)
         if a.publisher is not None:
             yield CounterMetricFamily("edge_mqtt_published", "Predictions published",

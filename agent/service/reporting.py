@@ -36,6 +36,7 @@ def snapshot(agent: Agent) -> dict[str, Any]:
         "invalid_samples": dict(agent.builder.invalid) if agent.builder else {},
         "predictions": agent.predictions, "inference_errors": agent.inference_errors,
         "labels": agent.labels_received, "dropped_readings": agent.dropped_readings,
+        "bad_readings": dict(agent.intake.bad),
         "published": agent.publisher.published if agent.publisher else None,
         "publish_dropped": agent.publisher.dropped if agent.publisher else None,
         "alarms_published": agent.publisher.published_raw if agent.publisher else None,

@@ -13,4 +13,4 @@ def build_source(config: SourceConfig, agent: AgentConfig, sink: ReadingSink) ->
         return OpcUaSource(config, sink)
     from agent.ingest.sources.mqtt import MqttSource
 
-    return MqttSource(config, sink, client_prefix=agent.gateway_id)
+    return MqttSource(config, sink, client_prefix=agent.gateway_id, limits=agent.limits)

@@ -62,7 +62,7 @@ class OpcUaSource:
         self.lost = asyncio.Event()
         self._client: Client | None = None
         self._tags: dict[Any, str] = {}
-        self._bad_values = RateLimitedLog()
+        self._bad_values = RateLimitedLog(f"opcua {config.name}: non-numeric value")
         self.subscriptions = 0  # how many the last connect created (visible for tests)
         self._write_types: dict[str, Any] = {}
 
