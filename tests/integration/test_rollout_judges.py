@@ -77,7 +77,8 @@ def test_canary_and_shadow_are_judged_on_cost(hub_db: Engine, tmp_path: Path, tr
 
     # a shadow no worse on cost is promoted; one that misses NOK parts is rejected
     sha = sha_of(hub_db, "7.1.0")
-    for candidate, verdict in ((catches, "active"), (misses, "rejected")):
+    always_ok = np.full(len(truth), OK)
+    for candidate, verdict in ((catches, "active"), (misses, "rejected"), (always_ok, "rejected")):
         deploy(hub_db, MODEL, "7.1.0", "group:press", "shadow", RolloutPolicy(min_labels=100, watch_s=600))
         shadow = {"sha256": sha, "comparison": comparison(counts(truth, catches, candidate))}
         store_report(hub_db, "gw-1", {"active": {"name": MODEL, "version": "1.0.0", "sha256": "x"},

@@ -107,6 +107,10 @@ def test_a_candidate_missing_nok_parts_the_incumbent_catches_is_worse_despite_hi
     worse_the_other_way, _ = scoring.candidate_worse(paired_counts(truth, candidate, incumbent, 2),
                                                      COSTS, margin=0.05)
     assert not worse_the_other_way
+    # a model that always says OK is as accurate as the incumbent, and worse still
+    always_ok = np.full(len(truth), OK)
+    assert float(np.mean(always_ok == truth)) >= accuracy[0]
+    assert scoring.candidate_worse(paired_counts(truth, incumbent, always_ok, 2), COSTS, margin=0.05)[0]
 
 
 @pytest.mark.parametrize("missed,false,fragment", [
