@@ -1,5 +1,5 @@
 """Command line: edge-agent run | check-config | config-schema | status | models | alarms | bundle |
-replay | sim | demo.
+opcua | replay | sim | demo.
 
 Every user-facing failure ends as one clear message and an exit code, never a traceback:
 2 for bad input (config, CSV, bundle), 1 for a failure at run time.
@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", type=Path, default=None, dest="config_opt")
     check.add_argument("--schema-only", action="store_true",
                        help="skip the checks that named files (keys, certificates) exist")
+    check.add_argument("--credentials-dir", type=Path, default=None,
+                       help="where secrets named under /run/credentials/... are kept before the "
+                            "service loads them (default /etc/edge-agent/credentials)")
 
     sub.add_parser("config-schema", help="print the config JSON Schema")
 
@@ -97,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     from agent.cli.audit import add_parser as add_audit_parser
 
     add_audit_parser(sub, DEFAULT_CONFIG_PATH)
+    from agent.cli.opcua import add_parser as add_opcua_parser
+
+    add_opcua_parser(sub, DEFAULT_CONFIG_PATH)
 
     from agent.demo.sim.process import DRIFT_HELP
 
@@ -144,7 +150,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "check-config":
         return _check_config(args.path or args.config_opt or DEFAULT_CONFIG_PATH,
-                             args.schema_only)
+                             args.schema_only, args.credentials_dir)
     if cmd == "config-schema":
         print(json.dumps(AgentConfig.model_json_schema(), indent=2))
         return 0
@@ -166,6 +172,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from agent.cli.audit import run as run_audit
 
         return run_audit(args)
+    if cmd == "opcua":
+        from agent.cli.opcua import run as run_opcua
+
+        return run_opcua(args)
     if cmd == "models":
         from agent.cli.models import run as run_models
 
@@ -181,9 +191,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(cmd)
 
 
-def _check_config(path: Path, schema_only: bool = False) -> int:
+def _check_config(path: Path, schema_only: bool = False,
+                  credentials_dir: Path | None = None) -> int:
     cfg = load_config(path)
-    problems = [] if schema_only else preflight(cfg)
+    problems = [] if schema_only else preflight(cfg, credentials_dir)
     if problems:
         raise ConfigError(problems)
     print(f"{path}: valid ({len(cfg.sources)} source(s), {len(cfg.tag_names())} tag(s))")
@@ -197,7 +208,7 @@ def _run(path: Path) -> int:
 
     raw = load_config_dict(path)
     cfg = parse_config(raw)
-    problems = preflight(cfg)
+    problems = preflight(cfg, running=True)
     if problems:
         raise ConfigError(problems)
     setup_logging(cfg.log_level, cfg.log_json)

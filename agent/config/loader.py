@@ -14,7 +14,12 @@ from pydantic import ValidationError
 from agent.config.common import SecretFile
 from agent.config.outputs import MqttLabelsConfig
 from agent.config.service import AgentConfig
-from agent.config.sources import MqttBroker, OpcUaSourceConfig
+from agent.config.sources import (
+    MqttBroker,
+    MqttSourceConfig,
+    OpcUaSourceConfig,
+    SparkplugSourceConfig,
+)
 from agent.config.yamlsafe import read_config_text, safe_yaml
 from agent.errors import ConfigError
 
@@ -49,7 +54,7 @@ def format_location(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             place += f"[{part}]"
-        elif part in ("opcua", "mqtt", "onnx", "tflite", "SecretStr", "SecretFile", "str"):
+        elif part in ("opcua", "mqtt", "sparkplug", "onnx", "tflite", "SecretStr", "SecretFile", "str"):
             continue  # discriminator / union branch names say nothing to the user
         elif isinstance(part, str) and ("[" in part or "function-after" in part):
             continue
@@ -133,25 +138,55 @@ def load_config_dict(path: Path, env: dict[str, str] | None = None) -> Any:
     return safe_yaml(text, str(path))
 
 
-def preflight(cfg: AgentConfig) -> list[str]:
-    """File checks that validation leaves out: named files must exist and be readable."""
+CREDENTIALS_SOURCE = Path("/etc/edge-agent/credentials")  # where LoadCredential= reads them
+CREDENTIAL_ID = "secret_"  # LoadCredential=secret:DIR names a file NAME of DIR secret_NAME
+
+
+def preflight(cfg: AgentConfig, credentials_dir: Path | None = None,
+              running: bool = False) -> list[str]:
+    """File checks that validation leaves out: named files must exist and be readable.
+
+    A secret under /run/credentials/<unit>/ exists only while the service runs (systemd's
+    LoadCredential= copies it there at start). Checked outside the service (no
+    $CREDENTIALS_DIRECTORY), it is looked up where the unit loads it from: secret_NAME in
+    /etc/edge-agent/credentials/NAME, or ``credentials_dir``/NAME. ``running``: the agent is
+    about to read them, so every path is checked as written."""
     problems: list[str] = []
+    in_service = bool(os.environ.get("CREDENTIALS_DIRECTORY"))
 
     def need(path: Path | None, place: str) -> None:
-        if path is not None and not path.exists():
+        if path is None:
+            return
+        outside = credentials_dir is not None or not in_service
+        if path.parts[:3] == ("/", "run", "credentials") and outside and not running:
+            source = (credentials_dir or CREDENTIALS_SOURCE) / path.name.removeprefix(CREDENTIAL_ID)
+            if not source.exists():
+                problems.append(f"{place}: {path} is loaded by the service from {source}, which "
+                                f"does not exist: create it (mode 0640, group edge-agent)")
+            return
+        if not path.exists():
             problems.append(f"{place}: file not found: {path}")
 
     for i, src in enumerate(cfg.sources):
         if isinstance(src, OpcUaSourceConfig):
-            need(src.security.certificate, f"sources[{i}].security.certificate")
-            need(src.security.private_key, f"sources[{i}].security.private_key")
-            need(src.security.server_certificate, f"sources[{i}].security.server_certificate")
+            sec = src.security
+            need(sec.certificate, f"sources[{i}].security.certificate")
+            need(sec.private_key, f"sources[{i}].security.private_key")
+            need(sec.server_certificate, f"sources[{i}].security.server_certificate")
+            if sec.trust_dir is not None and not sec.trust_dir.is_dir():
+                problems.append(f"sources[{i}].security.trust_dir: not a directory: {sec.trust_dir} "
+                                "(create it and put the server's certificate in it)")
             if isinstance(src.password, SecretFile):
                 need(src.password.file, f"sources[{i}].password.file")
-        else:
+            problem = _certificate_uri_problem(sec.certificate, src.uri_for(cfg.gateway_id))
+            if problem:
+                problems.append(f"sources[{i}].security.certificate: {problem}")
+        elif isinstance(src, MqttSourceConfig | SparkplugSourceConfig):
             _check_broker(src.broker, f"sources[{i}].broker", need)
     if cfg.outputs.mqtt:
         _check_broker(cfg.outputs.mqtt.broker, "outputs.mqtt.broker", need)
+    if cfg.outputs.sparkplug:
+        _check_broker(cfg.outputs.sparkplug.broker, "outputs.sparkplug.broker", need)
     if isinstance(cfg.labels, MqttLabelsConfig):
         _check_broker(cfg.labels.broker, "labels.broker", need)
     if cfg.hub is not None:
@@ -161,6 +196,28 @@ def preflight(cfg: AgentConfig) -> list[str]:
     for i, key in enumerate(cfg.model.trusted_keys):
         need(key, f"model.trusted_keys[{i}]")
     return problems
+
+
+def _certificate_uri_problem(path: Path | None, uri: str) -> str | None:
+    """A client certificate whose URI SAN is not the ApplicationUri the agent sends is refused
+    by every server (BadCertificateUriInvalid): say so before the first contact."""
+    if path is None or not path.is_file():
+        return None
+    from cryptography import x509
+
+    try:
+        data = path.read_bytes()
+        cert = (x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data
+                else x509.load_der_x509_certificate(data))
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return f"{path} is not a certificate with a URI; make one: edge-agent opcua certs create"
+    if uri not in uris:
+        return (f"holds URI {', '.join(uris) or '(none)'} but the agent sends ApplicationUri {uri} "
+                "(servers answer BadCertificateUriInvalid): set application_uri to match, or "
+                "run `edge-agent opcua certs create --force`")
+    return None
 
 
 def _check_broker(broker: MqttBroker, place: str, need: Any) -> None:

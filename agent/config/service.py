@@ -12,7 +12,7 @@ from agent.config.limits import InputLimits
 from agent.config.model import FeaturesConfig, ModelConfig
 from agent.config.outputs import LabelsConfig, MonitoringConfig, OutputsConfig
 from agent.config.overlay import DEFAULT_PINS
-from agent.config.sources import OpcUaSourceConfig, SourceConfig
+from agent.config.sources import SourceConfig
 
 # the same pattern the hub enforces for `edge-hub gateways add`: no path separators, no "..",
 # no "group:" prefix, nothing a log line or a file name could be confused by
@@ -110,10 +110,4 @@ class AgentConfig(Strict):
         return self.outbox.path or self.state_dir / "outbox.db"
 
     def tag_names(self) -> list[str]:
-        tags: list[str] = []
-        for src in self.sources:
-            if isinstance(src, OpcUaSourceConfig):
-                tags += [n.tag for n in src.nodes]
-            else:
-                tags += [t.tag for topic in src.topics for t in topic.tags]
-        return tags
+        return [tag for src in self.sources for tag in src.max_ages()]

@@ -44,7 +44,7 @@ class HubSync:
         self.lifecycle = lifecycle
         self.extra_report = extra_report
         self.on_config = on_config
-        self.status = SourceStatus("hub-sync", "hub")
+        self.status = SourceStatus("hub-sync", "hub", role="hub")
         self._transport = transport
         self.etag: str | None = None
         self.desired: dict[str, Any] | None = None
@@ -228,8 +228,7 @@ class HubSync:
     def _ok(self) -> None:
         if not self.status.connected:
             log.info("hub reachable at %s", self.config.url)
-        self.status.connected = True
-        self.status.last_error = None
+        self.status.mark_connected()
         self.last_success = time.time()
 
     def _failed(self, why: str) -> None:

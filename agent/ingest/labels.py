@@ -18,7 +18,7 @@ class LabelListener:
     def __init__(self, config: MqttLabelsConfig, gateway_id: str,
                  deliver: Callable[[Label], None], limits: InputLimits = DEFAULT_LIMITS) -> None:
         self.config = config
-        self.status = SourceStatus("labels", "mqtt-labels")
+        self.status = SourceStatus("labels", "mqtt-labels", role="labels")
         self._deliver = deliver
         self._identifier = f"edge-{gateway_id}-labels"
         self.limits = limits

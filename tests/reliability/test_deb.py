@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import grp
 import os
 import shutil
 import subprocess
@@ -58,6 +59,20 @@ def test_install_run_remove_purge(deb: Path, trained: dict[str, Path]) -> None:
         assert run("edge-agent", "--version").stdout.startswith("edge-agent 0.1.0")
         check = run("/usr/bin/edge-agent", "check-config", "/etc/edge-agent/agent.yaml")
         assert check.returncode == 0, check.stderr
+        # the operator guide's install steps with the S7 profile, as written (the PLC side aside:
+        # its certificate goes into the trust_dir the package made, which check-config wants)
+        etc = Path("/etc/edge-agent")
+        shutil.copy("/usr/share/factory-edge-agent/profiles/siemens-s7-1500.yaml", etc / "agent.yaml")
+        made = run("/usr/bin/edge-agent", "opcua", "certs", "create", "--config", str(etc / "agent.yaml"))
+        assert made.returncode == 0, made.stderr
+        key = etc / "pki/client-key.pem"
+        assert key.stat().st_mode & 0o777 == 0o640 and key.stat().st_gid == grp.getgrnam("edge-agent").gr_gid
+        (etc / "credentials/opcua-password").write_text("the PLC password")
+        (etc / "keys").mkdir()
+        shutil.copy(trained["pub"], etc / "keys/hub.pub")
+        steps = run("/usr/bin/edge-agent", "check-config", str(etc / "agent.yaml"))
+        assert steps.returncode == 0, steps.stderr  # before the service ever ran
+        shutil.rmtree(etc / "keys")  # ours, not the package's
         # the packaged runtime really works: verify and self-test a signed bundle with it
         verify = run("/usr/bin/edge-agent", "bundle", "verify", str(trained["bundle"]),
                      "--key", str(trained["pub"]))
