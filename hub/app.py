@@ -368,7 +368,8 @@ def create_app(engine: Engine, data_dir: Path, keys: list[Path] | None = None,
             if model:
                 q = q.where(GatewayMetric.model == model)
             return [{"gateway_id": m.gateway_id, "at": m.at, "model": m.model, "version": m.version,
-                     "accuracy": m.accuracy, "drift_score": m.drift_score, "health": m.health}
+                     "accuracy": m.accuracy, "drift_score": m.drift_score, "health": m.health,
+                     **(m.figures or {})}
                     for m in s.scalars(q.limit(20_000))]
 
     @app.get("/api/v1/models/{model}/{version}/card")

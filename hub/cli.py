@@ -357,7 +357,11 @@ def _lifecycle(engine: Any, args: argparse.Namespace) -> int:
         with Session(engine) as s:
             runs = select(RetrainRun).where(RetrainRun.model == args.model).order_by(RetrainRun.id)
             for r in s.scalars(runs):
-                print(f"{_when(r.at)} {r.status:18} {r.version or '':10} {r.trigger}")
+                print(f"{_when(r.at)} {r.status:18} {r.version or '':10} {r.trigger}"
+                      + (f" -> {r.detail['decision']}" if (r.detail or {}).get("decision") else ""))
+        state = retrain.get_policy(engine, args.model)["state"]
+        if state.get("last_reason"):  # the latest judgement, with today's figures
+            print(f"now: {state['last_reason']}")
         return 0
     if args.command == "approve":
         dep = retrain.approve(engine, args.model, args.model_version, args.by, args.reason)
