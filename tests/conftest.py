@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import uuid
@@ -51,6 +52,18 @@ def make_broker(port: int | None = None) -> Any:
                     "apt-get install mosquitto")
     return ThreadedEmbeddedBroker()
 
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A command run in-process (main(["run", ...])) installs its handler on the root logger,
+    bound to the sys.stderr of that moment (capsys's capture): later tests must not write to
+    that closed stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 @pytest.fixture(scope="session")
 def broker() -> Iterator[Any]:
