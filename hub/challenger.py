@@ -25,11 +25,11 @@ from agent.models.bundle import generate_keypair
 from agent.monitor.calibrate import Budget
 from hub import trainer as default_trainer
 from hub.datasets import Snapshot, snapshot, trained_until
-from hub.db import Deployment, ModelPolicy, ModelVersion
 from hub.evaluation import compare, predictions_of_archive, predictions_of_bundle
 from hub.policy import DEFAULT_POLICY, policy_costs
 from hub.registry import publish, trusted_keys
 from hub.rollouts import RolloutPolicy, deploy
+from hub.storage import Deployment, ModelPolicy, ModelVersion
 
 log = logging.getLogger(__name__)
 

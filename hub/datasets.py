@@ -17,7 +17,7 @@ from sqlalchemy import desc, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from hub.db import Dataset, TrainingSample
+from hub.storage import Dataset, TrainingSample
 
 FILES = ("train.csv", "holdout.csv", "meta.json")
 

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from agent.models.scoring import CostError, CostMatrix, classifier_scores
 from hub import field as field_reports
-from hub.db import AgentAudit, Dataset, GatewayStatus, HistoryEntry, ModelPolicy, ModelVersion
 from hub.registry import HubError
+from hub.storage import AgentAudit, Dataset, GatewayStatus, HistoryEntry, ModelPolicy, ModelVersion
 
 
 def card_data(engine: Engine, model: str, version: str) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from agent.models.scoring import CostError, CostMatrix, check_costs, check_fraction
-from hub.db import ModelPolicy, record
 from hub.registry import HubError
+from hub.storage import ModelPolicy, record
 
 DEFAULT_POLICY: dict[str, Any] = {
     # triggers

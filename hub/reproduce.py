@@ -18,9 +18,9 @@ from agent.inference.runtimes import load_runtime
 from agent.ingest.csvio import read_table
 from agent.models.bundle import unpack, verify_bundle
 from hub.datasets import dataset_path
-from hub.db import ModelVersion
 from hub.registry import HubError, trusted_keys
 from hub.retrain import DEFAULT_POLICY, train
+from hub.storage import ModelVersion
 
 
 def reproduce(engine: Engine, data_dir: Path, model: str, version: str) -> dict[str, Any]:

@@ -34,9 +34,9 @@ from sqlalchemy.orm import Session
 from hub import field
 from hub.challenger import champion, deploy_version, hub_key, retrain, train
 from hub.datasets import plan_split, trained_until
-from hub.db import GatewayStatus, ModelPolicy, RetrainRun, TrainingSample, record
 from hub.policy import DEFAULT_POLICY, get_policy, set_policy
 from hub.registry import HubError
+from hub.storage import GatewayStatus, ModelPolicy, RetrainRun, TrainingSample, record
 
 __all__ = ["DEFAULT_POLICY", "approve", "evaluate_triggers", "get_policy", "hub_key", "run_retrain",
            "set_policy", "train"]

@@ -15,10 +15,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from agent.models import scoring
-from hub.db import Deployment, Gateway, GatewayMetric, GatewayStatus, ModelVersion, record
 from hub.overlays import current_overlays, effective
 from hub.policy import policy_costs, stored_policy
 from hub.registry import HubError
+from hub.storage import Deployment, Gateway, GatewayMetric, GatewayStatus, ModelVersion, record
 
 STRATEGIES = ("immediate", "canary", "shadow")
 IN_FLIGHT = ("canary", "shadow")

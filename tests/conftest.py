@@ -20,7 +20,7 @@ from agent.demo.sim.process import history
 from agent.models.builder import build_bundle
 from agent.models.bundle import generate_keypair
 from agent.models.training import train_onnx, write_csv
-from hub.db import migrate
+from hub.storage import migrate
 
 PG_URL = os.environ.get("EDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -121,11 +121,10 @@ def versions(trained: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """The hub's database on SQLite and on PostgreSQL (a schema of its own per test)."""
+def blank_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database for the hub on SQLite and on PostgreSQL (a schema of its own per test)."""
     if request.param == "sqlite":
         eng = create_engine(f"sqlite:///{tmp_path / 'hub.db'}")
-        migrate(eng)
         yield eng
         eng.dispose()
         return
@@ -140,7 +139,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc).splitlines()[0]}")
     # the schema in the URL itself: a hub started as a process (edge-hub --db URL) gets it too
     eng = create_engine(f"{PG_URL}?options=-csearch_path%3D{schema}")
-    migrate(eng)
     yield eng
     eng.dispose()
     with admin.begin() as conn:
@@ -148,3 +146,8 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     admin.dispose()
 
 
+@pytest.fixture()
+def engine(blank_engine: Engine) -> Engine:
+    """The hub's database on SQLite and on PostgreSQL, created by its migrations."""
+    migrate(blank_engine)
+    return blank_engine

@@ -40,8 +40,8 @@ async def start_hub(out: Path, cfg: dict[str, Any], pub: Path, first: Path, spee
     """An embedded hub (SQLite, loopback): it trusts the demo's signing key, gets version 1.0.0
     published over its admin API and deploys it; the agent syncs it from there."""
     try:
-        from hub.db import add_admin_token, add_gateway, open_db
         from hub.server import HubServer
+        from hub.storage import add_admin_token, add_gateway, open_db
     except ImportError:
         _say("[demo] hub extra not installed (pip install 'factory-edge-agent[hub]'): no hub")
         return None
@@ -130,7 +130,7 @@ def version_holdout(hub: Any, version: str | None) -> dict[str, Any] | None:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from hub.db import ModelVersion
+    from hub.storage import ModelVersion
 
     if version is None:
         return None
@@ -143,7 +143,7 @@ def hub_figures(hub: Any, agent: Agent) -> dict[str, Any]:
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
-    from hub.db import HistoryEntry, Telemetry
+    from hub.storage import HistoryEntry, Telemetry
 
     with Session(hub.engine) as s:
         rows = s.scalar(select(func.count()).select_from(Telemetry)) or 0

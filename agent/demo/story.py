@@ -41,7 +41,7 @@ class Story:
         from sqlalchemy import select
         from sqlalchemy.orm import Session
 
-        from hub.db import RetrainRun
+        from hub.storage import RetrainRun
 
         msg = None
         with Session(engine) as s:

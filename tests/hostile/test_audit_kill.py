@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from agent.store.audit import AuditLog
 from agent.store.outbox import NewRecord, Outbox, Priority
-from hub.db import AgentAudit, add_gateway, migrate
 from hub.server import HubServer
+from hub.storage import AgentAudit, add_gateway, migrate
 
 
 def _wait(condition: Any, timeout: float, what: str) -> None:

@@ -21,11 +21,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from hub.cli import main as hub_main
-from hub.db import GatewayMetric, add_admin_token, add_gateway
 from hub.registry import publish
 from hub.retrain import evaluate_triggers, set_policy
 from hub.rollouts import deploy
 from hub.server import HubServer
+from hub.storage import GatewayMetric, add_admin_token, add_gateway
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 DASHBOARD = Path(__file__).resolve().parents[2] / "hub" / "static" / "dashboard.html"

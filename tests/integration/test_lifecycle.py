@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 from agent.demo.sim.line import SimulatedLine
 from agent.demo.sim.process import COUNTER_TAG
 from agent.models.bundle import sha256_file, sign_bundle
-from hub.db import AgentAudit, Deployment, HistoryEntry, ModelVersion, Telemetry, add_gateway
 from hub.registry import publish
 from hub.rollouts import RolloutPolicy, deploy
 from hub.server import HubServer
-from tests.helpers.hubtest import active, agent_config, lifecycle_events, rejected_at_hub
+from hub.storage import AgentAudit, Deployment, HistoryEntry, ModelVersion, Telemetry, add_gateway
+from tests.helpers.hubtest import active, agent_config, lifecycle_events, publish_unchecked, rejected_at_hub
 from tests.helpers.running import base_config, collect_json, http_get, opcua_source, running_agent, wait_for
 from tests.helpers.versions import tar_of, variant
 
@@ -31,8 +31,10 @@ MODEL = "moulding-nok"
 
 
 def publish_all(engine: Engine, hub: HubServer, trained: dict[str, Path], *bundles: Path) -> None:
+    """Bundles for the gateways to judge: 9.0.0's self-test fails, which today's hub refuses at
+    publish, so it is registered as an older hub would have done."""
     for b in (trained["bundle"], *bundles):
-        publish(engine, hub.data, b, [trained["pub"]])
+        publish_unchecked(engine, hub.data, b, [trained["pub"]])
 
 
 async def test_worse_version_is_rolled_back_within_its_watch(

@@ -25,12 +25,12 @@ from sqlalchemy.orm import Session
 from agent.demo.sim.process import PROCESS_TAGS, DriftStep, LineProcess
 from agent.store.codec import encode_json
 from hub.cli import main as hub_main
-from hub.db import Deployment, ModelVersion, RetrainRun, TrainingSample, add_gateway
 from hub.registry import publish, trusted_keys
 from hub.reproduce import reproduce
 from hub.retrain import approve, evaluate_triggers, run_retrain, set_policy
 from hub.rollouts import deploy
 from hub.server import HubServer
+from hub.storage import Deployment, ModelVersion, RetrainRun, TrainingSample, add_gateway
 
 MODEL = "moulding-nok"
 

@@ -13,10 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from hub.db import Deployment, ModelVersion, add_gateway
 from hub.registry import publish
 from hub.retrain import set_policy
 from hub.rollouts import RolloutPolicy, deploy, evaluate, store_report
+from hub.storage import Deployment, ModelVersion, add_gateway
 
 MODEL = "moulding-nok"
 NOK, OK = 0, 1

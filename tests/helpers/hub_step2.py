@@ -1,8 +1,6 @@
-"""Hub storage through SQLAlchemy: a SQLite file for one plant, PostgreSQL for a fleet.
-
-Schema changes are numbered steps recorded in ``schema_version``; telemetry is idempotent by a
-unique (gateway, seq) key, so an at-least-once upload is stored exactly once.
-"""
+"""The hub's storage as the last release before Alembic made it (hub/db.py at schema step 2,
+copied unchanged but for this docstring): the migration tests build a database with it and
+upgrade that in place. Never edit: it is the past."""
 
 from __future__ import annotations
 
@@ -28,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 2
 
 
 class Base(DeclarativeBase):
@@ -180,8 +178,6 @@ class GatewayMetric(Base):
     accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
     drift_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     health: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    # step 3: balanced accuracy, cost per part and recall per class at that time (classifiers)
-    figures: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class HistoryEntry(Base):
@@ -234,21 +230,9 @@ def migrate(engine: Engine) -> None:
             return
         for step in range(current + 1, SCHEMA_VERSION + 1):
             for statement in STEPS[step]:
-                if not _column_exists(s, statement):  # a table an earlier step made has it already
-                    s.execute(text(statement))
+                s.execute(text(statement))
             Base.metadata.create_all(s.connection())  # tables new in this step
             s.add(SchemaVersion(version=step, applied=time.time()))
-
-
-def _column_exists(s: Session, statement: str) -> bool:
-    """Whether an 'ALTER TABLE t ADD COLUMN c ...' would add a column the table already has."""
-    words = statement.split()
-    if len(words) < 6 or [w.upper() for w in (words[0], words[1], words[3], words[4])] != [
-            "ALTER", "TABLE", "ADD", "COLUMN"]:
-        return False
-    from sqlalchemy import inspect
-
-    return words[5] in {c["name"] for c in inspect(s.connection()).get_columns(words[2])}
 
 
 # upgrades of an existing database, one list of statements per schema version
@@ -263,7 +247,6 @@ STEPS: dict[int, list[str]] = {
         "ALTER TABLE deployments ADD COLUMN margin FLOAT DEFAULT 0 NOT NULL",
         "ALTER TABLE deployments ADD COLUMN decided FLOAT",
         "ALTER TABLE deployments ADD COLUMN reason VARCHAR(1000)"],
-    3: ["ALTER TABLE gateway_metrics ADD COLUMN figures JSON"],
 }
 
 
