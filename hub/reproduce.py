@@ -43,12 +43,15 @@ def reproduce(engine: Engine, data_dir: Path, model: str, version: str) -> dict[
         raise HubError(f"{model} {version} was not trained by the hub from a stored dataset "
                        "(its lineage names none); nothing to reproduce")
     settings = lineage.get("trainer_settings") or {}
-    policy = {**DEFAULT_POLICY, "trainer": settings.get("kind", "gbt")}
+    policy = {**DEFAULT_POLICY, "trainer": settings.get("kind", "gbt"),
+              "cost_missed_nok": settings.get("cost_missed_nok", 1.0),
+              "cost_false_nok": settings.get("cost_false_nok", 1.0)}
     if str(lineage.get("trainer", "")).startswith("custom: "):
         policy["trainer"] = {"command": str(lineage["trainer"]).removeprefix("custom: ").split()}
     work = Path(tempfile.mkdtemp(prefix="reproduce-"))
     try:
-        model_file, _ = train(policy, dataset_path(data_dir, dataset), work, int(lineage.get("seed", 0)))
+        model_file, _ = train(policy, dataset_path(data_dir, dataset), work, int(lineage.get("seed", 0)),
+                              settings.get("positive_class"))
         fresh = load_runtime(OnnxRuntimeConfig(type="onnx"), model_file, len(inputs))
         table = read_table(dataset_path(data_dir, dataset) / "holdout.csv")
         x = np.column_stack([table.numeric(f) for f in inputs]).astype(np.float32)

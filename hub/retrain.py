@@ -1,35 +1,37 @@
 """Retraining when performance slips, never on a calendar alone.
 
-Triggers, per model, from the gateways' status reports: labelled accuracy below the policy's
-threshold for ``sustain_s``, or a drift alarm held for ``drift_sustain_s`` with at least
-``min_new_labels`` labelled samples since the last retrain. At most one retrain per
-``min_interval_s``. Every decision, run or not, is recorded with its reason.
+Triggers, per model, from the gateways' status reports (``hub.field``): rolling balanced
+accuracy below ``balanced_accuracy_below``, or a class recall below ``min_class_recall`` (on at
+least ``min_per_class`` parts of that class), for ``sustain_s``; or a drift alarm held for
+``drift_sustain_s`` with at least ``min_new_labels`` labelled samples since the last retrain. At
+most one retrain per ``min_interval_s``. A retrain waits, and says why, until the data since the
+trouble began holds ``min_rows`` training rows and ``min_per_class`` labelled examples of every
+class in training and in the holdout. Every decision, run or not, is recorded with its reason.
 
-A run: snapshot the labelled samples (the newest share is the holdout neither model trained
-on), train with the policy's trainer (a command, run as its own process: a crash or garbage
-output fails the run and leaves the fleet alone), build and sign the bundle with the hub's key
-(reference profile and thresholds from the new data, lineage), then champion/challenger on the
-holdout: published only if better by ``margin``; then held for approval or deployed by the
-policy's strategy."""
+A run: snapshot the labelled samples (the newest share is the holdout, never older than the
+champion's own training data), train with the policy's trainer (a command, run as its own
+process, given the plant's costs: a crash or garbage output fails the run and leaves the fleet
+alone), build and sign the bundle with the hub's key (reference profile, thresholds and cost
+matrix, lineage), then champion/challenger on the holdout (``hub.evaluation``): published only
+if the challenger's expected cost per part is lower by ``margin`` with a paired test and no
+class recall is below ``min_class_recall``; then held for approval or deployed by the policy's
+strategy."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import desc, func, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+<<<<<<< HEAD
 from agent import __version__
 from agent.config import OnnxRuntimeConfig
 from agent.errors import AgentError
@@ -72,56 +74,26 @@ class RetrainStarter(Protocol):
 
     def busy(self, model: str) -> bool: ...
     def __call__(self, model: str, why: str) -> None: ...
+=======
+from hub import field
+from hub.challenger import champion, deploy_version, hub_key, retrain, train
+from hub.datasets import plan_split, trained_until
+from hub.policy import DEFAULT_POLICY, get_policy, set_policy
+from hub.registry import HubError
+from hub.storage import GatewayStatus, ModelPolicy, RetrainRun, TrainingSample, record
+
+__all__ = ["DEFAULT_POLICY", "approve", "evaluate_triggers", "get_policy", "hub_key", "run_retrain",
+           "set_policy", "train"]
+
+log = logging.getLogger(__name__)
+
+_running = threading.Lock()  # one retrain at a time on this hub
+>>>>>>> main
 
 
-def get_policy(engine: Engine, model: str) -> dict[str, Any]:
+def _reports(engine: Engine) -> dict[str, dict[str, Any]]:
     with Session(engine) as s:
-        row = s.get(ModelPolicy, model)
-        return {**DEFAULT_POLICY, **(row.policy if row else {}),
-                "state": dict(row.state or {}) if row else {}}
-
-
-def set_policy(engine: Engine, model: str, changes: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(changes) - set(DEFAULT_POLICY))
-    if unknown:
-        raise HubError(f"unknown policy setting(s): {', '.join(unknown)}; known: {', '.join(DEFAULT_POLICY)}")
-    problems = []
-    for key, value in changes.items():
-        default = DEFAULT_POLICY[key]
-        if isinstance(default, bool) and not isinstance(value, bool):
-            problems.append(f"{key}={value!r}: use true or false")
-        elif isinstance(default, (int, float)) and not isinstance(default, bool) and (
-                isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-            problems.append(f"{key}={value!r}: use a number >= 0")
-    if changes.get("strategy", "canary") not in ("immediate", "canary", "shadow"):
-        problems.append(f"strategy={changes['strategy']!r}: use immediate, canary or shadow")
-    trainer = changes.get("trainer", "gbt")
-    command = trainer.get("command") if isinstance(trainer, dict) else None
-    if not (trainer in ("gbt", "rf") or (isinstance(command, list) and command)):
-        problems.append(f"trainer={trainer!r}: use gbt, rf or {{\"command\": [\"/path/to/train\", ...]}}")
-    if problems:
-        raise HubError("; ".join(problems))
-    with Session(engine) as s, s.begin():
-        row = s.get(ModelPolicy, model)
-        if row is None:
-            row = ModelPolicy(model=model, policy=dict(DEFAULT_POLICY), state={})
-            s.add(row)
-        row.policy = {**DEFAULT_POLICY, **row.policy, **changes}
-        record(s, model, "-", "policy", detail=json.dumps(changes, sort_keys=True))
-        return dict(row.policy)
-
-
-def hub_key(data_dir: Path) -> Path:
-    """The hub's signing key for the bundles it builds; its public half is trusted by the hub."""
-    key = data_dir / "keys" / "hub-signing.pem"
-    if not key.exists():
-        key.parent.mkdir(parents=True, exist_ok=True)
-        generate_keypair(key, key.with_suffix(".pub"))
-    trusted = data_dir / "trusted-keys" / "hub.pub"
-    if not trusted.exists():
-        trusted.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(key.with_suffix(".pub"), trusted)
-    return key
+        return {st.gateway_id: st.report for st in s.scalars(select(GatewayStatus))}
 
 
 # -- triggers -------------------------------------------------------------------------------
@@ -132,12 +104,23 @@ def evaluate_triggers(engine: Engine, data_dir: Path, now: float | None = None,
     now = time.time() if now is None else now
     started = []
     with Session(engine) as s:
+<<<<<<< HEAD
         policies = {p.model: (dict(p.policy), dict(p.state or {})) for p in s.scalars(select(ModelPolicy))}
         reports = [st.report for st in s.scalars(select(GatewayStatus))]
     for model, (policy, state) in policies.items():
         why, fire = _judge(engine, model, policy, state, reports, now)
         if fire and start is not None and start.busy(model):
             why, fire = f"{why}; a retrain is already queued or running", False
+=======
+        policies = {p.model: ({k: v for k, v in p.policy.items() if k in DEFAULT_POLICY},
+                              dict(p.state or {})) for p in s.scalars(select(ModelPolicy))}
+    reports = _reports(engine)
+    for model, (stored, state) in policies.items():
+        policy = {**DEFAULT_POLICY, **stored}
+        mine = field.model_reports(reports, model)
+        field.remember(state, mine)
+        why, fire = _judge(engine, model, policy, state, mine, now)
+>>>>>>> main
         if fire and not _running.locked():
             slow_point("retrain_trigger_judged")
             state["last_retrain"] = now
@@ -156,14 +139,30 @@ def evaluate_triggers(engine: Engine, data_dir: Path, now: float | None = None,
     return started
 
 
+def _slipping(policy: dict[str, Any], mine: list[field.FieldReport]) -> str | None:
+    """What says a gateway's model slips (balanced accuracy, or a class recall below the
+    floor on enough parts of that class), with its figures; None when none does."""
+    floor, need = float(policy["min_class_recall"]), int(policy["min_per_class"])
+    for r in mine:
+        figures = ", ".join(f"{c} recall {v.get('recall')} on {v.get('support')}"
+                            for c, v in r.per_class.items())
+        cost = f", cost {r.cost_per_part} per part" if r.cost_per_part is not None else ""
+        ba = r.balanced_accuracy
+        if ba is not None and ba < float(policy["balanced_accuracy_below"]):
+            return (f"balanced accuracy {ba:.3f} below {policy['balanced_accuracy_below']} on "
+                    f"{r.gateway} ({figures}{cost})")
+        low = [c for c, v in r.per_class.items() if isinstance(v.get("recall"), (int, float))
+               and int(v.get("support") or 0) >= need and float(v["recall"]) < floor]
+        if low:
+            return f"{low[0]} recall below the floor {floor:g} on {r.gateway} ({figures}{cost})"
+    return None
+
+
 def _judge(engine: Engine, model: str, policy: dict[str, Any], state: dict[str, Any],
-           reports: list[dict[str, Any]], now: float) -> tuple[str, bool]:
-    mine = [r for r in reports if ((r.get("active") or {}).get("name") == model)]
-    reported = [((r.get("metrics") or {}).get("monitor") or {}).get("rolling_accuracy") for r in mine]
-    accuracies: list[float] = [float(a) for a in reported if isinstance(a, (int, float))]
-    low = bool(accuracies) and min(accuracies) < policy["accuracy_below"]
-    drifting = any(a.get("level") == "alarm" for r in mine for a in (r.get("alarms") or [])
-                   if isinstance(a, dict))
+           mine: list[field.FieldReport], now: float) -> tuple[str, bool]:
+    slipping = _slipping(policy, mine)
+    low = slipping is not None
+    drifting = any(r.drift_alarm for r in mine)
     state["acc_since"] = (state.get("acc_since") or now) if low else None
     state["drift_since"] = (state.get("drift_since") or now) if drifting else None
     last = float(state.get("last_retrain") or 0)
@@ -171,8 +170,7 @@ def _judge(engine: Engine, model: str, policy: dict[str, Any], state: dict[str, 
         return "no gateway runs this model", False
     reason = None
     if low and now - state["acc_since"] >= policy["sustain_s"]:
-        reason = (f"labelled accuracy {min(accuracies):.3f} below {policy['accuracy_below']} for "
-                  f"{now - state['acc_since']:.0f} s")
+        reason = f"{slipping} for {now - state['acc_since']:.0f} s"
     elif drifting and now - state["drift_since"] >= policy["drift_sustain_s"]:
         with Session(engine) as s:
             fresh = s.scalar(select(func.count()).select_from(TrainingSample).where(
@@ -181,27 +179,43 @@ def _judge(engine: Engine, model: str, policy: dict[str, Any], state: dict[str, 
             return (f"drift alarm held {now - state['drift_since']:.0f} s, but only {fresh} new "
                     f"labelled samples (need {policy['min_new_labels']})"), False
         reason = f"drift alarm held {now - state['drift_since']:.0f} s with {fresh} new labelled samples"
-    if reason is not None:
-        # train on what the line does since the trouble began (and lookback_s before it)
-        since = float(state["acc_since"] if low else state["drift_since"]) - float(policy["lookback_s"])
-        need = int(policy["min_rows"] / max(0.05, 1 - float(policy["holdout_share"])))
-        with Session(engine) as s:
-            have = s.scalar(select(func.count()).select_from(TrainingSample).where(
-                TrainingSample.model == model, TrainingSample.ts >= since)) or 0
-        if have < need:
-            return f"{reason}; waiting for labelled samples since then ({have} of {need})", False
-        state["train_since"] = since
     if reason is None:
         if low:
-            return f"accuracy {min(accuracies):.3f} low for {now - state['acc_since']:.0f} s (waiting)", False
+            return f"{slipping} for {now - state['acc_since']:.0f} s (waiting)", False
         if drifting:
             return f"drift alarm for {now - state['drift_since']:.0f} s (waiting)", False
-        return f"healthy (accuracy {min(accuracies) if accuracies else 'unknown'})", False
+        figures = "; ".join(f"{r.gateway}: balanced accuracy {r.balanced_accuracy}" for r in mine)
+        return f"healthy ({figures or 'no labelled figures reported yet'})", False
     if now - last < policy["min_interval_s"]:
         return f"{reason}; rate limited (last retrain {now - last:.0f} s ago)", False
+    # train on what the line does since the trouble began (and lookback_s before it)
+    since = float(state["acc_since"] if low else state["drift_since"]) - float(policy["lookback_s"])
+    waiting = _waiting_for_data(engine, model, policy, since)
+    if waiting is not None:
+        return f"{reason}; waiting for labelled samples since then: {waiting}", False
+    state["train_since"] = since
     if _running.locked():
         return f"{reason}; a retrain is already running", False
     return reason, True
+
+
+def _waiting_for_data(engine: Engine, model: str, policy: dict[str, Any], since: float) -> str | None:
+    """What the data since ``since`` still lacks (rows, examples of a class in training or in
+    the holdout), or None when a retrain can train and be judged on it."""
+    found = champion(engine, model)
+    if found is None:
+        return "no active deployment to challenge"
+    champ, _ = found
+    inputs = [i["name"] for i in champ.manifest["inputs"]]
+    classes = list(champ.manifest["output"].get("classes") or [])
+    after = trained_until(engine, champ.manifest.get("lineage") or {})
+    split = plan_split(engine, model, inputs, classes, since, int(policy["max_rows"]),
+                       float(policy["holdout_share"]), after)
+    missing = []
+    if split.cut < int(policy["min_rows"]):
+        missing.append(f"training has {split.cut} rows of {policy['min_rows']}")
+    missing += split.short_of(classes, int(policy["min_per_class"]))
+    return "; ".join(missing) or None
 
 
 def _save_state(engine: Engine, model: str, state: dict[str, Any], why: str, status: str) -> None:
@@ -212,25 +226,13 @@ def _save_state(engine: Engine, model: str, state: dict[str, Any], why: str, sta
         kind = re.sub(r"[0-9.]+", "#", why)  # the same reason with other figures is no news
         changed = state.get("last_reason_kind") != kind or status == "started"
         state["last_reason"], state["last_reason_kind"] = why, kind
+        state["last_reason_at"] = time.time()
         row.state = dict(state)
         if changed and status == "skipped":  # visible, not one row per second
             s.add(RetrainRun(model=model, at=time.time(), status="skipped", trigger=why[:1000]))
 
 
 # -- a run --------------------------------------------------------------------------------------
-def champion(engine: Engine, model: str) -> tuple[ModelVersion, Deployment] | None:
-    with Session(engine) as s:
-        dep = s.scalars(select(Deployment).where(Deployment.model == model,
-                                                 Deployment.status == "active")
-                        .order_by(desc(Deployment.id)).limit(1)).first()
-        if dep is None:
-            return None
-        mv = s.scalars(select(ModelVersion).where(ModelVersion.name == model,
-                                                  ModelVersion.version == dep.version)).one()
-        s.expunge_all()
-        return mv, dep
-
-
 def run_retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
                 seed: int | None = None, run_id: int | None = None) -> RetrainRun:
     """One run, recorded in RetrainRun ``run_id`` (queued by a trigger; a retried job runs it
@@ -247,7 +249,7 @@ def run_retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
             run_id = run.id
             record(s, model, "-", "retrain_started", detail=trigger)
         try:
-            status, detail, version = _retrain(engine, data_dir, model, trigger, seed)
+            status, detail, version = retrain(engine, data_dir, model, trigger, seed)
         except Exception as exc:  # a failed run must never reach the fleet or stop the hub
             log.exception("retrain of %s failed", model)
             status, detail, version = "failed", {"error": f"{type(exc).__name__}: {exc}"[:900]}, None
@@ -255,14 +257,17 @@ def run_retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
             done = s.get(RetrainRun, run_id)
             assert done is not None
             done.status, done.detail, done.version = status, detail, version
+            summary = {k: detail[k] for k in ("decision", "error", "champion", "train_classes",
+                                              "holdout_classes", "dataset_sha256") if k in detail}
             record(s, model, version or "-", f"retrain_{status}",
-                   detail=json.dumps({k: v for k, v in detail.items() if k != "lineage"}, default=str)[:2000])
+                   detail=json.dumps(summary, default=str)[:2000])
             s.flush()
             s.expunge(done)
         log.info("retrain of %s: %s %s", model, status, version or "")
         return done
 
 
+<<<<<<< HEAD
 def _retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
              seed: int | None) -> tuple[str, dict[str, Any], str | None]:
     with Session(engine) as s:
@@ -366,18 +371,19 @@ def _deploy(engine: Engine, model: str, version: str, target: str, policy: dict[
     return deploy(engine, model, version, target, str(policy["strategy"]), rollout, reason=reason)
 
 
+=======
+>>>>>>> main
 def approve(engine: Engine, model: str, version: str, by: str, reason: str) -> int:
     """Release a candidate held for approval: deployed by the model's policy, who and why kept."""
     with Session(engine) as s:
         run = s.scalars(select(RetrainRun).where(RetrainRun.model == model, RetrainRun.version == version,
                                                  RetrainRun.status == "awaiting_approval")).first()
-        row = s.get(ModelPolicy, model)
-        policy = {**DEFAULT_POLICY, **(row.policy if row else {})}
         if run is None:
             raise HubError(f"{model} {version} is not awaiting approval (edge-hub retrain status {model})")
         target = str(run.detail.get("target"))
         run_id = run.id
-    dep = _deploy(engine, model, version, target, policy, f"approved by {by}: {reason}")
+    policy = get_policy(engine, model)
+    dep = deploy_version(engine, model, version, target, policy, f"approved by {by}: {reason}")
     with Session(engine) as s, s.begin():
         run = s.get(RetrainRun, run_id)
         assert run is not None

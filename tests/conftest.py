@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import uuid
@@ -52,6 +53,18 @@ def make_broker(port: int | None = None) -> Any:
     return ThreadedEmbeddedBroker()
 
 
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A command run in-process (main(["run", ...])) installs its handler on the root logger,
+    bound to the sys.stderr of that moment (capsys's capture): later tests must not write to
+    that closed stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[Any]:
     """One broker process for the session, on a free port."""
@@ -93,11 +106,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def versions(trained: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """More versions of the trained model: 1.1.0 (same model), 2.0.0 (worse on labelled
     outcomes), 3.0.0 (passes its self-test, fails on line data), 4.0.0 (same answers, far
-    slower) and 9.0.0 (signed, but its self-test fails)."""
-    from tests.helpers.versions import fragile_model, slow_model, variant, worse_model
+    slower), 9.0.0 (signed, but its self-test fails), and 7.0.0/7.1.0 (7.1.0 is more accurate
+    but misses NOK parts 7.0.0 catches)."""
+    from tests.helpers.versions import cost_pair, fragile_model, slow_model, variant, worse_model
 
     root = tmp_path_factory.mktemp("versions")
-    return {"1.1.0": variant(trained["bundle"], "1.1.0", root / "v1.1.0", trained["key"]),
+    return {**cost_pair(root, trained),
+            "1.1.0": variant(trained["bundle"], "1.1.0", root / "v1.1.0", trained["key"]),
             "2.0.0": worse_model(root, trained, "2.0.0"),
             "9.0.0": variant(trained["bundle"], "9.0.0", root / "v9.0.0", trained["key"],
                              self_test_off=True),

@@ -64,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="alarm budget per feature per week (warnings get 10x)")
     build.add_argument("--window", type=int, default=500, help="monitoring window in samples")
     build.add_argument("--categorical", help="comma-separated inputs that are category codes")
+    build.add_argument("--cost-missed-nok", type=float, default=10.0,
+                       help="cost of a positive-class (NOK) part called another class (default 10)")
+    build.add_argument("--cost-false-nok", type=float, default=1.0,
+                       help="cost of another part called the positive class (NOK) (default 1)")
     keygen = bsub.add_parser("keygen", help="make an Ed25519 signing key pair")
     keygen.add_argument("--out", type=Path, required=True, help="private key file (PEM)")
     keygen.add_argument("--public", type=Path, help="public key file (default OUT.pub)")
@@ -100,14 +104,17 @@ def _parser() -> argparse.ArgumentParser:
 
     add_opcua_parser(sub, DEFAULT_CONFIG_PATH)
 
-    sim = sub.add_parser("sim", help="run the simulated moulding line (OPC UA + MQTT QC)")
+    from agent.demo.sim.process import DRIFT_HELP
+
+    sim = sub.add_parser("sim", help="run the simulated moulding line (OPC UA + MQTT QC)",
+                         description="The simulated moulding line. " + DRIFT_HELP)
     sim.add_argument("--opcua-port", type=int, default=4840)
     sim.add_argument("--mqtt-host", default="127.0.0.1")
     sim.add_argument("--mqtt-port", type=int, default=1883)
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     sim.add_argument("--cycle", type=float, default=30.0, help="seconds per part")
     sim.add_argument("--qc-delay", type=float, default=60.0, help="seconds until QC result")
-    sim.add_argument("--drift", help="e.g. resin@3600,concept@7200 (simulated seconds)")
+    sim.add_argument("--drift", help=DRIFT_HELP.replace("%", "%%"))
     sim.add_argument("--seed", type=int, default=7)
 
     demo = sub.add_parser("demo", help="simulated line + broker + first model + agent, no setup")
@@ -269,7 +276,8 @@ def _bundle(args: argparse.Namespace) -> int:
         positive_class=args.positive_class, signing_key=args.sign_key,
         budget=Budget(sample_rate_hz=args.sample_rate, alarms_per_week=args.false_alarms_per_week,
                       warnings_per_week=10 * args.false_alarms_per_week, window=args.window),
-        categorical=args.categorical.split(",") if args.categorical else None)
+        categorical=args.categorical.split(",") if args.categorical else None,
+        cost_missed_nok=args.cost_missed_nok, cost_false_nok=args.cost_false_nok)
     summary: dict[str, Any] = {"bundle": str(args.out), "sha256": built.sha256,
                                "signed": built.signed_by is not None or args.sign_key is not None,
                                "metrics": built.manifest.metrics.get("holdout")}

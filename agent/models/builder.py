@@ -14,6 +14,15 @@ from agent.errors import BundleError
 from agent.inference.runtimes import RuntimeOutput, runtime_for_file
 from agent.ingest.csvio import Table, read_table
 from agent.models.bundle import Bundle, load_private_key, sign_bundle, verify_bundle, write_manifest
+from agent.models.scoring import (
+    DEFAULT_COST_FALSE,
+    DEFAULT_COST_MISSED,
+    CostError,
+    CostMatrix,
+    check_costs,
+    regression_scores,
+    scores_from_labels,
+)
 from agent.monitor.calibrate import Budget, calibrate
 from agent.monitor.profile import build_profile
 
@@ -54,24 +63,17 @@ def label_text(value: Any) -> str:
     return str(value)
 
 
-def classifier_metrics(truth: list[str], pred: list[str], positive: str | None) -> dict[str, float]:
-    t, p = np.asarray(truth), np.asarray(pred)
-    metrics = {"accuracy": float(np.mean(t == p)), "n": float(len(t))}
-    if positive is not None:
-        tp = float(np.sum((p == positive) & (t == positive)))
-        fp = float(np.sum((p == positive) & (t != positive)))
-        fn = float(np.sum((p != positive) & (t == positive)))
-        metrics["precision"] = tp / (tp + fp) if tp + fp else 0.0
-        metrics["recall"] = tp / (tp + fn) if tp + fn else 0.0
-        pr = metrics["precision"] + metrics["recall"]
-        metrics["f1"] = 2 * metrics["precision"] * metrics["recall"] / pr if pr else 0.0
-    return metrics
+def classifier_metrics(truth: list[str], pred: list[str], costs: CostMatrix) -> dict[str, Any]:
+    """Holdout figures of a classifier: per class recall/precision with intervals, balanced
+    accuracy, cost per part, accuracy (agent.models.scoring)."""
+    try:
+        return scores_from_labels(truth, pred, costs)
+    except ValueError as exc:
+        raise BundleError(f"--model: its predictions do not match the CSV's classes: {exc}") from None
 
 
-def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    err = pred - truth
-    return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))),
-            "n": float(len(truth))}
+def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    return regression_scores(truth, pred)
 
 
 def build_bundle(
@@ -89,7 +91,14 @@ def build_bundle(
     extra: dict[str, Any] | None = None,
     budget: Budget | None = None,
     categorical: list[str] | None = None,
+    cost_missed_nok: float = DEFAULT_COST_MISSED,
+    cost_false_nok: float = DEFAULT_COST_FALSE,
 ) -> Bundle:
+    try:
+        missed, false = check_costs(cost_missed_nok, cost_false_nok, "--cost-missed-nok",
+                                    "--cost-false-nok")
+    except CostError as exc:
+        raise BundleError(str(exc)) from None
     if not model.is_file():
         raise BundleError(f"--model: file not found: {model}")
     table = read_table(train_csv)
@@ -111,10 +120,13 @@ def build_bundle(
     eval_table.require([label, *features])
     x_eval = np.column_stack([eval_table.numeric(f) for f in features]).astype(np.float32)
     out_eval = runtime.predict(x_eval)
-    if is_classifier:
-        metrics: dict[str, Any] = classifier_metrics(
-            [label_text(v) for v in eval_table.text(label)],
-            predicted_labels(out_eval, classes), positive)
+    costs = CostMatrix(tuple(classes), positive, missed, false) if is_classifier else None
+    if costs is not None:
+        truth = [label_text(v) for v in eval_table.text(label)]
+        strange = sorted(set(truth) - set(classes))
+        if strange:
+            raise BundleError(f"--holdout-csv: labels {strange} are not among the training classes {classes}")
+        metrics: dict[str, Any] = classifier_metrics(truth, predicted_labels(out_eval, classes), costs)
     else:
         metrics = regression_metrics(eval_table.numeric(label), out_eval.scores[:, 0])
     metrics["in_sample"] = in_sample
@@ -145,6 +157,7 @@ def build_bundle(
         "profile": profile,
         "monitoring": monitoring,
         "metrics": {"holdout": metrics},
+        **({"costs": costs.to_manifest()} if costs is not None else {}),
         "lineage": {
             "training_data": _data_summary(table, train_csv),
             "trainer": "external", "builder": f"factory-edge-agent {__version__}",

@@ -13,6 +13,7 @@ from agent.models.bundle import Manifest
 from agent.monitor.alarms import AlarmBook, MonitorEvent
 from agent.monitor.calibrate import pad_profiles, reconstruction_log_error, score_transform
 from agent.monitor.detectors import Cusum, Detection, RingMean, WindowCategorical, WindowPSI
+from agent.monitor.performance import ClassPerformance
 
 HYSTERESIS = 0.8  # a PSI warning clears below 80% of its threshold
 TOP = 3
@@ -86,6 +87,7 @@ class ModelMonitor:
         self.positive = manifest.output.classes.index(positive) if (
             positive in manifest.output.classes) else None
         self.tp, self.fp, self.fn = RingMean(self.window), RingMean(self.window), RingMean(self.window)
+        self.performance = ClassPerformance.for_manifest(manifest, self.window)  # per class, cost
         self.book = AlarmBook()
         self.samples = 0
         self.labels = 0
@@ -156,6 +158,8 @@ class ModelMonitor:
         if self.classifier:
             correct = (predicted == truth).astype(np.float64)
             self.correct.update(correct)
+            if self.performance is not None:
+                self.performance.update(truth, predicted)
             if self.positive is not None:
                 pp, tp_ = predicted == self.positive, truth == self.positive
                 self.tp.update((pp & tp_).astype(np.float64))
@@ -288,6 +292,8 @@ class ModelMonitor:
             if self.positive is not None:
                 tp, fp, fn = self.tp.total, self.fp.total, self.fn.total
                 out["rolling_f1"] = round(2 * tp / (2 * tp + fp + fn), 4) if tp + fp + fn else None
+        if self.performance is not None:
+            out.update(self.performance.metrics())
         if self.abs_err.count:
             out["rolling_mae"] = round(self.abs_err.mean, 6)
             out["rolling_rmse"] = round(math.sqrt(self.sq_err.mean), 6)
@@ -300,6 +306,8 @@ class ModelMonitor:
                                  "fp": self.fp, "fn": self.fn}
         if hasattr(self, "label_cusum"):
             parts["label_cusum"] = self.label_cusum
+        if self.performance is not None:
+            parts["performance"] = self.performance
         if self.categorical is not None:
             parts["categorical"] = self.categorical
         return parts

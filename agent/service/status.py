@@ -105,6 +105,10 @@ def print_status(cfg: AgentConfig, as_json: bool) -> int:
         print(f"health        {str(monitor.get('alarm_state', 'ok')).upper()}, "
               f"{len(monitor.get('alarms') or [])} active, rolling accuracy "
               f"{monitor.get('rolling_accuracy')}, expected (CBPE) {monitor.get('cbpe_expected_accuracy')}")
+        if monitor.get("rolling_per_class"):  # what matters for a classifier, not accuracy alone
+            recall = ", ".join(f"{c} {v.get('recall')}" for c, v in monitor["rolling_per_class"].items())
+            print(f"per class     balanced accuracy {monitor.get('rolling_balanced_accuracy')}, recall "
+                  f"{recall}, cost {monitor.get('rolling_cost_per_part')} per part")
         print(f"labels        coverage {join.get('coverage')}, mean latency {join.get('mean_latency_s')} s, "
               f"{join.get('pending')} waiting")
     lifecycle: dict[str, Any] | None = report["lifecycle"]

@@ -38,5 +38,6 @@ def metrics(hub: HubDep, who: Admin, model: Annotated[str | None, Query(max_leng
         if model:
             q = q.where(GatewayMetric.model == model)
         return [{"gateway_id": m.gateway_id, "at": m.at, "model": m.model, "version": m.version,
-                 "accuracy": m.accuracy, "drift_score": m.drift_score, "health": m.health}
+                 "accuracy": m.accuracy, "drift_score": m.drift_score, "health": m.health,
+                 **(m.figures or {})}
                 for m in s.scalars(q.limit(20_000))]

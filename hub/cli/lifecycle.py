@@ -105,12 +105,17 @@ def retrain_status(ctx: Any, args: argparse.Namespace) -> int:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
+    from hub import retrain
     from hub.storage import RetrainRun
 
     with Session(ctx.engine) as s:
         runs = select(RetrainRun).where(RetrainRun.model == args.model).order_by(RetrainRun.id)
         for r in s.scalars(runs):
-            print(f"{when(r.at)} {r.status:18} {r.version or '':10} {r.trigger}")
+            print(f"{when(r.at)} {r.status:18} {r.version or '':10} {r.trigger}"
+                  + (f" -> {r.detail['decision']}" if (r.detail or {}).get("decision") else ""))
+    state = retrain.get_policy(ctx.engine, args.model)["state"]
+    if state.get("last_reason"):  # the latest judgement, with today's figures
+        print(f"now: {state['last_reason']}")
     return 0
 
 

@@ -182,6 +182,8 @@ class GatewayMetric(Base):
     accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
     drift_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     health: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # revision 0003: balanced accuracy, cost per part and recall per class then (classifiers)
+    figures: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class HistoryEntry(Base):

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import grp
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,18 @@ def need(tool: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@contextlib.contextmanager
+def machine_wide_lock() -> Iterator[None]:
+    """The package is installed system-wide: two test runs on one machine (several worktrees, a
+    CI run beside a developer's) must take turns, or one purges what the other is testing."""
+    with open("/tmp/factory-edge-agent-deb-test.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def run(*cmd: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -52,6 +67,11 @@ def test_install_run_remove_purge(deb: Path, trained: dict[str, Path]) -> None:
             pytest.fail("the install test needs root")
         pytest.skip("the install test needs root (dpkg -i)")
     need("dpkg")
+    with machine_wide_lock():
+        install_run_remove_purge(deb, trained)
+
+
+def install_run_remove_purge(deb: Path, trained: dict[str, Path]) -> None:
     run("dpkg", "--purge", "factory-edge-agent")  # a leftover from an interrupted run
     try:
         installed = run("dpkg", "-i", str(deb))
