@@ -122,11 +122,8 @@ def snapshot(engine: Engine, data_dir: Path, model: str, inputs: list[str], clas
             s.add(Dataset(sha256=sha, model=model, rows=len(rows), first_ts=rows[0].ts,
                           last_ts=rows[-1].ts, gateways=sorted({r.gateway_id for r in rows}),
                           created=time.time()))
-<<<<<<< HEAD
             for key, name in zip(artifacts.dataset_keys(sha), FILES, strict=True):  # shared by the fleet
                 artifacts.put(s, key, "dataset", target / name)
-    return Snapshot(sha, target, cut, len(rows) - cut, rows[0].ts, rows[-1].ts)
-=======
     return Snapshot(sha, target, cut, len(rows) - cut, rows[0].ts, rows[-1].ts,
                     _count([r.label for r in rows[:cut]]), _count([r.label for r in rows[cut:]]))
 
@@ -139,7 +136,6 @@ def trained_until(engine: Engine, lineage: dict[str, object]) -> float:
     with Session(engine) as s:
         ds = s.get(Dataset, sha)
         return float(ds.last_ts) if ds is not None else 0.0
->>>>>>> main
 
 
 def _root(data_dir: Path) -> Path:

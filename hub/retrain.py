@@ -31,53 +31,11 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-<<<<<<< HEAD
-from agent import __version__
-from agent.config import OnnxRuntimeConfig
-from agent.errors import AgentError
-from agent.inference.runtimes import load_runtime
-from agent.models.builder import build_bundle
-from agent.models.bundle import generate_keypair
-from agent.monitor.calibrate import Budget
-from hub import trainer as default_trainer
-from hub.datasets import snapshot
-from hub.evaluation import accuracy_of_archive, accuracy_of_bundle
-from hub.faults import slow_point
-from hub.fleet.artifacts import local_bundle
-from hub.fleet.pg import exclusive
-from hub.registry import HubError, publish, trusted_keys
-from hub.rollouts import RolloutPolicy, deploy
-from hub.storage import (
-    Deployment,
-    GatewayStatus,
-    ModelPolicy,
-    ModelVersion,
-    RetrainRun,
-    TrainingSample,
-    record,
-)
-
-log = logging.getLogger(__name__)
-
-DEFAULT_POLICY: dict[str, Any] = {
-    "accuracy_below": 0.85, "sustain_s": 300.0, "drift_sustain_s": 600.0, "min_new_labels": 100,
-    "min_interval_s": 3600.0, "max_rows": 2000, "min_rows": 100, "holdout_share": 0.25,
-    "lookback_s": 0.0, "trainer": "gbt", "seed": 0, "timeout_s": 900.0, "margin": 0.02,
-    "strategy": "canary", "canary_size": 1, "watch_s": 600.0, "min_labels": 50,
-    "require_approval": False,
-}
-_running = threading.Lock()  # one retrain at a time in this process (exclusive(): per model, per hub)
-
-
-class RetrainStarter(Protocol):
-    """Starts a run elsewhere (a job on the task queue: hub.fleet.queue)."""
-
-    def busy(self, model: str) -> bool: ...
-    def __call__(self, model: str, why: str) -> None: ...
-=======
 from hub import field
 from hub.challenger import champion, deploy_version, hub_key, retrain, train
 from hub.datasets import plan_split, trained_until
+from hub.faults import slow_point
+from hub.fleet.pg import exclusive
 from hub.policy import DEFAULT_POLICY, get_policy, set_policy
 from hub.registry import HubError
 from hub.storage import GatewayStatus, ModelPolicy, RetrainRun, TrainingSample, record
@@ -87,8 +45,14 @@ __all__ = ["DEFAULT_POLICY", "approve", "evaluate_triggers", "get_policy", "hub_
 
 log = logging.getLogger(__name__)
 
-_running = threading.Lock()  # one retrain at a time on this hub
->>>>>>> main
+_running = threading.Lock()  # one retrain at a time in this process (exclusive(): per model, per hub)
+
+
+class RetrainStarter(Protocol):
+    """Starts a run elsewhere (a job on the task queue: hub.fleet.queue)."""
+
+    def busy(self, model: str) -> bool: ...
+    def __call__(self, model: str, why: str) -> None: ...
 
 
 def _reports(engine: Engine) -> dict[str, dict[str, Any]]:
@@ -104,14 +68,6 @@ def evaluate_triggers(engine: Engine, data_dir: Path, now: float | None = None,
     now = time.time() if now is None else now
     started = []
     with Session(engine) as s:
-<<<<<<< HEAD
-        policies = {p.model: (dict(p.policy), dict(p.state or {})) for p in s.scalars(select(ModelPolicy))}
-        reports = [st.report for st in s.scalars(select(GatewayStatus))]
-    for model, (policy, state) in policies.items():
-        why, fire = _judge(engine, model, policy, state, reports, now)
-        if fire and start is not None and start.busy(model):
-            why, fire = f"{why}; a retrain is already queued or running", False
-=======
         policies = {p.model: ({k: v for k, v in p.policy.items() if k in DEFAULT_POLICY},
                               dict(p.state or {})) for p in s.scalars(select(ModelPolicy))}
     reports = _reports(engine)
@@ -120,7 +76,8 @@ def evaluate_triggers(engine: Engine, data_dir: Path, now: float | None = None,
         mine = field.model_reports(reports, model)
         field.remember(state, mine)
         why, fire = _judge(engine, model, policy, state, mine, now)
->>>>>>> main
+        if fire and start is not None and start.busy(model):
+            why, fire = f"{why}; a retrain is already queued or running", False
         if fire and not _running.locked():
             slow_point("retrain_trigger_judged")
             state["last_retrain"] = now
@@ -267,112 +224,6 @@ def run_retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
         return done
 
 
-<<<<<<< HEAD
-def _retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
-             seed: int | None) -> tuple[str, dict[str, Any], str | None]:
-    with Session(engine) as s:
-        row = s.get(ModelPolicy, model)
-        policy = {**DEFAULT_POLICY, **(row.policy if row else {})}
-        since = float((row.state or {}).get("train_since") or 0) if row else 0.0
-    found = champion(engine, model)
-    if found is None:
-        return "failed", {"error": f"{model} has no active deployment to challenge"}, None
-    champ, dep = found
-    manifest = champ.manifest
-    inputs = [i["name"] for i in manifest["inputs"]]
-    classes = list(manifest["output"].get("classes") or [])
-    snap = snapshot(engine, data_dir, model, inputs, classes, since, int(policy["max_rows"]),
-                    float(policy["holdout_share"]))
-    if snap is None or snap.train_rows < int(policy["min_rows"]):
-        return "failed", {"error": f"not enough labelled samples ({snap.train_rows if snap else 0} "
-                                   f"for training, need {policy['min_rows']})"}, None
-    seed = int(policy["seed"]) if seed is None else seed
-    work = Path(tempfile.mkdtemp(prefix="retrain-"))
-    try:
-        model_file, trainer_name = train(policy, snap.path, work, seed)
-        version = _next_version(engine, model, champ.version)
-        out = work / f"{model}-{version}"
-        budget = Budget(**(manifest.get("monitoring") or {}).get("budget", {}))
-        lineage = {"parent_version": champ.version, "reason": f"retrained: {trigger}",
-                   "trigger": trigger, "dataset_sha256": snap.sha256, "trainer": trainer_name,
-                   "trainer_settings": _trainer_settings(policy, seed),
-                   "code_version": f"factory-edge-agent {__version__}", "seed": seed}
-        bundle = build_bundle(model_file, snap.path / "train.csv", "label", model, version, out,
-                              inputs=inputs, holdout_csv=snap.path / "holdout.csv",
-                              positive_class=manifest["output"].get("positive_class"),
-                              signing_key=hub_key(data_dir), lineage=lineage, budget=budget)
-        local_bundle(engine, data_dir, champ.sha256)  # published by another hub machine, maybe
-        champ_acc = accuracy_of_archive(data_dir, champ.sha256, snap.path / "holdout.csv", inputs)
-        chall_acc = accuracy_of_bundle(bundle.path, snap.path / "holdout.csv", inputs, trusted_keys(data_dir))
-        detail: dict[str, Any] = {"dataset_sha256": snap.sha256, "train_rows": snap.train_rows,
-                                  "holdout_rows": snap.holdout_rows, "champion": champ.version,
-                                  "champion_accuracy": champ_acc, "challenger_accuracy": chall_acc,
-                                  "margin": policy["margin"], "trainer": trainer_name, "lineage": lineage}
-        if chall_acc < champ_acc + float(policy["margin"]):
-            return "not_better", detail, None
-        publish(engine, data_dir, out, trusted_keys(data_dir))
-        if policy["require_approval"]:
-            return "awaiting_approval", {**detail, "target": dep.target}, version
-        detail["deployment"] = _deploy(engine, model, version, dep.target, policy, "retrained")
-        return "deployed", detail, version
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _trainer_settings(policy: dict[str, Any], seed: int) -> dict[str, Any]:
-    spec = policy["trainer"]
-    return {"kind": spec if isinstance(spec, str) else "custom", "seed": seed}
-
-
-def train(policy: dict[str, Any], dataset: Path, work: Path, seed: int) -> tuple[Path, str]:
-    """Run the trainer command on a copy of the dataset; check what it wrote is a usable model."""
-    run_dir = work / "dataset"
-    shutil.copytree(dataset, run_dir)
-    (run_dir / "trainer.json").write_text(json.dumps(_trainer_settings(policy, seed)))
-    spec = policy["trainer"]
-    if isinstance(spec, dict) and spec.get("command"):
-        command, name = [str(c) for c in spec["command"]], f"custom: {' '.join(map(str, spec['command']))}"
-    else:
-        command, name = [sys.executable, "-m", "hub.trainer"], default_trainer.VERSION + f" ({spec})"
-    out = work / "model.onnx"
-    try:
-        done = subprocess.run([*command, str(run_dir), str(out)], capture_output=True, text=True,
-                              timeout=float(policy["timeout_s"]))
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise AgentError(f"trainer {name} did not run: {exc}") from None
-    if done.returncode != 0:
-        raise AgentError(f"trainer {name} exited {done.returncode}: {done.stderr.strip()[-500:]}")
-    if not out.is_file():
-        raise AgentError(f"trainer {name} wrote no model file")
-    meta = json.loads((dataset / "meta.json").read_text())
-    load_runtime(OnnxRuntimeConfig(type="onnx"), out, len(meta["inputs"]))  # garbage fails here
-    return out, name
-
-
-def _next_version(engine: Engine, model: str, parent: str) -> str:
-    with Session(engine) as s:
-        taken = set(s.scalars(select(ModelVersion.version).where(ModelVersion.name == model)))
-    parts = parent.split(".")
-    if len(parts) == 3 and all(p.isdigit() for p in parts):
-        major, minor = int(parts[0]), int(parts[1])
-        while f"{major}.{minor + 1}.0" in taken:
-            minor += 1
-        return f"{major}.{minor + 1}.0"
-    n = 1
-    while f"{parent}-r{n}" in taken:
-        n += 1
-    return f"{parent}-r{n}"
-
-
-def _deploy(engine: Engine, model: str, version: str, target: str, policy: dict[str, Any],
-            reason: str) -> int:
-    rollout = RolloutPolicy(int(policy["canary_size"]), float(policy["watch_s"]),
-                            int(policy["min_labels"]), 0.0)
-    return deploy(engine, model, version, target, str(policy["strategy"]), rollout, reason=reason)
-
-
-=======
->>>>>>> main
 def approve(engine: Engine, model: str, version: str, by: str, reason: str) -> int:
     """Release a candidate held for approval: deployed by the model's policy, who and why kept."""
     with Session(engine) as s:
