@@ -1,6 +1,6 @@
 """Caches that follow the database: one LISTEN connection per API worker.
 
-Triggers of migration 0003 send a notice on ``edge_hub.<schema>`` for every change of a token,
+Triggers of migration 0004 send a notice on ``edge_hub.<schema>`` for every change of a token,
 gateway, deployment or config overlay, from any process (an API worker, a job worker, the
 CLI). The listener collects what arrived within ``BATCH_S``, then drops the named tokens from
 the token cache and reloads the named targets of the desired-state cache: a revoked token is

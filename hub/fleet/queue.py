@@ -1,5 +1,5 @@
 """The hub's background work on a distributed task queue: procrastinate on the hub's own
-PostgreSQL (its tables in the hub's schema, migration 0003).
+PostgreSQL (its tables in the hub's schema, migration 0004).
 
 Why procrastinate: it needs nothing but the PostgreSQL the hub already runs (no broker to
 operate at a plant), jobs are rows deferred in the same database the hub writes, and it has

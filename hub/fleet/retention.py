@@ -4,7 +4,7 @@ Kinds: ``telemetry`` (the gateways' records), ``samples`` (labelled training sam
 ``audit`` (the gateways' audit entries), each with its own number of days. The hub's own audit
 trail (history) is a hash chain from its first entry and is never cut.
 
-On PostgreSQL telemetry is partitioned by UTC day of the record's creation (migration 0003):
+On PostgreSQL telemetry is partitioned by UTC day of the record's creation (migration 0004):
 the sweep drops whole partitions whose day ended before the cut-off (no row-by-row delete, no
 bloat), and deletes only in the default partition (records whose day had no partition).
 ``ensure_partitions`` makes the coming days' partitions ahead of time. On SQLite the sweep

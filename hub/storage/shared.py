@@ -52,8 +52,8 @@ _NOT_DECLARED = re.compile(r"^(procrastinate_.*|telemetry_d\d{8}|telemetry_defau
 
 def declared(name: str | None, type_: Any, parent_names: Any) -> bool:
     """For Alembic's comparisons (include_name): what the ORM declares, leaving out what
-    migration 0003 makes on PostgreSQL besides: procrastinate's tables and telemetry's day
-    partitions. (telemetry_once there holds the partition key: see migration 0003.)"""
+    migration 0004 makes on PostgreSQL besides: procrastinate's tables and telemetry's day
+    partitions. (telemetry_once there holds the partition key: see migration 0004.)"""
     return not (type_ == "table" and name and _NOT_DECLARED.match(name))
 
 

@@ -42,7 +42,7 @@ def store_batch(engine: Engine, gateway_id: str, rows: list[dict[str, Any]],
     values = [{**r, "gateway_id": gateway_id, "received": now, "ingested": True} for r in rows]
     postgres = engine.dialect.name == "postgresql"
     insert = postgresql.insert if postgres else sqlite.insert
-    # partitioned by day on PostgreSQL: its unique key holds the partition key (migration 0003)
+    # partitioned by day on PostgreSQL: its unique key holds the partition key (migration 0004)
     once = ["gateway_id", "seq", "created"] if postgres else ["gateway_id", "seq"]
     with Session(engine) as s, s.begin():
         inserted: set[int] = set()

@@ -220,10 +220,10 @@ def test_twenty_simultaneous_trigger_evaluations_start_one_retrain(
     r = httpx.post(f"{apis[1].url}/api/v1/deployments", headers=bearer(fleet["admin"]), timeout=10,
                    json={"model": MODEL, "version": "1.0.0", "to": "group:press"})
     assert r.status_code == 201, r.text
-    upload(apis[2], token, "gw-a", samples_after_concept_change(700), 1)  # labelled, accuracy 0.55
+    upload(apis[2], token, "gw-a", samples_after_concept_change(700), 1)  # labelled; NOK missed
     assert runs(engine) == []
-    set_policy(engine, MODEL, {"accuracy_below": 0.8, "sustain_s": 0, "min_interval_s": 3600,
-                               "lookback_s": 86400, "strategy": "immediate", "margin": 0.0,
+    set_policy(engine, MODEL, {"balanced_accuracy_below": 0.8, "sustain_s": 0, "min_interval_s": 3600,
+                               "lookback_s": 86400, "strategy": "immediate", "margin": 0.02,
                                "min_rows": 100})
     race(fleet["queue"], "evaluate_triggers")  # and every worker's periodic evaluation besides
     until(lambda: jobs_left(engine, "hub.evaluate_triggers").get("todo", 0) == 0 and

@@ -15,8 +15,8 @@ telemetry partitioned by day, the task queue's tables.
     schema: the job queue of hub.fleet.queue. A procrastinate upgrade that changes its schema
     comes with a new revision applying its migration.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01
 """
 
@@ -27,8 +27,8 @@ import time
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
