@@ -338,7 +338,8 @@ def test_a_job_worker_killed_mid_retrain_publishes_nothing_and_its_job_runs_agai
     set_policy(engine, MODEL, {"trainer": "gbt"})
 
 
-def test_retention_drops_old_partitions_and_nothing_newer(fleet: dict[str, Any]) -> None:
+def test_retention_drops_old_partitions_and_nothing_newer(fleet: dict[str, Any],
+                                                         published: dict[str, Any]) -> None:
     engine, url = fleet["engine"], fleet["url"]
     add_gateway(engine, "gw-old")
     now = time.time()
@@ -354,6 +355,9 @@ def test_retention_drops_old_partitions_and_nothing_newer(fleet: dict[str, Any])
         days_before = retention.partitions(conn)
         assert conn.execute(text("SELECT count(*) FROM telemetry_default")).scalar_one() >= 1
     assert hub_main(["retention", "set", "telemetry=30", "samples=10", "--db", url]) == 0
+    card = httpx.get(f"{fleet['apis'][1].url}/api/v1/models/{MODEL}/1.0.0/card", timeout=10,
+                     headers=bearer(fleet["admin"]))
+    assert card.status_code == 200 and "labelled samples 10 days (since " in card.text  # says its period
     with Session(engine) as s:
         s.add(TrainingSample(model="x", gateway_id="gw-old", sample_id="old", ts=now - 20 * 86400,
                              inputs=["a"], x=[1.0], label="OK", version="1", received=now - 20 * 86400))
