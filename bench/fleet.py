@@ -141,6 +141,21 @@ async def _etags(port: int, tokens: dict[str, str]) -> dict[str, str]:
     return out
 
 
+async def _raw_sweep(port: int, requests: list[bytes], connections: int = 32) -> None:
+    """Every request once, over fresh keep-alive connections (bench.hub's minimal client)."""
+    async def worker(k: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for request in requests[k::connections]:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            if length:
+                await reader.readexactly(length)
+        writer.close()
+    await asyncio.gather(*(worker(k) for k in range(connections)))
+
+
 async def _flat_out(port: int, tokens: dict[str, str], etags: dict[str, str],
                     seconds: float) -> dict[str, Any]:
     """Idle polls (304) as fast as the workers answer, over CONNECTIONS keep-alive connections."""
@@ -233,19 +248,21 @@ def poll_figures(url: str, data: Path, tokens: dict[str, str], seconds: float) -
         port = free_port()
         proc = _serve(url, data, port, workers)
         try:
-            etags = asyncio.run(_etags(port, tokens))  # warm: every token cached in every worker
-            asyncio.run(_etags(port, tokens))
+            etags = asyncio.run(_etags(port, tokens))
             cpu0 = _cpu_s(proc)
             time.sleep(seconds)  # the workers' own idle work (listeners, reloads): subtracted below
             idle_cpu = _cpu_s(proc) - cpu0
+            requests = [_request(port, f"/api/v1/gateways/{g}/desired", t, etags[g])
+                        for g, t in tokens.items()]
+            for _ in range(4 * workers):  # warm: every token cached in every worker (a connection
+                asyncio.run(_raw_sweep(port, requests))  # sticks to one worker; new ones each sweep)
             cpu0, client0 = _cpu_s(proc), time.process_time()
             run = asyncio.run(_flat_out(port, tokens, etags, seconds))
             cpu, client = _cpu_s(proc) - cpu0, time.process_time() - client0
             polls_s = run["polls"] / run["elapsed"]
             marginal = max(cpu - idle_cpu * run["elapsed"] / seconds, 1e-9)
             per_cpu = run["polls"] / marginal
-            raw = asyncio.run(_poll_load(port, [_request(port, f"/api/v1/gateways/{g}/desired", t, etags[g])
-                                                for g, t in tokens.items()], seconds))
+            raw = asyncio.run(_poll_load(port, requests, seconds))
             results[workers] = {"polls_per_s": polls_s, "per_cpu": per_cpu, "raw": raw}
             emit(bench="fleet_polls", workers=workers, gateways=len(tokens), polls_per_s=round(polls_s),
                  server_cpu_cores=round(cpu / run["elapsed"], 2),

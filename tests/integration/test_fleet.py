@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, func, select, text
@@ -455,3 +456,34 @@ def test_telemetry_resent_after_midnight_is_stored_once(fleet: dict[str, Any]) -
              "payload": gzip.compress(b"{}")}]
     assert store_batch(engine, "gw-resend", body, HubLimits()).stored == 1
     assert store_batch(engine, "gw-resend", body, HubLimits()).stored == 0
+
+
+def test_serve_workers_2_shares_one_port_and_sums_its_metrics(fleet: dict[str, Any], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    engine, f = fleet["engine"], fleet["fleet"]
+    token = add_gateway(engine, "gw-two")
+    two = f.serve("--no-jobs", workers=2)
+    try:
+        f.wait_ready(engine, queue_workers=5)
+        etag = poll(two, "gw-two", token).headers["ETag"]
+        for _ in range(40):  # a new connection each: the kernel hands them to either worker
+            r = poll(two, "gw-two", token, etag)
+            assert r.status_code == 304
+        sums = set()
+        for _ in range(10):
+            body = httpx.get(f"{two.url}/metrics", timeout=10).text
+            polls = {s.labels["result"]: s.value for fam in text_string_to_metric_families(body)
+                     for s in fam.samples if s.name == "edge_hub_polls_total"}
+            sums.add(polls.get("304", 0.0))
+        assert polls["304"] == 40 and polls["200"] == 1  # the same sum, whichever worker answered
+        assert sums == {40.0}
+        kids = {p.pid for p in psutil.Process(two.pid).children(recursive=True)}
+        assert len(kids) >= 2, "two worker processes"
+    finally:
+        assert two.popen is not None
+        two.popen.terminate()
+        two.popen.wait(20)
+        f.procs.remove(two)
+    sqlite = f"sqlite:///{tmp_path / 'one.db'}"
+    assert hub_main(["serve", "--workers", "2", "--db", sqlite, "--data", str(tmp_path / "d")]) == 2
+    assert "needs PostgreSQL" in capsys.readouterr().err
