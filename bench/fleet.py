@@ -15,7 +15,8 @@ length just before, is subtracted. ``ratio_2_to_1`` is the ratio of those capaci
 costs more CPU per request than the hub does), and ``raw_client_wall_ratio_2_to_1`` the raw ratio
 with bench.hub's minimal keep-alive client instead, cheap enough for the workers to saturate.
 
-Run: python -m bench.fleet (BENCH_QUICK=1: 1,000 gateways, short phases). JSON lines."""
+Run: python -m bench.fleet (BENCH_QUICK=1: 1,000 gateways, short phases; BENCH_FLEET_PARTS=
+polls,deploy,races to run some; BENCH_FLEET_RACES=N). JSON lines."""
 
 from __future__ import annotations
 
@@ -340,27 +341,31 @@ def deploy_figures(url: str, data: Path, tokens: dict[str, str], bundle: Path, k
 
 
 async def _until_all_changed(ports: list[int], tokens: dict[str, str], etags: list[dict[str, str]]) -> float:
-    """Every gateway polls (half through each worker) until its state changed; when the last did."""
-    pending = list(tokens)
+    """Every gateway polls (half through each worker) until its state changed, over CONNECTIONS
+    connections each with its own share of the gateways; when the last one saw it."""
     last = 0.0
-    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=CONNECTIONS)) as c:
-        sem = asyncio.Semaphore(CONNECTIONS)
+    gws = list(tokens)
 
-        async def one(i: int, gw: str) -> str | None:
-            nonlocal last
-            w = i % len(ports)
-            async with sem:
-                r = await c.get(f"http://127.0.0.1:{ports[w]}/api/v1/gateways/{gw}/desired", headers={
-                    "Authorization": f"Bearer {tokens[gw]}", "If-None-Match": etags[w][gw]})
-            if r.status_code == 200:
-                last = max(last, time.perf_counter())
-                for e in etags:
-                    e[gw] = r.headers["etag"]
-                return None
-            return gw
+    async def worker(k: int) -> None:
+        nonlocal last
+        w = k % len(ports)
+        pending = gws[k::CONNECTIONS]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[w]}", timeout=30,
+                                     limits=httpx.Limits(max_connections=1)) as c:
+            while pending:
+                still = []
+                for gw in pending:
+                    r = await c.get(f"/api/v1/gateways/{gw}/desired", headers={
+                        "Authorization": f"Bearer {tokens[gw]}", "If-None-Match": etags[w][gw]})
+                    if r.status_code == 200:
+                        last = max(last, time.perf_counter())
+                        for e in etags:
+                            e[gw] = r.headers["etag"]
+                    else:
+                        still.append(gw)
+                pending = still
 
-        while pending:
-            pending = [g for g in await asyncio.gather(*(one(i, g) for i, g in enumerate(pending))) if g]
+    await asyncio.gather(*(worker(k) for k in range(CONNECTIONS)))
     return last
 
 
@@ -531,9 +536,13 @@ def main() -> None:
         published = publish(engine, root / "data", bundle, [pub])
         deploy(engine, MODEL, "1", "group:fleet", "immediate")
         engine.dispose()
-        poll_figures(url, root / "data", tokens, seconds)
-        deploy_figures(url, root / "data", tokens, bundle, bundle.parent / "k.pem", pub, root)
-        race_figures(url, root / "data", root, tokens, published.sha256)
+        parts = os.environ.get("BENCH_FLEET_PARTS", "polls,deploy,races").split(",")
+        if "polls" in parts:
+            poll_figures(url, root / "data", tokens, seconds)
+        if "deploy" in parts:
+            deploy_figures(url, root / "data", tokens, bundle, bundle.parent / "k.pem", pub, root)
+        if "races" in parts:
+            race_figures(url, root / "data", root, tokens, published.sha256)
     finally:
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
