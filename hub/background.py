@@ -33,6 +33,7 @@ SNAPSHOT_S = 2.0  # SQLite: a change made by the CLI is seen within this
 FULL_RELOAD_S = 60.0  # PostgreSQL: notices do the work; this only mends a lost one
 AUDIT_GAPS_S = 10.0
 RETENTION_S = 3600.0
+LISTENING_TOKEN_TTL_S = 3600.0  # PostgreSQL: how long a known token is kept between notices
 
 
 @dataclass
@@ -91,6 +92,11 @@ def lifespan(hub: HubContext, evaluate_interval_s: float, run_queue: bool = True
 
             listener = ChangeListener(hub.engine, hub.tokens.forget, hub.desired.changed)
             await asyncio.to_thread(listener.start)
+            # revocations arrive as notices (a lost connection drops every token): a known token
+            # need not be asked for again every token_cache_s, and 5,000 of them cached at once
+            # do not all expire in the same second
+            if listener.ready and hub.tokens.ttl_s > 0:  # 0: no caching asked for, none given
+                hub.tokens.ttl_s = max(hub.tokens.ttl_s, LISTENING_TOKEN_TTL_S)
             tasks.append(asyncio.create_task(run_jobs(hub, FULL_RELOAD_S, [
                 Job("snapshot", FULL_RELOAD_S, lambda h: h.desired.changed())])))
             if run_queue:

@@ -50,6 +50,11 @@ class ChangeListener:
             log.warning("LISTEN %s not ready after %.0f s; caches follow the periodic reload",
                         self.channel, timeout_s)
 
+    @property
+    def ready(self) -> bool:
+        """Listening (since the first connection; a later reconnect drops every cached thing)."""
+        return self._ready.is_set()
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
