@@ -129,16 +129,24 @@ def _p(values: list[float], q: float) -> float:
 async def _etags(port: int, tokens: dict[str, str]) -> dict[str, str]:
     """Each gateway's first poll (its token looked up and cached, its state made)."""
     out: dict[str, str] = {}
-    sem = asyncio.Semaphore(CONNECTIONS)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                                 limits=httpx.Limits(max_connections=CONNECTIONS)) as c:
-        async def one(gw: str) -> None:
-            async with sem:
-                r = await c.get(f"/api/v1/gateways/{gw}/desired",
-                                headers={"Authorization": f"Bearer {tokens[gw]}"})
+    gws = list(tokens)
+
+    async def lane(k: int) -> None:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                                     limits=httpx.Limits(max_connections=1)) as c:
+            for gw in gws[k::CONNECTIONS]:
+                for attempt in range(3):  # a connection the server closed under load: again
+                    try:
+                        r = await c.get(f"/api/v1/gateways/{gw}/desired",
+                                        headers={"Authorization": f"Bearer {tokens[gw]}"})
+                        break
+                    except httpx.TransportError:
+                        if attempt == 2:
+                            raise
                 r.raise_for_status()
                 out[gw] = r.headers["etag"]
-        await asyncio.gather(*(one(g) for g in tokens))
+
+    await asyncio.gather(*(lane(k) for k in range(CONNECTIONS)))
     return out
 
 
