@@ -58,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--sample-rate", type=float, default=1.0,
                        help="samples per second on the line (sets the false-alarm budget)")
     build.add_argument("--false-alarms-per-week", type=float, default=1.0,
-                       help="alarm budget per feature per week (warnings get 10x)")
+                       help="false alarms per week for the whole model, all detectors and streams")
+    build.add_argument("--warnings-per-week", type=float, default=5.0,
+                       help="warnings per week for the whole model")
     build.add_argument("--window", type=int, default=500, help="monitoring window in samples")
     build.add_argument("--categorical", help="comma-separated inputs that are category codes")
     keygen = bsub.add_parser("keygen", help="make an Ed25519 signing key pair")
@@ -249,18 +251,6 @@ def _bundle(args: argparse.Namespace) -> int:
         print(f"{bundle.label}: ok (sha256 {bundle.sha256[:16]}, signed by "
               f"{bundle.signed_by or 'nobody'}, self-test passed)")
         return 0
-    from agent.models.builder import build_bundle
-    from agent.monitor.calibrate import Budget
+    from agent.cli.bundle import build
 
-    built = build_bundle(
-        args.model, args.train_csv, args.label, args.name, args.model_version, args.out,
-        inputs=args.inputs.split(",") if args.inputs else None, holdout_csv=args.holdout_csv,
-        positive_class=args.positive_class, signing_key=args.sign_key,
-        budget=Budget(sample_rate_hz=args.sample_rate, alarms_per_week=args.false_alarms_per_week,
-                      warnings_per_week=10 * args.false_alarms_per_week, window=args.window),
-        categorical=args.categorical.split(",") if args.categorical else None)
-    summary: dict[str, Any] = {"bundle": str(args.out), "sha256": built.sha256,
-                               "signed": built.signed_by is not None or args.sign_key is not None,
-                               "metrics": built.manifest.metrics.get("holdout")}
-    print(json.dumps(summary))
-    return 0
+    return build(args)

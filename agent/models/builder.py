@@ -14,7 +14,9 @@ from agent.errors import BundleError
 from agent.inference.runtimes import RuntimeOutput, runtime_for_file
 from agent.ingest.csvio import Table, read_table
 from agent.models.bundle import Bundle, load_private_key, sign_bundle, verify_bundle, write_manifest
-from agent.monitor.calibrate import Budget, calibrate
+from agent.monitor import holdout
+from agent.monitor.budget import Budget
+from agent.monitor.calibrate import calibrate
 from agent.monitor.profile import build_profile
 
 SELF_TEST_ROWS = 8
@@ -74,6 +76,11 @@ def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
             "n": float(len(truth))}
 
 
+def _rows(table: Table, features: list[str], rows: np.ndarray | None = None) -> np.ndarray:
+    x = np.column_stack([table.numeric(f) for f in features]).astype(np.float32)
+    return x if rows is None else x[rows]
+
+
 def build_bundle(
     model: Path,
     train_csv: Path,
@@ -89,35 +96,54 @@ def build_bundle(
     extra: dict[str, Any] | None = None,
     budget: Budget | None = None,
     categorical: list[str] | None = None,
+    notes: list[str] | None = None,
 ) -> Bundle:
+    """Build (and sign) a bundle. Every output-dependent reference and the holdout metrics come
+    from rows the model never fitted: ``holdout_csv``, or else the newest quarter of
+    ``train_csv`` by time (the model must not have been fitted on it; refused when too few).
+    What the user should be told is appended to ``notes``."""
     if not model.is_file():
         raise BundleError(f"--model: file not found: {model}")
     table = read_table(train_csv)
     table.require([label])
     features = inputs or [c for c in table.columns if c not in (label, "timestamp")]
     table.require(features)
-    x = np.column_stack([table.numeric(f) for f in features]).astype(np.float32)
+    x_table = _rows(table, features)
     runtime = runtime_for_file(model, len(features))
-    out_train = runtime.predict(x)
-    is_classifier = out_train.labels is not None or out_train.scores.shape[1] > 1
-    classes = class_order(table.data[label]) if is_classifier else []
+    if holdout_csv is not None:
+        eval_table = read_table(holdout_csv)
+        eval_table.require([label, *features])
+        split = holdout.from_csv(table, eval_table)
+        x_eval, eval_labels = _rows(eval_table, features), eval_table.data[label]
+        x_all = np.concatenate([x_table, x_eval])  # inputs: every row, in time order
+    else:
+        split = holdout.newest_share(table)
+        assert split.held_out is not None
+        x_eval = x_table[split.held_out]
+        eval_labels = [table.data[label][i] for i in split.held_out.tolist()]
+        x_all = x_table[np.concatenate([split.fitted, split.held_out])]
+    if split.note and notes is not None:
+        notes.append(split.note)
+    out_self = runtime.predict(x_table[:SELF_TEST_ROWS])
+    out_eval = runtime.predict(x_eval)
+    is_classifier = out_eval.labels is not None or out_eval.scores.shape[1] > 1
+    classes = class_order([*table.data[label], *eval_labels]) if is_classifier else []
     if positive_class is not None and positive_class not in classes:
         raise BundleError(f"--positive-class: '{positive_class}' is not one of {classes}")
     positive = positive_class or (classes[-1] if classes else None)
     kind = "classifier" if is_classifier else "regression"
-    scores = monitored_score(out_train, kind, classes, positive)
-
-    eval_table, in_sample = (read_table(holdout_csv), False) if holdout_csv else (table, True)
-    eval_table.require([label, *features])
-    x_eval = np.column_stack([eval_table.numeric(f) for f in features]).astype(np.float32)
-    out_eval = runtime.predict(x_eval)
+    errors: np.ndarray | None = None
     if is_classifier:
-        metrics: dict[str, Any] = classifier_metrics(
-            [label_text(v.strip()) for v in eval_table.data[label]],
-            predicted_labels(out_eval, classes), positive)
+        truth = [label_text(v.strip()) for v in eval_labels]
+        predicted = predicted_labels(out_eval, classes)
+        metrics: dict[str, Any] = classifier_metrics(truth, predicted, positive)
+        errors = (np.asarray(truth) != np.asarray(predicted)).astype(np.float64)
     else:
-        metrics = regression_metrics(eval_table.numeric(label), out_eval.scores[:, 0])
-    metrics["in_sample"] = in_sample
+        truth_values = np.array([float(v) for v in eval_labels]) if holdout_csv is None else (
+            eval_table.numeric(label))
+        metrics = regression_metrics(truth_values, out_eval.scores[:, 0])
+    metrics["in_sample"] = False
+    metrics["rows_from"] = split.record
 
     out.mkdir(parents=True, exist_ok=True)
     model_file = "model.tflite" if model.suffix == ".tflite" else "model.onnx"
@@ -129,12 +155,14 @@ def build_bundle(
     unknown = cats - set(features)
     if unknown:
         raise BundleError(f"--categorical: {', '.join(sorted(unknown))} not among the inputs {features}")
-    profile = build_profile(x.astype(np.float64), features, scores, cats)
-    confidence = out_train.scores.max(axis=1) if is_classifier and out_train.scores.shape[1] > 1 else None
-    monitoring = calibrate(x.astype(np.float64), [profile["features"][f] for f in features], scores,
+    scores = monitored_score(out_eval, kind, classes, positive)
+    profile = build_profile(x_all.astype(np.float64), features, scores, cats)
+    confidence = out_eval.scores.max(axis=1) if is_classifier and out_eval.scores.shape[1] > 1 else None
+    monitoring = calibrate(x_all.astype(np.float64), [profile["features"][f] for f in features], scores,
                            profile["prediction"], confidence, metrics, budget or Budget(),
-                           categorical=[f in cats for f in features])
-    n_test = min(SELF_TEST_ROWS, len(x))
+                           categorical=[f in cats for f in features], source=split.record,
+                           error_bits=errors)
+    n_test = min(SELF_TEST_ROWS, len(x_table))
     manifest: dict[str, Any] = {
         "format": 1, "name": name, "version": version,
         "runtime": "tflite" if model_file.endswith(".tflite") else "onnx",
@@ -151,9 +179,9 @@ def build_bundle(
             "parent_version": None, "reason": "initial", **(lineage or {}),
         },
         "self_test": {
-            "inputs": x[:n_test].tolist(),
-            "expected_scores": out_train.scores[:n_test].tolist(),
-            "expected_labels": predicted_labels(out_train, classes)[:n_test] if classes else None,
+            "inputs": x_table[:n_test].tolist(),
+            "expected_scores": out_self.scores[:n_test].tolist(),
+            "expected_labels": predicted_labels(out_self, classes)[:n_test] if classes else None,
         },
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **(extra or {}),

@@ -10,27 +10,39 @@ import numpy as np
 
 from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.models.bundle import Manifest
-from agent.monitor.alarms import AlarmBook, MonitorEvent
-from agent.monitor.calibrate import pad_profiles, reconstruction_log_error, score_transform
+from agent.monitor.alarms import AlarmBook, Key, MonitorEvent
+from agent.monitor.calibrate import (
+    pad_profiles,
+    prediction_errors,
+    reconstruction_log_error,
+    score_transform,
+)
 from agent.monitor.detectors import Cusum, Detection, RingMean, WindowCategorical, WindowPSI
 
-HYSTERESIS = 0.8  # a PSI warning clears below 80% of its threshold
+HYSTERESIS = 0.8  # a window detector's condition ends below 80% of its warning level
 TOP = 3
 
 
 class ModelMonitor:
     """One PSI ring buffer and one CUSUM bank hold every stream side by side: the features,
-    the model's score, and (CUSUM only) the PCA reconstruction error. A batch of any size then
-    costs a fixed few dozen numpy calls, whatever the number of features."""
+    the model's score, and (CUSUM only) the PCA reconstruction error; a second bank holds the
+    scale CUSUM of every numeric feature. A batch of any size then costs a fixed few dozen
+    numpy calls, whatever the number of features.
 
-    def __init__(self, manifest: Manifest) -> None:
+    ``update`` and ``on_labels`` return condition changes (agent.monitor.alarms), in sample
+    order; the incident book turns them into incidents and notifications."""
+
+    def __init__(self, manifest: Manifest, quiet: int | None = None) -> None:
         mon: dict[str, Any] = dict((manifest.model_extra or {}).get("monitoring") or {})
         if not mon:
             raise ValueError(f"bundle {manifest.name} {manifest.version} has no monitoring "
                              "section: rebuild it with this version's bundle builder")
         self.model, self.version = manifest.name, manifest.version
+        self.budget: dict[str, Any] = dict(mon.get("budget") or {})
+        self.budget_per_model = self.budget.get("unit") == "per_model"
         all_names = [i.name for i in manifest.inputs]
         self.window, self.every = int(mon["window"]), int(mon["every"])
+        self.quiet = self.window if quiet is None else quiet  # off-delay of a condition
         feats = manifest.profile["features"]
         d, p = mon["data"], mon["prediction"]
         # numeric inputs go to PSI, CUSUM and PCA; categorical ones to category counts
@@ -46,6 +58,7 @@ class ModelMonitor:
                                                  _pad(cat["proportions"]), self.window, self.every)
             self.js_warn, self.js_alarm = np.array(cat["js_warn"]), np.array(cat["js_alarm"])
         self.transform = p.get("transform", "none")
+        self._score_table: dict[str, list[float]] | None = p.get("normal_scores")
         edges, props = pad_profiles([*(feats[n] for n in self.names), manifest.profile["prediction"]])
         self.psi = WindowPSI(edges, props, self.window, self.every)
         self.psi_warn = np.array(d["psi_warn"] + p["psi_warn"])
@@ -70,7 +83,22 @@ class ModelMonitor:
             self.cusum_kinds.append("multivariate_drift")
             self.cusum_columns.append(None)
         self.cusum = Cusum(np.array(mean), np.array(std), d["cusum_k"], np.array(h),
-                           np.array(one_sided), np.array(h_warn))
+                           np.array(one_sided), np.array(h_warn), quiet=self.quiet)
+        # scale: squared one-step prediction errors (bundles of the per-stream era have none)
+        self.scale_spec: dict[str, Any] | None = mon.get("scale")
+        self.scale: Cusum | None = None
+        self._prev: np.ndarray | None = None
+        if self.scale_spec is not None:
+            sc = self.scale_spec
+            self._sc_mean, self._sc_std = np.array(sc["mean"]), np.array(sc["std"])
+            self._sc_coef, self._sc_resid = np.array(sc["coef"]), np.array(sc["resid_std"])
+            # one bank: the prediction errors' mean (two-sided) and their squares (scale)
+            self.scale = Cusum(np.concatenate([sc["resid_mean"], np.zeros(k)]),
+                               np.concatenate([sc["resid_cusum_std"], np.ones(k)]),
+                               np.concatenate([np.full(k, d["cusum_k"]), np.full(k, sc["k"])]),
+                               np.concatenate([sc["resid_h_alarm"], sc["h_alarm"]]),
+                               np.concatenate([np.zeros(k, bool), np.ones(k, bool)]),
+                               np.concatenate([sc["resid_h_warn"], sc["h_warn"]]), quiet=self.quiet)
         self.cbpe: dict[str, Any] | None = mon.get("cbpe")
         self.confidence = RingMean(self.window)
         lab = mon.get("labels") or {}
@@ -79,7 +107,7 @@ class ModelMonitor:
             p0, p1 = lab["error_rate"], lab["designed_rate"]
             self._llr = (math.log(p1 / p0), math.log((1 - p1) / (1 - p0)))
             self.label_cusum = Cusum(np.zeros(1), np.ones(1), 0.0, lab["h_alarm"], one_sided=True,
-                                     h_warn=lab["h_warn"])
+                                     h_warn=lab["h_warn"], quiet=self.quiet)
         self.correct = RingMean(self.window)
         self.abs_err, self.sq_err = RingMean(self.window), RingMean(self.window)
         positive = manifest.output.positive_class
@@ -113,14 +141,17 @@ class ModelMonitor:
                                        ["data_drift"] * len(self.cat_cols), self.cat_names)
         for index, psi in self.psi.update(np.column_stack([x, score])):
             events += self._levels("psi", psi, index)
-        streams = [x, score_transform(score, self.transform)[:, None]]
+        streams = [x, score_transform(score, self.transform, self._score_table)[:, None]]
         z = None
         if self.pca is not None:
             z = (x - self._pca_mean) / self._pca_scale
             streams.append(reconstruction_log_error(z, self._pca_comps)[:, None])
-        for det in self.cusum.update(np.column_stack(streams)):
-            events += self._cusum_event(det, first, z)
-        self._clear_cusum()
+        events += self._cusum_events(self.cusum.update(np.column_stack(streams)), first, z)
+        if self.scale is not None:
+            u = (x - self._sc_mean) / self._sc_std
+            e = prediction_errors(u, self._prev, self._sc_coef) / self._sc_resid
+            self._prev = u[-1].copy()
+            events += self._scale_events(self.scale.update(np.hstack([e, e * e])))
         if self.cbpe is not None and confidence is not None:
             events += self._cbpe(confidence, first)
         self.samples += n
@@ -165,13 +196,10 @@ class ModelMonitor:
                 llr = np.where(correct == 0, self._llr[0], self._llr[1])[:, None]
                 base = self.label_cusum.seen
                 for det in self.label_cusum.update(llr):
-                    mapped = Detection(int(indices[det.index - base]), 0, det.score,
-                                       int(indices[max(0, det.start_index - base)])
-                                       if det.start_index >= base else -1, det.level)
+                    start = (int(indices[det.start_index - base]) if det.start_index >= base
+                             else (-1 if det.start_index < 0 else int(indices[0])))
+                    mapped = Detection(int(indices[det.index - base]), 0, det.score, start, det.level)
                     events += self._label_event(mapped)
-                if not self.label_cusum.warned[0] and self.book.states.get(
-                        ("performance", "error_cusum", None)) == "warning":
-                    del self.book.states[("performance", "error_cusum", None)]
         else:
             err = np.asarray(predicted, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
             self.abs_err.update(np.abs(err))
@@ -190,11 +218,23 @@ class ModelMonitor:
             return float("nan")  # older than the timestamps kept
         return float(self._ts[index % len(self._ts)])
 
+    def _raise(self, e: MonitorEvent) -> list[MonitorEvent]:
+        raised = self.book.raise_level(e)
+        return [raised] if raised is not None else []
+
+    def _normal(self, key: Key, index: int, threshold: float) -> list[MonitorEvent]:
+        """The condition ``key`` ends: its detector is back to normal."""
+        if key not in self.book.states:
+            return []
+        e = self._event(key[0], key[1], key[2], "ok", 0.0, threshold, index, [], None)
+        cleared = self.book.clear(key, e)
+        return [cleared] if cleared is not None else []
+
     def _levels(self, detector: str, scores: np.ndarray, index: int,
                 warn: np.ndarray | None = None, alarm: np.ndarray | None = None,
                 kinds: Sequence[str] | None = None, names: Sequence[str | None] | None = None) -> (
             list[MonitorEvent]):
-        """Window scores against two levels, with hysteresis for clearing a warning."""
+        """Window scores against two levels; a condition ends below HYSTERESIS x its warning."""
         warn = self.psi_warn if warn is None else warn
         alarm = self.psi_alarm if alarm is None else alarm
         kinds = self.kinds if kinds is None else kinds
@@ -206,61 +246,66 @@ class ModelMonitor:
             thr = float(alarm[col] if level == "alarm" else warn[col])
             same = [i for i in range(len(names)) if kinds[i] == kinds[col] and names[i] is not None]
             top = [str(names[i]) for i in sorted(same, key=lambda i: -scores[i])[:TOP]]
-            e = self._event(kinds[col], detector, names[col], level, float(scores[col]), thr, index,
-                            top, max(0, index - self.window + 1))
-            raised = self.book.raise_level(e)
-            if raised is not None:
-                events.append(raised)
-        if self.book.states:  # clearing only concerns detectors that are in WARNING now
+            events += self._raise(self._event(kinds[col], detector, names[col], level,
+                                              float(scores[col]), thr, index, top,
+                                              max(0, index - self.window + 1)))
+        if self.book.states:  # ending only concerns conditions that are up now
             for col, name in enumerate(names):
-                if (self.book.states.get((kinds[col], detector, name)) == "warning"
-                        and scores[col] < warn[col] * HYSTERESIS):
-                    e = self._event(kinds[col], detector, name, "ok", float(scores[col]),
-                                    float(warn[col]), index, [], None)
-                    cleared = self.book.clear(kinds[col], detector, name, e)
-                    if cleared is not None:
-                        events.append(cleared)
+                if scores[col] < warn[col] * HYSTERESIS:
+                    events += self._normal((kinds[col], detector, name), index, float(warn[col]))
         return events
 
-    def _cusum_event(self, det: Detection, first: int, z: np.ndarray | None) -> list[MonitorEvent]:
-        col = det.column
-        kind, name = self.cusum_kinds[col], self.cusum_columns[col]
-        thr = float(self.cusum.h[col] if det.level == "alarm" else self.cusum.h_warn[col])
-        if kind == "multivariate_drift" and z is not None:
-            row = min(len(z) - 1, max(0, det.index - first))
-            resid = z[row] - (z[row] @ self._pca_comps.T) @ self._pca_comps
-            top = [self.names[i] for i in np.argsort(-(resid**2))[:TOP]]
-            detector = "pca_cusum"
-        else:
-            scores = self.cusum.score
-            same = [i for i in range(len(self.cusum_kinds))
-                    if self.cusum_kinds[i] == kind and self.cusum_columns[i] is not None]
-            top = [str(self.cusum_columns[i]) for i in sorted(same, key=lambda i: -scores[i])[:TOP]]
-            if name is not None and name not in top:
-                top = [name, *top[: TOP - 1]]
-            detector = "cusum"
-        start = det.start_index if det.start_index >= 0 else None
-        e = self._event(kind, detector, name, det.level, det.score, thr, det.index, top, start)
-        raised = self.book.raise_level(e)
-        return [raised] if raised is not None else []
-
-    def _clear_cusum(self) -> None:
-        if not self.book.states:
-            return
-        for col in np.flatnonzero(~self.cusum.warned).tolist():
-            kind = self.cusum_kinds[col]
+    def _cusum_events(self, dets: list[Detection], first: int, z: np.ndarray | None) -> (
+            list[MonitorEvent]):
+        events: list[MonitorEvent] = []
+        for det in dets:
+            col = det.column
+            kind, name = self.cusum_kinds[col], self.cusum_columns[col]
             detector = "pca_cusum" if kind == "multivariate_drift" else "cusum"
-            key = (kind, detector, self.cusum_columns[col])
-            if self.book.states.get(key) == "warning":
-                del self.book.states[key]
+            if det.level == "quiet":
+                events += self._normal((kind, detector, name), det.index, float(self.cusum.h_warn[col]))
+                continue
+            thr = float(self.cusum.h[col] if det.level == "alarm" else self.cusum.h_warn[col])
+            if kind == "multivariate_drift" and z is not None:
+                row = min(len(z) - 1, max(0, det.index - first))
+                resid = z[row] - (z[row] @ self._pca_comps.T) @ self._pca_comps
+                top = [self.names[i] for i in np.argsort(-(resid**2))[:TOP]]
+            else:
+                top = _top(self.cusum.score, self.cusum_kinds, self.cusum_columns, kind, name)
+            start = det.start_index if det.start_index >= 0 else None
+            events += self._raise(self._event(kind, detector, name, det.level, det.score, thr,
+                                              det.index, top, start))
+        return events
+
+    def _scale_events(self, dets: list[Detection]) -> list[MonitorEvent]:
+        assert self.scale is not None
+        events: list[MonitorEvent] = []
+        k = len(self.names)
+        kinds = ["data_drift"] * k
+        columns: list[str | None] = list(self.names)
+        for det in dets:
+            col = det.column
+            name = self.names[col % k]
+            detector = "resid_cusum" if col < k else "scale_cusum"
+            if det.level == "quiet":
+                events += self._normal(("data_drift", detector, name), det.index, float(self.scale.h_warn[col]))
+                continue
+            thr = float(self.scale.h[col] if det.level == "alarm" else self.scale.h_warn[col])
+            part = self.scale.score[:k] if col < k else self.scale.score[k:]
+            top = _top(part, kinds, columns, "data_drift", name)
+            start = det.start_index if det.start_index >= 0 else None
+            events += self._raise(self._event("data_drift", detector, name, det.level,
+                                              det.score, thr, det.index, top, start))
+        return events
 
     def _label_event(self, det: Detection) -> list[MonitorEvent]:
+        key: Key = ("performance", "error_cusum", None)
+        if det.level == "quiet":
+            return self._normal(key, det.index, float(self.label_cusum.h_warn[0]))
         thr = float(self.label_cusum.h[0] if det.level == "alarm" else self.label_cusum.h_warn[0])
         start = det.start_index if det.start_index >= 0 else None
-        e = self._event("performance", "error_cusum", None, det.level, det.score, thr, det.index,
-                        [], start)
-        raised = self.book.raise_level(e)
-        return [raised] if raised is not None else []
+        return self._raise(self._event("performance", "error_cusum", None, det.level, det.score,
+                                       thr, det.index, [], start))
 
     # -- reading -----------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
@@ -273,6 +318,10 @@ class ModelMonitor:
             "prediction_cusum": round(float(self.cusum.score[len(self.names)]), 3),
             "alarm_state": self.book.worst(),
         }
+        if self.scale is not None:
+            k = len(self.names)
+            out["resid_cusum"] = dict(zip(self.names, np.round(self.scale.score[:k], 3).tolist(), strict=True))
+            out["scale_cusum"] = dict(zip(self.names, np.round(self.scale.score[k:], 3).tolist(), strict=True))
         if self.pca is not None:
             out["pca_cusum"] = round(float(self.cusum.score[-1]), 3)
         if self.categorical is not None:
@@ -298,11 +347,23 @@ class ModelMonitor:
                                  "confidence": self.confidence, "correct": self.correct,
                                  "abs_err": self.abs_err, "sq_err": self.sq_err, "tp": self.tp,
                                  "fp": self.fp, "fn": self.fn}
+        if self.scale is not None:
+            parts["scale"] = self.scale
         if hasattr(self, "label_cusum"):
             parts["label_cusum"] = self.label_cusum
         if self.categorical is not None:
             parts["categorical"] = self.categorical
         return parts
+
+
+def _top(scores: np.ndarray, kinds: list[str], columns: list[str | None], kind: str,
+         name: str | None) -> list[str]:
+    """The streams of the same kind with the largest statistic, ``name`` first."""
+    same = [i for i in range(len(kinds)) if kinds[i] == kind and columns[i] is not None]
+    top = [str(columns[i]) for i in sorted(same, key=lambda i: -scores[i])[:TOP]]
+    if name is not None and name not in top:
+        top = [name, *top[: TOP - 1]]
+    return top
 
 
 def _pad(rows: list[list[float]]) -> np.ndarray:

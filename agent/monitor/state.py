@@ -28,6 +28,8 @@ def _flatten(monitor: ModelMonitor) -> dict[str, np.ndarray]:
     flat["meta/ts_seen"] = np.asarray(monitor._ts_seen)
     flat["meta/cbpe"] = np.asarray(monitor.cbpe_expected)
     flat["meta/book"] = np.asarray(json.dumps(monitor.book.state()))
+    if monitor._prev is not None:  # the scale CUSUM's last row, for its next prediction error
+        flat["meta/prev"] = monitor._prev
     return flat
 
 
@@ -71,4 +73,5 @@ def restore_state(path: Path, monitor: ModelMonitor, bundle_sha256: str) -> bool
     monitor._ts_seen = int(meta["ts_seen"])
     monitor.cbpe_expected = float(meta["cbpe"])
     monitor.book.restore(json.loads(str(meta["book"])))
+    monitor._prev = np.asarray(meta["prev"], dtype=np.float64).copy() if "prev" in meta else None
     return True
