@@ -27,8 +27,9 @@ from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.models.builder import build_bundle
 from agent.models.bundle import generate_keypair
 from agent.models.training import train_onnx, write_csv
-from agent.monitor.alarms import MonitorEvent
 from agent.monitor.calibrate import Budget
+from agent.monitor.incidents import IncidentEvent
+from agent.monitor.watch import write_request
 from agent.service.agent import Agent
 from agent.service.logsetup import setup_logging
 from agent.types import Label
@@ -101,20 +102,23 @@ class Scoreboard:
         # each activation's monitor counts its samples from 0: where the current count starts
         self.offsets: dict[str, int] = {}
         self._last_version: str | None = None
-        # id(event) -> (part, estimated start part), placed when it fired
+        # id(event) -> (part, part where the change behind it is estimated to start)
         self.event_parts: dict[int, tuple[int, int | None]] = {}
 
     def part_of(self, version: str, index: int) -> int:
         i = self.offsets.get(version, 0) + index
         return self.sample_parts[i] if 0 <= i < len(self.sample_parts) else -1
 
-    def on_event(self, event: MonitorEvent) -> None:
+    def on_event(self, event: IncidentEvent) -> None:
         start = event.start_index
         self.event_parts[id(event)] = (self.part_of(event.model_version, event.index),
                                        None if start is None else self.part_of(event.model_version, start))
 
-    def part_of_event(self, event: MonitorEvent) -> int:
+    def part_of_event(self, event: IncidentEvent) -> int:
         return self.event_parts.get(id(event), (-1, None))[0]
+
+    def start_part_of_event(self, event: IncidentEvent) -> int | None:
+        return self.event_parts.get(id(event), (-1, None))[1]
 
     def on_predictions(self, samples: SampleBatch, batch: PredictionBatch) -> None:
         if batch.model_version != self._last_version:  # a new activation starts counting at 0
@@ -205,7 +209,8 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                         await roll_out_canary(hub, bundles[1], line.parts)
                     shown_versions = _show_versions(agent, shown_versions)
                     if story.alarm_wall is None and any(
-                            e.level == "alarm" and board.part_of_event(e) >= onsets["concept"]
+                            e.notify and e.level == "alarm"
+                            and attribute(board.start_part_of_event(e), onsets) == "concept"
                             for e in agent.events[-100:]):
                         story.alarm_wall = time.monotonic()
                     if hub is not None:
@@ -240,7 +245,7 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
     _say("\n[demo] summary")
     for key, value in summary.items():
         if key == "alarm_timeline":
-            _say(f"  {key:38} {len(value)} warnings/alarms (see summary.json)")
+            _say(f"  {key:38} {len(value)} notifications (see summary.json)")
         elif key == "loop":
             for k, v in value.items():
                 _say(f"  {k:38} {v}")
@@ -271,30 +276,44 @@ def _show_versions(agent: Agent, shown: str) -> str:
     return state
 
 
-def _drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dict[str, Any]:
-    """When each warning and alarm fired, in parts after the change it answers to."""
-    resin, concept = onsets["resin"], onsets["concept"]
+START_TOLERANCE_PARTS = 10  # a CUSUM's change point may fall a few parts before the onset
 
+
+def attribute(start_part: int | None, onsets: dict[str, int]) -> str:
+    """The change an alarm answers to: the latest one whose onset precedes the estimated start of
+    the change behind it (within START_TOLERANCE_PARTS), never the part at which it fired."""
+    if start_part is None or start_part < 0:
+        return "unknown"
+    before = [(part, name) for name, part in onsets.items()
+              if part <= start_part + START_TOLERANCE_PARTS]
+    return max(before)[1] if before else "before drift"
+
+
+def _drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dict[str, Any]:
+    """Incidents and their notifications, each assigned to the change whose onset precedes the
+    estimated start of the change behind it."""
     timeline = []
     for e in agent.events:
-        if e.level not in ("warning", "alarm"):
-            continue
+        if not e.notify:
+            continue  # state changes and held-back notifications are in summary.json's counts
         part = board.part_of_event(e)
-        phase = "concept" if part >= concept else ("resin" if part >= resin else "before drift")
-        onset = concept if phase == "concept" else resin
+        start = board.start_part_of_event(e)
+        change = attribute(start, onsets)
+        onset = onsets.get(change)
         timeline.append({
-            "part": part, "level": e.level, "kind": e.kind, "detector": e.detector,
-            "feature": e.feature, "phase": phase,
-            "parts_after_onset": part - onset if phase != "before drift" else None,
-            "sim_minutes_after_onset": round((part - onset) * CYCLE_S / 60, 1)
-            if phase != "before drift" else None,
-            "estimated_start_part": board.event_parts.get(id(e), (-1, None))[1],
+            "part": part, "level": e.level, "action": e.action, "incident": e.incident_id,
+            "kind": e.kind, "detector": e.detector, "feature": e.feature, "features": e.features,
+            "phase": change, "estimated_start_part": start,
+            "parts_after_onset": part - onset if onset is not None else None,
+            "sim_minutes_after_onset": round((part - onset) * CYCLE_S / 60, 1) if onset is not None else None,
+            "reason": e.reason,
         })
 
     def first(level: str, phase: str, kind: str | None = None) -> dict[str, Any] | None:
         return next((t for t in timeline if t["level"] == level and t["phase"] == phase
                      and (kind is None or t["kind"] == kind)), None)
 
+    incidents = {e.incident_id for e in agent.events}
     last = max(board.by_part, default=0) + 1
     return {
         "drift_onsets_part": onsets,
@@ -306,11 +325,15 @@ def _drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dic
         "first_performance_alarm_after_concept": first("alarm", "concept", "performance"),
         "false_alarms_before_drift": sum(1 for t in timeline if t["phase"] == "before drift"
                                          and t["level"] == "alarm"),
-        "alarms_acknowledged": sum(1 for e in agent.events if e.level == "ok"
-                                   and any("acknowledged" in f for f in e.top_features)),
-        "accuracy_before_drift": board.accuracy_between(0, resin),
-        "accuracy_after_resin": board.accuracy_between(resin, concept),
-        "accuracy_after_concept_change": board.accuracy_between(concept, last),
+        "incidents": len(incidents),
+        "notifications": len(timeline),
+        "notifications_per_change": {c: sum(1 for t in timeline if t["phase"] == c)
+                                     for c in ("before drift", *onsets, "unknown")},
+        "notifications_held_back": sum(1 for e in agent.events if e.suppressed == "flood"),
+        "incidents_acknowledged": sum(1 for e in agent.events if e.action == "acknowledged"),
+        "accuracy_before_drift": board.accuracy_between(0, onsets["resin"]),
+        "accuracy_after_resin": board.accuracy_between(onsets["resin"], onsets["concept"]),
+        "accuracy_after_concept_change": board.accuracy_between(onsets["concept"], last),
         "alarm_timeline": timeline,
     }
 
@@ -319,28 +342,28 @@ ACK_AFTER_PARTS = 30  # the shift lead acknowledges an alarm after about 15 minu
 
 
 def _shift_lead(agent: Agent) -> None:
-    """Alarms stay latched until someone acknowledges them; in the demo a shift lead does, once
-    an alarm has been up for a while, so that a later, different problem can raise a new one."""
+    """An alarm incident latches until someone acknowledges it; in the demo a shift lead does,
+    once it has been up for a while. The problem may persist: the incident then stays open,
+    acknowledged, and does not come back as a new alarm."""
     watch = agent.watch
-    if watch is None or watch.monitor.book.worst() != "alarm" or watch.ack_path.exists():
+    inc = watch.incidents.current if watch is not None else None
+    if watch is None or inc is None or inc.level != "alarm" or inc.acknowledged_by is not None:
         return
-    # when did the alarms that are latched now go up?
-    latched = [e.index for e in agent.events if e.level == "alarm"
-               and watch.monitor.book.states.get((e.kind, e.detector, e.feature)) == "alarm"
-               and e.timestamp >= watch.monitor.book.since.get((e.kind, e.detector, e.feature), 0)]
-    if latched and watch.monitor.samples - min(latched) >= ACK_AFTER_PARTS:
-        watch.ack_path.write_text("demo shift lead\n")
-        count = sum(1 for level in watch.monitor.book.states.values() if level == "alarm")
-        _say(f"[demo]   shift lead acknowledges {count} latched alarm(s)")
+    if watch.requests.is_dir() and any(watch.requests.glob("*.json")):
+        return  # one request at a time
+    if watch.monitor.samples - inc.opened_index >= ACK_AFTER_PARTS:
+        write_request(agent.config.state_dir, "ack", inc.id, inc.model, "demo shift lead")
+        _say(f"[demo]   shift lead acknowledges incident {inc.id}")
 
 
 def _show_events(agent: Agent, board: Scoreboard, shown: int) -> int:
     for e in agent.events[shown:]:
-        if e.level == "ok":
+        if not e.notify:
             continue
         part = board.part_of_event(e)
-        _say(f"[demo]   {e.level.upper():7} part {part}: {e.kind}/{e.detector}"
-             f"{' [' + e.feature + ']' if e.feature else ''} score {e.score:.3g} > {e.threshold:.3g}")
+        what = f"{e.kind}/{e.detector}{' [' + e.feature + ']' if e.feature else ''}" if e.kind else ""
+        _say(f"[demo]   {e.level.upper():7} part {part}: incident {e.incident_id} {e.action} "
+             f"({e.reason}){' ' + what if what and what not in e.reason else ''}")
     return len(agent.events)
 
 
@@ -351,7 +374,7 @@ def _progress(agent: Agent, board: Scoreboard, line: SimulatedLine, end: float) 
          f"predictions {agent.predictions:5d} | labels {agent.labels_received:5d} | "
          f"accuracy(last 200) {'-' if acc is None else f'{acc:.3f}'} | "
          f"outbox {stats.depth if stats else 0} records | health "
-         f"{agent.watch.monitor.book.worst().upper() if agent.watch else '-'}")
+         f"{agent.watch.incidents.worst().upper() if agent.watch else '-'}")
 
 
 def _summary(agent: Agent, board: Scoreboard, line: SimulatedLine, broker: str,

@@ -133,11 +133,15 @@ def build_bundle(
     positive = positive_class or (classes[-1] if classes else None)
     kind = "classifier" if is_classifier else "regression"
     errors: np.ndarray | None = None
+    outcomes: tuple[np.ndarray, np.ndarray] | None = None
     if is_classifier:
         truth = [label_text(v.strip()) for v in eval_labels]
         predicted = predicted_labels(out_eval, classes)
         metrics: dict[str, Any] = classifier_metrics(truth, predicted, positive)
         errors = (np.asarray(truth) != np.asarray(predicted)).astype(np.float64)
+        if len(classes) == 2 and positive is not None and out_eval.scores.shape[1] == 2:
+            outcomes = (np.asarray(out_eval.scores[:, classes.index(positive)], dtype=np.float64),
+                        np.asarray(truth) == positive)
     else:
         truth_values = np.array([float(v) for v in eval_labels]) if holdout_csv is None else (
             eval_table.numeric(label))
@@ -161,7 +165,7 @@ def build_bundle(
     monitoring = calibrate(x_all.astype(np.float64), [profile["features"][f] for f in features], scores,
                            profile["prediction"], confidence, metrics, budget or Budget(),
                            categorical=[f in cats for f in features], source=split.record,
-                           error_bits=errors)
+                           error_bits=errors, outcomes=outcomes)
     n_test = min(SELF_TEST_ROWS, len(x_table))
     manifest: dict[str, Any] = {
         "format": 1, "name": name, "version": version,

@@ -28,14 +28,16 @@ from agent.monitor.laws import (
     bernoulli_h,
     chi2_quantile,
     cusum_h,
+    empirical_cusum_h,
     long_run_inflation,
     scale_cusum_h,
     scale_k,
     window_alpha,
+    window_mean_z,
 )
 
-__all__ = ["Budget", "calibrate", "pad_profiles", "prediction_errors", "reconstruction_log_error",
-           "score_transform"]
+__all__ = ["Budget", "calibrate", "outcome_llr", "pad_profiles", "prediction_errors",
+           "reconstruction_log_error", "score_transform"]
 
 ERROR_RISE = 2.0  # the label CUSUM is designed for the error rate doubling
 MIN_ERROR_RATE = 0.01
@@ -67,11 +69,13 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
               holdout: dict[str, Any], budget: Budget,
               categorical: list[bool] | None = None,
               source: dict[str, Any] | None = None,
-              error_bits: np.ndarray | None = None) -> dict[str, Any]:
+              error_bits: np.ndarray | None = None,
+              outcomes: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Thresholds for every detector of a model, as the manifest's ``monitoring`` section.
 
     ``x``: inputs, all reference rows in time order. ``score``, ``confidence``, ``holdout``
-    (metrics with ``n``) and ``error_bits``: the model's outputs on held-out rows only.
+    (metrics with ``n``), ``error_bits`` and ``outcomes`` (a binary classifier's positive-class
+    probabilities and whether each row was positive): the model on held-out rows only.
     """
     cat = np.asarray(categorical if categorical is not None else [False] * x.shape[1], dtype=bool)
     numeric = np.flatnonzero(~cat)
@@ -116,7 +120,9 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     if confidence is not None:
         monitoring["cbpe"] = _cbpe(confidence, holdout, budget, shares["cbpe"])
     if labels:
-        monitoring["labels"] = _labels(holdout, error_bits, budget, shares["error_cusum"])
+        monitoring["labels"] = (_outcomes(*outcomes, holdout, budget, shares["error_cusum"])
+                                if outcomes is not None and len(outcomes[0]) else
+                                _labels(holdout, error_bits, budget, shares["error_cusum"]))
     elif "mae" in holdout:
         monitoring["labels"] = {"mae": holdout["mae"], "rmse": holdout.get("rmse")}
     monitoring["autocorrelation"] = ar1(x_num).round(4).tolist()
@@ -164,44 +170,73 @@ def _stream_thresholds(x: np.ndarray, x_cusum: np.ndarray, profiles: list[dict[s
     warn_rate, alarm_rate = _rates(budget, psi_share)
     psi_warn = psi_threshold(warn_rate, budget, bins, len(x), infl)
     psi_alarm = psi_threshold(alarm_rate, budget, bins, len(x), infl)
-    if budget.window >= 500:  # the rule-of-thumb levels are valid only for large windows
-        psi_warn, psi_alarm = np.maximum(psi_warn, 0.1), np.maximum(psi_alarm, 0.25)
     eff_std = std * np.sqrt(infl)
     warn_rate, alarm_rate = _rates(budget, cusum_share)
     week = budget.samples_per_week
-    margin = 1 / math.sqrt(len(x))  # the reference mean's standard error, in units of eff_std
-    h_warn = np.full(k, cusum_h(week / warn_rate, budget.cusum_k, margin=margin))
-    h_alarm = np.full(k, cusum_h(week / alarm_rate, budget.cusum_k, margin=margin))
+    ref_var = 1 / len(x)  # the reference mean's error variance, in units of eff_std
+    h_warn = np.full(k, cusum_h(week / warn_rate, budget.cusum_k, ref_var=ref_var))
+    h_alarm = np.full(k, cusum_h(week / alarm_rate, budget.cusum_k, ref_var=ref_var))
     adjusted = _replay_check(x, x_cusum, profiles, mean, eff_std, psi_warn, psi_alarm, h_warn,
-                             h_alarm, budget)
+                             h_alarm, budget, _rates(budget, psi_share)[1], alarm_rate)
     return {"psi_warn": psi_warn.tolist(), "psi_alarm": psi_alarm.tolist(),
             "cusum_mean": mean.tolist(), "cusum_std": eff_std.tolist(), "cusum_k": budget.cusum_k,
             "cusum_h_warn": h_warn.tolist(), "cusum_h_alarm": h_alarm.tolist(),
             "replay_adjusted": adjusted}
 
 
+def allowed_alarms(rows: int, rate_per_week: float, samples_per_week: float) -> int:
+    """Most alarms a drift-free replay of ``rows`` samples may show under a detector's law: the
+    99% quantile of Poisson(rows x rate). More than that and the law does not fit these data:
+    the threshold is raised (a replay check that raises at the first alarm would spend budget
+    on chance)."""
+    lam = rows * rate_per_week / samples_per_week
+    count, term = 0, math.exp(-lam)
+    cdf = term
+    while 1 - cdf > 0.01 and count < 10_000:
+        count += 1
+        term *= lam / count
+        cdf += term
+    return count
+
+
+def fired_too_often(cusum: Cusum, x: np.ndarray, rows: int, rate_per_week: float,
+                    samples_per_week: float) -> set[int]:
+    counts: dict[int, int] = {}
+    for d in cusum.update(x):
+        if d.level == "alarm":
+            counts[d.column] = counts.get(d.column, 0) + 1
+    limit = allowed_alarms(rows, rate_per_week, samples_per_week)
+    return {col for col, n in counts.items() if n > limit}
+
+
 def _replay_check(x: np.ndarray, x_cusum: np.ndarray, profiles: list[dict[str, Any]],
                   mean: np.ndarray, eff_std: np.ndarray, psi_warn: np.ndarray, psi_alarm: np.ndarray,
-                  h_warn: np.ndarray, h_alarm: np.ndarray, budget: Budget) -> bool:
-    """Replay the reference rows (no drift by definition); raise any threshold they cross."""
+                  h_warn: np.ndarray, h_alarm: np.ndarray, budget: Budget,
+                  psi_rate: float, cusum_rate: float) -> bool:
+    """Replay the reference rows (no drift by definition); raise a threshold they cross more
+    often than its law allows."""
     adjusted = False
     edges, props = pad_profiles(profiles)
+    week = budget.samples_per_week
     if len(x) > budget.window:
         psi = WindowPSI(edges, props, budget.window, budget.every)
-        worst = np.zeros(x.shape[1])
-        for _, value in psi.update(x):
-            worst = np.maximum(worst, value)
-        for arr, margin in ((psi_warn, 1.2), (psi_alarm, 1.5)):
-            low = worst * margin > arr
-            if low.any():
-                arr[low] = worst[low] * margin
-                adjusted = True
+        looks = np.array([value for _, value in psi.update(x)])
+        if len(looks):
+            limit = allowed_alarms(len(x), psi_rate, week)
+            for col in range(x.shape[1]):
+                over = looks[:, col] > psi_alarm[col]
+                ups = int(over[0]) + int((over[1:] & ~over[:-1]).sum())
+                if ups > limit:
+                    worst = float(looks[:, col].max()) * 1.1
+                    psi_warn[col] *= worst / psi_alarm[col]
+                    psi_alarm[col] = worst
+                    adjusted = True
     for _ in range(20):
         cusum = Cusum(mean, eff_std, budget.cusum_k, h_alarm, h_warn=h_warn)
-        alarms = {d.column for d in cusum.update(x_cusum) if d.level == "alarm"}
-        if not alarms:
+        too_often = fired_too_often(cusum, x_cusum, len(x), cusum_rate, week)
+        if not too_often:
             break
-        for col in alarms:
+        for col in too_often:
             h_alarm[col] *= 1.25
             h_warn[col] *= 1.25
         adjusted = True
@@ -258,18 +293,19 @@ def _scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget,
     z_mean, z_infl = z.mean(axis=0), long_run_inflation(z) if len(z) > 20 else np.ones(len(safe))
     z_std = z.std(axis=0) * np.sqrt(z_infl)
     warn_rate, alarm_rate = _rates(budget, resid_share)
-    margin = 1 / math.sqrt(max(1, len(z)))
-    m_warn = np.full(len(safe), cusum_h(week / warn_rate, budget.cusum_k, margin=margin))
-    m_alarm = np.full(len(safe), cusum_h(week / alarm_rate, budget.cusum_k, margin=margin))
+    ref_var = 1 / max(1, len(z))
+    m_warn = np.full(len(safe), cusum_h(week / warn_rate, budget.cusum_k, ref_var=ref_var))
+    m_alarm = np.full(len(safe), cusum_h(week / alarm_rate, budget.cusum_k, ref_var=ref_var))
     adjusted = False
     cols = x.shape[1]
-    for _ in range(20):  # replay check
+    scale_rate = _rates(budget, share)[1]
+    for _ in range(20):  # replay check (both shares are the same per stream)
         cusum = Cusum(np.concatenate([z_mean, np.zeros(cols)]), np.concatenate([z_std, np.ones(cols)]),
                       np.concatenate([np.full(cols, budget.cusum_k), np.full(cols, k)]),
                       np.concatenate([m_alarm, h_alarm]),
                       np.concatenate([np.zeros(cols, bool), np.ones(cols, bool)]),
                       np.concatenate([m_warn, h_warn]))
-        fired = {d.column for d in cusum.update(np.hstack([z, y])) if d.level == "alarm"}
+        fired = fired_too_often(cusum, np.hstack([z, y]), len(z), min(alarm_rate, scale_rate), week)
         if not fired:
             break
         for col in fired:
@@ -297,8 +333,8 @@ def _cbpe(confidence: np.ndarray, holdout: dict[str, Any], budget: Budget,
     sd = math.sqrt(var / budget.window + var / max(1, n))
     warn_rate, alarm_rate = _rates(budget, share)
     week = budget.samples_per_week
-    z_warn = NormalDist().inv_cdf(1 - window_alpha(warn_rate, week, budget.every))
-    z_alarm = NormalDist().inv_cdf(1 - window_alpha(alarm_rate, week, budget.every))
+    z_warn = window_mean_z(warn_rate, week, budget.window, budget.every)
+    z_alarm = window_mean_z(alarm_rate, week, budget.window, budget.every)
     return {"reference_expected_accuracy": float(confidence.mean()),
             "holdout_accuracy": holdout.get("accuracy"), "reference_rows": n,
             "warn_drop": z_warn * sd, "alarm_drop": z_alarm * sd, "inflation": round(infl, 3)}
@@ -313,17 +349,73 @@ def _labels(holdout: dict[str, Any], error_bits: np.ndarray | None, budget: Budg
     p_hat = 1 - float(holdout["accuracy"])
     infl = 1.0
     if error_bits is not None and len(error_bits) >= 20:
-        infl = float(long_run_inflation(error_bits.astype(np.float64), max_lag=min(100, len(error_bits) // 5))[0])
+        lags = min(100, len(error_bits) // 5)
+        infl = float(long_run_inflation(error_bits.astype(np.float64), max_lag=lags)[0])
     se = math.sqrt(max(p_hat, MIN_ERROR_RATE) * (1 - p_hat) * infl / n)
     p0 = float(np.clip(p_hat + 2 * se, MIN_ERROR_RATE, 0.45))
     p1 = min(0.95, ERROR_RISE * p0)
     warn_rate, alarm_rate = _rates(budget, share)
     # labels at the sample rate at most: the label CUSUM's budget in labels per week
     week = budget.samples_per_week
-    return {"error_rate": p0, "holdout_error_rate": round(p_hat, 6), "designed_rate": p1,
+    return {"kind": "error_rate", "error_rate": p0, "holdout_error_rate": round(p_hat, 6),
+            "designed_rate": p1,
             "inflation": round(infl, 3),
             "h_warn": bernoulli_h(week / warn_rate, p0, p1) * infl,
             "h_alarm": bernoulli_h(week / alarm_rate, p0, p1) * infl}
+
+
+OUTCOME_FLIP = 0.2  # the label CUSUM's alternative: one outcome in five against the model
+
+
+def platt(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Platt scaling on held-out rows: P(positive) = sigmoid(a logit(p) + b), by Newton's method
+    (lightly ridged; a kept in [0.2, 5]). Without both classes: the identity."""
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) < 2 or y.min() == y.max():
+        return 1.0, 0.0
+    lg = np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, 1.0))
+    a, b = 1.0, 0.0
+    for _ in range(50):
+        q = 1 / (1 + np.exp(-(a * lg + b)))
+        w = q * (1 - q)
+        grad = np.array([((q - y) * lg).sum() + 1e-3 * (a - 1), (q - y).sum() + 1e-3 * b])
+        hess = np.array([[(w * lg * lg).sum() + 1e-3, (w * lg).sum()],
+                         [(w * lg).sum(), w.sum() + 1e-3]])
+        step = np.linalg.solve(hess, grad)
+        a, b = float(np.clip(a - step[0], 0.2, 5.0)), float(b - step[1])
+        if abs(step).max() < 1e-8:
+            break
+    return a, b
+
+
+def outcome_llr(p: np.ndarray, positive: np.ndarray, a: float, b: float,
+                flip: float = OUTCOME_FLIP) -> np.ndarray:
+    """Log-likelihood ratio of each outcome: 'one in ``flip`` goes against the model' over 'the
+    model's calibrated probability holds'."""
+    lg = np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, 1.0))
+    q = np.clip(1 / (1 + np.exp(-(a * lg + b))), 1e-6, 1 - 1e-6)
+    alt = (1 - flip) * q + flip * (1 - q)
+    return np.asarray(np.where(positive, np.log(alt / q), np.log((1 - alt) / (1 - q))))
+
+
+def _outcomes(p: np.ndarray, positive: np.ndarray, holdout: dict[str, Any], budget: Budget,
+              share: float) -> dict[str, Any]:
+    """Label CUSUM of a binary classifier: the likelihood ratio of the outcomes against its own
+    probabilities, calibrated on held-out rows (Platt). Confident mistakes weigh most, which is
+    what a changed relation makes. Law: the Markov chain of the held-out log ratios (iid),
+    with its exponential tail beyond (E[exp(llr)] = 1 in control: theta near 1, Wald);
+    outcomes in runs stretch h by the long-run inflation of the held-out log ratios."""
+    a, b = platt(p, positive)
+    llr = outcome_llr(p, positive, a, b)
+    infl = float(long_run_inflation(llr, max_lag=max(2, min(100, len(llr) // 5)))[0]) if (
+        len(llr) >= 20) else 1.0
+    warn_rate, alarm_rate = _rates(budget, share)
+    week = budget.samples_per_week  # labels at the sample rate at most
+    return {"kind": "outcome_lr", "platt": [a, b], "flip": OUTCOME_FLIP,
+            "holdout_error_rate": round(1 - float(holdout["accuracy"]), 6),
+            "holdout_llr_mean": round(float(llr.mean()), 6), "inflation": round(infl, 3),
+            "h_warn": max(3.0, empirical_cusum_h(week / warn_rate, llr)) * infl,
+            "h_alarm": max(3.0, empirical_cusum_h(week / alarm_rate, llr)) * infl}
 
 
 def js_threshold(rate_per_week: float, budget: Budget, categories: int, n_ref: int,
@@ -363,12 +455,11 @@ def _pca(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget,
     e_std = float(err.std() * math.sqrt(float(long_run_inflation(err)[0])))
     warn_rate, alarm_rate = _rates(budget, share)
     week = budget.samples_per_week
-    margin = 1 / math.sqrt(len(x))
-    h_warn = cusum_h(week / warn_rate, budget.cusum_k, False, margin)
-    h_alarm = cusum_h(week / alarm_rate, budget.cusum_k, False, margin)
+    h_warn = cusum_h(week / warn_rate, budget.cusum_k, False, 1 / len(x))
+    h_alarm = cusum_h(week / alarm_rate, budget.cusum_k, False, 1 / len(x))
     for _ in range(20):  # replay check, as for the per-feature detectors
         c = Cusum(np.array([err.mean()]), np.array([e_std]), budget.cusum_k, h_alarm, True, h_warn)
-        if not any(d.level == "alarm" for d in c.update(err[:, None])):
+        if not fired_too_often(c, err[:, None], len(err), alarm_rate, week):
             break
         h_alarm, h_warn = h_alarm * 1.25, h_warn * 1.25
     return {"mean": mean.tolist(), "scale": safe_std.tolist(), "components": comps.tolist(),

@@ -60,7 +60,7 @@ class Split:
 def newest_share(table: Table, min_rows: int = MIN_HOLDOUT_ROWS) -> Split:
     """Hold out the newest HOLDOUT_SHARE of ``table``, or refuse when that is too few rows."""
     n = table.rows
-    held = int(math.ceil(n * HOLDOUT_SHARE))
+    held = math.ceil(n * HOLDOUT_SHARE)
     if held < min_rows or n - held < min_rows:
         raise BundleError(
             f"{table.path.name} has {n} rows: without --holdout-csv the newest "

@@ -15,6 +15,7 @@ from its sample autocorrelations with Bartlett weights (never below the AR(1) fo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from statistics import NormalDist
 
 import numpy as np
@@ -26,16 +27,18 @@ def siegmund_arl(h: float, k: float) -> float:
     return (math.exp(2 * k * b) - 2 * k * b - 1) / (2 * k * k)
 
 
-def cusum_h(arl: float, k: float, two_sided: bool = True, margin: float = 0.0) -> float:
-    """Smallest h whose in-control ARL reaches ``arl`` (two-sided: both tails share it) even
-    when the reference mean is off by ``margin`` (in the CUSUM's standard deviations): the
-    sums then drift down by k - margin instead of k."""
+def cusum_h(arl: float, k: float, two_sided: bool = True, ref_var: float = 0.0) -> float:
+    """Smallest h whose in-control ARL reaches ``arl`` (two-sided: both tails share it). With
+    ``ref_var``, the variance of the reference mean's error (in the CUSUM's standard deviations,
+    1/n for n reference rows), the ARL is the one expected over that error: a reference off by
+    e makes the sums drift down by k - e, and E[e^(2 e b)] = e^(2 b^2 ref_var)."""
     target = 2 * arl if two_sided else arl
-    k_eff = max(0.05, k - margin)
     lo, hi = 0.1, 400.0
     for _ in range(60):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if siegmund_arl(mid, k_eff) < target else (lo, mid)
+        b = mid + 1.166
+        expected = siegmund_arl(mid, k) * math.exp(-2 * b * b * ref_var)
+        lo, hi = (mid, hi) if expected < target else (lo, mid)
     return hi
 
 
@@ -49,19 +52,57 @@ def _chi2_1_cdf(y: np.ndarray) -> np.ndarray:
     return np.array([math.erf(math.sqrt(v / 2)) if v > 0 else 0.0 for v in y.tolist()])
 
 
-def scale_cusum_arl(h: float, k: float, step: float = 0.05) -> float:
-    """In-control ARL of S = max(0, S + z^2 - k), z ~ N(0, 1) iid, alarm when S > h (Brook and
-    Evans: states of width ``step`` on [0, h], the state at 0 holds the atom)."""
-    m = max(20, int(math.ceil(h / step + 0.5)))
+def chain_arl(h: float, cdf: Callable[[np.ndarray], np.ndarray], step: float = 0.05) -> float:
+    """In-control ARL of S = max(0, S + X), alarm when S > h, for iid increments X with
+    distribution function ``cdf`` (Brook and Evans: states of width ``step`` on [0, h], the
+    state at 0 holds the atom)."""
+    m = max(20, math.ceil(h / step + 0.5))
     w = h / (m - 0.5)
     d = np.arange(-(m - 1), m, dtype=np.float64)
-    # from state i (value i*w) to state j: the increment z^2 - k lands in [(j-i-.5)w, (j-i+.5)w)
-    cells = _chi2_1_cdf(k + (d + 0.5) * w) - _chi2_1_cdf(k + (d - 0.5) * w)
+    # from state i (value i*w) to state j: the increment lands in [(j-i-.5)w, (j-i+.5)w)
+    cells = cdf((d + 0.5) * w) - cdf((d - 0.5) * w)
     i = np.arange(m)
     q = cells[(i[None, :] - i[:, None]) + (m - 1)]
-    q[:, 0] = _chi2_1_cdf(k + 0.5 * w - i * w)
+    q[:, 0] = cdf(0.5 * w - i * w)
     run = np.linalg.solve(np.eye(m) - q, np.ones(m))
     return float(run[0])
+
+
+def scale_cusum_arl(h: float, k: float, step: float = 0.05) -> float:
+    """In-control ARL of S = max(0, S + z^2 - k), z ~ N(0, 1) iid, alarm when S > h."""
+    return chain_arl(h, lambda v: _chi2_1_cdf(v + k), step)
+
+
+def _tail_theta(increments: np.ndarray) -> float:
+    """The root theta > 0 of mean(exp(theta x)) = 1 (the exponential tail of the ARL)."""
+    lo, hi = 1e-4, 50.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if float(np.mean(np.exp(np.clip(mid * increments, -50, 50)))) < 1 else (lo, mid)
+    return (lo + hi) / 2
+
+
+def empirical_cusum_h(arl: float, increments: np.ndarray, anchor: float = 5.0) -> float:
+    """Threshold of a CUSUM of iid increments distributed as ``increments`` (a held-out sample)
+    for an in-control ARL: the Markov chain at h = ``anchor``, beyond it the exponential tail
+    ARL ~ A e^(theta h). Falls back to Lorden's bound (ARL >= e^h) when the sample cannot say
+    (no positive increments, or a mean that is not negative)."""
+    x = np.sort(np.asarray(increments, dtype=np.float64))
+    if len(x) < 20 or x.mean() >= 0 or x[-1] <= 0:
+        return math.log(arl)
+    theta = _tail_theta(x)
+
+    def cdf(v: np.ndarray) -> np.ndarray:
+        return np.searchsorted(x, v, side="right") / len(x)
+
+    at_anchor = chain_arl(anchor, cdf, step=anchor / 200)
+    if arl > at_anchor:
+        return anchor + math.log(arl / at_anchor) / theta
+    lo, hi = 0.1, anchor
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if chain_arl(mid, cdf, step=anchor / 200) < arl else (lo, mid)
+    return hi
 
 
 def _scale_theta(k: float) -> float:
@@ -85,11 +126,30 @@ def scale_cusum_h(arl: float, k: float) -> float:
     return hi
 
 
+def _bernoulli_arl(h: float, p0: float, up: float, down: float, cells: int = 40) -> float:
+    """ARL of S = max(0, S + X), X = up with probability p0 else -down, alarm when S > h: the
+    Markov chain on a grid of down / ``cells``."""
+    w = down / cells
+    m = math.ceil(h / w) + 1
+    jump = max(1, round(up / w))
+    q = np.zeros((m, m))
+    rows = np.arange(m)
+    q[rows, np.maximum(0, rows - cells)] += 1 - p0
+    ups = rows + jump
+    inside = ups < m
+    q[rows[inside], ups[inside]] += p0
+    run = np.linalg.solve(np.eye(m) - q, np.ones(m))
+    return float(run[0])
+
+
 def bernoulli_h(arl: float, p0: float, p1: float) -> float:
-    """Threshold of a Bernoulli likelihood-ratio CUSUM for an in-control ARL: ARL ~ e^h / I with
-    I = KL(p1 || p0), the information per observation; never below 3 (single bursts)."""
-    kl = p1 * math.log(p1 / p0) + (1 - p1) * math.log((1 - p1) / (1 - p0))
-    return max(3.0, math.log(arl * kl))
+    """Threshold of the Bernoulli likelihood-ratio CUSUM (steps ln(p1/p0) on an error, ln((1-p1)/
+    (1-p0)) otherwise) for an in-control ARL. Its ARL grows as A e^h (E[exp(llr)] = 1 under p0,
+    Wald); A comes from the Markov chain at h = 4. Never below 3 (single bursts)."""
+    up, down = math.log(p1 / p0), -math.log((1 - p1) / (1 - p0))
+    anchor = 4.0
+    constant = _bernoulli_arl(anchor, p0, up, down) / math.exp(anchor)
+    return max(3.0, math.log(arl / constant))
 
 
 def chi2_quantile(p: float, df: int) -> float:
@@ -104,6 +164,21 @@ def window_alpha(rate_per_week: float, samples_per_week: float, every: int) -> f
     (the looks counted as independent: an overlapping window makes this conservative)."""
     looks = max(1.0, samples_per_week / every)
     return min(0.5, rate_per_week / looks)
+
+
+def window_mean_z(rate_per_week: float, samples_per_week: float, window: int, every: int) -> float:
+    """Level (in standard deviations of a window mean) that the mean of the last ``window``
+    samples, looked at every ``every`` samples, upcrosses ``rate_per_week`` times a week: the
+    scan-statistic rate u phi(u) nu / window per sample (continuous looks, Siegmund and Yakir),
+    nu = exp(-0.583 u sqrt(2 every / window)) for looks every ``every`` samples."""
+    target = rate_per_week / samples_per_week
+    lo, hi = 0.5, 12.0
+    for _ in range(60):
+        u = (lo + hi) / 2
+        nu = math.exp(-0.583 * u * math.sqrt(2 * every / window))
+        rate = u * math.exp(-u * u / 2) / math.sqrt(2 * math.pi) * nu / window
+        lo, hi = (u, hi) if rate > target else (lo, u)
+    return hi
 
 
 def ar1(x: np.ndarray) -> np.ndarray:
@@ -127,23 +202,34 @@ def inflation(rho: np.ndarray) -> np.ndarray:
 
 def long_run_inflation(x: np.ndarray, max_lag: int | None = None) -> np.ndarray:
     """Long-run variance over variance per column (1 for white noise): 1 + 2 sum_j w_j rho_j with
-    Bartlett weights up to ``max_lag`` (default: a tenth of the rows, at most 200). Process
-    values mix a slow wander with fast noise, where the lag-1 formula alone underestimates it;
-    it is still the floor. Capped at 400 (rho 0.995)."""
+    Bartlett weights w_j = 1 - j / (L + 1). The bandwidth L is Andrews' (1991) rule for an
+    AR(1) of the slowest decay seen up to lag 10 (process values mix a slow wander with fast
+    noise, where lag 1 alone hides the wander), at most ``max_lag`` (default a quarter of the
+    rows, at most 500). Never below the AR(1) formula of lag 1; capped at 400 (rho 0.995)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
     n = len(x)
     floor = inflation(ar1(x))
-    lags = min(200, n // 10) if max_lag is None else min(max_lag, n - 1)
-    if lags < 2:
+    if n < 20:
         return floor
+    cap = min(500, n // 4) if max_lag is None else min(max_lag, n - 1)
     d = x - x.mean(axis=0)
-    size = 1 << int(math.ceil(math.log2(2 * n)))
+    size = 1 << math.ceil(math.log2(2 * n))
     spec = np.fft.rfft(d, size, axis=0)
-    acov = np.fft.irfft(spec * np.conj(spec), size, axis=0)[: lags + 1]
+    acov = np.fft.irfft(spec * np.conj(spec), size, axis=0)[: cap + 1]
     var = np.where(acov[0] > 0, acov[0], 1.0)
     rho = acov[1:] / var
-    weights = 1 - np.arange(1, lags + 1) / (lags + 1)
-    est = 1 + 2 * (weights[:, None] * rho).sum(axis=0)
-    return np.asarray(np.clip(np.maximum(est, floor), 1.0, 400.0))
+    # lags whose autocorrelation is within noise of zero say nothing about the decay
+    early = rho[: min(10, cap)]
+    early = np.where(early > 2 / math.sqrt(n), np.clip(early, 0.0, 0.995), 0.0)
+    lag = np.arange(1, len(early) + 1)[:, None]
+    slow = np.clip((early ** (1.0 / lag)).max(axis=0), 0.0, 0.995)
+    alpha = 4 * slow**2 / ((1 - slow) ** 2 * (1 + slow) ** 2)
+    bandwidth = np.clip(1.1447 * (alpha * n) ** (1 / 3), 1.0, float(cap))
+    out = np.empty(x.shape[1])
+    for col in range(x.shape[1]):
+        lags = int(bandwidth[col])
+        weights = 1 - np.arange(1, lags + 1) / (lags + 1)
+        out[col] = 1 + 2 * float((weights * rho[:lags, col]).sum())
+    return np.asarray(np.clip(np.maximum(out, floor), 1.0, 400.0))

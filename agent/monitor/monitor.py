@@ -12,6 +12,7 @@ from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.models.bundle import Manifest
 from agent.monitor.alarms import AlarmBook, Key, MonitorEvent
 from agent.monitor.calibrate import (
+    outcome_llr,
     pad_profiles,
     prediction_errors,
     reconstruction_log_error,
@@ -103,9 +104,14 @@ class ModelMonitor:
         self.confidence = RingMean(self.window)
         lab = mon.get("labels") or {}
         self.classifier = manifest.output.kind == "classifier"
-        if self.classifier and "error_rate" in lab:
+        self._platt: tuple[float, float, float] | None = None
+        if self.classifier and lab.get("kind") == "outcome_lr":
+            a, b = lab["platt"]
+            self._platt = (float(a), float(b), float(lab["flip"]))
+        elif self.classifier and "error_rate" in lab:
             p0, p1 = lab["error_rate"], lab["designed_rate"]
             self._llr = (math.log(p1 / p0), math.log((1 - p1) / (1 - p0)))
+        if self.classifier and ("error_rate" in lab or self._platt is not None):
             self.label_cusum = Cusum(np.zeros(1), np.ones(1), 0.0, lab["h_alarm"], one_sided=True,
                                      h_warn=lab["h_warn"], quiet=self.quiet)
         self.correct = RingMean(self.window)
@@ -176,10 +182,12 @@ class ModelMonitor:
                                    np.array([self.cbpe["alarm_drop"]]), ["performance"], [None])
         return events
 
-    def on_labels(self, indices: np.ndarray, predicted: np.ndarray, truth: np.ndarray) -> (
-            list[MonitorEvent]):
+    def on_labels(self, indices: np.ndarray, predicted: np.ndarray, truth: np.ndarray,
+                  scores: np.ndarray | None = None) -> list[MonitorEvent]:
         """Labelled outcomes: ``indices`` are the sample indices the labels belong to;
-        ``predicted``/``truth`` are class indices (classifier) or values (regression)."""
+        ``predicted``/``truth`` are class indices (classifier) or values (regression);
+        ``scores`` the monitored scores those predictions had (a binary classifier's
+        positive-class probability, which its label CUSUM weighs the outcomes by)."""
         if not len(indices):
             return []
         self.labels += len(indices)
@@ -193,7 +201,16 @@ class ModelMonitor:
                 self.fp.update((pp & ~tp_).astype(np.float64))
                 self.fn.update((~pp & tp_).astype(np.float64))
             if hasattr(self, "label_cusum"):
-                llr = np.where(correct == 0, self._llr[0], self._llr[1])[:, None]
+                if self._platt is not None:
+                    if scores is None:
+                        return events  # no probabilities to weigh the outcomes by
+                    keep = np.isfinite(scores)  # labels of predictions stored without a score
+                    indices, truth, scores = indices[keep], truth[keep], scores[keep]
+                    if not len(indices):
+                        return events
+                    llr = outcome_llr(scores, truth == self.positive, *self._platt)[:, None]
+                else:
+                    llr = np.where(correct == 0, self._llr[0], self._llr[1])[:, None]
                 base = self.label_cusum.seen
                 for det in self.label_cusum.update(llr):
                     start = (int(indices[det.start_index - base]) if det.start_index >= base
@@ -288,7 +305,8 @@ class ModelMonitor:
             name = self.names[col % k]
             detector = "resid_cusum" if col < k else "scale_cusum"
             if det.level == "quiet":
-                events += self._normal(("data_drift", detector, name), det.index, float(self.scale.h_warn[col]))
+                events += self._normal(("data_drift", detector, name), det.index,
+                                       float(self.scale.h_warn[col]))
                 continue
             thr = float(self.scale.h[col] if det.level == "alarm" else self.scale.h_warn[col])
             part = self.scale.score[:k] if col < k else self.scale.score[k:]
@@ -320,8 +338,9 @@ class ModelMonitor:
         }
         if self.scale is not None:
             k = len(self.names)
-            out["resid_cusum"] = dict(zip(self.names, np.round(self.scale.score[:k], 3).tolist(), strict=True))
-            out["scale_cusum"] = dict(zip(self.names, np.round(self.scale.score[k:], 3).tolist(), strict=True))
+            score = np.round(self.scale.score, 3).tolist()
+            out["resid_cusum"] = dict(zip(self.names, score[:k], strict=True))
+            out["scale_cusum"] = dict(zip(self.names, score[k:], strict=True))
         if self.pca is not None:
             out["pca_cusum"] = round(float(self.cusum.score[-1]), 3)
         if self.categorical is not None:

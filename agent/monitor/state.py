@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.monitor.incidents import IncidentBook
 from agent.monitor.monitor import ModelMonitor
 
 log = logging.getLogger(__name__)
@@ -33,20 +34,25 @@ def _flatten(monitor: ModelMonitor) -> dict[str, np.ndarray]:
     return flat
 
 
-def state_bytes(monitor: ModelMonitor, bundle_sha256: str) -> bytes:
+def state_bytes(monitor: ModelMonitor, bundle_sha256: str,
+                incidents: IncidentBook | None = None) -> bytes:
     buf = io.BytesIO()
     arrays = {**_flatten(monitor), "meta/bundle": np.asarray(bundle_sha256)}
+    if incidents is not None:
+        arrays["meta/incidents"] = np.asarray(json.dumps(incidents.state(), default=float))
     np.savez_compressed(buf, allow_pickle=False, **arrays)
     return buf.getvalue()
 
 
-def save_state(path: Path, monitor: ModelMonitor, bundle_sha256: str) -> None:
+def save_state(path: Path, monitor: ModelMonitor, bundle_sha256: str,
+               incidents: IncidentBook | None = None) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(state_bytes(monitor, bundle_sha256))
+    tmp.write_bytes(state_bytes(monitor, bundle_sha256, incidents))
     os.replace(tmp, path)  # a crash mid-write leaves the previous snapshot intact
 
 
-def restore_state(path: Path, monitor: ModelMonitor, bundle_sha256: str) -> bool:
+def restore_state(path: Path, monitor: ModelMonitor, bundle_sha256: str,
+                  incidents: IncidentBook | None = None) -> bool:
     """Load a snapshot into ``monitor``; False (and a fresh start) when absent, unreadable or
     made for another bundle."""
     try:
@@ -74,4 +80,9 @@ def restore_state(path: Path, monitor: ModelMonitor, bundle_sha256: str) -> bool
     monitor.cbpe_expected = float(meta["cbpe"])
     monitor.book.restore(json.loads(str(meta["book"])))
     monitor._prev = np.asarray(meta["prev"], dtype=np.float64).copy() if "prev" in meta else None
+    if incidents is not None and "incidents" in meta:
+        try:
+            incidents.restore(json.loads(str(meta["incidents"])))
+        except (TypeError, ValueError, KeyError) as exc:  # a snapshot of an older layout
+            log.warning("incidents in %s unreadable (%s); starting without them", path, exc)
     return True

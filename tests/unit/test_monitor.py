@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.monitor.calibrate import Budget, cusum_h, siegmund_arl
+from agent.monitor.budget import Budget
+from agent.monitor.laws import cusum_h, siegmund_arl
 from agent.monitor.detectors import Cusum, RingMean, WindowCategorical, WindowPSI
 from agent.monitor.monitor import ModelMonitor
 from agent.monitor.state import restore_state, save_state
