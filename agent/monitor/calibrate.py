@@ -84,12 +84,18 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     labels = "accuracy" in holdout
     plan = budgets.split(k, int(cat.sum()), k >= 2, confidence is not None, labels)
     shares = plan["per_stream"]
+    streams = {d: n for d, n in (("psi", k), ("cusum", k), ("resid_cusum", k), ("scale_cusum", k),
+                                 ("js", int(cat.sum())), ("pca_cusum", int(k >= 2)),
+                                 ("prediction_psi", 1), ("prediction_cusum", 1),
+                                 ("cbpe", int(confidence is not None)), ("error_cusum", int(labels)))
+               if n}
     monitoring: dict[str, Any] = {
         "budget": budget.as_dict(), "window": budget.window, "every": budget.every,
         "budget_split": {"unit": budgets.UNIT, "rule": budgets.SPLIT_RULE,
                          "shares": plan["shares"], "input_streams": plan["input_streams"],
-                         "alarms_per_week": {d: round(s * budget.alarms_per_week, 6)
-                                             for d, s in shares.items() if s > 0}},
+                         "streams": streams,
+                         "alarms_per_week_per_stream": {d: round(shares[d] * budget.alarms_per_week, 8)
+                                                        for d in streams}},
         "calibration": {"inputs": f"{len(x)} rows", "outputs": f"{len(score)} held-out rows",
                         **(source or {})},
     }

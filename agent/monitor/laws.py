@@ -82,15 +82,18 @@ def _tail_theta(increments: np.ndarray) -> float:
     return (lo + hi) / 2
 
 
-def empirical_cusum_h(arl: float, increments: np.ndarray, anchor: float = 5.0) -> float:
+def empirical_cusum_h(arl: float, increments: np.ndarray, anchor: float = 5.0,
+                      theta_max: float = 1.0) -> float:
     """Threshold of a CUSUM of iid increments distributed as ``increments`` (a held-out sample)
     for an in-control ARL: the Markov chain at h = ``anchor``, beyond it the exponential tail
-    ARL ~ A e^(theta h). Falls back to Lorden's bound (ARL >= e^h) when the sample cannot say
-    (no positive increments, or a mean that is not negative)."""
+    ARL ~ A e^(theta h). A sample's largest increments are rare, so its own theta is unsure;
+    a log-likelihood ratio has theta = 1 in control, the most it is taken at (``theta_max``).
+    Falls back to Lorden's bound (ARL >= e^h) when the sample cannot say (no positive
+    increments, or a mean that is not negative)."""
     x = np.sort(np.asarray(increments, dtype=np.float64))
     if len(x) < 20 or x.mean() >= 0 or x[-1] <= 0:
         return math.log(arl)
-    theta = _tail_theta(x)
+    theta = min(theta_max, _tail_theta(x))
 
     def cdf(v: np.ndarray) -> np.ndarray:
         return np.searchsorted(x, v, side="right") / len(x)
