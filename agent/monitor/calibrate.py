@@ -99,7 +99,7 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
         "calibration": {"inputs": f"{len(x)} rows", "outputs": f"{len(score)} held-out rows",
                         **(source or {})},
     }
-    infl = long_run_inflation(x_num)
+    infl = long_run_inflation(x_num, safe=True)
     num_profiles = [profiles[i] for i in numeric]
     mean, std = x_num.mean(axis=0), x_num.std(axis=0)
     monitoring["data"] = _stream_thresholds(x_num, x_num, num_profiles, mean, std, infl, budget,
@@ -110,10 +110,10 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     # the held-out distribution mapped onto N(0, 1), which its law assumes
     table = normal_scores_table(score)
     s_cusum = score_transform(score, "normal_scores", table)
+    s_mean, s_std, s_infl = _cross_fitted(score)
     monitoring["prediction"] = _stream_thresholds(
-        score[:, None], s_cusum[:, None], [score_profile], np.array([s_cusum.mean()]),
-        np.array([s_cusum.std()]), long_run_inflation(s_cusum), budget,
-        shares["prediction_psi"], shares["prediction_cusum"])
+        score[:, None], s_cusum[:, None], [score_profile], np.array([s_mean]), np.array([s_std]),
+        np.array([s_infl]), budget, shares["prediction_psi"], shares["prediction_cusum"])
     monitoring["prediction"]["transform"] = "normal_scores"
     monitoring["prediction"]["normal_scores"] = table
     if cat.any():
@@ -149,6 +149,24 @@ def normal_scores_table(score: np.ndarray) -> dict[str, list[float]]:
     uniq, first = np.unique(values, return_index=True)  # ties (tree models): one z per value
     z_mean = np.array([z[values == v].mean() for v in uniq]) if len(uniq) < len(values) else z[first]
     return {"values": uniq.tolist(), "z": z_mean.tolist()}
+
+
+def _cross_fitted(score: np.ndarray) -> tuple[float, float, float]:
+    """Mean, spread and long-run inflation of the normal scores, each half of the held-out rows
+    mapped by the table of the other half: the table fitted on the same rows would make them look
+    exactly normal, narrower than new data will be."""
+    half = len(score) // 2
+    if half < 20:
+        z = score_transform(score, "normal_scores", normal_scores_table(score))
+        return float(z.mean()), float(z.std()), float(long_run_inflation(z, safe=True)[0])
+    parts = [(score[:half], score[half:]), (score[half:], score[:half])]
+    stats = []
+    for fit, use in parts:
+        z = score_transform(use, "normal_scores", normal_scores_table(fit))
+        stats.append((float(z.mean()), float(z.var()), float(long_run_inflation(z, safe=True)[0])))
+    mean = sum(m for m, _, _ in stats) / 2
+    spread = math.sqrt(sum(v for _, v, _ in stats) / 2 + sum((m - mean) ** 2 for m, _, _ in stats) / 2)
+    return mean, spread, max(i for _, _, i in stats)
 
 
 def score_transform(score: np.ndarray, transform: str,
@@ -296,7 +314,8 @@ def _scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget,
     # the mean of the same prediction errors: a shift of a few streams that breaks from what the
     # others and their own past predict (a mean CUSUM on them, as on the raw streams)
     z = err / resid_std
-    z_mean, z_infl = z.mean(axis=0), long_run_inflation(z) if len(z) > 20 else np.ones(len(safe))
+    z_mean = z.mean(axis=0)
+    z_infl = long_run_inflation(z, safe=True) if len(z) > 20 else np.ones(len(safe))
     z_std = z.std(axis=0) * np.sqrt(z_infl)
     warn_rate, alarm_rate = _rates(budget, resid_share)
     ref_var = 1 / max(1, len(z))
@@ -334,7 +353,7 @@ def _cbpe(confidence: np.ndarray, holdout: dict[str, Any], budget: Budget,
     """Expected accuracy over a window against the held-out reference. The spread of the
     difference counts both the window's and the reference's own uncertainty."""
     n = len(confidence)
-    infl = float(long_run_inflation(confidence, max_lag=min(budget.window, max(2, n // 5)))[0])
+    infl = float(long_run_inflation(confidence, max_lag=min(budget.window, max(2, n // 5)), safe=True)[0])
     var = float(confidence.var()) * infl
     sd = math.sqrt(var / budget.window + var / max(1, n))
     warn_rate, alarm_rate = _rates(budget, share)
@@ -458,7 +477,7 @@ def _pca(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget,
     m = int(min(x.shape[1] - 1, max(1, np.searchsorted(explained, 0.9) + 1)))
     comps = vt[:m]
     err = reconstruction_log_error(z, comps)
-    e_std = float(err.std() * math.sqrt(float(long_run_inflation(err)[0])))
+    e_std = float(err.std() * math.sqrt(float(long_run_inflation(err, safe=True)[0])))
     warn_rate, alarm_rate = _rates(budget, share)
     week = budget.samples_per_week
     h_warn = cusum_h(week / warn_rate, budget.cusum_k, False, 1 / len(x))

@@ -59,7 +59,7 @@ def test_half_sigma_mean_shift_exact_index(train: np.ndarray) -> None:
     x[CHANGE:, 2] += 0.5
     events = run(x, train)
     first = alarms(events)[0]
-    assert first == ("data_drift", "cusum", "f2", 3105)
+    assert first == ("data_drift", "cusum", "f2", 3109)
     alarm = next(e for e in events if e.level == "alarm")
     assert abs(alarm.start_index - CHANGE) <= 50  # the estimated start of the change
     assert "f2" in alarm.top_features
@@ -72,7 +72,7 @@ def test_variance_only_change_exact_index(train: np.ndarray) -> None:
     # the training bins (PSI) and grows the reconstruction error (PCA)
     assert alarms(run(x, train))[:3] == [("data_drift", "scale_cusum", "f3", 3052),
                                          ("data_drift", "psi", "f3", 3135),
-                                         ("multivariate_drift", "pca_cusum", None, 3306)]
+                                         ("multivariate_drift", "pca_cusum", None, 3406)]
 
 
 def only_first_feature(x: np.ndarray) -> np.ndarray:
