@@ -303,7 +303,9 @@ def _scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget,
     coef = _predictor(u) if len(u) > 2 * u.shape[1] + 10 else np.zeros((2 * u.shape[1], u.shape[1]))
     err = prediction_errors(u, None, coef)[1:]
     resid_std = err.std(axis=0) if len(err) > 2 else np.ones_like(safe)
-    resid_std = np.where(resid_std > 0, resid_std, 1.0)
+    # two standard errors up (1/sqrt(2n) each): a spread estimated low shifts the scale CUSUM's
+    # in-control drift, and a short reference (a retrained model's) has a wide one
+    resid_std = np.where(resid_std > 0, resid_std, 1.0) * (1 + 2 / math.sqrt(2 * max(1, len(err))))
     y = (err / resid_std) ** 2
     infl = np.clip(long_run_inflation(y), 1.0, 4.0) if len(y) > 20 else np.ones(len(safe))
     k = scale_k(budget.scale_ratio)
@@ -390,6 +392,8 @@ def _labels(holdout: dict[str, Any], error_bits: np.ndarray | None, budget: Budg
 
 
 OUTCOME_FLIP = 0.2  # the label CUSUM's alternative: one outcome in five against the model
+PLATT_PRIOR = 5.0
+MIN_OUTCOME_ROWS, MIN_OUTCOME_ERRORS = 300, 15  # fewer: Lorden's bound instead of the chain
 
 
 def platt(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -403,9 +407,10 @@ def platt(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     for _ in range(50):
         q = 1 / (1 + np.exp(-(a * lg + b)))
         w = q * (1 - q)
-        grad = np.array([((q - y) * lg).sum() + 1e-3 * (a - 1), (q - y).sum() + 1e-3 * b])
-        hess = np.array([[(w * lg * lg).sum() + 1e-3, (w * lg).sum()],
-                         [(w * lg).sum(), w.sum() + 1e-3]])
+        # a prior worth PLATT_PRIOR rows pulls a small holdout towards the model's own
+        grad = np.array([((q - y) * lg).sum() + PLATT_PRIOR * (a - 1), (q - y).sum() + PLATT_PRIOR * b])
+        hess = np.array([[(w * lg * lg).sum() + PLATT_PRIOR, (w * lg).sum()],
+                         [(w * lg).sum(), w.sum() + PLATT_PRIOR]])
         step = np.linalg.solve(hess, grad)
         a, b = float(np.clip(a - step[0], 0.2, 5.0)), float(b - step[1])
         if abs(step).max() < 1e-8:
@@ -436,11 +441,17 @@ def _outcomes(p: np.ndarray, positive: np.ndarray, holdout: dict[str, Any], budg
         len(llr) >= 20) else 1.0
     warn_rate, alarm_rate = _rates(budget, share)
     week = budget.samples_per_week  # labels at the sample rate at most
-    return {"kind": "outcome_lr", "platt": [a, b], "flip": OUTCOME_FLIP,
+    errors = round((1 - float(holdout["accuracy"])) * len(p))
+    if len(p) < MIN_OUTCOME_ROWS or errors < MIN_OUTCOME_ERRORS:
+        law = "Lorden's bound ARL >= e^h (too few held-out rows or errors for the chain)"
+        h_warn, h_alarm = math.log(week / warn_rate), math.log(week / alarm_rate)
+    else:
+        law = "Markov chain of the held-out log ratios, exponential tail (theta <= 1)"
+        h_warn, h_alarm = empirical_cusum_h(week / warn_rate, llr), empirical_cusum_h(week / alarm_rate, llr)
+    return {"kind": "outcome_lr", "platt": [a, b], "flip": OUTCOME_FLIP, "law": law,
             "holdout_error_rate": round(1 - float(holdout["accuracy"]), 6),
             "holdout_llr_mean": round(float(llr.mean()), 6), "inflation": round(infl, 3),
-            "h_warn": max(3.0, empirical_cusum_h(week / warn_rate, llr)) * infl,
-            "h_alarm": max(3.0, empirical_cusum_h(week / alarm_rate, llr)) * infl}
+            "h_warn": max(3.0, h_warn) * infl, "h_alarm": max(3.0, h_alarm) * infl}
 
 
 def js_threshold(rate_per_week: float, budget: Budget, categories: int, n_ref: int,

@@ -222,13 +222,22 @@ class Cusum:
                         break
                     row += int(hits[0])
                     self.warned[col] = True
-                    out.append(Detection(self.seen + row, col, float(column[row]), -1, "warning"))
+                    out.append(Detection(self.seen + row, col, float(column[row]),
+                                         self._start_at(s, row, col), "warning"))
                 zeros = np.flatnonzero(column[row:] <= 0)
                 if not len(zeros):
                     break
                 row += int(zeros[0])
                 self.warned[col] = False
         return out
+
+    def _start_at(self, s: np.ndarray, row: int, col: int) -> int:
+        """Where the excursion of ``col``'s larger side at ``row`` began: after its sum was
+        last at zero (the CUSUM's estimate of the change point)."""
+        sides = np.flatnonzero(self._col == col)
+        side = int(sides[np.argmax(s[row, sides])])
+        zeros = np.flatnonzero(s[: row + 1, side] <= 0)
+        return self.seen + int(zeros[-1]) + 1 if len(zeros) else int(self.start[side])
 
     def _quiet(self, above: np.ndarray) -> list[Detection]:
         """Returns to normal: ``quiet`` samples in a row at or below the warning level after the

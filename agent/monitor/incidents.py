@@ -251,9 +251,10 @@ class IncidentBook:
     def _estimate_start(inc: Incident, e: MonitorEvent) -> None:
         if e.start_index is None:
             return
+        # the first change point it gets stays: later detectors of a persisting drift restart
+        # their sums after the onset, and an earlier one is as likely noise before it
         point = e.detector in CHANGE_POINT_DETECTORS
-        better = (inc.start_index is None or (point and inc.start_from != "change point")
-                  or (point == (inc.start_from == "change point") and e.start_index < inc.start_index))
+        better = inc.start_index is None or (point and inc.start_from != "change point")
         if better:
             inc.start_index, inc.start_ts = e.start_index, e.start_timestamp
             inc.start_from = "change point" if point else "window"

@@ -115,6 +115,7 @@ class ModelMonitor:
             self.label_cusum = Cusum(np.zeros(1), np.ones(1), 0.0, lab["h_alarm"], one_sided=True,
                                      h_warn=lab["h_warn"], quiet=self.quiet)
         self.correct = RingMean(self.window)
+        self._label_rows = np.full(self.window * 8, -1, dtype=np.int64)  # label n -> sample index
         self.abs_err, self.sq_err = RingMean(self.window), RingMean(self.window)
         positive = manifest.output.positive_class
         self.positive = manifest.output.classes.index(positive) if (
@@ -212,9 +213,12 @@ class ModelMonitor:
                 else:
                     llr = np.where(correct == 0, self._llr[0], self._llr[1])[:, None]
                 base = self.label_cusum.seen
+                ring = self._label_rows
+                ring[(base + np.arange(len(indices))) % len(ring)] = indices
                 for det in self.label_cusum.update(llr):
-                    start = (int(indices[det.start_index - base]) if det.start_index >= base
-                             else (-1 if det.start_index < 0 else int(indices[0])))
+                    start = -1
+                    if 0 <= det.start_index and base + len(indices) - det.start_index <= len(ring):
+                        start = int(ring[det.start_index % len(ring)])
                     mapped = Detection(int(indices[det.index - base]), 0, det.score, start, det.level)
                     events += self._label_event(mapped)
         else:
@@ -370,9 +374,23 @@ class ModelMonitor:
             parts["scale"] = self.scale
         if hasattr(self, "label_cusum"):
             parts["label_cusum"] = self.label_cusum
+            parts["label_rows"] = _Array(self._label_rows)
         if self.categorical is not None:
             parts["categorical"] = self.categorical
         return parts
+
+
+class _Array:
+    """A plain array as a snapshot part."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def state(self) -> dict[str, Any]:
+        return {"values": self.values}
+
+    def restore(self, s: dict[str, Any]) -> None:
+        self.values[:] = s["values"]
 
 
 def _top(scores: np.ndarray, kinds: list[str], columns: list[str | None], kind: str,
