@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from agent.monitor.budget import Budget
-from agent.monitor.laws import bernoulli_h, cusum_h
 from agent.monitor.detectors import Cusum
+from agent.monitor.laws import bernoulli_h, cusum_h
 from agent.monitor.monitor import ModelMonitor
 from bench.common import emit, pin_to_one_core, quick
 from tests.helpers.synthetic import batches, logistic_scores, manifest_for

@@ -310,7 +310,9 @@ def _drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dic
         })
 
     def first(level: str, phase: str, kind: str | None = None) -> dict[str, Any] | None:
-        return next((t for t in timeline if t["level"] == level and t["phase"] == phase
+        """The first notification at ``level`` or above (an incident may go straight to alarm)."""
+        rank = {"warning": 1, "alarm": 2}
+        return next((t for t in timeline if rank[t["level"]] >= rank[level] and t["phase"] == phase
                      and (kind is None or t["kind"] == kind)), None)
 
     incidents = {e.incident_id for e in agent.events}

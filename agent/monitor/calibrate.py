@@ -127,7 +127,7 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
         monitoring["cbpe"] = _cbpe(confidence, holdout, budget, shares["cbpe"])
     if labels:
         monitoring["labels"] = (_outcomes(*outcomes, holdout, budget, shares["error_cusum"])
-                                if outcomes is not None and len(outcomes[0]) else
+                                if outcomes is not None and _enough_outcomes(outcomes[0], holdout) else
                                 _labels(holdout, error_bits, budget, shares["error_cusum"]))
     elif "mae" in holdout:
         monitoring["labels"] = {"mae": holdout["mae"], "rmse": holdout.get("rmse")}
@@ -393,7 +393,7 @@ def _labels(holdout: dict[str, Any], error_bits: np.ndarray | None, budget: Budg
 
 OUTCOME_FLIP = 0.2  # the label CUSUM's alternative: one outcome in five against the model
 PLATT_PRIOR = 5.0
-MIN_OUTCOME_ROWS, MIN_OUTCOME_ERRORS = 300, 15  # fewer: Lorden's bound instead of the chain
+MIN_OUTCOME_ROWS, MIN_OUTCOME_ERRORS = 300, 15  # fewer: the error-rate CUSUM instead
 
 
 def platt(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -428,6 +428,13 @@ def outcome_llr(p: np.ndarray, positive: np.ndarray, a: float, b: float,
     return np.asarray(np.where(positive, np.log(alt / q), np.log((1 - alt) / (1 - q))))
 
 
+def _enough_outcomes(p: np.ndarray, holdout: dict[str, Any]) -> bool:
+    """Weighing outcomes by the model's probabilities needs those probabilities calibrated on
+    enough held-out rows and mistakes; with fewer, the error rate alone is the safer test."""
+    errors = round((1 - float(holdout["accuracy"])) * len(p))
+    return len(p) >= MIN_OUTCOME_ROWS and errors >= MIN_OUTCOME_ERRORS
+
+
 def _outcomes(p: np.ndarray, positive: np.ndarray, holdout: dict[str, Any], budget: Budget,
               share: float) -> dict[str, Any]:
     """Label CUSUM of a binary classifier: the likelihood ratio of the outcomes against its own
@@ -441,13 +448,8 @@ def _outcomes(p: np.ndarray, positive: np.ndarray, holdout: dict[str, Any], budg
         len(llr) >= 20) else 1.0
     warn_rate, alarm_rate = _rates(budget, share)
     week = budget.samples_per_week  # labels at the sample rate at most
-    errors = round((1 - float(holdout["accuracy"])) * len(p))
-    if len(p) < MIN_OUTCOME_ROWS or errors < MIN_OUTCOME_ERRORS:
-        law = "Lorden's bound ARL >= e^h (too few held-out rows or errors for the chain)"
-        h_warn, h_alarm = math.log(week / warn_rate), math.log(week / alarm_rate)
-    else:
-        law = "Markov chain of the held-out log ratios, exponential tail (theta <= 1)"
-        h_warn, h_alarm = empirical_cusum_h(week / warn_rate, llr), empirical_cusum_h(week / alarm_rate, llr)
+    law = "Markov chain of the held-out log ratios, exponential tail (theta <= 1)"
+    h_warn, h_alarm = empirical_cusum_h(week / warn_rate, llr), empirical_cusum_h(week / alarm_rate, llr)
     return {"kind": "outcome_lr", "platt": [a, b], "flip": OUTCOME_FLIP, "law": law,
             "holdout_error_rate": round(1 - float(holdout["accuracy"]), 6),
             "holdout_llr_mean": round(float(llr.mean()), 6), "inflation": round(infl, 3),

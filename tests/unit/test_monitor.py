@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from agent.monitor.budget import Budget
+from agent.monitor.detectors import Cusum, RingMean, WindowCategorical, WindowPSI
 from agent.monitor.laws import (
     ar1,
     bernoulli_h,
@@ -18,7 +19,6 @@ from agent.monitor.laws import (
     scale_k,
     siegmund_arl,
 )
-from agent.monitor.detectors import Cusum, RingMean, WindowCategorical, WindowPSI
 from agent.monitor.monitor import ModelMonitor
 from agent.monitor.state import restore_state, save_state
 from tests.helpers.synthetic import batches, logistic_scores, manifest_for
