@@ -9,7 +9,10 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,tflite,demo,hub,dev]'
+	$(BIN)/pip install --quiet -e '.[train,tflite,demo,hub,sparkplug,dev]'
+	# pysparkplug pins paho-mqtt<2 for its own client, which the agent does not use (aiomqtt
+	# needs paho-mqtt 2): its protobuf schema and payload classes need only protobuf
+	$(BIN)/pip install --quiet --no-deps 'pysparkplug==0.6.1'
 	touch $(STAMP)
 
 demo: $(STAMP)

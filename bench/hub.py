@@ -33,9 +33,9 @@ from agent.store.codec import encode_readings
 from agent.store.outbox import AsyncOutbox, NewRecord, Priority
 from agent.types import Quality, Reading
 from bench.common import emit, quick, trained_bundle, use_all_cores
-from hub.db import add_admin_token, add_gateway, open_db
 from hub.registry import publish
 from hub.rollouts import deploy
+from hub.storage import add_admin_token, add_gateway, open_db
 
 PG_URL = os.environ.get("EDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 GATEWAYS = 200

@@ -1,1 +1,15 @@
-"""The central hub: model registry, deployments, telemetry (see issue 4)."""
+"""The central hub: model registry, rollouts, telemetry, retraining, audit trail, dashboard.
+
+Layers, each importing only those below it (docs/hub.md has the map):
+  hub.cli          the edge-hub command line (argparse; one handler per command)
+  hub.app          create_app: assembles hub.api's routers, the context and hub.background
+  hub.api          routers per resource; auth and the hub context as dependencies
+  hub.background   periodic jobs (rollouts, retrain triggers, audit sealing and gaps, snapshot)
+  hub.context, hub.cache
+  hub.retrain, hub.reproduce, hub.evaluation, hub.datasets, hub.trainer, hub.modelcard
+  hub.registry (+ hub.intake), hub.rollouts, hub.overlays, hub.audit
+  hub.storage      tables, Alembic migrations, queries (gateways, tokens, telemetry + ingest)
+  hub.limits, hub.ids, hub.ratelimit, hub.faults
+The hub may import agent.* (bundle format, codec, audit hash, runtimes, config models); the
+agent never imports the hub outside agent.demo.
+"""

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from agent.store.audit import GENESIS, entry_hash
-from hub.db import HistoryEntry
+from hub.storage import HistoryEntry
 
 
 def _body(h: HistoryEntry, prev: str) -> dict[str, Any]:

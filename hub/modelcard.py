@@ -1,6 +1,8 @@
 """A model card for every version, from what the hub knows: the manifest (inputs, output,
-holdout metrics, lineage), the dataset it was trained on, how it has done on the gateways since
-deployment, its drift alarms, and its history (deployments, promotions, approvals, rollbacks)."""
+holdout metrics per class, cost matrix, lineage), the dataset it was trained on, how it has done
+on the gateways since deployment (labelled outcomes of this version only, counted by the agent
+from its activation, per class with 95% intervals), its drift alarms, and its history
+(deployments, promotions, approvals, rollbacks)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,15 @@ import html
 import time
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from hub.db import AgentAudit, Dataset, GatewayStatus, HistoryEntry, ModelVersion
+from agent.models.scoring import CostError, CostMatrix, classifier_scores
+from hub import field as field_reports
 from hub.registry import HubError
+from hub.storage import AgentAudit, Dataset, GatewayStatus, HistoryEntry, ModelPolicy, ModelVersion
 
 
 def card_data(engine: Engine, model: str, version: str) -> dict[str, Any]:
@@ -30,22 +35,40 @@ def card_data(engine: Engine, model: str, version: str) -> dict[str, Any]:
                    for h in s.scalars(select(HistoryEntry).where(HistoryEntry.model == model,
                                                                  HistoryEntry.version == version)
                                       .order_by(HistoryEntry.id))]
-        field = []
-        for st in s.scalars(select(GatewayStatus)):
-            active = (st.report or {}).get("active") or {}
-            if active.get("name") == model and active.get("version") == version:
-                mon = ((st.report.get("metrics") or {}).get("monitor") or {})
-                field.append({"gateway": st.gateway_id, "since": active.get("since"),
-                              "rolling_accuracy": mon.get("rolling_accuracy"),
-                              "labelled": (mon.get("labels_join") or {}).get("labelled"),
-                              "health": st.report.get("health")})
+        reports = {st.gateway_id: st.report for st in s.scalars(select(GatewayStatus))}
+        policy_row = s.get(ModelPolicy, model)
+        state = dict(policy_row.state or {}) if policy_row else {}
         alarms = [a.entry for a in s.scalars(select(AgentAudit).order_by(AgentAudit.id))
                   if a.entry.get("action") == "alarm" and a.entry.get("subject") == f"{model} {version}"]
     return {"model": model, "version": version, "sha256": mv.sha256, "created": mv.created,
             "manifest": m, "lineage": lineage,
             "dataset": {"sha256": dataset.sha256, "rows": dataset.rows, "first_ts": dataset.first_ts,
                         "last_ts": dataset.last_ts, "gateways": dataset.gateways} if dataset else None,
-            "history": history, "field": field, "alarms": alarms[-50:]}
+            "history": history, "field": _since_deployment(m, state, reports, model, version),
+            "alarms": alarms[-50:]}
+
+
+def _since_deployment(manifest: dict[str, Any], state: dict[str, Any],
+                      reports: dict[str, dict[str, Any]], model: str, version: str) -> dict[str, Any]:
+    """This version's labelled outcomes on the gateways since its activation there, summed, and
+    scored per class with intervals."""
+    rows = field_reports.outcomes_of(state, field_reports.model_reports(reports, model), version)
+    out = manifest.get("output") or {}
+    classes = list(out.get("classes") or [])
+    total = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    for r in rows:
+        conf = np.asarray(r.get("confusion") or [], dtype=np.int64)
+        if r.get("classes") == classes and conf.shape == total.shape:
+            total += conf
+    costs = None
+    if len(classes) > 1:
+        try:
+            costs = CostMatrix.from_manifest(classes, out.get("positive_class"), manifest.get("costs"))
+        except CostError:  # a bundle with unusable costs still gets a card, with the defaults
+            costs = CostMatrix(tuple(classes), out.get("positive_class"))
+    scores = classifier_scores(total, costs) if costs is not None and total.sum() else None
+    return {"gateways": [{k: r.get(k) for k in ("gateway", "since", "labelled", "live", "health")}
+                         for r in rows], "scores": scores}
 
 
 def _when(ts: Any) -> str:
@@ -72,13 +95,25 @@ def card_markdown(d: dict[str, Any]) -> str:
         lines.append(f"Dataset `{ds['sha256']}`: {ds['rows']} labelled samples from "
                      f"{', '.join(ds['gateways'])}, {_when(ds['first_ts'])} to {_when(ds['last_ts'])}.")
     lines.append(f"Training file sha256 `{td.get('sha256', '-')}`, {td.get('rows', '-')} rows.")
-    lines += ["", "## Metrics on holdout", ""]
     holdout = (m.get("metrics") or {}).get("holdout") or {}
-    lines += [f"- {k}: {v}" for k, v in holdout.items()] or ["- none recorded"]
+    lines += ["", "## Metrics on holdout", ""]
+    lines += _score_lines(holdout, "holdout rows" + (" (in-sample: no holdout was given)"
+                                                    if holdout.get("in_sample") else ""))
+    costs = m.get("costs") or {}
+    if costs:
+        lines += ["", f"Cost matrix: a missed {costs.get('positive_class')} part costs "
+                      f"{costs.get('cost_missed_nok')}, a false {costs.get('positive_class')} call "
+                      f"{costs.get('cost_false_nok')} (per part)."]
     lines += ["", "## Since deployment", ""]
-    lines += [f"- {f['gateway']}: since {_when(f['since'])}, rolling accuracy {f['rolling_accuracy']}, "
-              f"{f['labelled']} labelled outcomes, health {f['health']}" for f in d["field"]] or [
-        "- not active on any gateway now"]
+    since = d["field"]
+    if since["gateways"]:
+        lines += [f"- {g['gateway']}: {g['labelled']} labelled outcomes of this version since "
+                  f"{_when(g['since'])}{' (now running)' if g['live'] else ' (no longer running it)'}"
+                  for g in since["gateways"]]
+    else:
+        lines.append("- no labelled outcomes reported for this version")
+    if since["scores"]:
+        lines += ["", *_score_lines(since["scores"], "labelled outcomes, all gateways")]
     lines += ["", "## Drift history", ""]
     lines += [f"- {_when(a.get('at'))}: {a.get('why')} (score {a.get('detail', {}).get('score')})"
               for a in d["alarms"]] or ["- no alarms reported"]
@@ -93,6 +128,28 @@ def card_markdown(d: dict[str, Any]) -> str:
     lines += [f"- {_when(h['at'])} {h['event']}{' on ' + h['gateway'] if h['gateway'] else ''}"
               f" by {h['actor']}{': ' + h['detail'] if h['detail'] else ''}" for h in d["history"]]
     return "\n".join(lines) + "\n"
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+def _score_lines(sc: dict[str, Any], what: str) -> list[str]:
+    """A classifier's figures as a per-class table, or a regressor's MAE/RMSE."""
+    if "per_class" not in sc:
+        known = {k: v for k, v in sc.items() if k in ("mae", "rmse", "n", "accuracy", "precision",
+                                                      "recall", "f1")}
+        return [f"- {k}: {_fmt(v)}" for k, v in known.items()] or ["- none recorded"]
+    lines = [f"{sc.get('n')} {what}: balanced accuracy {_fmt(sc.get('balanced_accuracy'))}, "
+             f"expected cost {_fmt(sc.get('cost_per_part'))} per part, accuracy {_fmt(sc.get('accuracy'))}.",
+             "", "| class | parts | recall (95% interval) | precision (95% interval) |",
+             "| --- | --- | --- | --- |"]
+    for name, c in sc["per_class"].items():
+        def ci(key: str, c: dict[str, Any] = c) -> str:
+            bounds = c.get(f"{key}_ci")
+            return _fmt(c.get(key)) + (f" ({bounds[0]:.2f}-{bounds[1]:.2f})" if bounds else "")
+        lines.append(f"| {name} | {c['support']} | {ci('recall')} | {ci('precision')} |")
+    return lines
 
 
 def card_html(d: dict[str, Any]) -> str:

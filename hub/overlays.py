@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from agent.config import AgentConfig
 from agent.config.overlay import ALWAYS_LOCAL, deep_merge
-from hub.db import ConfigOverlay, record
 from hub.registry import HubError
+from hub.storage import ConfigOverlay, record
 
 
 def check_overlay(overlay: Any) -> dict[str, Any]:

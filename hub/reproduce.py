@@ -18,9 +18,9 @@ from agent.inference.runtimes import load_runtime
 from agent.ingest.csvio import read_table
 from agent.models.bundle import unpack, verify_bundle
 from hub.datasets import dataset_path
-from hub.db import ModelVersion
 from hub.registry import HubError, trusted_keys
 from hub.retrain import DEFAULT_POLICY, train
+from hub.storage import ModelVersion
 
 
 def reproduce(engine: Engine, data_dir: Path, model: str, version: str) -> dict[str, Any]:
@@ -39,12 +39,15 @@ def reproduce(engine: Engine, data_dir: Path, model: str, version: str) -> dict[
         raise HubError(f"{model} {version} was not trained by the hub from a stored dataset "
                        "(its lineage names none); nothing to reproduce")
     settings = lineage.get("trainer_settings") or {}
-    policy = {**DEFAULT_POLICY, "trainer": settings.get("kind", "gbt")}
+    policy = {**DEFAULT_POLICY, "trainer": settings.get("kind", "gbt"),
+              "cost_missed_nok": settings.get("cost_missed_nok", 1.0),
+              "cost_false_nok": settings.get("cost_false_nok", 1.0)}
     if str(lineage.get("trainer", "")).startswith("custom: "):
         policy["trainer"] = {"command": str(lineage["trainer"]).removeprefix("custom: ").split()}
     work = Path(tempfile.mkdtemp(prefix="reproduce-"))
     try:
-        model_file, _ = train(policy, dataset_path(data_dir, dataset), work, int(lineage.get("seed", 0)))
+        model_file, _ = train(policy, dataset_path(data_dir, dataset), work, int(lineage.get("seed", 0)),
+                              settings.get("positive_class"))
         fresh = load_runtime(OnnxRuntimeConfig(type="onnx"), model_file, len(inputs))
         table = read_table(dataset_path(data_dir, dataset) / "holdout.csv")
         x = np.column_stack([table.numeric(f) for f in inputs]).astype(np.float32)

@@ -1,109 +1,54 @@
 """Retraining when performance slips, never on a calendar alone.
 
-Triggers, per model, from the gateways' status reports: labelled accuracy below the policy's
-threshold for ``sustain_s``, or a drift alarm held for ``drift_sustain_s`` with at least
-``min_new_labels`` labelled samples since the last retrain. At most one retrain per
-``min_interval_s``. Every decision, run or not, is recorded with its reason.
+Triggers, per model, from the gateways' status reports (``hub.field``): rolling balanced
+accuracy below ``balanced_accuracy_below``, or a class recall below ``min_class_recall`` (on at
+least ``min_per_class`` parts of that class), for ``sustain_s``; or a drift alarm held for
+``drift_sustain_s`` with at least ``min_new_labels`` labelled samples since the last retrain. At
+most one retrain per ``min_interval_s``. A retrain waits, and says why, until the data since the
+trouble began holds ``min_rows`` training rows and ``min_per_class`` labelled examples of every
+class in training and in the holdout. Every decision, run or not, is recorded with its reason.
 
-A run: snapshot the labelled samples (the newest share is the holdout neither model trained
-on), train with the policy's trainer (a command, run as its own process: a crash or garbage
-output fails the run and leaves the fleet alone), build and sign the bundle with the hub's key
-(reference profile and thresholds from the new data, lineage), then champion/challenger on the
-holdout: published only if better by ``margin``; then held for approval or deployed by the
-policy's strategy."""
+A run: snapshot the labelled samples (the newest share is the holdout, never older than the
+champion's own training data), train with the policy's trainer (a command, run as its own
+process, given the plant's costs: a crash or garbage output fails the run and leaves the fleet
+alone), build and sign the bundle with the hub's key (reference profile, thresholds and cost
+matrix, lineage), then champion/challenger on the holdout (``hub.evaluation``): published only
+if the challenger's expected cost per part is lower by ``margin`` with a paired test and no
+class recall is below ``min_class_recall``; then held for approval or deployed by the policy's
+strategy."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import desc, func, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from agent import __version__
-from agent.config import OnnxRuntimeConfig
-from agent.errors import AgentError
-from agent.inference.runtimes import load_runtime
-from agent.models.builder import build_bundle
-from agent.models.bundle import generate_keypair
-from agent.monitor.calibrate import Budget
-from hub import trainer as default_trainer
-from hub.datasets import snapshot
-from hub.db import Deployment, GatewayStatus, ModelPolicy, ModelVersion, RetrainRun, TrainingSample, record
-from hub.evaluation import accuracy_of_archive, accuracy_of_bundle
-from hub.registry import HubError, publish, trusted_keys
-from hub.rollouts import RolloutPolicy, deploy
+from hub import field
+from hub.challenger import champion, deploy_version, hub_key, retrain, train
+from hub.datasets import plan_split, trained_until
+from hub.policy import DEFAULT_POLICY, get_policy, set_policy
+from hub.registry import HubError
+from hub.storage import GatewayStatus, ModelPolicy, RetrainRun, TrainingSample, record
+
+__all__ = ["DEFAULT_POLICY", "approve", "evaluate_triggers", "get_policy", "hub_key", "run_retrain",
+           "set_policy", "train"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_POLICY: dict[str, Any] = {
-    "accuracy_below": 0.85, "sustain_s": 300.0, "drift_sustain_s": 600.0, "min_new_labels": 100,
-    "min_interval_s": 3600.0, "max_rows": 2000, "min_rows": 100, "holdout_share": 0.25,
-    "lookback_s": 0.0, "trainer": "gbt", "seed": 0, "timeout_s": 900.0, "margin": 0.02,
-    "strategy": "canary", "canary_size": 1, "watch_s": 600.0, "min_labels": 50,
-    "require_approval": False,
-}
 _running = threading.Lock()  # one retrain at a time on this hub
 
 
-def get_policy(engine: Engine, model: str) -> dict[str, Any]:
+def _reports(engine: Engine) -> dict[str, dict[str, Any]]:
     with Session(engine) as s:
-        row = s.get(ModelPolicy, model)
-        return {**DEFAULT_POLICY, **(row.policy if row else {}),
-                "state": dict(row.state or {}) if row else {}}
-
-
-def set_policy(engine: Engine, model: str, changes: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(changes) - set(DEFAULT_POLICY))
-    if unknown:
-        raise HubError(f"unknown policy setting(s): {', '.join(unknown)}; known: {', '.join(DEFAULT_POLICY)}")
-    problems = []
-    for key, value in changes.items():
-        default = DEFAULT_POLICY[key]
-        if isinstance(default, bool) and not isinstance(value, bool):
-            problems.append(f"{key}={value!r}: use true or false")
-        elif isinstance(default, (int, float)) and not isinstance(default, bool) and (
-                isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-            problems.append(f"{key}={value!r}: use a number >= 0")
-    if changes.get("strategy", "canary") not in ("immediate", "canary", "shadow"):
-        problems.append(f"strategy={changes['strategy']!r}: use immediate, canary or shadow")
-    trainer = changes.get("trainer", "gbt")
-    command = trainer.get("command") if isinstance(trainer, dict) else None
-    if not (trainer in ("gbt", "rf") or (isinstance(command, list) and command)):
-        problems.append(f"trainer={trainer!r}: use gbt, rf or {{\"command\": [\"/path/to/train\", ...]}}")
-    if problems:
-        raise HubError("; ".join(problems))
-    with Session(engine) as s, s.begin():
-        row = s.get(ModelPolicy, model)
-        if row is None:
-            row = ModelPolicy(model=model, policy=dict(DEFAULT_POLICY), state={})
-            s.add(row)
-        row.policy = {**DEFAULT_POLICY, **row.policy, **changes}
-        record(s, model, "-", "policy", detail=json.dumps(changes, sort_keys=True))
-        return dict(row.policy)
-
-
-def hub_key(data_dir: Path) -> Path:
-    """The hub's signing key for the bundles it builds; its public half is trusted by the hub."""
-    key = data_dir / "keys" / "hub-signing.pem"
-    if not key.exists():
-        key.parent.mkdir(parents=True, exist_ok=True)
-        generate_keypair(key, key.with_suffix(".pub"))
-    trusted = data_dir / "trusted-keys" / "hub.pub"
-    if not trusted.exists():
-        trusted.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(key.with_suffix(".pub"), trusted)
-    return key
+        return {st.gateway_id: st.report for st in s.scalars(select(GatewayStatus))}
 
 
 # -- triggers -------------------------------------------------------------------------------
@@ -113,10 +58,14 @@ def evaluate_triggers(engine: Engine, data_dir: Path, now: float | None = None,
     now = time.time() if now is None else now
     started = []
     with Session(engine) as s:
-        policies = {p.model: (dict(p.policy), dict(p.state or {})) for p in s.scalars(select(ModelPolicy))}
-        reports = [st.report for st in s.scalars(select(GatewayStatus))]
-    for model, (policy, state) in policies.items():
-        why, fire = _judge(engine, model, policy, state, reports, now)
+        policies = {p.model: ({k: v for k, v in p.policy.items() if k in DEFAULT_POLICY},
+                              dict(p.state or {})) for p in s.scalars(select(ModelPolicy))}
+    reports = _reports(engine)
+    for model, (stored, state) in policies.items():
+        policy = {**DEFAULT_POLICY, **stored}
+        mine = field.model_reports(reports, model)
+        field.remember(state, mine)
+        why, fire = _judge(engine, model, policy, state, mine, now)
         if fire and not _running.locked():
             state["last_retrain"] = now
             state["acc_since"] = state["drift_since"] = None  # train_since stays for the run
@@ -132,14 +81,30 @@ def evaluate_triggers(engine: Engine, data_dir: Path, now: float | None = None,
     return started
 
 
+def _slipping(policy: dict[str, Any], mine: list[field.FieldReport]) -> str | None:
+    """What says a gateway's model slips (balanced accuracy, or a class recall below the
+    floor on enough parts of that class), with its figures; None when none does."""
+    floor, need = float(policy["min_class_recall"]), int(policy["min_per_class"])
+    for r in mine:
+        figures = ", ".join(f"{c} recall {v.get('recall')} on {v.get('support')}"
+                            for c, v in r.per_class.items())
+        cost = f", cost {r.cost_per_part} per part" if r.cost_per_part is not None else ""
+        ba = r.balanced_accuracy
+        if ba is not None and ba < float(policy["balanced_accuracy_below"]):
+            return (f"balanced accuracy {ba:.3f} below {policy['balanced_accuracy_below']} on "
+                    f"{r.gateway} ({figures}{cost})")
+        low = [c for c, v in r.per_class.items() if isinstance(v.get("recall"), (int, float))
+               and int(v.get("support") or 0) >= need and float(v["recall"]) < floor]
+        if low:
+            return f"{low[0]} recall below the floor {floor:g} on {r.gateway} ({figures}{cost})"
+    return None
+
+
 def _judge(engine: Engine, model: str, policy: dict[str, Any], state: dict[str, Any],
-           reports: list[dict[str, Any]], now: float) -> tuple[str, bool]:
-    mine = [r for r in reports if ((r.get("active") or {}).get("name") == model)]
-    reported = [((r.get("metrics") or {}).get("monitor") or {}).get("rolling_accuracy") for r in mine]
-    accuracies: list[float] = [float(a) for a in reported if isinstance(a, (int, float))]
-    low = bool(accuracies) and min(accuracies) < policy["accuracy_below"]
-    drifting = any(a.get("level") == "alarm" for r in mine for a in (r.get("alarms") or [])
-                   if isinstance(a, dict))
+           mine: list[field.FieldReport], now: float) -> tuple[str, bool]:
+    slipping = _slipping(policy, mine)
+    low = slipping is not None
+    drifting = any(r.drift_alarm for r in mine)
     state["acc_since"] = (state.get("acc_since") or now) if low else None
     state["drift_since"] = (state.get("drift_since") or now) if drifting else None
     last = float(state.get("last_retrain") or 0)
@@ -147,8 +112,7 @@ def _judge(engine: Engine, model: str, policy: dict[str, Any], state: dict[str, 
         return "no gateway runs this model", False
     reason = None
     if low and now - state["acc_since"] >= policy["sustain_s"]:
-        reason = (f"labelled accuracy {min(accuracies):.3f} below {policy['accuracy_below']} for "
-                  f"{now - state['acc_since']:.0f} s")
+        reason = f"{slipping} for {now - state['acc_since']:.0f} s"
     elif drifting and now - state["drift_since"] >= policy["drift_sustain_s"]:
         with Session(engine) as s:
             fresh = s.scalar(select(func.count()).select_from(TrainingSample).where(
@@ -157,27 +121,43 @@ def _judge(engine: Engine, model: str, policy: dict[str, Any], state: dict[str, 
             return (f"drift alarm held {now - state['drift_since']:.0f} s, but only {fresh} new "
                     f"labelled samples (need {policy['min_new_labels']})"), False
         reason = f"drift alarm held {now - state['drift_since']:.0f} s with {fresh} new labelled samples"
-    if reason is not None:
-        # train on what the line does since the trouble began (and lookback_s before it)
-        since = float(state["acc_since"] if low else state["drift_since"]) - float(policy["lookback_s"])
-        need = int(policy["min_rows"] / max(0.05, 1 - float(policy["holdout_share"])))
-        with Session(engine) as s:
-            have = s.scalar(select(func.count()).select_from(TrainingSample).where(
-                TrainingSample.model == model, TrainingSample.ts >= since)) or 0
-        if have < need:
-            return f"{reason}; waiting for labelled samples since then ({have} of {need})", False
-        state["train_since"] = since
     if reason is None:
         if low:
-            return f"accuracy {min(accuracies):.3f} low for {now - state['acc_since']:.0f} s (waiting)", False
+            return f"{slipping} for {now - state['acc_since']:.0f} s (waiting)", False
         if drifting:
             return f"drift alarm for {now - state['drift_since']:.0f} s (waiting)", False
-        return f"healthy (accuracy {min(accuracies) if accuracies else 'unknown'})", False
+        figures = "; ".join(f"{r.gateway}: balanced accuracy {r.balanced_accuracy}" for r in mine)
+        return f"healthy ({figures or 'no labelled figures reported yet'})", False
     if now - last < policy["min_interval_s"]:
         return f"{reason}; rate limited (last retrain {now - last:.0f} s ago)", False
+    # train on what the line does since the trouble began (and lookback_s before it)
+    since = float(state["acc_since"] if low else state["drift_since"]) - float(policy["lookback_s"])
+    waiting = _waiting_for_data(engine, model, policy, since)
+    if waiting is not None:
+        return f"{reason}; waiting for labelled samples since then: {waiting}", False
+    state["train_since"] = since
     if _running.locked():
         return f"{reason}; a retrain is already running", False
     return reason, True
+
+
+def _waiting_for_data(engine: Engine, model: str, policy: dict[str, Any], since: float) -> str | None:
+    """What the data since ``since`` still lacks (rows, examples of a class in training or in
+    the holdout), or None when a retrain can train and be judged on it."""
+    found = champion(engine, model)
+    if found is None:
+        return "no active deployment to challenge"
+    champ, _ = found
+    inputs = [i["name"] for i in champ.manifest["inputs"]]
+    classes = list(champ.manifest["output"].get("classes") or [])
+    after = trained_until(engine, champ.manifest.get("lineage") or {})
+    split = plan_split(engine, model, inputs, classes, since, int(policy["max_rows"]),
+                       float(policy["holdout_share"]), after)
+    missing = []
+    if split.cut < int(policy["min_rows"]):
+        missing.append(f"training has {split.cut} rows of {policy['min_rows']}")
+    missing += split.short_of(classes, int(policy["min_per_class"]))
+    return "; ".join(missing) or None
 
 
 def _save_state(engine: Engine, model: str, state: dict[str, Any], why: str, status: str) -> None:
@@ -188,25 +168,13 @@ def _save_state(engine: Engine, model: str, state: dict[str, Any], why: str, sta
         kind = re.sub(r"[0-9.]+", "#", why)  # the same reason with other figures is no news
         changed = state.get("last_reason_kind") != kind or status == "started"
         state["last_reason"], state["last_reason_kind"] = why, kind
+        state["last_reason_at"] = time.time()
         row.state = dict(state)
         if changed and status == "skipped":  # visible, not one row per second
             s.add(RetrainRun(model=model, at=time.time(), status="skipped", trigger=why[:1000]))
 
 
 # -- a run --------------------------------------------------------------------------------------
-def champion(engine: Engine, model: str) -> tuple[ModelVersion, Deployment] | None:
-    with Session(engine) as s:
-        dep = s.scalars(select(Deployment).where(Deployment.model == model,
-                                                 Deployment.status == "active")
-                        .order_by(desc(Deployment.id)).limit(1)).first()
-        if dep is None:
-            return None
-        mv = s.scalars(select(ModelVersion).where(ModelVersion.name == model,
-                                                  ModelVersion.version == dep.version)).one()
-        s.expunge_all()
-        return mv, dep
-
-
 def run_retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
                 seed: int | None = None) -> RetrainRun:
     with _running:
@@ -217,7 +185,7 @@ def run_retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
             run_id = run.id
             record(s, model, "-", "retrain_started", detail=trigger)
         try:
-            status, detail, version = _retrain(engine, data_dir, model, trigger, seed)
+            status, detail, version = retrain(engine, data_dir, model, trigger, seed)
         except Exception as exc:  # a failed run must never reach the fleet or stop the hub
             log.exception("retrain of %s failed", model)
             status, detail, version = "failed", {"error": f"{type(exc).__name__}: {exc}"[:900]}, None
@@ -225,114 +193,14 @@ def run_retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
             done = s.get(RetrainRun, run_id)
             assert done is not None
             done.status, done.detail, done.version = status, detail, version
+            summary = {k: detail[k] for k in ("decision", "error", "champion", "train_classes",
+                                              "holdout_classes", "dataset_sha256") if k in detail}
             record(s, model, version or "-", f"retrain_{status}",
-                   detail=json.dumps({k: v for k, v in detail.items() if k != "lineage"}, default=str)[:2000])
+                   detail=json.dumps(summary, default=str)[:2000])
             s.flush()
             s.expunge(done)
         log.info("retrain of %s: %s %s", model, status, version or "")
         return done
-
-
-def _retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
-             seed: int | None) -> tuple[str, dict[str, Any], str | None]:
-    with Session(engine) as s:
-        row = s.get(ModelPolicy, model)
-        policy = {**DEFAULT_POLICY, **(row.policy if row else {})}
-        since = float((row.state or {}).get("train_since") or 0) if row else 0.0
-    found = champion(engine, model)
-    if found is None:
-        return "failed", {"error": f"{model} has no active deployment to challenge"}, None
-    champ, dep = found
-    manifest = champ.manifest
-    inputs = [i["name"] for i in manifest["inputs"]]
-    classes = list(manifest["output"].get("classes") or [])
-    snap = snapshot(engine, data_dir, model, inputs, classes, since, int(policy["max_rows"]),
-                    float(policy["holdout_share"]))
-    if snap is None or snap.train_rows < int(policy["min_rows"]):
-        return "failed", {"error": f"not enough labelled samples ({snap.train_rows if snap else 0} "
-                                   f"for training, need {policy['min_rows']})"}, None
-    seed = int(policy["seed"]) if seed is None else seed
-    work = Path(tempfile.mkdtemp(prefix="retrain-"))
-    try:
-        model_file, trainer_name = train(policy, snap.path, work, seed)
-        version = _next_version(engine, model, champ.version)
-        out = work / f"{model}-{version}"
-        budget = Budget(**(manifest.get("monitoring") or {}).get("budget", {}))
-        lineage = {"parent_version": champ.version, "reason": f"retrained: {trigger}",
-                   "trigger": trigger, "dataset_sha256": snap.sha256, "trainer": trainer_name,
-                   "trainer_settings": _trainer_settings(policy, seed),
-                   "code_version": f"factory-edge-agent {__version__}", "seed": seed}
-        bundle = build_bundle(model_file, snap.path / "train.csv", "label", model, version, out,
-                              inputs=inputs, holdout_csv=snap.path / "holdout.csv",
-                              positive_class=manifest["output"].get("positive_class"),
-                              signing_key=hub_key(data_dir), lineage=lineage, budget=budget)
-        champ_acc = accuracy_of_archive(data_dir, champ.sha256, snap.path / "holdout.csv", inputs)
-        chall_acc = accuracy_of_bundle(bundle.path, snap.path / "holdout.csv", inputs, trusted_keys(data_dir))
-        detail: dict[str, Any] = {"dataset_sha256": snap.sha256, "train_rows": snap.train_rows,
-                                  "holdout_rows": snap.holdout_rows, "champion": champ.version,
-                                  "champion_accuracy": champ_acc, "challenger_accuracy": chall_acc,
-                                  "margin": policy["margin"], "trainer": trainer_name, "lineage": lineage}
-        if chall_acc < champ_acc + float(policy["margin"]):
-            return "not_better", detail, None
-        publish(engine, data_dir, out, trusted_keys(data_dir))
-        if policy["require_approval"]:
-            return "awaiting_approval", {**detail, "target": dep.target}, version
-        detail["deployment"] = _deploy(engine, model, version, dep.target, policy, "retrained")
-        return "deployed", detail, version
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _trainer_settings(policy: dict[str, Any], seed: int) -> dict[str, Any]:
-    spec = policy["trainer"]
-    return {"kind": spec if isinstance(spec, str) else "custom", "seed": seed}
-
-
-def train(policy: dict[str, Any], dataset: Path, work: Path, seed: int) -> tuple[Path, str]:
-    """Run the trainer command on a copy of the dataset; check what it wrote is a usable model."""
-    run_dir = work / "dataset"
-    shutil.copytree(dataset, run_dir)
-    (run_dir / "trainer.json").write_text(json.dumps(_trainer_settings(policy, seed)))
-    spec = policy["trainer"]
-    if isinstance(spec, dict) and spec.get("command"):
-        command, name = [str(c) for c in spec["command"]], f"custom: {' '.join(map(str, spec['command']))}"
-    else:
-        command, name = [sys.executable, "-m", "hub.trainer"], default_trainer.VERSION + f" ({spec})"
-    out = work / "model.onnx"
-    try:
-        done = subprocess.run([*command, str(run_dir), str(out)], capture_output=True, text=True,
-                              timeout=float(policy["timeout_s"]))
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise AgentError(f"trainer {name} did not run: {exc}") from None
-    if done.returncode != 0:
-        raise AgentError(f"trainer {name} exited {done.returncode}: {done.stderr.strip()[-500:]}")
-    if not out.is_file():
-        raise AgentError(f"trainer {name} wrote no model file")
-    meta = json.loads((dataset / "meta.json").read_text())
-    load_runtime(OnnxRuntimeConfig(type="onnx"), out, len(meta["inputs"]))  # garbage fails here
-    return out, name
-
-
-def _next_version(engine: Engine, model: str, parent: str) -> str:
-    with Session(engine) as s:
-        taken = set(s.scalars(select(ModelVersion.version).where(ModelVersion.name == model)))
-    parts = parent.split(".")
-    if len(parts) == 3 and all(p.isdigit() for p in parts):
-        major, minor = int(parts[0]), int(parts[1])
-        while f"{major}.{minor + 1}.0" in taken:
-            minor += 1
-        return f"{major}.{minor + 1}.0"
-    n = 1
-    while f"{parent}-r{n}" in taken:
-        n += 1
-    return f"{parent}-r{n}"
-
-
-def _deploy(engine: Engine, model: str, version: str, target: str, policy: dict[str, Any],
-            reason: str) -> int:
-    rollout = RolloutPolicy(int(policy["canary_size"]), float(policy["watch_s"]),
-                            int(policy["min_labels"]), 0.0)
-    return deploy(engine, model, version, target, str(policy["strategy"]), rollout, reason=reason)
 
 
 def approve(engine: Engine, model: str, version: str, by: str, reason: str) -> int:
@@ -340,13 +208,12 @@ def approve(engine: Engine, model: str, version: str, by: str, reason: str) -> i
     with Session(engine) as s:
         run = s.scalars(select(RetrainRun).where(RetrainRun.model == model, RetrainRun.version == version,
                                                  RetrainRun.status == "awaiting_approval")).first()
-        row = s.get(ModelPolicy, model)
-        policy = {**DEFAULT_POLICY, **(row.policy if row else {})}
         if run is None:
             raise HubError(f"{model} {version} is not awaiting approval (edge-hub retrain status {model})")
         target = str(run.detail.get("target"))
         run_id = run.id
-    dep = _deploy(engine, model, version, target, policy, f"approved by {by}: {reason}")
+    policy = get_policy(engine, model)
+    dep = deploy_version(engine, model, version, target, policy, f"approved by {by}: {reason}")
     with Session(engine) as s, s.begin():
         run = s.get(RetrainRun, run_id)
         assert run is not None

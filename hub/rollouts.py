@@ -9,13 +9,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sqlalchemy import desc, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from hub.db import Deployment, Gateway, GatewayMetric, GatewayStatus, ModelVersion, record
+from agent.models import scoring
 from hub.overlays import current_overlays, effective
+from hub.policy import policy_costs, stored_policy
 from hub.registry import HubError
+from hub.storage import Deployment, Gateway, GatewayMetric, GatewayStatus, ModelVersion, record
 
 STRATEGIES = ("immediate", "canary", "shadow")
 IN_FLIGHT = ("canary", "shadow")
@@ -200,10 +203,14 @@ def _metric_point(gateway_id: str, now: float, report: dict[str, Any]) -> Gatewa
     psi = [*(monitor.get("psi") or {}).values(), monitor.get("prediction_psi")]
     scores = [float(v) for v in psi if isinstance(v, (int, float))]  # the largest PSI now
     acc = monitor.get("rolling_accuracy")
+    figures = {k: monitor.get(k) for k in ("rolling_balanced_accuracy", "rolling_cost_per_part")}
+    figures["recall"] = {c: v.get("recall") for c, v in (monitor.get("rolling_per_class") or {}).items()
+                         if isinstance(v, dict)}
     return GatewayMetric(gateway_id=gateway_id, at=now, model=active.get("name"),
                          version=active.get("version"),
                          accuracy=float(acc) if isinstance(acc, (int, float)) else None,
-                         drift_score=max(scores) if scores else None, health=report.get("health"))
+                         drift_score=max(scores) if scores else None, health=report.get("health"),
+                         figures=figures)
 
 
 def _record_changes(s: Session, gateway_id: str, before: dict[str, Any], after: dict[str, Any]) -> None:
@@ -227,7 +234,7 @@ def evaluate(engine: Engine, now: float | None = None) -> list[str]:
         for d in s.scalars(select(Deployment).where(Deployment.status.in_(IN_FLIGHT))):
             sha = s.scalars(select(ModelVersion.sha256).where(
                 ModelVersion.name == d.model, ModelVersion.version == d.version)).one()
-            decision = (_judge_canary(d, sha, reports, now) if d.status == "canary"
+            decision = (_judge_canary(d, sha, reports, now, s) if d.status == "canary"
                         else _judge_shadow(s, d, sha, reports, now))
             if decision is None:
                 continue
@@ -247,7 +254,11 @@ def _rejections(report: dict[str, Any], sha: str) -> str | None:
 
 
 def _judge_canary(d: Deployment, sha: str, reports: dict[str, dict[str, Any]],
-                  now: float) -> tuple[str, str] | None:
+                  now: float, s: Session | None = None) -> tuple[str, str] | None:
+    """Promote when every canary ran the version ``watch_s``, finished its own watch (the
+    agent's cost-based comparison with the version it replaced) and rejected nothing; stop the
+    rollout when a canary rejects it, or when its watch figures already show it worse by the
+    hub's own rule (the model's policy costs), whatever the gateway's settings."""
     clean = 0
     for gw in d.canary or []:
         report = reports.get(gw) or {}
@@ -256,6 +267,10 @@ def _judge_canary(d: Deployment, sha: str, reports: dict[str, dict[str, Any]],
             return "rolled_back", f"canary {gw} rolled it back: {why}"
         active = report.get("active") or {}
         watch = report.get("watch") or {}
+        if watch.get("sha256") == sha and s is not None:
+            verdict = _cost_verdict(s, d, watch.get("comparison") or {})
+            if verdict is not None and verdict[0]:
+                return "rolled_back", f"canary {gw} watch: {verdict[1]}"
         if (active.get("sha256") == sha and now - float(active.get("since") or now) >= d.watch_s
                 and watch.get("sha256") != sha):
             clean += 1
@@ -264,10 +279,54 @@ def _judge_canary(d: Deployment, sha: str, reports: dict[str, dict[str, Any]],
     return None
 
 
+def _cost_verdict(s: Session, d: Deployment, cmp: dict[str, Any],
+                  min_labels: int = 1) -> tuple[bool, str] | None:
+    """(worse, figures) by the hub's rule for a classifier comparison that carries paired
+    counts: expected cost per part with the paired test, and no class recall credibly under the
+    floor; None when there is nothing to judge."""
+    classes, counts = cmp.get("classes"), cmp.get("paired_counts")
+    if not isinstance(classes, list) or not isinstance(counts, list) or len(classes) < 2:
+        return None
+    try:
+        tensor = np.asarray(counts, dtype=np.int64).reshape(len(classes), len(classes), len(classes))
+    except (TypeError, ValueError):
+        return None
+    if int(tensor.sum()) < min_labels:
+        return None
+    return _paired_verdict(s, d, classes, tensor)
+
+
+def _paired_verdict(s: Session, d: Deployment, classes: list[str], tensor: np.ndarray) -> tuple[bool, str]:
+    policy = stored_policy(s, d.model)
+    manifest = s.scalars(select(ModelVersion.manifest).where(
+        ModelVersion.name == d.model, ModelVersion.version == d.version)).first() or {}
+    costs = policy_costs(policy, classes, (manifest.get("output") or {}).get("positive_class"))
+    worse, test = scoring.candidate_worse(tensor, costs, d.margin, float(policy["significance"]))
+    cand = scoring.classifier_scores(tensor.sum(axis=1), costs)
+    act = scoring.classifier_scores(tensor.sum(axis=2), costs)
+    figures = (f"expected cost {cand['cost_per_part']} vs active {act['cost_per_part']} per part on "
+               f"{int(tensor.sum())} labelled outcomes (margin {d.margin:g}, paired bootstrap "
+               f"p={round(test.p_higher, 4) if test else '-'}; balanced accuracy "
+               f"{cand['balanced_accuracy']} vs {act['balanced_accuracy']}, accuracy "
+               f"{cand['accuracy']} vs {act['accuracy']})")
+    if worse:
+        return True, f"worse: {figures}"
+    floor = scoring.recall_floor_failures(cand, float(policy["min_class_recall"]), credible=True)
+    if floor:
+        return True, f"worse: {'; '.join(floor)}: {figures}"
+    return False, f"not worse: {figures}"
+
+
 def _judge_shadow(s: Session, d: Deployment, sha: str, reports: dict[str, dict[str, Any]],
                   now: float) -> tuple[str, str] | None:
+    """Once ``min_labels`` labelled outcomes are in (or its watch time is over with some), a
+    classifier shadow is judged on the summed paired counts of its gateways by the same cost
+    rule as champion/challenger: rejected when its expected cost is credibly higher by more than
+    the margin or a class recall is credibly below the floor, else promoted. Regressors: MAE."""
     labelled = active_err = cand_err = 0.0
     kind = "classifier"
+    tensor: np.ndarray | None = None
+    classes: list[str] | None = None
     for gw in target_gateways(s, d.target):
         shadow = (reports.get(gw) or {}).get("shadow") or {}
         cmp = shadow.get("comparison") or {}
@@ -277,9 +336,19 @@ def _judge_shadow(s: Session, d: Deployment, sha: str, reports: dict[str, dict[s
         labelled += float(cmp["labelled"])
         active_err += float(cmp["active_errors"])
         cand_err += float(cmp["candidate_errors"])
+        counts, names = cmp.get("paired_counts"), cmp.get("classes")
+        if isinstance(counts, list) and isinstance(names, list) and (classes is None or names == classes):
+            try:
+                t = np.asarray(counts, dtype=np.int64).reshape(len(names), len(names), len(names))
+            except (TypeError, ValueError):
+                continue
+            tensor, classes = (t if tensor is None else tensor + t), names
     timed_out = now - d.created >= d.watch_s
     if labelled < max(1, d.min_labels) and not (timed_out and labelled > 0):
         return None  # no evidence yet: never promote blind
+    if kind == "classifier" and tensor is not None and classes is not None:
+        worse, why = _paired_verdict(s, d, classes, tensor)
+        return ("rejected", f"shadow {why}") if worse else ("active", f"shadow {why}")
     a, c = active_err / labelled, cand_err / labelled
     what = "error rate" if kind == "classifier" else "MAE"
     figures = f"{what} {c:.4g} vs active {a:.4g} on {labelled:.0f} labelled outcomes"

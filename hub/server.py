@@ -12,13 +12,16 @@ from sqlalchemy.engine import Engine
 
 from agent.demo.sim.broker import free_port
 from hub.app import create_app
+from hub.limits import HubLimits
 
 
 class HubServer:
     def __init__(self, engine: Engine, data: Path, port: int | None = None,
                  keys: list[Path] | None = None, evaluate_interval_s: float = 0.5,
-                 tls: tuple[Path, Path] | None = None, token_cache_s: float | None = None) -> None:
+                 tls: tuple[Path, Path] | None = None, token_cache_s: float | None = None,
+                 limits: HubLimits | None = None) -> None:
         self.engine, self.data, self.keys, self.tls = engine, data, keys, tls
+        self.limits = limits
         self.token_cache_s = token_cache_s
         self.evaluate_interval_s = evaluate_interval_s
         self.port = port or free_port()
@@ -32,7 +35,7 @@ class HubServer:
 
     def start(self) -> None:
         app = create_app(self.engine, self.data, self.keys, self.evaluate_interval_s,
-                         **({"token_cache_s": self.token_cache_s} if self.token_cache_s else {}))
+                         token_cache_s=self.token_cache_s, limits=self.limits)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="on",
                                 ssl_certfile=str(self.tls[0]) if self.tls else None,

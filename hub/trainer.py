@@ -2,13 +2,17 @@
 
     python -m hub.trainer DATASET_DIR OUTPUT_FILE
 
-The contract (README, "Retraining"): DATASET_DIR holds train.csv (one column per model input,
+The contract (docs/retraining.md): DATASET_DIR holds train.csv (one column per model input,
 in order, and a ``label`` column), holdout.csv (same columns; for the trainer's own checks, not
-for fitting), meta.json (inputs, label, classes) and trainer.json (seed and the trainer's own
-settings); the command writes an ONNX model to OUTPUT_FILE that takes a float32
-[N, inputs] tensor and returns class probabilities, and exits 0. Anything else is a failed run
-and leaves the fleet alone. This one fits scikit-learn gradient boosting or a random forest
-(``trainer.json: kind``) with the given seed and converts it with skl2onnx."""
+for fitting), meta.json (inputs, label, classes) and trainer.json (``seed``, ``kind`` and the
+plant's costs: ``positive_class``, ``cost_missed_nok``, ``cost_false_nok``); the command writes
+an ONNX model to OUTPUT_FILE that takes a float32 [N, inputs] tensor and returns class
+probabilities, and exits 0. Anything else is a failed run and leaves the fleet alone.
+
+This one fits a scikit-learn logistic regression on standardised inputs, gradient boosting, a
+random forest, or (``auto``, the default) whichever of the first two has the lower cost-weighted
+error over folds of the training data; each part weighs what misclassifying its class costs, so
+the model's decision is the cheapest one. skl2onnx converts it."""
 
 from __future__ import annotations
 
@@ -19,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.models.training import train_onnx
+from agent.models.training import class_weights, train_onnx
 
-VERSION = "sklearn-default 1"
+VERSION = "sklearn-default 2"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     inputs = meta["inputs"]
     x = np.array([[float(r[c]) for c in inputs] for r in rows], dtype=np.float32)
     y = np.array([r[meta.get("label", "label")] for r in rows])
-    train_onnx(x, y, output, kind=str(settings.get("kind", "gbt")), seed=int(settings.get("seed", 0)))
+    weights = class_weights(float(settings.get("cost_missed_nok", 1.0)),
+                            float(settings.get("cost_false_nok", 1.0)), settings.get("positive_class"))
+    kind = str(settings.get("kind", "auto"))
+    train_onnx(x, y, output, kind=kind if kind != "custom" else "auto", seed=int(settings.get("seed", 0)),
+               class_weight=weights)
     return 0
 
 

@@ -14,7 +14,9 @@ trap 'rm -rf "$STAGE"' EXIT
 VENV="$STAGE$PREFIX/venv"
 
 "$PY" -m venv "$VENV"
-"$VENV/bin/pip" install --quiet --disable-pip-version-check --no-compile .
+"$VENV/bin/pip" install --quiet --disable-pip-version-check --no-compile '.[sparkplug]'
+# Sparkplug B schema: pysparkplug pins paho-mqtt<2 for a client the agent does not use
+"$VENV/bin/pip" install --quiet --disable-pip-version-check --no-compile --no-deps 'pysparkplug==0.6.1'
 "$VENV/bin/pip" uninstall --quiet --yes pip  # nothing installs into it on the gateway
 # the venv was made in the staging dir: make its paths the installed ones
 grep -rlI --null "$STAGE" "$VENV" | xargs -0 --no-run-if-empty sed -i "s|$STAGE||g"
@@ -28,6 +30,8 @@ ln -s "$PREFIX/venv/bin/edge-agent" "$STAGE/usr/bin/edge-agent"
 install -D -m 0644 systemd/edge-agent.service "$STAGE/lib/systemd/system/edge-agent.service"
 install -D -m 0644 packaging/agent.yaml "$STAGE/etc/edge-agent/agent.yaml"
 install -d -m 0755 "$STAGE/etc/edge-agent/credentials"
+# the OPC UA client certificate and key (edge-agent opcua certs create), trusted PLC certificates
+install -d -m 0755 "$STAGE/etc/edge-agent/pki" "$STAGE/etc/edge-agent/pki/trusted"
 install -D -m 0644 packaging/debian/copyright "$STAGE/usr/share/doc/factory-edge-agent/copyright"
 gzip -9n -c packaging/debian/changelog > "$STAGE/usr/share/doc/factory-edge-agent/changelog.gz"
 chmod 0644 "$STAGE/usr/share/doc/factory-edge-agent/changelog.gz"

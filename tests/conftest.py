@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import uuid
@@ -19,7 +20,7 @@ from agent.demo.sim.process import history
 from agent.models.builder import build_bundle
 from agent.models.bundle import generate_keypair
 from agent.models.training import train_onnx, write_csv
-from hub.db import migrate
+from hub.storage import migrate
 
 PG_URL = os.environ.get("EDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -51,6 +52,18 @@ def make_broker(port: int | None = None) -> Any:
                     "apt-get install mosquitto")
     return ThreadedEmbeddedBroker()
 
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A command run in-process (main(["run", ...])) installs its handler on the root logger,
+    bound to the sys.stderr of that moment (capsys's capture): later tests must not write to
+    that closed stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 @pytest.fixture(scope="session")
 def broker() -> Iterator[Any]:
@@ -93,11 +106,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def versions(trained: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """More versions of the trained model: 1.1.0 (same model), 2.0.0 (worse on labelled
     outcomes), 3.0.0 (passes its self-test, fails on line data), 4.0.0 (same answers, far
-    slower) and 9.0.0 (signed, but its self-test fails)."""
-    from tests.helpers.versions import fragile_model, slow_model, variant, worse_model
+    slower), 9.0.0 (signed, but its self-test fails), and 7.0.0/7.1.0 (7.1.0 is more accurate
+    but misses NOK parts 7.0.0 catches)."""
+    from tests.helpers.versions import cost_pair, fragile_model, slow_model, variant, worse_model
 
     root = tmp_path_factory.mktemp("versions")
-    return {"1.1.0": variant(trained["bundle"], "1.1.0", root / "v1.1.0", trained["key"]),
+    return {**cost_pair(root, trained),
+            "1.1.0": variant(trained["bundle"], "1.1.0", root / "v1.1.0", trained["key"]),
             "2.0.0": worse_model(root, trained, "2.0.0"),
             "9.0.0": variant(trained["bundle"], "9.0.0", root / "v9.0.0", trained["key"],
                              self_test_off=True),
@@ -106,11 +121,10 @@ def versions(trained: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """The hub's database on SQLite and on PostgreSQL (a schema of its own per test)."""
+def blank_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database for the hub on SQLite and on PostgreSQL (a schema of its own per test)."""
     if request.param == "sqlite":
         eng = create_engine(f"sqlite:///{tmp_path / 'hub.db'}")
-        migrate(eng)
         yield eng
         eng.dispose()
         return
@@ -125,7 +139,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc).splitlines()[0]}")
     # the schema in the URL itself: a hub started as a process (edge-hub --db URL) gets it too
     eng = create_engine(f"{PG_URL}?options=-csearch_path%3D{schema}")
-    migrate(eng)
     yield eng
     eng.dispose()
     with admin.begin() as conn:
@@ -133,3 +146,8 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     admin.dispose()
 
 
+@pytest.fixture()
+def engine(blank_engine: Engine) -> Engine:
+    """The hub's database on SQLite and on PostgreSQL, created by its migrations."""
+    migrate(blank_engine)
+    return blank_engine

@@ -6,44 +6,88 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class SourceStatus:
+    """One link's state. ``role`` says what its loss means: a ``source`` down makes the agent
+    not ready; any other role (output, labels, hub) makes it degraded."""
+
     name: str
     kind: str
+    role: str = "source"
     connected: bool = False
     readings: int = 0
     malformed: int = 0
     reconnects: int = 0
+    attempts: int = 0  # connection attempts, probes included (what a server that is down sees)
+    dropped: int = 0  # items this link had to drop (an output's full queue)
     last_error: str | None = None
+    # a short, stable code for a metric label and scripts: an OPC UA status name
+    # (BadCertificateUntrusted), or connection_refused, timeout, closed, ...
+    reason: str | None = None
     connected_since: float | None = None
+    changed_at: float | None = None  # when `connected` last changed (epoch s)
 
     def as_dict(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items()}
 
-    def mark_failed(self, why: str) -> bool:
+    def mark_connected(self) -> None:
+        now = time.time()
+        if not self.connected:
+            self.changed_at = now
+            self.connected_since = now
+        self.connected = True
+        self.last_error = None
+        self.reason = None
+
+    def mark_down(self, why: str | None = None, reason: str | None = None) -> None:
+        """The link is not (or no longer) up; keep the last known error unless told a new one."""
+        if self.connected or self.changed_at is None:
+            self.changed_at = time.time()
+        self.connected = False
+        self.connected_since = None
+        if why is not None:
+            self.last_error = why
+        if reason is not None:
+            self.reason = reason
+
+    def mark_failed(self, why: str, reason: str | None = None) -> bool:
         """Record a failed attempt; True when it is news (worth one log line, not one per retry)."""
         news = self.connected or self.last_error != why
-        self.connected = False
-        self.last_error = why
+        self.mark_down(why, reason or self.reason or "failed")
         self.reconnects += 1
         return news
 
 
 @dataclass
 class RateLimitedLog:
-    """Log a repeating problem once per key per period; count every occurrence."""
+    """Count a repeating problem and warn about it through the one log limiter
+    (agent.aio.loglimit): every instance is one kind of message, whatever topic or tag it is
+    about, so 1,000 topics give one line a minute and memory stays one counter."""
 
-    period_s: float = 60.0
-    counts: dict[str, int] = field(default_factory=dict)
-    _last: dict[str, float] = field(default_factory=dict)
+    kind: str = "repeated problem"
+    count: int = 0
+    by_key: dict[str, int] = field(default_factory=dict)
+    max_keys: int = 64  # the first keys seen are counted apart, for status; the rest together
 
-    def report(self, key: str, message: str) -> None:
-        self.counts[key] = self.counts.get(key, 0) + 1
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) >= self.period_s:
-            self._last[key] = now
-            log.warning("%s (%d so far on %s)", message, self.counts[key], key)
+    def report(self, key: str, message: str, n: int = 1) -> None:
+        self.count += n
+        if key in self.by_key or len(self.by_key) < self.max_keys:
+            self.by_key[key] = self.by_key.get(key, 0) + n
+        log.warning("%s (%d so far)", message, self.count, extra={"limit_key": self.kind})
+
+
+def links(holder: Any) -> list[SourceStatus]:
+    """Every link's state: the holder's sources, then every component it holds that publishes a
+    SourceStatus as ``status`` (MQTT output, label listener, hub links, Sparkplug output...), so
+    a new link shows up in health, metrics and status without new code there."""
+    found: list[SourceStatus] = [s.status for s in getattr(holder, "sources", [])]
+    for value in list(vars(holder).values()):
+        status = getattr(value, "status", None)
+        if isinstance(status, SourceStatus) and all(status is not f for f in found):
+            found.append(status)
+    return found

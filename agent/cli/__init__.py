@@ -1,5 +1,5 @@
 """Command line: edge-agent run | check-config | config-schema | status | models | alarms | bundle |
-replay | sim | demo.
+opcua | replay | sim | demo.
 
 Every user-facing failure ends as one clear message and an exit code, never a traceback:
 2 for bad input (config, CSV, bundle), 1 for a failure at run time.
@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", type=Path, default=None, dest="config_opt")
     check.add_argument("--schema-only", action="store_true",
                        help="skip the checks that named files (keys, certificates) exist")
+    check.add_argument("--credentials-dir", type=Path, default=None,
+                       help="where secrets named under /run/credentials/... are kept before the "
+                            "service loads them (default /etc/edge-agent/credentials)")
 
     sub.add_parser("config-schema", help="print the config JSON Schema")
 
@@ -62,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="warnings per week for the whole model")
     build.add_argument("--window", type=int, default=500, help="monitoring window in samples")
     build.add_argument("--categorical", help="comma-separated inputs that are category codes")
+    build.add_argument("--cost-missed-nok", type=float, default=10.0,
+                       help="cost of a positive-class (NOK) part called another class (default 10)")
+    build.add_argument("--cost-false-nok", type=float, default=1.0,
+                       help="cost of another part called the positive class (NOK) (default 1)")
     keygen = bsub.add_parser("keygen", help="make an Ed25519 signing key pair")
     keygen.add_argument("--out", type=Path, required=True, help="private key file (PEM)")
     keygen.add_argument("--public", type=Path, help="public key file (default OUT.pub)")
@@ -90,15 +97,21 @@ def _parser() -> argparse.ArgumentParser:
     from agent.cli.audit import add_parser as add_audit_parser
 
     add_audit_parser(sub, DEFAULT_CONFIG_PATH)
+    from agent.cli.opcua import add_parser as add_opcua_parser
 
-    sim = sub.add_parser("sim", help="run the simulated moulding line (OPC UA + MQTT QC)")
+    add_opcua_parser(sub, DEFAULT_CONFIG_PATH)
+
+    from agent.demo.sim.process import DRIFT_HELP
+
+    sim = sub.add_parser("sim", help="run the simulated moulding line (OPC UA + MQTT QC)",
+                         description="The simulated moulding line. " + DRIFT_HELP)
     sim.add_argument("--opcua-port", type=int, default=4840)
     sim.add_argument("--mqtt-host", default="127.0.0.1")
     sim.add_argument("--mqtt-port", type=int, default=1883)
     sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     sim.add_argument("--cycle", type=float, default=30.0, help="seconds per part")
     sim.add_argument("--qc-delay", type=float, default=60.0, help="seconds until QC result")
-    sim.add_argument("--drift", help="e.g. resin@3600,concept@7200 (simulated seconds)")
+    sim.add_argument("--drift", help=DRIFT_HELP.replace("%", "%%"))
     sim.add_argument("--seed", type=int, default=7)
 
     demo = sub.add_parser("demo", help="simulated line + broker + first model + agent, no setup")
@@ -134,7 +147,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "check-config":
         return _check_config(args.path or args.config_opt or DEFAULT_CONFIG_PATH,
-                             args.schema_only)
+                             args.schema_only, args.credentials_dir)
     if cmd == "config-schema":
         print(json.dumps(AgentConfig.model_json_schema(), indent=2))
         return 0
@@ -158,6 +171,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from agent.cli.audit import run as run_audit
 
         return run_audit(args)
+    if cmd == "opcua":
+        from agent.cli.opcua import run as run_opcua
+
+        return run_opcua(args)
     if cmd == "models":
         from agent.cli.models import run as run_models
 
@@ -173,9 +190,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(cmd)
 
 
-def _check_config(path: Path, schema_only: bool = False) -> int:
+def _check_config(path: Path, schema_only: bool = False,
+                  credentials_dir: Path | None = None) -> int:
     cfg = load_config(path)
-    problems = [] if schema_only else preflight(cfg)
+    problems = [] if schema_only else preflight(cfg, credentials_dir)
     if problems:
         raise ConfigError(problems)
     print(f"{path}: valid ({len(cfg.sources)} source(s), {len(cfg.tag_names())} tag(s))")
@@ -189,7 +207,7 @@ def _run(path: Path) -> int:
 
     raw = load_config_dict(path)
     cfg = parse_config(raw)
-    problems = preflight(cfg)
+    problems = preflight(cfg, running=True)
     if problems:
         raise ConfigError(problems)
     setup_logging(cfg.log_level, cfg.log_json)

@@ -37,7 +37,8 @@ def build(args: argparse.Namespace) -> int:
         inputs=args.inputs.split(",") if args.inputs else None, holdout_csv=args.holdout_csv,
         positive_class=args.positive_class, signing_key=args.sign_key,
         budget=budget_from_args(args),
-        categorical=args.categorical.split(",") if args.categorical else None, notes=notes)
+        categorical=args.categorical.split(",") if args.categorical else None, notes=notes,
+        cost_missed_nok=args.cost_missed_nok, cost_false_nok=args.cost_false_nok)
     monitoring = (built.manifest.model_extra or {}).get("monitoring") or {}
     for note in notes:  # on stderr: stdout stays one JSON document for scripts
         print(f"note: {note}", file=sys.stderr)

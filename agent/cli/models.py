@@ -37,11 +37,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], default
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    store = ModelStore(cfg.state_dir, cfg.model.keep_versions)
+    store = ModelStore(cfg.state_dir, cfg.model.keep_versions, cfg.limits)
     who = _who()
     if args.models_command == "import":
-        bundle = store.install(args.bundle, list(cfg.model.trusted_keys), cfg.model.allow_unsigned)
-        print(f"verified {bundle.label} ({bundle.sha256[:16]}), signed by {bundle.signed_by or 'nobody'}")
+        # loaded and self-tested before it is installed: garbage is refused here, with the reason
+        bundle = store.install(args.bundle, list(cfg.model.trusted_keys), cfg.model.allow_unsigned,
+                               check_model=True)
+        print(f"verified {bundle.label} ({bundle.sha256[:16]}), signed by {bundle.signed_by or 'nobody'}, "
+              "self-test passed")
         if not args.no_activate:
             store.request(bundle.sha256, who, args.reason)
             print("handed to the agent: it self-tests and activates it within seconds "

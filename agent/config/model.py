@@ -27,13 +27,18 @@ class RollbackPolicy(Strict):
     watch_s: float = Field(600.0, ge=0, description=(
         "Seconds after an activation during which the previous version stays loaded, runs on the "
         "same inputs, and the new one is rolled back at once if it does worse."))
+    cost_margin: float = Field(0.05, ge=0, description=(
+        "Classifiers: roll back when the new version's expected cost per part on labelled "
+        "outcomes (cost matrix of its bundle: cost_missed_nok, cost_false_nok) exceeds the "
+        "previous version's by more than this and the paired test agrees. Accuracy alone never "
+        "decides."))
     accuracy_margin: float = Field(0.05, ge=0, description=(
-        "Roll back when the new version's error rate on labelled outcomes exceeds the previous "
-        "version's by more than this (for regression: MAE by more than this fraction)."))
+        "Regressors: roll back when the new version's MAE on labelled outcomes exceeds the "
+        "previous version's by more than this fraction."))
     min_labels: int = Field(30, ge=1, description="Labelled outcomes needed before accuracy is judged.")
     significance: float = Field(0.05, gt=0, le=1, description=(
-        "A classifier is rolled back for accuracy only if a sign test on the parts where just one "
-        "version was wrong says the difference is real at this level (1 turns the test off)."))
+        "A classifier is rolled back for cost only if a paired bootstrap of the per-part cost "
+        "difference says the rise is real at this level (1 turns the test off)."))
     latency_factor: float = Field(2.0, gt=1, description=(
         "Roll back when the new version's p99 inference time exceeds the previous one's by this factor."))
     latency_floor_ms: float = Field(5.0, ge=0, description=(

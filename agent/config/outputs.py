@@ -25,9 +25,20 @@ class OpcUaWritebackConfig(Strict):
     nodes: dict[str, str] = Field(description="Output name ('label', 'score') -> node id.")
 
 
+class SparkplugOutputConfig(Strict):
+    broker: MqttBroker = Field(description="Broker the SCADA host reads.")
+    group: str = Field(pattern=r"^[^/+#]+$", description="Sparkplug group id of this edge node.")
+    edge_node: str | None = Field(None, pattern=r"^[^/+#]+$", description=(
+        "Edge node id; default: the gateway_id."))
+    min_interval_s: float = Field(0.0, ge=0, description=(
+        "Publish at most one NDATA per model this often (0: one per inference batch)."))
+
+
 class OutputsConfig(Strict):
     mqtt: MqttOutputConfig | None = Field(None, description="Publish predictions over MQTT.")
     opcua_writeback: OpcUaWritebackConfig | None = Field(None, description="Write to the PLC.")
+    sparkplug: SparkplugOutputConfig | None = Field(None, description=(
+        "Publish predictions and model health as a Sparkplug B edge node (NBIRTH/NDATA/NDEATH)."))
 
 
 class MqttLabelsConfig(Strict):

@@ -8,10 +8,15 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from agent.config.common import BackoffConfig, Secret, Strict
+from agent.config.limits import InputLimits
 from agent.config.model import FeaturesConfig, ModelConfig
 from agent.config.outputs import LabelsConfig, MonitoringConfig, OutputsConfig
 from agent.config.overlay import DEFAULT_PINS
-from agent.config.sources import OpcUaSourceConfig, SourceConfig
+from agent.config.sources import SourceConfig
+
+# the same pattern the hub enforces for `edge-hub gateways add`: no path separators, no "..",
+# no "group:" prefix, nothing a log line or a file name could be confused by
+GATEWAY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class HubConfig(Strict):
@@ -60,11 +65,14 @@ class RemoteConfigPolicy(Strict):
 
 
 class AgentConfig(Strict):
-    gateway_id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="This gateway's id.")
+    gateway_id: str = Field(pattern=GATEWAY_ID_PATTERN, description=(
+        "This gateway's id: letters, digits, '.', '_' and '-', starting with a letter or digit, "
+        "at most 64 characters."))
     state_dir: Path = Field(Path("/var/lib/edge-agent"), description="Writable state directory.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     log_json: bool = Field(False, description="Log JSON lines instead of plain text.")
-    reading_queue: int = Field(100_000, ge=100, description="Readings buffered before dropping.")
+    reading_queue: int = Field(100_000, ge=100, le=10_000_000,
+                               description="Readings buffered before dropping.")
     sources: list[SourceConfig] = Field(min_length=1, description="Protocol sources.")
     features: FeaturesConfig = Field(default_factory=FeaturesConfig, description="Sampling.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Model and runtime.")
@@ -83,6 +91,8 @@ class AgentConfig(Strict):
         "(e.g. sources, outputs.mqtt.broker). gateway_id and state_dir are always local."))
     remote_config: RemoteConfigPolicy = Field(default_factory=RemoteConfigPolicy,
                                               description="Config overlays from the hub.")
+    limits: InputLimits = Field(default_factory=InputLimits, description=(
+        "Limits on input from outside (payloads, bundles, readings); see docs/hostile-input.md."))
 
     @model_validator(mode="after")
     def _cross_checks(self) -> AgentConfig:
@@ -100,10 +110,4 @@ class AgentConfig(Strict):
         return self.outbox.path or self.state_dir / "outbox.db"
 
     def tag_names(self) -> list[str]:
-        tags: list[str] = []
-        for src in self.sources:
-            if isinstance(src, OpcUaSourceConfig):
-                tags += [n.tag for n in src.nodes]
-            else:
-                tags += [t.tag for topic in src.topics for t in topic.tags]
-        return tags
+        return [tag for src in self.sources for tag in src.max_ages()]

@@ -14,18 +14,38 @@ class OpcUaSecurity(Strict):
     mode: Literal["None", "Sign", "SignAndEncrypt"] = Field(
         "None", description="OPC UA message security mode."
     )
-    policy: Literal["Basic256Sha256"] = Field(
+    policy: Literal["Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = Field(
         "Basic256Sha256", description="Security policy used when mode is not None."
     )
-    certificate: Path | None = Field(None, description="Client application certificate (DER/PEM).")
+    certificate: Path | None = Field(None, description=(
+        "Client application certificate (DER/PEM); `edge-agent opcua certs create` makes it."))
     private_key: Path | None = Field(None, description="Private key of the client certificate.")
-    server_certificate: Path | None = Field(None, description="Pinned server certificate.")
+    server_certificate: Path | None = Field(None, description=(
+        "Pinned server certificate: the session is refused unless the server presents exactly it."))
+    trust_dir: Path | None = Field(None, description=(
+        "Directory of trusted server certificates or the CAs that sign them (.der/.pem): the "
+        "server's certificate must be in it or issued by one in it."))
+    host_names: list[str] = Field(default_factory=list, description=(
+        "Host names and IP addresses put into the client certificate as SANs by `opcua certs "
+        "create` (default: this machine's host name)."))
+    validity_days: int = Field(730, ge=1, le=7300, description="Validity of a created certificate.")
+    key_size: Literal[2048, 3072, 4096] = Field(2048, description="RSA key size of a created key.")
 
     @model_validator(mode="after")
     def _keys_when_secure(self) -> OpcUaSecurity:
         if self.mode != "None" and (self.certificate is None or self.private_key is None):
             raise ValueError(f"mode {self.mode} needs both 'certificate' and 'private_key' files")
+        if self.server_certificate is not None and self.trust_dir is not None:
+            raise ValueError("give either 'server_certificate' (a pin) or 'trust_dir', not both")
         return self
+
+
+class MonitoredQueue(Strict):
+    size: int = Field(100, ge=1, le=100_000, description=(
+        "Queue size of the monitored items of event tags (trigger, sample id, QC verdicts): every "
+        "change between two publishes is delivered, not only the newest."))
+    discard_oldest: bool = Field(True, description=(
+        "When the queue overflows, drop the oldest change (True) or the newest (False)."))
 
 
 _NODE_ID = r"^(ns=\d+;)?(i=\d+|s=.+|g=[0-9a-fA-F-]{36}|b=.+)$"
@@ -38,6 +58,14 @@ class OpcUaNode(Strict):
         description="OPC UA node id, numeric or string form: 'ns=2;i=1001' or 'ns=3;s=\"DB1\".\"T\"'.",
     )
     max_age_s: float | None = Field(None, gt=0, description="Staleness limit for this tag.")
+    queue_size: int | None = Field(None, ge=1, le=100_000, description=(
+        "Monitored-item queue of this node; default: `event_queue.size` for the trigger, "
+        "sample-id and label tags, the server's default (1: newest value only) for the others."))
+
+
+def _opcua_reconnect() -> BackoffConfig:
+    # capped at 5 s: with 60 s a PLC restart left the agent waiting 10-18 s after the server came back
+    return BackoffConfig(initial_s=0.5, max_s=5.0)
 
 
 class OpcUaSourceConfig(Strict):
@@ -45,6 +73,12 @@ class OpcUaSourceConfig(Strict):
     name: str = Field(min_length=1, description="Unique source name.")
     endpoint: str = Field(pattern=r"^opc\.tcp://", description="Server URL, opc.tcp://host:port/path.")
     security: OpcUaSecurity = Field(default_factory=OpcUaSecurity, description="Message security.")
+    application_uri: str | None = Field(None, min_length=1, description=(
+        "This client's ApplicationUri, sent in CreateSession and written into the certificate as a "
+        "URI SAN (they must match or the server answers BadCertificateUriInvalid); default "
+        "urn:factory-edge-agent:<gateway_id>."))
+    product_uri: str = Field("urn:factory-edge-agent", min_length=1,
+                             description="This client's ProductUri.")
     username: str | None = Field(None, description="User name for user/password identity.")
     password: Secret | None = Field(None, description="Password, or {file: PATH}.")
     publishing_interval_ms: float = Field(500, gt=0, description="Subscription publishing interval.")
@@ -54,8 +88,22 @@ class OpcUaSourceConfig(Strict):
     )
     timeout_s: float = Field(5.0, gt=0, description="Timeout of each request to the server.")
     watchdog_s: float = Field(5.0, gt=0, description="Connection check period.")
-    reconnect: BackoffConfig = Field(default_factory=BackoffConfig, description="Retry delays.")
+    reconnect: BackoffConfig = Field(default_factory=_opcua_reconnect, description=(
+        "Delays between session attempts while the server answers but refuses or fails."))
+    probe_interval_s: float = Field(1.0, ge=0.2, le=60, description=(
+        "While the server's port is closed, a TCP probe this often (not a session attempt): "
+        "data flows again about a second after the PLC is back, without hammering it."))
+    event_queue: MonitoredQueue = Field(default_factory=MonitoredQueue, description=(
+        "Monitored-item queue of the trigger, sample-id and label tags."))
     nodes: list[OpcUaNode] = Field(min_length=1, description="Nodes to subscribe to.")
+
+    def max_ages(self) -> dict[str, float | None]:
+        """Tag name -> its own staleness limit (None: the features default)."""
+        return {n.tag: n.max_age_s for n in self.nodes}
+
+    def uri_for(self, gateway_id: str) -> str:
+        """The ApplicationUri this source sends (and its certificate must hold)."""
+        return self.application_uri or f"urn:factory-edge-agent:{gateway_id}"
 
 
 class MqttBroker(Strict):
@@ -105,5 +153,61 @@ class MqttSourceConfig(Strict):
     qos: Literal[0, 1, 2] = Field(1, description="Subscription QoS.")
     topics: list[MqttTopic] = Field(min_length=1, description="Topic filters and their tags.")
 
+    def max_ages(self) -> dict[str, float | None]:
+        """Tag name (templates as written) -> its own staleness limit."""
+        return {t.tag: t.max_age_s for topic in self.topics for t in topic.tags}
 
-SourceConfig = Annotated[OpcUaSourceConfig | MqttSourceConfig, Field(discriminator="type")]
+
+_SPB_ID = r"^[^/+#]+$"  # a Sparkplug id is one topic level
+
+
+class SparkplugMetric(Strict):
+    tag: str = Field(min_length=1, description="Tag name used by features and the model bundle.")
+    edge_node: str = Field(pattern=_SPB_ID, description="Edge node id that publishes the metric.")
+    device: str | None = Field(None, pattern=_SPB_ID, description=(
+        "Device id (DBIRTH/DDATA); empty for a metric of the edge node itself (NBIRTH/NDATA)."))
+    metric: str = Field(min_length=1, description="Metric name as the BIRTH declares it ('Press/Temp').")
+    max_age_s: float | None = Field(None, gt=0, description="Staleness limit for this tag.")
+
+
+class SparkplugSourceConfig(Strict):
+    type: Literal["sparkplug"] = Field(description="Source plug-in: Sparkplug B host (protobuf over MQTT).")
+    name: str = Field(min_length=1, description="Unique source name.")
+    broker: MqttBroker = Field(description="Broker the edge nodes publish to.")
+    group: str = Field(pattern=_SPB_ID, description="Sparkplug group id (spBv1.0/<group>/...).")
+    edge_nodes: list[str] = Field(default_factory=list, description=(
+        "Edge node ids to read; empty: every edge node of the group."))
+    devices: list[str] = Field(default_factory=list, description=(
+        "Device ids whose metrics become readings; empty: every device (node metrics always)."))
+    metrics: list[SparkplugMetric] = Field(default_factory=list, description=(
+        "Metrics with tag names of their own; empty: every metric, named by the templates."))
+    node_tag: str = Field("{edge_node}.{metric}", description=(
+        "Tag name of a node metric when `metrics` is empty: {edge_node}, {metric}."))
+    device_tag: str = Field("{edge_node}.{device}.{metric}", description=(
+        "Tag name of a device metric when `metrics` is empty: {edge_node}, {device}, {metric}."))
+    qos: Literal[0, 1] = Field(0, description="Subscription QoS (Sparkplug publishes data at QoS 0).")
+    rebirth_interval_s: float = Field(5.0, gt=0, description=(
+        "At most one rebirth request (NCMD Node Control/Rebirth) per edge node this often."))
+    host_id: str | None = Field(None, pattern=_SPB_ID, description=(
+        "Announce the agent as this Sparkplug host application (retained spBv1.0/STATE/<id>, "
+        "online/offline by will), for edge nodes that publish only while their primary host "
+        "is online; empty: a silent host."))
+
+    @model_validator(mode="after")
+    def _filters(self) -> SparkplugSourceConfig:
+        for ids, what in ((self.edge_nodes, "edge_nodes"), (self.devices, "devices")):
+            bad = [i for i in ids if not i or any(c in i for c in "/+#")]
+            if bad:
+                raise ValueError(f"{what}: {bad[0]!r} is not a Sparkplug id (one topic level)")
+        for m in self.metrics:
+            if self.edge_nodes and m.edge_node not in self.edge_nodes:
+                raise ValueError(f"metric {m.tag}: edge node {m.edge_node!r} is not in edge_nodes")
+        return self
+
+    def max_ages(self) -> dict[str, float | None]:
+        """The tags named in `metrics` (templated names are known only after the births)."""
+        return {m.tag: m.max_age_s for m in self.metrics}
+
+
+SourceConfig = Annotated[OpcUaSourceConfig | MqttSourceConfig | SparkplugSourceConfig,
+                         Field(discriminator="type")]

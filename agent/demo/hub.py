@@ -17,21 +17,31 @@ def _say(text: str) -> None:
 
 
 CANARY_AT = 0.08  # share of the run after which version 1.1.0 goes out as a canary
-# how the hub keeps the model working in the demo: retrain when labelled accuracy stays below
-# 0.8 (2 s = 20 parts at demo speed), on what the line did since then (lookback: the rolling
-# accuracy lags the change by some 30 parts), roll out as a canary
-POLICY = {"accuracy_below": 0.8, "sustain_s": 2.0, "lookback_s": 4.0, "min_rows": 150,
-          "max_rows": 2000, "holdout_share": 0.25, "min_interval_s": 3600.0, "strategy": "canary",
-          "canary_size": 1, "watch_s": 8.0, "margin": 0.05, "trainer": "gbt"}
+
+
+def demo_policy(speed: float, cycle_s: float = 30.0) -> dict[str, Any]:
+    """How the hub keeps the model working in the demo, in parts of the line (turned into the
+    policy's wall seconds at this speed). Retrain when the gateway's rolling balanced accuracy
+    stays below 0.8 for 20 parts, on what the line did since then (a lookback of 60 parts: the
+    rolling figure lags the change), once training and holdout hold at least 20 NOK and 20 OK
+    parts each (the product's default min_per_class); the holdout is the newest 40% (enough NOK
+    parts to judge on at about 15% NOK); roll out as a canary. The costs are the defaults."""
+    part_s = cycle_s / speed
+    return {"balanced_accuracy_below": 0.8, "sustain_s": 20 * part_s, "lookback_s": 60 * part_s,
+            "min_rows": 150, "max_rows": 2000, "holdout_share": 0.4, "min_per_class": 20,
+            "min_interval_s": 3600.0, "strategy": "canary", "canary_size": 1, "watch_s": 80 * part_s,
+            "margin": 0.05, "min_class_recall": 0.5, "trainer": "auto"}
+
+
 GROUP = "press-shop"
 
 
-async def start_hub(out: Path, cfg: dict[str, Any], pub: Path, first: Path) -> Any:
+async def start_hub(out: Path, cfg: dict[str, Any], pub: Path, first: Path, speed: float = 300.0) -> Any:
     """An embedded hub (SQLite, loopback): it trusts the demo's signing key, gets version 1.0.0
     published over its admin API and deploys it; the agent syncs it from there."""
     try:
-        from hub.db import add_admin_token, add_gateway, open_db
         from hub.server import HubServer
+        from hub.storage import add_admin_token, add_gateway, open_db
     except ImportError:
         _say("[demo] hub extra not installed (pip install 'factory-edge-agent[hub]'): no hub")
         return None
@@ -45,7 +55,7 @@ async def start_hub(out: Path, cfg: dict[str, Any], pub: Path, first: Path) -> A
 
     hub_pub = hub_key(hub_dir / "data").with_suffix(".pub")  # the hub signs what it retrains
     cfg["model"]["trusted_keys"].append(str(hub_pub))
-    set_policy(engine, "moulding-nok", POLICY)
+    set_policy(engine, "moulding-nok", demo_policy(speed))
     cfg["hub"] = {"url": "", "token": add_gateway(engine, cfg["gateway_id"], group=GROUP),
                   "upload_interval_s": 0.5, "poll_interval_s": 1.0, "report_interval_s": 1.0}
     hub = HubServer(engine, hub_dir / "data", evaluate_interval_s=0.5)
@@ -110,17 +120,36 @@ async def drained(agent: Agent, within: float) -> None:
         await asyncio.sleep(0.2)
 
 
+def _short(text: str, limit: int = 240) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def version_holdout(hub: Any, version: str | None) -> dict[str, Any] | None:
+    """The holdout figures the bundle builder wrote into a version's manifest (its card shows
+    the same)."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from hub.storage import ModelVersion
+
+    if version is None:
+        return None
+    with Session(hub.engine) as s:
+        manifest = s.scalars(select(ModelVersion.manifest).where(ModelVersion.version == version)).first()
+    return ((manifest or {}).get("metrics") or {}).get("holdout")
+
+
 def hub_figures(hub: Any, agent: Agent) -> dict[str, Any]:
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
 
-    from hub.db import HistoryEntry, Telemetry
+    from hub.storage import HistoryEntry, Telemetry
 
     with Session(hub.engine) as s:
         rows = s.scalar(select(func.count()).select_from(Telemetry)) or 0
         items = s.scalar(select(func.sum(Telemetry.items))) or 0
         history = [f"{h.version} {h.event}{' on ' + h.gateway_id if h.gateway_id else ''}"
-                   f"{': ' + h.detail if h.detail and h.event != 'published' else ''}"
+                   f"{': ' + _short(h.detail) if h.detail and h.event != 'published' else ''}"
                    for h in s.scalars(select(HistoryEntry).order_by(HistoryEntry.id))]
     stats = agent.outbox_stats
     return {"records_written_by_agent": agent.records_written, "records_at_hub": rows,

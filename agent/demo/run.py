@@ -12,24 +12,32 @@ import logging
 import shutil
 import sys
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from agent.demo.hub import CANARY_AT, drained, hub_figures, model_cards, roll_out_canary, start_hub
+from agent.demo.hub import (
+    CANARY_AT,
+    drained,
+    hub_figures,
+    model_cards,
+    roll_out_canary,
+    start_hub,
+    version_holdout,
+)
+from agent.demo.report import write_report
+from agent.demo.scoreboard import COSTS, Scoreboard, headline
 from agent.demo.sim.broker import any_broker, free_port
 from agent.demo.sim.line import SimOptions, SimulatedLine, node_id
 from agent.demo.sim.process import COUNTER_TAG, PROCESS_TAGS, DriftStep, history
-from agent.demo.story import Story, story_figures, write_report
-from agent.inference.batches import PredictionBatch, SampleBatch
+from agent.demo.story import Story, loop_figures
+from agent.demo.summary import CYCLE_S, attribute, counts, drift_story, print_summary
 from agent.models.builder import build_bundle
 from agent.models.bundle import generate_keypair
-from agent.models.training import train_onnx, write_csv
+from agent.models.training import class_weights, train_onnx, write_csv
 from agent.monitor.calibrate import Budget
-from agent.monitor.incidents import IncidentEvent
-from agent.monitor.watch import write_request
+from agent.monitor.watch import ModelWatch, write_request
 from agent.service.agent import Agent
 from agent.service.logsetup import setup_logging
 from agent.types import Label
@@ -37,8 +45,7 @@ from agent.types import Label
 log = logging.getLogger(__name__)
 
 
-CYCLE_S = 30.0  # simulated seconds per part
-RESIN_AT, CONCEPT_AT = 0.30, 0.50  # where in the run the plant changes (share of the parts)
+RESIN_AT, CONCEPT_AT = 0.25, 0.45  # where in the run the plant changes (share of the parts)
 
 
 def prepare_models(out: Path, rows: int = 4000) -> tuple[list[Path], Path]:
@@ -54,15 +61,19 @@ def prepare_models(out: Path, rows: int = 4000) -> tuple[list[Path], Path]:
         data.mkdir(parents=True, exist_ok=True)
         write_csv(data / "train.csv", x[:split], names, y[:split])
         write_csv(data / "holdout.csv", x[split:], names, y[split:])
-        model = train_onnx(x[:split], y[:split], data / "model.onnx", seed=seed)
+        # the plant's costs weigh the training parts, as the hub's trainer does on a retrain
+        model = train_onnx(x[:split], y[:split], data / "model.onnx", kind="auto", seed=seed,
+                           class_weight=class_weights(COSTS.missed, COSTS.false, COSTS.positive))
         bundle_dir = out / "bundles" / f"moulding-nok-{version}"
         build_bundle(model, data / "train.csv", "label", "moulding-nok", version, bundle_dir,
                      holdout_csv=data / "holdout.csv", positive_class="NOK",
                      signing_key=keys / "signing.pem",
-                     lineage={"trainer": "sklearn GradientBoostingClassifier", "parent_version": parent,
+                     lineage={"trainer": "sklearn, cost-weighted (auto: logistic or gradient boosting)",
+                              "parent_version": parent,
                               "reason": "initial" if parent is None else "retrained on newer history"},
                      # one part per 30 s: one false alarm per feature per week is one per 20,160 parts
-                     budget=Budget(sample_rate_hz=1 / CYCLE_S, window=200))
+                     budget=Budget(sample_rate_hz=1 / CYCLE_S, window=200),
+                     cost_missed_nok=COSTS.missed, cost_false_nok=COSTS.false)
         bundles.append(bundle_dir)
     return bundles, keys / "signing.pub"
 
@@ -89,63 +100,6 @@ def agent_config(out: Path, opcua_port: int, ns: int, mqtt_port: int, public_key
     }
 
 
-class Scoreboard:
-    """Joins predictions to QC results by serial, for the on-screen accuracy, and remembers
-    which part each monitor sample was, to place alarms relative to the drift onsets."""
-
-    def __init__(self) -> None:
-        self.predicted: dict[str, str] = {}
-        self.hits: deque[bool] = deque(maxlen=200)
-        self.by_part: dict[int, bool] = {}
-        self.sample_parts: list[int] = []
-        self.joined = 0
-        # each activation's monitor counts its samples from 0: where the current count starts
-        self.offsets: dict[str, int] = {}
-        self._last_version: str | None = None
-        # id(event) -> (part, part where the change behind it is estimated to start)
-        self.event_parts: dict[int, tuple[int, int | None]] = {}
-
-    def part_of(self, version: str, index: int) -> int:
-        i = self.offsets.get(version, 0) + index
-        return self.sample_parts[i] if 0 <= i < len(self.sample_parts) else -1
-
-    def on_event(self, event: IncidentEvent) -> None:
-        start = event.start_index
-        self.event_parts[id(event)] = (self.part_of(event.model_version, event.index),
-                                       None if start is None else self.part_of(event.model_version, start))
-
-    def part_of_event(self, event: IncidentEvent) -> int:
-        return self.event_parts.get(id(event), (-1, None))[0]
-
-    def start_part_of_event(self, event: IncidentEvent) -> int | None:
-        return self.event_parts.get(id(event), (-1, None))[1]
-
-    def on_predictions(self, samples: SampleBatch, batch: PredictionBatch) -> None:
-        if batch.model_version != self._last_version:  # a new activation starts counting at 0
-            self.offsets[batch.model_version] = len(self.sample_parts)
-            self._last_version = batch.model_version
-        for i, sample_id in enumerate(batch.sample_ids):
-            self.predicted[sample_id] = str(batch.outputs(i).get("label"))
-            self.sample_parts.append(int(sample_id) if sample_id.isdigit() else -1)
-
-    def on_label(self, label: Label) -> None:
-        guess = self.predicted.pop(label.sample_id, None)
-        if guess is not None:
-            self.joined += 1
-            hit = guess == str(label.value)
-            self.hits.append(hit)
-            if label.sample_id.isdigit():
-                self.by_part[int(label.sample_id)] = hit
-
-    def accuracy_between(self, first: int, last: int) -> float | None:
-        hits = [h for part, h in self.by_part.items() if first <= part < last]
-        return round(sum(hits) / len(hits), 4) if hits else None
-
-    @property
-    def accuracy(self) -> float | None:
-        return sum(self.hits) / len(self.hits) if self.hits else None
-
-
 def run_demo(duration: float, out: Path, speed: float = 300.0) -> int:
     setup_logging("WARNING")
     logging.getLogger("agent.service.agent").setLevel(logging.ERROR)  # the demo prints alarms its own way
@@ -170,7 +124,7 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                  f"/sim, {speed:g}x real time, about {parts} parts; new resin from part "
                  f"{onsets['resin']}, changed relation from part {onsets['concept']}")
             cfg_dict = agent_config(out, options.opcua_port, line.ns, broker.port, pub)
-            hub = await start_hub(out, cfg_dict, pub, bundles[0])
+            hub = await start_hub(out, cfg_dict, pub, bundles[0], speed)
             (out / "agent.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
             agent = Agent.from_raw(cfg_dict)
             board = Scoreboard()
@@ -218,10 +172,9 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                                                agent.model.version if agent.model else None)
                         if note:
                             _say(f"[demo]   {note}")
+                    story.clock.append((time.time(), line.parts))
                     if agent.watch is not None:
-                        m = agent.watch.monitor.metrics()
-                        scores = [*m["psi"].values(), m["prediction_psi"]]
-                        story.drift_points.append((line.parts, max(scores)))
+                        story.drift_points.append((line.parts, drift_score(agent.watch)))
                     if time.monotonic() >= next_progress or time.monotonic() >= end:
                         _progress(agent, board, line, end)
                         next_progress += 5.0
@@ -232,31 +185,18 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                     await agent._flush()
                     await drained(agent, 15.0)
                 stop.set()
-            summary = _summary(agent, board, line, broker.kind, time.monotonic() - t0)
-            summary.update(_drift_story(agent, board, onsets))
+            summary = counts(agent, board, line, broker.kind, time.monotonic() - t0)
+            summary.update(drift_story(agent, board, onsets))
             if hub is not None:
                 summary.update(hub_figures(hub, agent))
+                story.watch_hub(hub.engine, line.parts, time.monotonic(), None)
                 await asyncio.to_thread(hub.stop)
-                figures = story_figures(story, board, onsets, summary)
-                summary["loop"] = figures
+                summary["loop"] = loop = loop_figures(story, board, onsets, line.results, summary)
+                loop["new_version_holdout"] = headline(version_holdout(hub, story.retrain_version))
                 model_cards(hub, out)
-                write_report(out, story, board, onsets, figures, summary)
+                write_report(out, story, board, onsets, loop, summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    _say("\n[demo] summary")
-    for key, value in summary.items():
-        if key == "alarm_timeline":
-            _say(f"  {key:38} {len(value)} notifications (see summary.json)")
-        elif key == "loop":
-            for k, v in value.items():
-                _say(f"  {k:38} {v}")
-        elif key == "version_history":
-            _say(f"  {key:38} " + f"\n  {'':38} ".join(value))
-        elif isinstance(value, dict) and key.startswith("first_"):
-            _say(f"  {key:38} part {value['part']} ({value['parts_after_onset']} parts, "
-                 f"{value['sim_minutes_after_onset']} min after onset): {value['kind']}/"
-                 f"{value['detector']}{' [' + value['feature'] + ']' if value['feature'] else ''}")
-        else:
-            _say(f"  {key:38} {value}")
+    print_summary(summary, _say)
     _say(f"[demo] written to {out}/summary.json, {out}/report.html, {out}/accuracy.png; "
          f"agent config in {out}/agent.yaml")
     return 0 if summary["predictions"] > 0 and not summary["errors"] else 1
@@ -274,70 +214,6 @@ def _show_versions(agent: Agent, shown: str) -> str:
         else:
             _say(f"[demo]   model {lc.active.version} active")
     return state
-
-
-START_TOLERANCE_PARTS = 10  # a CUSUM's change point may fall a few parts before the onset
-
-
-def attribute(start_part: int | None, onsets: dict[str, int]) -> str:
-    """The change an alarm answers to: the latest one whose onset precedes the estimated start of
-    the change behind it (within START_TOLERANCE_PARTS), never the part at which it fired."""
-    if start_part is None or start_part < 0:
-        return "unknown"
-    before = [(part, name) for name, part in onsets.items()
-              if part <= start_part + START_TOLERANCE_PARTS]
-    return max(before)[1] if before else "before drift"
-
-
-def _drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dict[str, Any]:
-    """Incidents and their notifications, each assigned to the change whose onset precedes the
-    estimated start of the change behind it."""
-    timeline = []
-    for e in agent.events:
-        if not e.notify:
-            continue  # state changes and held-back notifications are in summary.json's counts
-        part = board.part_of_event(e)
-        start = board.start_part_of_event(e)
-        change = attribute(start, onsets)
-        onset = onsets.get(change)
-        timeline.append({
-            "part": part, "level": e.level, "action": e.action, "incident": e.incident_id,
-            "kind": e.kind, "detector": e.detector, "feature": e.feature, "features": e.features,
-            "phase": change, "estimated_start_part": start,
-            "parts_after_onset": part - onset if onset is not None else None,
-            "sim_minutes_after_onset": round((part - onset) * CYCLE_S / 60, 1) if onset is not None else None,
-            "reason": e.reason,
-        })
-
-    def first(level: str, phase: str, kind: str | None = None) -> dict[str, Any] | None:
-        """The first notification at ``level`` or above (an incident may go straight to alarm)."""
-        rank = {"warning": 1, "alarm": 2}
-        return next((t for t in timeline if rank[t["level"]] >= rank[level] and t["phase"] == phase
-                     and (kind is None or t["kind"] == kind)), None)
-
-    incidents = {e.incident_id for e in agent.events}
-    last = max(board.by_part, default=0) + 1
-    return {
-        "drift_onsets_part": onsets,
-        "first_warning_after_resin": first("warning", "resin"),
-        "first_alarm_after_resin": first("alarm", "resin"),
-        "first_warning_after_concept": first("warning", "concept"),
-        "first_alarm_after_concept": first("alarm", "concept"),
-        # a changed relation leaves the inputs alone: the labels are what can see it
-        "first_performance_alarm_after_concept": first("alarm", "concept", "performance"),
-        "false_alarms_before_drift": sum(1 for t in timeline if t["phase"] == "before drift"
-                                         and t["level"] == "alarm"),
-        "incidents": len(incidents),
-        "notifications": len(timeline),
-        "notifications_per_change": {c: sum(1 for t in timeline if t["phase"] == c)
-                                     for c in ("before drift", *onsets, "unknown")},
-        "notifications_held_back": sum(1 for e in agent.events if e.suppressed == "flood"),
-        "incidents_acknowledged": sum(1 for e in agent.events if e.action == "acknowledged"),
-        "accuracy_before_drift": board.accuracy_between(0, onsets["resin"]),
-        "accuracy_after_resin": board.accuracy_between(onsets["resin"], onsets["concept"]),
-        "accuracy_after_concept_change": board.accuracy_between(onsets["concept"], last),
-        "alarm_timeline": timeline,
-    }
 
 
 ACK_AFTER_PARTS = 30  # the shift lead acknowledges an alarm after about 15 minutes
@@ -359,6 +235,7 @@ def _shift_lead(agent: Agent) -> None:
 
 
 def _show_events(agent: Agent, board: Scoreboard, shown: int) -> int:
+    """Notifications only: one when an incident is raised, one when it escalates."""
     for e in agent.events[shown:]:
         if not e.notify:
             continue
@@ -379,34 +256,17 @@ def _progress(agent: Agent, board: Scoreboard, line: SimulatedLine, end: float) 
          f"{agent.watch.incidents.worst().upper() if agent.watch else '-'}")
 
 
-def _summary(agent: Agent, board: Scoreboard, line: SimulatedLine, broker: str,
-             wall: float) -> dict[str, Any]:
-    stats = agent.outbox_stats
-    readings = sum(s.status.readings for s in agent.sources)
-    errors = {
-        "inference_errors": agent.inference_errors,
-        "dropped_readings": agent.dropped_readings,
-        "component_restarts": sum(h.restarts for h in agent.health.values()),
-    }
-    return {
-        "broker": broker,
-        "wall_seconds": round(wall, 1),
-        "parts_made": line.parts,
-        "readings": readings,
-        "samples": agent.builder.samples if agent.builder else 0,
-        "invalid_samples": agent.builder.invalid_total if agent.builder else 0,
-        "predictions": agent.predictions,
-        "published": agent.publisher.published if agent.publisher else 0,
-        "labels_received": agent.labels_received,
-        "labels_joined": board.joined,
-        "rolling_accuracy": None if board.accuracy is None else round(board.accuracy, 4),
-        "outbox_records": stats.depth if stats else 0,
-        "outbox_items": stats.items if stats else 0,
-        "outbox_bytes": stats.bytes if stats else 0,
-        "evicted": stats.evicted_items if stats else 0,
-        "model": agent.model.bundle.label if agent.model else None,
-        "errors": {k: v for k, v in errors.items() if v},
-    }
+def drift_score(watch: ModelWatch) -> float:
+    """The largest score of the PSI and CUSUM detectors as a share of its alarm level: 1 is
+    where an alarm fires, whichever detector it is."""
+    mon = watch.monitor
+    ratios = [0.0]
+    psi_alarm, h = getattr(mon, "psi_alarm", None), getattr(getattr(mon, "cusum", None), "h", None)
+    if psi_alarm is not None:
+        ratios.append(float((mon.psi.last / psi_alarm).max()))
+    if h is not None:
+        ratios.append(float((mon.cusum.score / h).max()))
+    return round(max(ratios), 4)
 
 
 def _say(text: str) -> None:

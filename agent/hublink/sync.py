@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -43,7 +44,7 @@ class HubSync:
         self.lifecycle = lifecycle
         self.extra_report = extra_report
         self.on_config = on_config
-        self.status = SourceStatus("hub-sync", "hub")
+        self.status = SourceStatus("hub-sync", "hub", role="hub")
         self._transport = transport
         self.etag: str | None = None
         self.desired: dict[str, Any] | None = None
@@ -171,6 +172,12 @@ class HubSync:
 
     async def _download(self, client: httpx.AsyncClient, ref: dict[str, Any]) -> Any:
         sha, size, want = ref["sha256"], ref.get("size"), ref.get("archive_sha256")
+        cap = self.lifecycle.store.limits.bundle_max_bytes
+        if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+            raise BundleError(f"the hub named a bundle {str(sha)[:80]!r}, not a sha256")
+        if size is not None and not (isinstance(size, int) and 0 <= size <= cap):
+            raise BundleError(f"the hub declares a bundle of {str(size)[:30]} bytes; "
+                              f"limits.bundle_max_bytes is {cap}")
         part = self.lifecycle.store.staging / f"{sha}.part"
         have = part.stat().st_size if part.exists() else 0
         if size is not None and have > size:
@@ -185,8 +192,15 @@ class HubSync:
                     raise DownloadError(f"bundle download answered {r.status_code}")
                 else:
                     mode = "ab" if r.status_code == 206 else "wb"
+                    written = have if mode == "ab" else 0
                     with part.open(mode) as fh:
                         async for chunk in r.aiter_bytes(CHUNK):
+                            written += len(chunk)
+                            if written > (size if size is not None else cap):
+                                fh.close()
+                                part.unlink(missing_ok=True)
+                                raise BundleError(f"the hub sent more than the {size or cap} bytes "
+                                                  "it declared (limits.bundle_max_bytes); refused")
                             fh.write(chunk)
         got = part.stat().st_size if part.exists() else 0
         if size is not None and got < size:
@@ -214,8 +228,7 @@ class HubSync:
     def _ok(self) -> None:
         if not self.status.connected:
             log.info("hub reachable at %s", self.config.url)
-        self.status.connected = True
-        self.status.last_error = None
+        self.status.mark_connected()
         self.last_success = time.time()
 
     def _failed(self, why: str) -> None:

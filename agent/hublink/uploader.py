@@ -34,7 +34,7 @@ class Uploader:
         self.config = config
         self.gateway_id = gateway_id
         self.outbox = outbox
-        self.status = SourceStatus("hub-upload", "hub")
+        self.status = SourceStatus("hub-upload", "hub", role="hub")
         self._transport = transport
         self.uploaded_records = 0
         self.uploaded_batches = 0
@@ -60,8 +60,7 @@ class Uploader:
                     await self.outbox.ack([r.seq for r in records])
                     self.uploaded_records += len(records)
                     self.uploaded_batches += 1
-                    self.status.connected = True
-                    self.status.last_error = None
+                    self.status.mark_connected()
                     backoff.reset()
                     continue  # drain the backlog as fast as the hub takes it
                 self._failed(f"hub answered {response.status_code}: {response.text[:200]}")

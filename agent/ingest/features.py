@@ -43,6 +43,7 @@ class FeatureBuilder:
         self._value = np.full(n, np.nan)
         self._seen = np.full(n, -np.inf)  # receive time of the latest reading
         self._good = np.zeros(n, dtype=bool)
+        self._stale_q = np.zeros(n, dtype=bool)  # the source says stale (Sparkplug death, Uncertain)
         # per tag, which source delivered it; per source, when it last confirmed liveness
         self._src_of = np.zeros(n, dtype=np.int64)  # 0 = the 'unknown source' slot
         self._src_ids: dict[str, int] = {}
@@ -58,6 +59,9 @@ class FeatureBuilder:
         self._counter = 0
         self.samples = 0
         self.invalid: Counter[str] = Counter()
+        # parts the trigger counter skipped (it jumped by more than one): never seen, never scored
+        self.parts_missed = 0
+        self.counter_gaps = 0
 
     def update(self, r: Reading) -> None:
         i = self._index.get(r.tag)
@@ -67,6 +71,7 @@ class FeatureBuilder:
             previous = self._value[i]
             # the first value seen (at start or after a restart) is a state, not a new part
             if not np.isnan(previous) and r.value != previous:
+                self._count_gap(previous, r.value)
                 self._close_open()  # values after this point belong to the new part
                 # the id is read when the trigger fires: PLCs set the serial before the flag
                 assert self._id_index is not None
@@ -75,8 +80,16 @@ class FeatureBuilder:
         self._value[i] = r.value
         self._seen[i] = r.receive_ts
         self._good[i] = r.quality == Quality.GOOD
+        self._stale_q[i] = r.quality == Quality.STALE
         sid = self._src_ids.get(r.source)
         self._src_of[i] = sid if sid is not None else self._source_id(r.source)
+
+    def _count_gap(self, previous: float, value: float) -> None:
+        """A part counter that jumps by more than one lost the parts in between (a reset or a
+        wrap to a smaller value is a new count, not a gap)."""
+        if float(previous).is_integer() and float(value).is_integer() and value - previous > 1:
+            self.parts_missed += int(value - previous - 1)
+            self.counter_gaps += 1
 
     def _source_id(self, source: str) -> int:
         sid = self._src_ids.get(source)
@@ -100,7 +113,9 @@ class FeatureBuilder:
         ts, part_id = self._open
         k = self._k
         seen = np.maximum(self._seen[:k], self._alive[self._src_of[:k]])
-        self._snapshots.append((ts, part_id, self._value[:k].copy(), seen, self._good[:k].copy()))
+        seen[self._stale_q[:k]] = np.nan  # stale by the source's word, whatever its age
+        self._snapshots.append((ts, part_id, self._value[:k].copy(), seen,
+                                self._good[:k] | self._stale_q[:k]))
         self._open = None
 
     def due(self, now: float) -> SampleBatch:
@@ -127,23 +142,26 @@ class FeatureBuilder:
         self._next_tick += ticks * period
         k = self._k
         seen = np.maximum(self._seen[:k], self._alive[self._src_of[:k]])
+        seen[self._stale_q[:k]] = np.nan
         rows = np.broadcast_to(self._value[:k], (ticks, k))
         return self._validate(now, ts, [""] * ticks, rows, np.broadcast_to(seen, (ticks, k)),
-                              np.broadcast_to(self._good[:k], (ticks, k)))
+                              np.broadcast_to(self._good[:k] | self._stale_q[:k], (ticks, k)))
 
     def next_deadline(self) -> float | None:
         return self._next_tick if self.config.mode == "periodic" else None
 
     def _validate(self, now: float, ts: np.ndarray, ids: list[str], values: np.ndarray,
                   seen: np.ndarray, good: np.ndarray) -> SampleBatch:
-        missing = np.isnan(values)
-        stale = (now - seen) > self._max_age
+        said_stale = np.isnan(seen)  # the source marked it stale (a Sparkplug death)
+        stale = ((now - seen) > self._max_age) | said_stale
+        missing = np.isnan(values) & ~said_stale
         broken = missing | stale | ~good
         bad_rows = broken.any(axis=1)
         if bad_rows.any():
             for row in np.flatnonzero(bad_rows):  # only invalid samples pay for a Python loop
                 col = int(np.flatnonzero(broken[row])[0])
-                reason = "missing" if missing[row, col] else ("stale" if stale[row, col] else "bad_quality")
+                reason = ("missing" if missing[row, col] else
+                          "stale" if stale[row, col] else "bad_quality")
                 self.invalid[f"{reason}:{self.inputs[col]}"] += 1
             keep = ~bad_rows
             ts, values = ts[keep], values[keep]

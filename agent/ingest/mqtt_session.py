@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 MessageHandler = Callable[[str, bytes], None]
 
 
-def make_client(broker: MqttBroker, identifier: str, persistent: bool) -> aiomqtt.Client:
+def make_client(broker: MqttBroker, identifier: str, persistent: bool,
+                will: aiomqtt.Will | None = None) -> aiomqtt.Client:
     tls_params = None
     if broker.tls is not None:
         tls_params = aiomqtt.TLSParameters(
@@ -41,6 +42,7 @@ def make_client(broker: MqttBroker, identifier: str, persistent: bool) -> aiomqt
         keepalive=broker.keepalive_s, timeout=10,
         tls_params=tls_params,
         tls_insecure=broker.tls.insecure if broker.tls else None,
+        will=will,
     )
 
 
@@ -51,17 +53,22 @@ async def run_session(
     subscriptions: list[tuple[str, int]],
     on_message: MessageHandler | None = None,
     on_connected: Callable[[aiomqtt.Client], Awaitable[None]] | None = None,
+    will: aiomqtt.Will | None = None,
+    once: bool = False,
+    backoff: Backoff | None = None,
 ) -> None:
-    """Run forever: connect with backoff, subscribe, dispatch. Returns only when cancelled."""
-    backoff = Backoff(broker.reconnect)
+    """Run forever: connect with backoff, subscribe, dispatch. Returns only when cancelled, or
+    with ``once`` after the first connection (or attempt) ended and its retry delay passed (for
+    a caller whose will message changes per connection, as Sparkplug's NDEATH does)."""
+    backoff = backoff or Backoff(broker.reconnect)
     while True:
-        client = make_client(broker, identifier, persistent=bool(subscriptions))
+        client = make_client(broker, identifier, persistent=bool(subscriptions), will=will)
+        status.attempts += 1
         try:
             async with client:
                 for topic, qos in subscriptions:
                     await client.subscribe(topic, qos=qos)
-                status.connected = True
-                status.last_error = None
+                status.mark_connected()
                 backoff.reset()
                 log.info("mqtt %s: connected to %s:%d", status.name, broker.host, broker.port)
                 if on_connected is not None:
@@ -73,13 +80,38 @@ async def run_session(
                             payload = str(payload).encode()
                         on_message(str(message.topic), bytes(payload))
                 else:
-                    await asyncio.Future()  # connected, nothing to read: wait for cancellation
+                    await until_disconnected(client)  # connected, nothing to read
         except aiomqtt.MqttError as exc:
-            status.last_error = f"{type(exc).__name__}: {exc}"
+            status.mark_down(f"{type(exc).__name__}: {exc}", mqtt_reason(exc))
         raise_if_cancelling()
-        status.connected = False
+        status.mark_down()
         delay = backoff.next_delay()
         log.warning("mqtt %s: broker %s:%d unreachable or lost (%s); retry in %.1fs",
                     status.name, broker.host, broker.port, status.last_error, delay)
         await asyncio.sleep(delay)
         status.reconnects += 1
+        if once:
+            return
+
+
+async def until_disconnected(client: aiomqtt.Client) -> None:
+    """Return never; raise MqttError when the broker goes away. aiomqtt tells a lost connection
+    only to its message iterator: a client that only publishes would otherwise not notice it
+    until its next publish."""
+    async for _ in client.messages:
+        pass  # nothing is subscribed; the iterator is how the loss is heard
+    raise aiomqtt.MqttError("disconnected")
+
+
+def mqtt_reason(exc: aiomqtt.MqttError) -> str:
+    """A stable label for a metric: the broker's CONNACK reason, or what happened to the socket."""
+    if isinstance(exc, aiomqtt.MqttCodeError) and not isinstance(exc.rc, int):
+        return str(getattr(exc.rc, "getName", lambda: exc.rc)()).lower().replace(" ", "_")
+    text = str(exc).lower()
+    for needle, reason in (("refused", "connection_refused"), ("timed out", "timeout"),
+                           ("lost", "connection_lost"), ("not authori", "not_authorized"),
+                           ("bad user name or password", "bad_credentials"),
+                           ("certificate", "tls_certificate"), ("ssl", "tls_error")):
+        if needle in text:
+            return reason
+    return "unreachable"

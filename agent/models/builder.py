@@ -14,6 +14,15 @@ from agent.errors import BundleError
 from agent.inference.runtimes import RuntimeOutput, runtime_for_file
 from agent.ingest.csvio import Table, read_table
 from agent.models.bundle import Bundle, load_private_key, sign_bundle, verify_bundle, write_manifest
+from agent.models.scoring import (
+    DEFAULT_COST_FALSE,
+    DEFAULT_COST_MISSED,
+    CostError,
+    CostMatrix,
+    check_costs,
+    regression_scores,
+    scores_from_labels,
+)
 from agent.monitor import holdout
 from agent.monitor.budget import Budget
 from agent.monitor.calibrate import calibrate
@@ -56,29 +65,21 @@ def label_text(value: Any) -> str:
     return str(value)
 
 
-def classifier_metrics(truth: list[str], pred: list[str], positive: str | None) -> dict[str, float]:
-    t, p = np.asarray(truth), np.asarray(pred)
-    metrics = {"accuracy": float(np.mean(t == p)), "n": float(len(t))}
-    if positive is not None:
-        tp = float(np.sum((p == positive) & (t == positive)))
-        fp = float(np.sum((p == positive) & (t != positive)))
-        fn = float(np.sum((p != positive) & (t == positive)))
-        metrics["precision"] = tp / (tp + fp) if tp + fp else 0.0
-        metrics["recall"] = tp / (tp + fn) if tp + fn else 0.0
-        pr = metrics["precision"] + metrics["recall"]
-        metrics["f1"] = 2 * metrics["precision"] * metrics["recall"] / pr if pr else 0.0
-    return metrics
+def classifier_metrics(truth: list[str], pred: list[str], costs: CostMatrix) -> dict[str, Any]:
+    """Holdout figures of a classifier: per class recall/precision with intervals, balanced
+    accuracy, cost per part, accuracy (agent.models.scoring)."""
+    try:
+        return scores_from_labels(truth, pred, costs)
+    except ValueError as exc:
+        raise BundleError(f"--model: its predictions do not match the CSV's classes: {exc}") from None
 
 
-def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    err = pred - truth
-    return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))),
-            "n": float(len(truth))}
+def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    return regression_scores(truth, pred)
 
 
-def _rows(table: Table, features: list[str], rows: np.ndarray | None = None) -> np.ndarray:
-    x = np.column_stack([table.numeric(f) for f in features]).astype(np.float32)
-    return x if rows is None else x[rows]
+def _rows(table: Table, features: list[str]) -> np.ndarray:
+    return np.column_stack([table.numeric(f) for f in features]).astype(np.float32)
 
 
 def build_bundle(
@@ -96,12 +97,19 @@ def build_bundle(
     extra: dict[str, Any] | None = None,
     budget: Budget | None = None,
     categorical: list[str] | None = None,
+    cost_missed_nok: float = DEFAULT_COST_MISSED,
+    cost_false_nok: float = DEFAULT_COST_FALSE,
     notes: list[str] | None = None,
 ) -> Bundle:
     """Build (and sign) a bundle. Every output-dependent reference and the holdout metrics come
     from rows the model never fitted: ``holdout_csv``, or else the newest quarter of
     ``train_csv`` by time (the model must not have been fitted on it; refused when too few).
     What the user should be told is appended to ``notes``."""
+    try:
+        missed, false = check_costs(cost_missed_nok, cost_false_nok, "--cost-missed-nok",
+                                    "--cost-false-nok")
+    except CostError as exc:
+        raise BundleError(str(exc)) from None
     if not model.is_file():
         raise BundleError(f"--model: file not found: {model}")
     table = read_table(train_csv)
@@ -109,43 +117,50 @@ def build_bundle(
     features = inputs or [c for c in table.columns if c not in (label, "timestamp")]
     table.require(features)
     x_table = _rows(table, features)
+    labels = table.text(label)
     runtime = runtime_for_file(model, len(features))
     if holdout_csv is not None:
         eval_table = read_table(holdout_csv)
         eval_table.require([label, *features])
         split = holdout.from_csv(table, eval_table)
-        x_eval, eval_labels = _rows(eval_table, features), eval_table.data[label]
+        x_eval = _rows(eval_table, features)
         x_all = np.concatenate([x_table, x_eval])  # inputs: every row, in time order
     else:
+        eval_table = None
         split = holdout.newest_share(table)
         assert split.held_out is not None
         x_eval = x_table[split.held_out]
-        eval_labels = [table.data[label][i] for i in split.held_out.tolist()]
         x_all = x_table[np.concatenate([split.fitted, split.held_out])]
     if split.note and notes is not None:
         notes.append(split.note)
     out_self = runtime.predict(x_table[:SELF_TEST_ROWS])
     out_eval = runtime.predict(x_eval)
     is_classifier = out_eval.labels is not None or out_eval.scores.shape[1] > 1
-    classes = class_order([*table.data[label], *eval_labels]) if is_classifier else []
+    classes = class_order(labels) if is_classifier else []
     if positive_class is not None and positive_class not in classes:
         raise BundleError(f"--positive-class: '{positive_class}' is not one of {classes}")
     positive = positive_class or (classes[-1] if classes else None)
     kind = "classifier" if is_classifier else "regression"
+    costs = CostMatrix(tuple(classes), positive, missed, false) if is_classifier else None
     errors: np.ndarray | None = None
     outcomes: tuple[np.ndarray, np.ndarray] | None = None
-    if is_classifier:
-        truth = [label_text(v.strip()) for v in eval_labels]
+    if costs is not None:
+        raw = eval_table.text(label) if eval_table is not None else [
+            labels[i] for i in split.held_out.tolist()]  # type: ignore[union-attr]
+        truth = [label_text(v) for v in raw]
+        strange = sorted(set(truth) - set(classes))
+        if strange:
+            raise BundleError(f"--holdout-csv: labels {strange} are not among the training classes {classes}")
         predicted = predicted_labels(out_eval, classes)
-        metrics: dict[str, Any] = classifier_metrics(truth, predicted, positive)
+        metrics: dict[str, Any] = classifier_metrics(truth, predicted, costs)
         errors = (np.asarray(truth) != np.asarray(predicted)).astype(np.float64)
         if len(classes) == 2 and positive is not None and out_eval.scores.shape[1] == 2:
             outcomes = (np.asarray(out_eval.scores[:, classes.index(positive)], dtype=np.float64),
                         np.asarray(truth) == positive)
     else:
-        truth_values = np.array([float(v) for v in eval_labels]) if holdout_csv is None else (
-            eval_table.numeric(label))
-        metrics = regression_metrics(truth_values, out_eval.scores[:, 0])
+        values = eval_table.numeric(label) if eval_table is not None else table.numeric(label)[
+            split.held_out]
+        metrics = regression_metrics(values, out_eval.scores[:, 0])
     metrics["in_sample"] = False
     metrics["rows_from"] = split.record
 
@@ -177,6 +192,7 @@ def build_bundle(
         "profile": profile,
         "monitoring": monitoring,
         "metrics": {"holdout": metrics},
+        **({"costs": costs.to_manifest()} if costs is not None else {}),
         "lineage": {
             "training_data": _data_summary(table, train_csv),
             "trainer": "external", "builder": f"factory-edge-agent {__version__}",

@@ -2,19 +2,28 @@
 
 A bundle is a directory (or a tar of one) holding the model file, ``manifest.json`` and,
 when signed, ``manifest.sig``: a detached Ed25519 signature over the exact manifest bytes.
-The manifest lists the sha256 of every other file, so the signature covers the model too.
+The manifest lists the sha256 of every other file, so the signature covers the model too; a
+file it does not list is refused, so nothing unsigned rides along. Archives are unpacked within
+limits (``limits.bundle_*``): unpacked size, decompression ratio and file count are measured
+while the archive streams, before anything is written, and only regular files are extracted.
 """
 
 from __future__ import annotations
 
 import base64
+import bz2
+import gzip
 import hashlib
+import io
 import json
 import logging
+import lzma
+import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.config.limits import DEFAULT_LIMITS, InputLimitError, InputLimits, loads_json
 from agent.errors import BundleError
 
 log = logging.getLogger(__name__)
@@ -153,42 +163,115 @@ def write_manifest(bundle_dir: Path, manifest: dict[str, Any]) -> None:
     (bundle_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
-def unpack(path: Path, staging: Path) -> Path:
-    """Return a directory holding the bundle: ``path`` itself, or a tar extracted to staging."""
+def unpack(path: Path, staging: Path, limits: InputLimits = DEFAULT_LIMITS) -> Path:
+    """Return a directory holding the bundle: ``path`` itself, or a tar extracted to staging
+    (in a folder named after this process, so a later start knows it is left over)."""
     if path.is_dir():
         return path
     if not path.exists():
         raise BundleError(f"{path}: bundle not found")
-    target = Path(tempfile.mkdtemp(prefix="bundle-", dir=staging))
+    measure_archive(path, limits)
+    target = Path(tempfile.mkdtemp(prefix=f"bundle-{os.getpid()}-", dir=staging))
     try:
         with tarfile.open(path) as tar:
-            tar.extractall(target, filter="data")  # 'data' refuses links and paths outside
-    except (tarfile.TarError, OSError, EOFError) as exc:
+            members = _checked_members(tar, path, limits)
+            tar.extractall(target, members=members, filter="data")  # no links, nothing outside
+    except (tarfile.TarError, OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
         shutil.rmtree(target, ignore_errors=True)
-        raise BundleError(f"{path}: not a readable bundle archive ({exc})") from None
+        why = " ".join(str(exc).split())[:300]  # tarfile lists each method tried on its own line
+        raise BundleError(f"{path}: not a readable bundle archive ({why})") from None
+    except BundleError:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
     entries = [p for p in target.iterdir()]
     if len(entries) == 1 and entries[0].is_dir():  # tar made of the bundle's folder
         return entries[0]
     return target
 
 
+def measure_archive(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> int:
+    """Stream the archive through its decompressor without keeping it: refuse it when it
+    unpacks to more than ``bundle_max_bytes`` or ``bundle_max_ratio`` times its own size.
+    Returns the unpacked size."""
+    packed = path.stat().st_size
+    if packed > limits.bundle_max_bytes:
+        raise BundleError(f"{path}: {packed} bytes, more than limits.bundle_max_bytes "
+                          f"({limits.bundle_max_bytes})")
+    with path.open("rb") as fh:
+        opener = _decompressor(fh.read(6))
+    if opener is None:
+        return packed  # a plain tar: its size is what it unpacks to
+    ceiling = min(limits.bundle_max_bytes, max(packed, 1 << 16) * limits.bundle_max_ratio)
+    total = 0
+    try:
+        with opener(path) as stream:
+            while chunk := stream.read(1 << 20):
+                total += len(chunk)
+                if total > ceiling:
+                    raise BundleError(
+                        f"{path}: unpacks to more than {int(ceiling)} bytes from {packed} "
+                        f"(limits.bundle_max_bytes {limits.bundle_max_bytes}, "
+                        f"limits.bundle_max_ratio {limits.bundle_max_ratio:g}); refused as a "
+                        "decompression bomb")
+    except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+        raise BundleError(f"{path}: not a readable bundle archive ({exc})") from None
+    return total
+
+
+def _decompressor(magic: bytes) -> Callable[[Path], io.BufferedIOBase] | None:
+    """The stream that decompresses an archive, by its magic bytes (what tarfile accepts)."""
+    if magic.startswith(b"\x1f\x8b"):
+        return lambda p: gzip.open(p, "rb")
+    if magic.startswith(b"BZh"):
+        return lambda p: bz2.open(p, "rb")
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lambda p: lzma.open(p, "rb")
+    return None
+
+
+def _checked_members(tar: tarfile.TarFile, path: Path, limits: InputLimits) -> list[tarfile.TarInfo]:
+    members: list[tarfile.TarInfo] = []
+    size = 0
+    for member in tar:  # lazily: a million-entry archive stops at the limit, not in memory
+        if member.isdir():
+            continue
+        if not member.isfile():
+            raise BundleError(f"{path}: {member.name[:80]} is not a regular file (links, devices "
+                              "and fifos are never part of a bundle)")
+        members.append(member)
+        size += member.size
+        if len(members) > limits.bundle_max_files:
+            raise BundleError(f"{path}: more than limits.bundle_max_files "
+                              f"({limits.bundle_max_files}) files")
+        if size > limits.bundle_max_bytes:
+            raise BundleError(f"{path}: files add up to more than limits.bundle_max_bytes "
+                              f"({limits.bundle_max_bytes})")
+    dirs = [m for m in tar.getmembers() if m.isdir()]
+    return dirs + members
+
+
 TrustedKey = Path | Ed25519PublicKey
 
 
 def verify_bundle(
-    bundle_dir: Path, trusted_keys: Sequence[TrustedKey], allow_unsigned: bool = False
+    bundle_dir: Path, trusted_keys: Sequence[TrustedKey], allow_unsigned: bool = False,
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> Bundle:
     """Check structure, every file hash and the signature. Raises BundleError naming the cause."""
     manifest_path = bundle_dir / MANIFEST
     try:
+        if manifest_path.stat().st_size > limits.manifest_max_bytes:
+            raise InputLimitError(f"larger than limits.manifest_max_bytes ({limits.manifest_max_bytes})")
         manifest_bytes = manifest_path.read_bytes()
-        manifest = Manifest.model_validate(json.loads(manifest_bytes))
+        manifest = Manifest.model_validate(loads_json(manifest_bytes, limits.json_max_depth,
+                                                      limits.manifest_max_bytes))
     except OSError:
         raise BundleError(f"{bundle_dir}: no {MANIFEST}; is this a model bundle?") from None
-    except (ValueError, ValidationError) as exc:
+    except (ValueError, ValidationError, RecursionError) as exc:
         raise BundleError(f"{manifest_path}: invalid manifest ({_first_error(exc)})") from None
     if manifest.model_file not in manifest.files:
         raise BundleError(f"{manifest_path}: model file {manifest.model_file} has no hash listed")
+    _only_listed_files(bundle_dir, manifest, limits)
     for name, expected in manifest.files.items():
         file = bundle_dir / name
         if Path(name).name != name or not file.is_file():
@@ -198,6 +281,24 @@ def verify_bundle(
                               "(tampered or truncated)")
     signed_by = _check_signature(bundle_dir, manifest_bytes, trusted_keys, allow_unsigned)
     return Bundle(bundle_dir, manifest, hashlib.sha256(manifest_bytes).hexdigest(), signed_by)
+
+
+def _only_listed_files(bundle_dir: Path, manifest: Manifest, limits: InputLimits) -> None:
+    """Every file in the bundle is one the manifest lists (and so the signature covers)."""
+    allowed = {MANIFEST, SIGNATURE, *manifest.files}
+    try:
+        entries = list(os.scandir(bundle_dir))
+    except OSError as exc:
+        raise BundleError(f"{bundle_dir}: cannot list the bundle ({exc.strerror})") from None
+    if len(entries) > limits.bundle_max_files:
+        raise BundleError(f"{bundle_dir}: {len(entries)} entries, more than "
+                          f"limits.bundle_max_files ({limits.bundle_max_files})")
+    for entry in sorted(entries, key=lambda e: e.name):
+        if entry.name not in allowed:
+            raise BundleError(f"{bundle_dir}: {entry.name[:80]} is not listed in the manifest; a "
+                              "bundle holds only the files its signed manifest names (rebuild it)")
+        if not entry.is_file(follow_symlinks=False):
+            raise BundleError(f"{bundle_dir}: {entry.name[:80]} is not a regular file")
 
 
 def _check_signature(
@@ -232,6 +333,9 @@ def _check_signature(
 def run_self_test(bundle: Bundle, predict: Any) -> None:
     """Feed the manifest's sample inputs and compare with the outputs recorded at build time."""
     test = bundle.manifest.self_test
+    if not test.inputs:  # a self-test of nothing would pass any model
+        raise BundleError(f"{bundle.label}: self-test has no sample inputs (self_test.inputs is "
+                          "empty); rebuild the bundle")
     x = np.asarray(test.inputs, dtype=np.float32)
     out = predict(x)
     expected = np.asarray(test.expected_scores, dtype=np.float64)

@@ -1,14 +1,21 @@
 """Two model versions on the same inputs: the incumbent and a candidate (a shadow, or a newly
 activated version watched against the one it replaced). Predictions of both wait, bounded, for
-their labels; the figures say which one was wrong more often and which one is slower."""
+their labels. A classifier pair is counted as (truth, incumbent's call, candidate's call), which
+is all the paired cost test of ``agent.models.scoring`` needs: the watch rolls a candidate back,
+and the hub rejects a shadow, when its expected cost per part is higher by more than the margin
+and the test says the rise is real, the same rule as champion/challenger at the hub. Accuracy
+is reported too, never decisive: a candidate that misses the NOK parts the incumbent catches is
+worse even when it is right more often. Regressors are compared on MAE."""
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict, deque
 from typing import Any
 
 import numpy as np
+
+from agent.models import scoring
+from agent.models.scoring import CostMatrix, PairedCost
 
 PENDING_LIMIT = 20_000  # predictions waiting for a label; the oldest go first
 LATENCY_WINDOW = 1_000  # inference batches kept for the p99 comparison
@@ -29,9 +36,13 @@ def truth_value(classes: list[str], value: Any) -> float | None:
 
 
 class Comparison:
-    def __init__(self, classes: list[str]) -> None:
+    def __init__(self, classes: list[str], costs: CostMatrix | None = None) -> None:
         self.classes = classes
         self.kind = "classifier" if classes else "regression"
+        # without the bundle's cost matrix every error costs the same (cost = error rate)
+        self.costs = costs or (CostMatrix(tuple(classes), None, 1.0, 1.0) if classes else None)
+        k = len(classes)
+        self.counts = np.zeros((k, k, k), dtype=np.int64)  # truth, incumbent, candidate
         self._pending: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._latency: deque[tuple[float, float]] = deque(maxlen=LATENCY_WINDOW)
         self.compared = 0
@@ -40,9 +51,6 @@ class Comparison:
         self.active_errors = 0.0
         self.candidate_errors = 0.0
         self.candidate_failures = 0
-        # discordant pairs (classifier): only the candidate wrong / only the incumbent wrong
-        self.only_candidate_wrong = 0
-        self.only_active_wrong = 0
 
     def record(self, sample_ids: list[str], active: np.ndarray, candidate: np.ndarray,
                active_s: float, candidate_s: float) -> None:
@@ -68,8 +76,9 @@ class Comparison:
         if self.classes:
             self.active_errors += float(a != truth)
             self.candidate_errors += float(c != truth)
-            self.only_candidate_wrong += int(c != truth and a == truth)
-            self.only_active_wrong += int(a != truth and c == truth)
+            k = len(self.classes)
+            if all(0 <= v < k for v in (truth, a, c)):
+                self.counts[int(truth), int(a), int(c)] += 1
         else:
             self.active_errors += abs(a - truth)
             self.candidate_errors += abs(c - truth)
@@ -85,26 +94,25 @@ class Comparison:
     def latency_batches(self) -> int:
         return len(self._latency)
 
-    def candidate_worse(self, margin: float, significance: float = 1.0) -> bool:
-        """Error rate above the incumbent's by more than margin (classifier), or MAE above it
-        by more than the fraction margin (regression). For a classifier the difference must
-        also be credible: a one-sided sign test on the parts where only one of the two was
-        wrong (McNemar's exact test) at the given significance level."""
+    def paired(self, significance: float = 0.05) -> PairedCost | None:
+        if self.costs is None:
+            return None
+        return scoring.paired_cost(self.counts, self.costs, significance)
+
+    def candidate_worse(self, margin: float, significance: float = 0.05,
+                        mae_margin: float | None = None) -> bool:
+        """Classifier: expected cost per part above the incumbent's by more than ``margin``,
+        and credibly so (the paired test at ``significance``). Regression: MAE above the
+        incumbent's by more than the fraction ``mae_margin`` (``margin`` when not given)."""
         if not self.labelled:
             return False
-        a, c = self.active_errors / self.labelled, self.candidate_errors / self.labelled
-        if not self.classes:
-            return c > a * (1 + margin)
-        return c > a + margin and self.sign_test_p() <= significance
+        if self.costs is None:
+            a, c = self.active_errors / self.labelled, self.candidate_errors / self.labelled
+            return c > a * (1 + (margin if mae_margin is None else mae_margin))
+        worse, _ = scoring.candidate_worse(self.counts, self.costs, margin, significance)
+        return worse
 
-    def sign_test_p(self) -> float:
-        """P(at least this many 'only the candidate wrong' of the discordant parts | no difference)."""
-        b, n = self.only_candidate_wrong, self.only_candidate_wrong + self.only_active_wrong
-        if n == 0:
-            return 1.0
-        return float(sum(math.comb(n, k) for k in range(b, n + 1))) / float(2 ** n)
-
-    def figures(self) -> dict[str, Any]:
+    def figures(self, significance: float = 0.05) -> dict[str, Any]:
         n = self.labelled
         p99 = self.p99()
         out: dict[str, Any] = {
@@ -112,13 +120,24 @@ class Comparison:
             "agreement": round(self.agreed / self.compared, 4) if self.compared else None,
             "active_errors": self.active_errors, "candidate_errors": self.candidate_errors,
             "candidate_failures": self.candidate_failures,
-            "sign_test_p": round(self.sign_test_p(), 5) if self.classes else None,
             "p99_active_ms": round(p99[0] * 1e3, 3) if p99 else None,
             "p99_candidate_ms": round(p99[1] * 1e3, 3) if p99 else None,
         }
-        if n and self.classes:
-            out["active_accuracy"] = round(1 - self.active_errors / n, 4)
-            out["candidate_accuracy"] = round(1 - self.candidate_errors / n, 4)
+        if self.costs is not None:
+            # the raw counts travel to the hub, which judges a shadow with its own cost policy
+            out["classes"] = list(self.classes)
+            out["paired_counts"] = self.counts.tolist()
+            out["cost_missed_nok"], out["cost_false_nok"] = self.costs.missed, self.costs.false
+            if n:
+                sides = (("active", self.counts.sum(axis=2)), ("candidate", self.counts.sum(axis=1)))
+                for who, conf in sides:
+                    s = scoring.classifier_scores(conf, self.costs)
+                    out[f"{who}_accuracy"] = s["accuracy"]
+                    out[f"{who}_balanced_accuracy"] = s["balanced_accuracy"]
+                    out[f"{who}_cost_per_part"] = s["cost_per_part"]
+                    out[f"{who}_recall"] = {c: v["recall"] for c, v in s["per_class"].items()}
+                test = self.paired(significance)
+                out["paired"] = test.figures() if test else None
         elif n:
             out["active_mae"] = round(self.active_errors / n, 6)
             out["candidate_mae"] = round(self.candidate_errors / n, 6)

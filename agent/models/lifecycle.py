@@ -23,6 +23,7 @@ from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.inference.model import LoadedModel, load_model
 from agent.inference.runtimes import RuntimeOutput
 from agent.models.comparison import Comparison
+from agent.models.scoring import manifest_costs
 from agent.models.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,8 @@ class ModelLifecycle:
         self.incumbent, self.watch_until, self.watch_errors = incumbent, until, 0
         assert self.active is not None
         same_inputs = incumbent.input_tags == self.active.input_tags
-        self.watch_cmp = Comparison(self.active.classes) if same_inputs else None
+        costs = manifest_costs(self.active.bundle.manifest)  # the newest version's cost matrix
+        self.watch_cmp = Comparison(self.active.classes, costs) if same_inputs else None
         log.info("watching %s until %s against %s%s", self.active.bundle.label,
                  time.strftime("%H:%M:%S", time.localtime(until)), incumbent.bundle.label,
                  "" if same_inputs else " (inputs differ: errors only, no side-by-side comparison)")
@@ -220,7 +222,7 @@ class ModelLifecycle:
                          f"than {self.active.bundle.label}; deploy it immediate or canary")
             return False
         self.shadow, self.shadow_since, self.shadow_terms = model, time.time(), terms
-        self.shadow_cmp = Comparison(self.active.classes)
+        self.shadow_cmp = Comparison(self.active.classes, manifest_costs(model.bundle.manifest))
         self.store.state.shadow = sha256
         self.store.note(sha256, model.name, model.version, "shadow", reason)
         self.store.save()
@@ -304,14 +306,9 @@ class ModelLifecycle:
         now = time.time() if now is None else now
         cmp, p = self.watch_cmp, self.policy
         if cmp is not None:
-            if cmp.labelled >= p.min_labels and cmp.candidate_worse(p.accuracy_margin, p.significance):
-                f = cmp.figures()
-                what = ("error rate" if cmp.classes else "MAE")
-                new = cmp.candidate_errors / cmp.labelled
-                old = cmp.active_errors / cmp.labelled
-                test = f", sign test p={f['sign_test_p']:.2g}" if cmp.classes else ""
-                self.rollback(f"{what} {new:.3g} vs {old:.3g} of the previous version on "
-                              f"{f['labelled']} labelled outcomes (margin {p.accuracy_margin}{test})")
+            if cmp.labelled >= p.min_labels and cmp.candidate_worse(p.cost_margin, p.significance,
+                                                                    mae_margin=p.accuracy_margin):
+                self.rollback(_watch_reason(cmp, p.cost_margin, p.accuracy_margin, p.significance))
                 return
             p99 = cmp.p99()
             if (p99 is not None and cmp.latency_batches >= p.min_latency_batches
@@ -362,6 +359,19 @@ class ModelLifecycle:
         rejected = sorted(self.store.state.rejected.values(), key=lambda r: r.get("at", 0))[-20:]
         return {"active": active, "watch": watch, "shadow": shadow, "rejected": rejected,
                 "last_error": self.last_error}
+
+
+def _watch_reason(cmp: Comparison, cost_margin: float, mae_margin: float, significance: float) -> str:
+    f = cmp.figures(significance)
+    if cmp.costs is None:
+        return (f"MAE {f['candidate_mae']:.3g} vs {f['active_mae']:.3g} of the previous version on "
+                f"{f['labelled']} labelled outcomes (margin {mae_margin:g} of it)")
+    test = f["paired"] or {}
+    return (f"expected cost {f['candidate_cost_per_part']:.3g} vs {f['active_cost_per_part']:.3g} per "
+            f"part of the previous version on {f['labelled']} labelled outcomes (margin "
+            f"{cost_margin:g}, paired bootstrap p={test.get('p_higher')}; recall "
+            f"{f['candidate_recall']} vs {f['active_recall']}, accuracy {f['candidate_accuracy']} "
+            f"vs {f['active_accuracy']})")
 
 
 def _decision(batch: PredictionBatch) -> Any:

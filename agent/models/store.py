@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from agent.config.limits import DEFAULT_LIMITS, InputLimits
 from agent.errors import BundleError
 from agent.models.bundle import Bundle, TrustedKey, unpack, verify_bundle
 
@@ -25,6 +27,58 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 REQUEST_FILE = "request.json"
 HISTORY_LIMIT = 200
+
+
+_PARTIAL_DOWNLOAD = re.compile(r"[0-9a-f]{64}\.part")
+
+
+def clean_staging(staging: Path) -> list[str]:
+    """Remove what earlier runs left in staging (a kill during an install leaves install-*).
+    Work folders are named after the process that made them (install-PID-..., bundle-PID-...):
+    those of a process still running (a concurrent 'models import') are kept, for a day, and so
+    is a partial hub download (SHA256.part), which the next poll resumes."""
+    removed: list[str] = []
+    try:
+        entries = list(staging.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if _in_use(entry):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry.name)
+    if removed:
+        log.info("staging: removed %d leftover(s) of earlier runs: %s", len(removed),
+                 ", ".join(sorted(removed)[:10]))
+    return removed
+
+
+def _in_use(entry: Path) -> bool:
+    if _PARTIAL_DOWNLOAD.fullmatch(entry.name):  # resumed by the next poll (HTTP Range)
+        try:
+            return time.time() - entry.lstat().st_mtime <= 86400
+        except OSError:
+            return False
+    parts = entry.name.split("-")
+    if len(parts) < 3 or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    try:
+        if time.time() - entry.lstat().st_mtime > 86400:
+            return False
+        if pid == os.getpid():
+            return True
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    except OSError:
+        return False
+    return True
 
 
 @dataclass
@@ -37,22 +91,30 @@ class StoreState:
 
 
 class ModelStore:
-    def __init__(self, state_dir: Path, keep: int = 3) -> None:
+    def __init__(self, state_dir: Path, keep: int = 3, limits: InputLimits = DEFAULT_LIMITS) -> None:
         self.root = state_dir / "models"
         self.staging = state_dir / "staging"
         self.keep = keep
+        self.limits = limits
         self.root.mkdir(parents=True, exist_ok=True)
         self.staging.mkdir(parents=True, exist_ok=True)
+        clean_staging(self.staging)
         self.state = self._read_state()
 
     # -- bundles ------------------------------------------------------------------------------
     def install(self, source: Path, trusted_keys: list[TrustedKey], allow_unsigned: bool,
-                expect_sha256: str | None = None) -> Bundle:
-        """Verify a bundle (directory or tar) and keep it under its manifest sha256."""
-        work = Path(tempfile.mkdtemp(prefix="install-", dir=self.staging))
+                expect_sha256: str | None = None, check_model: bool = False) -> Bundle:
+        """Verify a bundle (directory or tar) and keep it under its manifest sha256. With
+        ``check_model`` the model is also loaded and self-tested first (``models import``)."""
+        work = Path(tempfile.mkdtemp(prefix=f"install-{os.getpid()}-", dir=self.staging))
         try:
-            directory = unpack(source, work)
-            bundle = verify_bundle(directory, trusted_keys, allow_unsigned)
+            directory = unpack(source, work, self.limits)
+            if check_model:
+                from agent.models.acceptance import check_bundle
+
+                bundle = check_bundle(directory, trusted_keys, allow_unsigned, self.limits)
+            else:
+                bundle = verify_bundle(directory, trusted_keys, allow_unsigned, self.limits)
             if expect_sha256 is not None and bundle.sha256 != expect_sha256:
                 raise BundleError(f"{source}: manifest sha256 {bundle.sha256[:12]} is not the "
                                   f"{expect_sha256[:12]} the hub deployed (tampered manifest?)")

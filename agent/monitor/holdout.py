@@ -14,36 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from agent.errors import BundleError, CsvError
+from agent.errors import BundleError
 from agent.ingest.csvio import Table
 
 HOLDOUT_SHARE = 0.25
 MIN_HOLDOUT_ROWS = 30  # fewer cannot estimate an error rate or a mean confidence at all;
 # a small holdout widens the thresholds (its own uncertainty counts), it never narrows them
-
-
-def parse_timestamps(table: Table, require_sorted: bool = True) -> np.ndarray:
-    """The ``timestamp`` column (ISO 8601 or epoch seconds) as epoch seconds."""
-    out = np.empty(table.rows)
-    for i, cell in enumerate(table.data["timestamp"]):
-        text = cell.strip()
-        try:
-            out[i] = float(text)
-        except ValueError:
-            try:
-                stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
-                raise CsvError(f"{table.path}: row {i + 2}, column 'timestamp': '{text[:40]}' is "
-                               "neither ISO 8601 nor epoch seconds") from None
-            if stamp.tzinfo is None:
-                stamp = stamp.replace(tzinfo=dt.UTC)
-            out[i] = stamp.timestamp()
-    back = np.flatnonzero(np.diff(out) < 0)
-    if require_sorted and len(back):
-        row = int(back[0]) + 1
-        raise CsvError(f"{table.path}: row {row + 2}, column 'timestamp': earlier than the row "
-                       "before; sort the file by time")
-    return out
 
 
 @dataclass(frozen=True)
@@ -68,7 +44,7 @@ def newest_share(table: Table, min_rows: int = MIN_HOLDOUT_ROWS) -> Split:
             f"{min_rows} rows are needed both for it and for the rest; give --holdout-csv with "
             f"at least {min_rows} labelled rows the model never saw, or more training rows")
     if "timestamp" in table.data:
-        times = parse_timestamps(table, require_sorted=False)
+        times = table.timestamps("timestamp", ascending=False)
         order = np.argsort(times, kind="stable")
         by = "timestamp"
         first, last = _iso(times[order[n - held]]), _iso(times[order[-1]])

@@ -19,6 +19,7 @@ from agent.monitor.calibrate import (
     score_transform,
 )
 from agent.monitor.detectors import Cusum, Detection, RingMean, WindowCategorical, WindowPSI
+from agent.monitor.performance import ClassPerformance
 
 HYSTERESIS = 0.8  # a window detector's condition ends below 80% of its warning level
 TOP = 3
@@ -121,6 +122,7 @@ class ModelMonitor:
         self.positive = manifest.output.classes.index(positive) if (
             positive in manifest.output.classes) else None
         self.tp, self.fp, self.fn = RingMean(self.window), RingMean(self.window), RingMean(self.window)
+        self.performance = ClassPerformance.for_manifest(manifest, self.window)  # per class, cost
         self.book = AlarmBook()
         self.samples = 0
         self.labels = 0
@@ -196,6 +198,8 @@ class ModelMonitor:
         if self.classifier:
             correct = (predicted == truth).astype(np.float64)
             self.correct.update(correct)
+            if self.performance is not None:
+                self.performance.update(truth, predicted)
             if self.positive is not None:
                 pp, tp_ = predicted == self.positive, truth == self.positive
                 self.tp.update((pp & tp_).astype(np.float64))
@@ -360,6 +364,8 @@ class ModelMonitor:
             if self.positive is not None:
                 tp, fp, fn = self.tp.total, self.fp.total, self.fn.total
                 out["rolling_f1"] = round(2 * tp / (2 * tp + fp + fn), 4) if tp + fp + fn else None
+        if self.performance is not None:
+            out.update(self.performance.metrics())
         if self.abs_err.count:
             out["rolling_mae"] = round(self.abs_err.mean, 6)
             out["rolling_rmse"] = round(math.sqrt(self.sq_err.mean), 6)
@@ -375,6 +381,8 @@ class ModelMonitor:
         if hasattr(self, "label_cusum"):
             parts["label_cusum"] = self.label_cusum
             parts["label_rows"] = _Array(self._label_rows)
+        if self.performance is not None:
+            parts["performance"] = self.performance
         if self.categorical is not None:
             parts["categorical"] = self.categorical
         return parts

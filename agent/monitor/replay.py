@@ -29,8 +29,8 @@ from agent.errors import ConfigError, CsvError
 from agent.inference.batches import SampleBatch
 from agent.inference.model import load_model
 from agent.ingest.csvio import Table, read_table
+from agent.ingest.quality import parse_decimal
 from agent.monitor.alarms import MonitorEvent
-from agent.monitor.holdout import parse_timestamps
 from agent.monitor.incidents import FloodGuard, IncidentBook, IncidentEvent
 from agent.monitor.monitor import ModelMonitor
 
@@ -75,6 +75,10 @@ def load_replay_config(path: Path) -> ReplayConfig:
         raise ConfigError(list(dict.fromkeys(problems))) from None
 
 
+def parse_timestamps(table: Table) -> np.ndarray:
+    return table.timestamps("timestamp")
+
+
 def label_values(table: Table, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(mask of labelled rows, truth as class index or value)."""
     cells = [c.strip() for c in table.data["label"]]
@@ -87,15 +91,17 @@ def label_values(table: Table, classes: list[str]) -> tuple[np.ndarray, np.ndarr
         if classes:
             key = c if c in pos else (str(int(float(c))) if _is_int(c) else c)
             if key not in pos:
-                raise CsvError(f"{table.path}: row {i + 2}, column 'label': '{c[:40]}' is not one "
-                               f"of the model's classes {classes}")
+                raise CsvError(f"{table.path}: row {table.row_numbers[i]}, column 'label': "
+                               f"'{c[:40]}' is not one of the model's classes {classes}")
             truth[i] = pos[key]
         else:
             try:
-                truth[i] = float(c)
+                truth[i] = parse_decimal(c)
             except ValueError:
-                raise CsvError(f"{table.path}: row {i + 2}, column 'label': '{c[:40]}' is not a "
-                               "number") from None
+                truth[i] = math.nan
+            if not math.isfinite(truth[i]):
+                raise CsvError(f"{table.path}: row {table.row_numbers[i]}, column 'label': "
+                               f"'{c[:40]}' is not a finite plain decimal number") from None
     return mask, truth
 
 

@@ -10,11 +10,11 @@ from typing import Any, Protocol
 
 import aiomqtt
 
-from agent.aio.links import SourceStatus
+from agent.aio.links import RateLimitedLog, SourceStatus
 from agent.config import MqttOutputConfig, OpcUaWritebackConfig
 from agent.errors import SourceError
 from agent.inference.batches import PredictionBatch
-from agent.ingest.mqtt_session import run_session
+from agent.ingest.mqtt_session import run_session, until_disconnected
 from agent.types import Prediction
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,8 @@ class MqttPublisher:
     def __init__(self, config: MqttOutputConfig, gateway_id: str) -> None:
         self.config = config
         self.gateway_id = gateway_id
-        self.status = SourceStatus("predictions-out", "mqtt-out")
+        self.status = SourceStatus("predictions-out", "mqtt-out", role="output")
+        self._drops = RateLimitedLog("mqtt-out: predictions dropped")
         self._queue: deque[list[Any]] = deque()  # [topic, batch, next row to send, rows]
         self._queued = 0
         self._topics: dict[tuple[str, str], str] = {}
@@ -74,6 +75,12 @@ class MqttPublisher:
             entry[2] += excess
             self._queued -= excess
             self.dropped += excess
+            self.status.dropped += excess
+            self._drops.report("predictions-out", (
+                f"mqtt-out: {excess} prediction(s) dropped, the output queue "
+                f"(outputs.mqtt.queue_size {self.config.queue_size}) is full while the broker "
+                f"is {'away' if not self.status.connected else 'slow'}; the outbox keeps "
+                "every prediction for the hub"), n=excess)
             if entry[2] >= entry[3]:
                 self._queue.popleft()
 
@@ -91,6 +98,13 @@ class MqttPublisher:
                           on_connected=self._drain)
 
     async def _drain(self, client: aiomqtt.Client) -> None:
+        watcher = asyncio.ensure_future(until_disconnected(client))
+        try:
+            await self._send(client, watcher)
+        finally:
+            watcher.cancel()
+
+    async def _send(self, client: aiomqtt.Client, watcher: asyncio.Future[None]) -> None:
         while True:
             while self._urgent:
                 topic, payload = self._urgent[0]
@@ -110,7 +124,11 @@ class MqttPublisher:
                     self._queued -= 1
                 self.published += 1
             self._wake.clear()
-            await self._wake.wait()
+            wake: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
+            done, _ = await asyncio.wait([wake, watcher], return_when=asyncio.FIRST_COMPLETED)
+            if watcher in done:
+                wake.cancel()
+                watcher.result()  # the broker went away: MqttError, and run_session reconnects
 
 
 class NodeWriter(Protocol):

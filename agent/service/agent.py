@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.aio.links import RateLimitedLog
 from agent.aio.supervisor import ComponentHealth, supervise
-from agent.config import AgentConfig, MqttLabelsConfig, OpcUaLabelsConfig, OpcUaSourceConfig
+from agent.config import AgentConfig, MqttLabelsConfig, OpcUaLabelsConfig
 from agent.errors import AgentError, OutboxError
 from agent.hublink.remote_config import RemoteConfig
 from agent.hublink.sync import HubSync
@@ -29,6 +30,7 @@ from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.inference.model import LoadedModel
 from agent.ingest.features import FeatureBuilder, TagSpec, format_id
 from agent.ingest.labels import LabelListener
+from agent.ingest.quality import ReadingCheck
 from agent.ingest.sources import build_source
 from agent.ingest.sources.opcua import OpcUaSource
 from agent.models.lifecycle import ModelLifecycle
@@ -63,6 +65,8 @@ class Agent:
         self.started = time.time()
         self.readings: deque[Reading] = deque()
         self.dropped_readings = 0
+        self._drop_log = RateLimitedLog("reading queue full")
+        self.intake = ReadingCheck(config.limits)  # bad readings by reason: intake.bad
         self._wake = asyncio.Event()
         self.sources = [build_source(s, config, self) for s in config.sources]
         self.health: dict[str, ComponentHealth] = {}
@@ -77,7 +81,14 @@ class Agent:
         self.publisher = MqttPublisher(config.outputs.mqtt, config.gateway_id) if (
             config.outputs.mqtt) else None
         self.writeback: OpcUaWriteback | None = None
-        self.labels = LabelListener(config.labels, config.gateway_id, self.on_label) if (
+        self.sparkplug_out: Any = None
+        if config.outputs.sparkplug is not None:  # optional dependency: imported only when used
+            from agent.outputs.sparkplug import SparkplugPublisher
+
+            self.sparkplug_out = SparkplugPublisher(
+                config.outputs.sparkplug, config.gateway_id,
+                health=lambda: self.watch.monitor.book.worst() if self.watch else "ok")
+        self.labels = LabelListener(config.labels, config.gateway_id, self.on_label, config.limits) if (
             isinstance(config.labels, MqttLabelsConfig)) else None
         self.opcua_labels = config.labels if isinstance(config.labels, OpcUaLabelsConfig) else None
         self._label_trigger_value: float | None = None
@@ -115,8 +126,11 @@ class Agent:
 
     # -- ReadingSink: called by sources from the event loop, must not block ---------------
     def offer(self, reading: Reading) -> None:
+        reading = self.intake.check(reading)  # the one place readings are judged (limits:)
         if len(self.readings) >= self.config.reading_queue:
             self.dropped_readings += 1  # counted drop: the pipeline cannot keep up
+            self._drop_log.report("readings", f"reading queue full (reading_queue "
+                                              f"{self.config.reading_queue}): reading dropped")
             return
         self.readings.append(reading)
         self._wake.set()
@@ -136,6 +150,7 @@ class Agent:
         async with AsyncExitStack() as stack:
             self.outbox = await stack.enter_async_context(
                 AsyncOutbox(cfg.outbox_path, cfg.outbox.disk_budget_bytes, cfg.outbox.synchronous))
+            await self.outbox.catch_up_audit(self.audit)  # the log and its outbox copy agree
             await self._load_initial_model()
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -149,6 +164,8 @@ class Agent:
                     start("mqtt-out", self.publisher.run)
                 if self.writeback:
                     start("opcua-writeback", self.writeback.run)
+                if self.sparkplug_out is not None:
+                    start("sparkplug-out", self.sparkplug_out.run)
                 if self.labels:
                     start("labels", self.labels.run)
                 if self.health_server is not None:
@@ -231,7 +248,7 @@ class Agent:
 
     async def _load_initial_model(self) -> None:
         cfg = self.config
-        self.store = ModelStore(cfg.state_dir, cfg.model.keep_versions)
+        self.store = ModelStore(cfg.state_dir, cfg.model.keep_versions, cfg.limits)
         self.lifecycle = ModelLifecycle(cfg, self.store, self.use_model, self._lifecycle_event)
         configured = None
         if cfg.model.bundle is not None:
@@ -285,17 +302,14 @@ class Agent:
         """For the grace period of a config change: is this component up?"""
         if name.startswith("source:"):
             return any(f"source:{s.status.name}" == name and s.status.connected for s in self.sources)
-        holder = {"mqtt-out": self.publisher, "labels": self.labels}.get(name)
+        holder = {"mqtt-out": self.publisher, "labels": self.labels,
+                  "sparkplug-out": self.sparkplug_out}.get(name)
         return holder is None or holder.status.connected
 
     def feature_builder(self, model: LoadedModel) -> FeatureBuilder:
         specs = []
-        max_age = {n.tag: n.max_age_s for s in self.config.sources if isinstance(
-            s, OpcUaSourceConfig) for n in s.nodes if n.max_age_s}
-        for src in self.config.sources:
-            if not isinstance(src, OpcUaSourceConfig):
-                max_age.update({t.tag: t.max_age_s for topic in src.topics for t in topic.tags
-                                if t.max_age_s})
+        max_age = {tag: age for src in self.config.sources for tag, age in src.max_ages().items()
+                   if age}
         for tag in model.input_tags:
             specs.append(TagSpec(tag, max_age.get(tag, self.config.features.max_age_s)))
         extra = [self.opcua_labels.tag] if self.opcua_labels else []
@@ -429,6 +443,8 @@ class Agent:
             self.publisher.offer(predictions)
         if self.writeback is not None:
             self.writeback.offer(predictions)
+        if self.sparkplug_out is not None:
+            self.sparkplug_out.offer(predictions)
         self._pending_predictions.append(predictions)
 
     def on_label(self, label: Label) -> None:

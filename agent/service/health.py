@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
+from agent.aio.links import SourceStatus, links
 from agent.monitor.alarms import LEVELS
 
 if TYPE_CHECKING:
@@ -23,6 +24,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_REQUEST = 8192
+
+
+def describe(link: SourceStatus) -> str:
+    why = link.last_error or "connecting"
+    return f"{link.name.replace('-', ' ')} ({link.kind}) down: {why}" + (
+        f" [{link.reason}]" if link.reason else "")
 
 
 class AgentCollector:
@@ -42,6 +49,7 @@ class AgentCollector:
             connected.add_metric([st.name], 1.0 if st.connected else 0.0)
             reconnects.add_metric([st.name], st.reconnects)
         yield from (readings, malformed, connected, reconnects)
+        yield from self._links()
         builder = a.builder
         yield CounterMetricFamily("edge_samples", "Valid samples built",
                                   value=builder.samples if builder else 0)
@@ -54,6 +62,13 @@ class AgentCollector:
                                   value=a.inference_errors)
         yield CounterMetricFamily("edge_dropped_readings", "Readings dropped: queue full",
                                   value=a.dropped_readings)
+        yield CounterMetricFamily("edge_parts_missed", "Parts the trigger counter skipped",
+                                  value=builder.parts_missed if builder else 0)
+        bad = CounterMetricFamily("edge_bad_readings", "Readings marked bad at the intake (limits:)",
+                                  labels=["reason"])
+        for reason, count in a.intake.bad.items():
+            bad.add_metric([reason], count)
+        yield bad
         yield CounterMetricFamily("edge_labels", "Ground-truth labels received", value=a.labels_received)
         if a.publisher is not None:
             yield CounterMetricFamily("edge_mqtt_published", "Predictions published",
@@ -77,6 +92,24 @@ class AgentCollector:
             yield info
         yield from self._hub()
         yield from self._monitor()
+
+    def _links(self) -> Iterator[Any]:
+        labels = ["link", "kind", "role"]
+        up = GaugeMetricFamily("edge_link_connected", "1 when the link is up", labels=labels)
+        down = GaugeMetricFamily("edge_link_down_reason", "1 for the reason a link is down "
+                                 "(an OPC UA status name, connection_refused, ...)",
+                                 labels=[*labels, "reason"])
+        attempts = CounterMetricFamily("edge_link_attempts", "Connection attempts, probes included",
+                                       labels=labels)
+        dropped = CounterMetricFamily("edge_link_dropped", "Items a link dropped", labels=labels)
+        for link in links(self.agent):
+            key = [link.name, link.kind, link.role]
+            up.add_metric(key, 1.0 if link.connected else 0.0)
+            if not link.connected:
+                down.add_metric([*key, link.reason or "connecting"], 1.0)
+            attempts.add_metric(key, link.attempts)
+            dropped.add_metric(key, link.dropped)
+        yield from (up, down, attempts, dropped)
 
     def _hub(self) -> Iterator[Any]:
         a = self.agent
@@ -190,20 +223,18 @@ class HealthServer:
             reasons.append("outbox not open")
         if a.model is None:
             reasons.append(f"no model: {a.model_error}")
-        for s in a.sources:
-            if not s.status.connected:
-                why = s.status.last_error or "connecting"
-                reasons.append(f"source {s.status.name} not connected ({why})")
+        for link in links(a):
+            if link.role == "source" and not link.connected:
+                why = link.last_error or "connecting"
+                reasons.append(f"source {link.name} not connected ({why})"
+                               + (f" [{link.reason}]" if link.reason else ""))
         return not reasons, reasons
 
     def degraded(self) -> list[str]:
-        """Worth knowing, but the agent serves the line without them: the hub is one (the
-        outbox keeps everything until it is back)."""
+        """Worth knowing, but the agent serves the line without them: outputs, labels and the
+        hub (the outbox keeps everything until they are back)."""
         a = self.agent
-        out = []
-        for name, link in (("upload", a.uploader), ("sync", a.sync)):
-            if link is not None and not link.status.connected and link.status.last_error:
-                out.append(f"hub {name}: {link.status.last_error}")
+        out = [describe(link) for link in links(a) if link.role != "source" and not link.connected]
         if a.lifecycle is not None and a.lifecycle.watch_until is not None and a.model is not None:
             out.append(f"model {a.model.version} under watch")
         return out

@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from agent import __version__
+from agent.aio.links import links
 
 if TYPE_CHECKING:
     from agent.service.agent import Agent
@@ -32,10 +33,13 @@ def snapshot(agent: Agent) -> dict[str, Any]:
         "started": agent.started, "updated": time.time(),
         "model": model, "model_error": agent.model_error,
         "sources": [s.status.as_dict() for s in agent.sources],
+        "links": [link.as_dict() for link in links(agent)],
+        "parts_missed": agent.builder.parts_missed if agent.builder else 0,
         "samples": samples, "samples_per_s": round(agent.samples_per_s, 3),
         "invalid_samples": dict(agent.builder.invalid) if agent.builder else {},
         "predictions": agent.predictions, "inference_errors": agent.inference_errors,
         "labels": agent.labels_received, "dropped_readings": agent.dropped_readings,
+        "bad_readings": dict(agent.intake.bad),
         "published": agent.publisher.published if agent.publisher else None,
         "publish_dropped": agent.publisher.dropped if agent.publisher else None,
         "alarms_published": agent.publisher.published_raw if agent.publisher else None,

@@ -34,36 +34,81 @@ def outbox_figures(cfg: AgentConfig) -> dict[str, Any] | None:
             "evicted_by_kind": evicted, "evicted_items": sum(evicted.values())}
 
 
+def when(ts: float | None, now: float | None = None) -> str:
+    """A time an operator can place: date, time and how long ago."""
+    if not ts:
+        return "never"
+    now = time.time() if now is None else now
+    age = max(0.0, now - ts)
+    if age < 120:
+        ago = f"{age:.0f} s"
+    elif age < 7200:
+        ago = f"{age / 60:.0f} min"
+    elif age < 172800:
+        ago = f"{age / 3600:.1f} h"
+    else:
+        ago = f"{age / 86400:.1f} days"
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(ts))} ({ago} ago)"
+
+
+def _link_line(link: dict[str, Any], running: bool) -> str:
+    up = bool(link.get("connected"))
+    state = "connected" if up else "DISCONNECTED"
+    if not running:
+        state = f"was {state.lower()}"  # the last state the agent wrote, not the present
+    since = link.get("connected_since") if up else link.get("changed_at")
+    line = (f"{link['name']} ({link['kind']}): {state}"
+            + (f" since {when(since)}" if since else ""))
+    counts = [f"{link.get(k) or 0} {label}" for k, label in (
+        ("readings", "readings"), ("malformed", "malformed"), ("dropped", "dropped"),
+        ("attempts", "attempts")) if link.get(k)]
+    if counts:
+        line += ", " + ", ".join(counts)
+    if not up and (link.get("reason") or link.get("last_error")):
+        line += f"\n              [{link.get('reason') or 'error'}] {link.get('last_error') or ''}"
+    return line
+
+
 def print_status(cfg: AgentConfig, as_json: bool) -> int:
     status = read_status(cfg.state_dir) or {}
     outbox = outbox_figures(cfg)
+    running = bool(status) and time.time() - status.get("updated", 0) < 10
     report: dict[str, Any] = {"gateway_id": cfg.gateway_id, "state_dir": str(cfg.state_dir),
-              "running": bool(status) and time.time() - status.get("updated", 0) < 10,
-              **{k: status.get(k) for k in ("model", "model_error", "sources", "samples",
+              "running": running,
+              **{k: status.get(k) for k in ("model", "model_error", "sources", "links", "samples",
                                             "samples_per_s", "predictions", "labels",
-                                            "invalid_samples", "dropped_readings", "updated",
-                                            "monitor", "lifecycle", "sync")},
+                                            "invalid_samples", "dropped_readings", "parts_missed",
+                                            "updated", "started", "monitor", "lifecycle", "sync")},
               "outbox": outbox}
     if as_json:
         print(json.dumps(report, indent=1))
         return 0
     model: dict[str, Any] | None = report["model"]
-    print(f"gateway       {cfg.gateway_id} ({'running' if report['running'] else 'not running'})")
+    if running:
+        print(f"gateway       {cfg.gateway_id} (running since {when(report['started'])})")
+    elif status:
+        print(f"gateway       {cfg.gateway_id} (NOT RUNNING; last seen {when(report['updated'])}: "
+              "what follows is its state then)")
+    else:
+        print(f"gateway       {cfg.gateway_id} (NOT RUNNING; it never wrote {cfg.state_dir}/status.json)")
     print(f"model         {model['name'] + ' ' + model['version'] if model else 'none'}"
           + (f"  [{report['model_error']}]" if report["model_error"] else ""))
-    sources: list[dict[str, Any]] = report["sources"] or []
-    for src in sources:
-        state = "connected" if src["connected"] else "DISCONNECTED"
-        print(f"source        {src['name']} ({src['kind']}): {state}, {src['readings']} readings,"
-              f" {src['malformed']} malformed, {src['reconnects']} reconnects")
+    for link in report["links"] or report["sources"] or []:
+        print(f"{link.get('role', 'source'):14}{_link_line(link, running)}")
     print(f"samples       {report['samples'] or 0} ({report['samples_per_s'] or 0}/s), "
-          f"predictions {report['predictions'] or 0}, labels {report['labels'] or 0}")
+          f"predictions {report['predictions'] or 0}, labels {report['labels'] or 0}, "
+          f"parts missed {report['parts_missed'] or 0}, readings dropped "
+          f"{report['dropped_readings'] or 0}")
     monitor: dict[str, Any] | None = report["monitor"]
     if monitor:
         join = monitor.get("labels_join") or {}
         print(f"health        {str(monitor.get('alarm_state', 'ok')).upper()}, "
               f"{len(monitor.get('alarms') or [])} active, rolling accuracy "
               f"{monitor.get('rolling_accuracy')}, expected (CBPE) {monitor.get('cbpe_expected_accuracy')}")
+        if monitor.get("rolling_per_class"):  # what matters for a classifier, not accuracy alone
+            recall = ", ".join(f"{c} {v.get('recall')}" for c, v in monitor["rolling_per_class"].items())
+            print(f"per class     balanced accuracy {monitor.get('rolling_balanced_accuracy')}, recall "
+                  f"{recall}, cost {monitor.get('rolling_cost_per_part')} per part")
         print(f"labels        coverage {join.get('coverage')}, mean latency {join.get('mean_latency_s')} s, "
               f"{join.get('pending')} waiting")
         incidents = monitor.get("incidents") or {}
@@ -80,7 +125,7 @@ def print_status(cfg: AgentConfig, as_json: bool) -> int:
         if watch:
             against = (watch.get("against") or {}).get("version", "-")
             print(f"watch         {watch['version']} against {against} until "
-                  f"{time.strftime('%H:%M:%S', time.localtime(watch['until']))}: "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(watch['until']))}: "
                   f"{_comparison(watch.get('comparison'))}")
         if shadow:
             print(f"shadow        {shadow['version']}: {_comparison(shadow.get('comparison'))}")
@@ -89,8 +134,9 @@ def print_status(cfg: AgentConfig, as_json: bool) -> int:
     sync: dict[str, Any] | None = report["sync"]
     if sync:
         last = sync.get("last_success")
-        print(f"hub           {'reachable' if sync.get('connected') else 'UNREACHABLE'}, last sync "
-              f"{time.strftime('%H:%M:%S', time.localtime(last)) if last else 'never'}"
+        reach = "reachable" if sync.get("connected") else "UNREACHABLE"
+        print(f"hub           {reach if running else 'was ' + reach.lower()}, last sync "
+              f"{when(last)}"
               + (f"  [{sync['last_error']}]" if sync.get("last_error") else ""))
     if outbox:
         print(f"outbox        {outbox['depth']} records ({outbox['items']} items), "

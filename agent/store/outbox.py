@@ -25,6 +25,8 @@ from typing import Any
 import sqlite_utils
 
 from agent.errors import OutboxError
+from agent.store.audit import AuditLog
+from agent.store.codec import encode_json
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class NewRecord:
     priority: int
     payload: bytes
     items: int = 1  # logical entries inside (a readings batch holds many readings)
+    audit_seq: int = 0  # an audit record: the highest audit log entry it carries
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,11 @@ class Outbox:
             self._conn.execute(
                 "INSERT INTO meta VALUES ('last_seq', ?) ON CONFLICT(key) DO UPDATE SET value=?",
                 (last, last))
+            audit_seq = max(r.audit_seq for r in records)
+            if audit_seq:  # in the same transaction: the mark never runs ahead of the records
+                self._conn.execute(
+                    "INSERT INTO meta VALUES ('audit_seq', ?) ON CONFLICT(key) DO UPDATE SET "
+                    "value=MAX(value, excluded.value)", (audit_seq,))
             evicted = self._evict(self._bytes + added - self.budget) if (
                 self._bytes + added > self.budget) else (0, 0)
             self._conn.execute("COMMIT")
@@ -172,6 +180,26 @@ class Outbox:
         log.warning("outbox over its %d-byte budget: evicted %d oldest records (%s)",
                     self.budget, count, ", ".join(f"{k}={v[0]}" for k, v in per_kind.items()))
         return count, freed
+
+    def audit_mark(self) -> int:
+        """The highest audit log entry ever handed to the outbox (0: none, or an older outbox)."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key='audit_seq'").fetchone()
+        return int(row[0]) if row else 0
+
+    def catch_up_audit(self, entries: Sequence[dict[str, Any]], chunk: int = 500) -> int:
+        """Append the audit entries the outbox never received (an agent killed between the
+        audit log's fsync and the next flush); return how many. Entries already handed over are
+        left alone; one re-sent twice is harmless (the hub keeps each sequence number once)."""
+        mark = self.audit_mark()
+        missing = [e for e in entries if isinstance(e.get("seq"), int) and e["seq"] > mark]
+        records = [NewRecord("audit", Priority.EVENTS, encode_json(missing[i:i + chunk]),
+                             len(missing[i:i + chunk]), max(e["seq"] for e in missing[i:i + chunk]))
+                   for i in range(0, len(missing), chunk)]
+        if records:
+            self.append(records)
+            log.info("outbox: %d audit entries after %d were not handed over before the last stop; "
+                     "queued from the audit log", len(missing), mark)
+        return len(missing)
 
     def peek(self, limit: int = 500, max_bytes: int = 4 << 20) -> list[StoredRecord]:
         """Oldest records first, without removing them."""
@@ -251,6 +279,10 @@ class AsyncOutbox:
 
     async def append(self, records: Sequence[NewRecord]) -> int:
         return int(await self._call(self.core.append, records))
+
+    async def catch_up_audit(self, audit: AuditLog) -> int:
+        """At start: every audit log entry the outbox never got goes in now, before new ones."""
+        return int(await self._call(lambda: self.core.catch_up_audit(list(audit.export()))))
 
     async def peek(self, limit: int = 500, max_bytes: int = 4 << 20) -> list[StoredRecord]:
         result: list[StoredRecord] = await self._call(self.core.peek, limit, max_bytes)

@@ -44,5 +44,7 @@ def outbox_records(p: Pending) -> list[NewRecord]:
                                  ("labels", p.labels, Priority.LABELS),
                                  ("events", p.events, Priority.EVENTS)):
         if docs:
-            records.append(NewRecord(kind, priority, encode_json(docs), len(docs)))
+            mark = max((d.get("seq", 0) for d in docs if isinstance(d.get("seq"), int)), default=0) if (
+                kind == "audit") else 0
+            records.append(NewRecord(kind, priority, encode_json(docs), len(docs), mark))
     return records

@@ -14,8 +14,8 @@ from agent.demo.sim.line import SimulatedLine
 from agent.demo.sim.process import COUNTER_TAG
 from agent.service.agent import Agent
 from agent.store.codec import decode_json
-from hub.db import GatewayStatus, Telemetry
 from hub.server import HubServer
+from hub.storage import GatewayStatus, Telemetry
 from tests.helpers.running import base_config, opcua_source
 
 
@@ -57,3 +57,20 @@ def lifecycle_events(engine: Engine, gateway_id: str, kind: str = "lifecycle") -
                                                           Telemetry.kind == kind)
                           .order_by(Telemetry.seq)).all()
     return [e.get("event", e) if kind == "lifecycle" else e for blob in blobs for e in decode_json(blob)]
+
+
+def publish_unchecked(engine: Engine, data_dir: Path, bundle_path: Path, keys: list[Path]) -> None:
+    """Register a signed bundle without the hub's load and self-test check: what an older hub, or
+    one whose runtime passes a model the gateway's fails, would serve. The gateway must still
+    refuse it."""
+    import shutil
+    import tempfile
+
+    from agent.models.bundle import unpack, verify_bundle
+    from hub.registry import register
+
+    staging = Path(tempfile.mkdtemp(prefix="unchecked-"))
+    try:
+        register(engine, data_dir, verify_bundle(unpack(bundle_path, staging), keys))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

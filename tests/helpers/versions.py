@@ -46,6 +46,21 @@ def worse_model(root: Path, trained: dict[str, Path], version: str) -> Path:
     return out
 
 
+def cost_pair(root: Path, trained: dict[str, Path]) -> dict[str, Path]:
+    """Two real models of the same line: 7.0.0 weighs NOK parts 30 times (it catches nearly every
+    NOK part and raises false NOK calls), 7.1.0 is unweighted (right more often, but it misses
+    NOK parts 7.0.0 catches): higher accuracy, higher expected cost."""
+    table = np.genfromtxt(trained["train"], delimiter=",", skip_header=1, dtype=str)
+    x, y = table[:, :-1].astype(np.float32), table[:, -1]
+    out = {}
+    for version, weights in (("7.0.0", {"NOK": 30.0}), ("7.1.0", None)):
+        model = train_onnx(x, y, root / f"cost-{version}.onnx", kind="logistic", class_weight=weights)
+        out[version] = root / f"bundle-{version}"
+        build_bundle(model, trained["train"], "label", "moulding-nok", version, out[version],
+                     holdout_csv=trained["holdout"], positive_class="NOK", signing_key=trained["key"])
+    return out
+
+
 def tar_of(directory: Path, out: Path) -> Path:
     with tarfile.open(out, "w") as tar:
         tar.add(directory, arcname=directory.name)

@@ -14,8 +14,8 @@ from sqlalchemy.engine import Engine
 
 from agent.demo.sim.broker import free_port
 from agent.demo.sim.line import SimOptions, SimulatedLine
-from hub.db import migrate
 from hub.server import HubServer
+from hub.storage import migrate
 
 
 @pytest.fixture()

@@ -114,6 +114,8 @@ async def test_bad_bundle_keeps_agent_running_without_model(tmp_path: Path,
         cfg["model"]["trusted_keys"] = [str(trained["other_pub"])]
         async with running_agent(cfg) as agent:
             assert agent.model is None and "trusted key" in (agent.model_error or "")
+            # a part made before the subscription exists arrives as the initial values only
+            await wait_for(lambda: agent.sources[0].status.connected, what="connected")
             await line.make_part()
             await wait_for(lambda: agent.sources[0].status.readings >= 18, what="data still read")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -26,10 +26,10 @@ from agent.demo.sim.process import COUNTER_TAG
 from agent.errors import BundleError
 from agent.models.bundle import sign_bundle
 from hub.cli import main as hub_main
-from hub.db import Telemetry, add_admin_token, add_gateway
 from hub.registry import HubError, publish
 from hub.rollouts import deploy
 from hub.server import HubServer
+from hub.storage import Telemetry, add_admin_token, add_gateway
 from tests.helpers.running import base_config, opcua_source, running_agent, wait_for
 
 
@@ -80,7 +80,7 @@ def test_telemetry_is_stored_once(hub: HubServer, engine: Engine) -> None:
         bad = c.post("/api/v1/gateways/line-a/telemetry", headers=headers, content=b"\x1f\x8bnot gzip")
     assert r1.json() == {"received": 3, "stored": 3, "duplicates": 0}
     assert r2.json() == {"received": 3, "stored": 1, "duplicates": 2}
-    assert bad.status_code == 422
+    assert bad.status_code == 400 and "gzip" in bad.json()["detail"]  # the encoding is broken
     with Session(engine) as s:
         assert s.scalar(select(func.count()).select_from(Telemetry)) == 4
 
@@ -160,48 +160,6 @@ async def test_agent_uploads_every_record_once_after_a_hub_outage(
     with Session(engine) as s:
         rows = s.scalars(select(Telemetry.seq).where(Telemetry.gateway_id == "test-gw")).all()
     assert len(rows) == len(set(rows)) >= written  # everything arrived, nothing twice
-
-
-def test_schema_step_2_upgrades_a_version_1_database(engine: Engine) -> None:
-    """A hub installed at schema 1 keeps its data when it is upgraded."""
-    from sqlalchemy import JSON, Column, Float, Integer, LargeBinary, MetaData, String, Table, insert
-
-    from hub.db import SCHEMA_VERSION, Base, migrate
-    from hub.rollouts import desired_state
-
-    Base.metadata.drop_all(engine)
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS schema_version"))
-    v1 = MetaData()
-    Table("schema_version", v1, Column("version", Integer, primary_key=True), Column("applied", Float))
-    Table("gateways", v1, Column("id", String(128), primary_key=True), Column("group", String(128)),
-          Column("created", Float), Column("last_seen", Float))
-    Table("tokens", v1, Column("token_hash", String(64), primary_key=True), Column("role", String(16)),
-          Column("gateway_id", String(128)))
-    Table("model_versions", v1, Column("id", Integer, primary_key=True), Column("name", String(128)),
-          Column("version", String(64)), Column("sha256", String(64)), Column("manifest", JSON),
-          Column("created", Float))
-    Table("deployments", v1, Column("id", Integer, primary_key=True), Column("target", String(128)),
-          Column("model", String(128)), Column("version", String(64)), Column("strategy", String(16)),
-          Column("created", Float))
-    Table("telemetry", v1, Column("id", Integer, primary_key=True), Column("gateway_id", String(128)),
-          Column("seq", Integer), Column("kind", String(32)), Column("items", Integer),
-          Column("payload", LargeBinary), Column("created", Float), Column("received", Float))
-    v1.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(insert(v1.tables["schema_version"]).values(version=1, applied=0.0))
-        conn.execute(insert(v1.tables["gateways"]).values(id="old-gw", group=None, created=1.0))
-        conn.execute(insert(v1.tables["model_versions"]).values(
-            name="m", version="1", sha256="a" * 64, manifest={"name": "m"}, created=1.0))
-        conn.execute(insert(v1.tables["deployments"]).values(
-            target="old-gw", model="m", version="1", strategy="immediate", created=1.0))
-    migrate(engine)
-    migrate(engine)  # idempotent
-    with engine.connect() as conn:
-        steps = [r[0] for r in conn.execute(text("SELECT version FROM schema_version ORDER BY version"))]
-    assert steps == list(range(1, SCHEMA_VERSION + 1))
-    doc = desired_state(engine, "old-gw")
-    assert doc["model"]["sha256"] == "a" * 64 and doc["deployment"]["status"] == "active"
 
 
 def test_admin_api_and_gateway_management(hub: HubServer, engine: Engine, trained: dict[str, Path],

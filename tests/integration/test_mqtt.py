@@ -64,7 +64,7 @@ async def test_malformed_payloads_are_counted_never_fatal(tmp_path: Path, broker
                        what="all messages handled")
         assert sensors(agent).status.malformed == 1000
         assert sensors(agent).status.readings == 1
-        assert sensors(agent).malformed.counts == {"plant/m1/telemetry": 1000}
+        assert sensors(agent).malformed.by_key == {"plant/m1/telemetry": 1000}
         assert agent.health["source:sensors"].restarts == 0
 
 

@@ -14,10 +14,10 @@ from sqlalchemy.engine import Engine
 from agent.cli import main
 from agent.demo.sim.broker import free_port
 from agent.demo.sim.line import SimulatedLine
-from hub.db import add_gateway
 from hub.overlays import set_overlay
 from hub.registry import HubError
 from hub.server import HubServer
+from hub.storage import add_gateway
 from tests.helpers.hubtest import agent_config, report
 from tests.helpers.running import running_agent, wait_for
 

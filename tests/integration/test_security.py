@@ -48,6 +48,9 @@ async def test_opcua_wrong_password_is_refused_and_retried(tmp_path: Path) -> No
             await wait_for(lambda: source.status.reconnects >= 1, 15, "a refused attempt")
             assert not source.status.connected and source.status.readings == 0
             assert "wrong" not in (source.status.last_error or "")  # the secret is never echoed
+            # the server's status code, with what to do, is the reason
+            assert source.status.reason in ("BadUserAccessDenied", "BadIdentityTokenRejected")
+            assert "password" in (source.status.last_error or "")
 
 
 @pytest.fixture()

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import grp
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +26,18 @@ def need(tool: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@contextlib.contextmanager
+def machine_wide_lock() -> Iterator[None]:
+    """The package is installed system-wide: two test runs on one machine (several worktrees, a
+    CI run beside a developer's) must take turns, or one purges what the other is testing."""
+    with open("/tmp/factory-edge-agent-deb-test.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def run(*cmd: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -51,6 +67,11 @@ def test_install_run_remove_purge(deb: Path, trained: dict[str, Path]) -> None:
             pytest.fail("the install test needs root")
         pytest.skip("the install test needs root (dpkg -i)")
     need("dpkg")
+    with machine_wide_lock():
+        install_run_remove_purge(deb, trained)
+
+
+def install_run_remove_purge(deb: Path, trained: dict[str, Path]) -> None:
     run("dpkg", "--purge", "factory-edge-agent")  # a leftover from an interrupted run
     try:
         installed = run("dpkg", "-i", str(deb))
@@ -58,6 +79,20 @@ def test_install_run_remove_purge(deb: Path, trained: dict[str, Path]) -> None:
         assert run("edge-agent", "--version").stdout.startswith("edge-agent 0.1.0")
         check = run("/usr/bin/edge-agent", "check-config", "/etc/edge-agent/agent.yaml")
         assert check.returncode == 0, check.stderr
+        # the operator guide's install steps with the S7 profile, as written (the PLC side aside:
+        # its certificate goes into the trust_dir the package made, which check-config wants)
+        etc = Path("/etc/edge-agent")
+        shutil.copy("/usr/share/factory-edge-agent/profiles/siemens-s7-1500.yaml", etc / "agent.yaml")
+        made = run("/usr/bin/edge-agent", "opcua", "certs", "create", "--config", str(etc / "agent.yaml"))
+        assert made.returncode == 0, made.stderr
+        key = etc / "pki/client-key.pem"
+        assert key.stat().st_mode & 0o777 == 0o640 and key.stat().st_gid == grp.getgrnam("edge-agent").gr_gid
+        (etc / "credentials/opcua-password").write_text("the PLC password")
+        (etc / "keys").mkdir()
+        shutil.copy(trained["pub"], etc / "keys/hub.pub")
+        steps = run("/usr/bin/edge-agent", "check-config", str(etc / "agent.yaml"))
+        assert steps.returncode == 0, steps.stderr  # before the service ever ran
+        shutil.rmtree(etc / "keys")  # ours, not the package's
         # the packaged runtime really works: verify and self-test a signed bundle with it
         verify = run("/usr/bin/edge-agent", "bundle", "verify", str(trained["bundle"]),
                      "--key", str(trained["pub"]))

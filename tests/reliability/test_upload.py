@@ -21,8 +21,8 @@ from agent.config import BackoffConfig, HubConfig
 from agent.demo.sim.broker import free_port
 from agent.hublink.uploader import Uploader
 from agent.store.outbox import AsyncOutbox, NewRecord, Priority
-from hub.db import Telemetry, add_gateway
 from hub.server import HubServer
+from hub.storage import Telemetry, add_gateway
 from tests.helpers.running import wait_for
 
 

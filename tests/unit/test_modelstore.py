@@ -12,6 +12,7 @@ import pytest
 
 from agent.errors import BundleError
 from agent.models.comparison import Comparison
+from agent.models.scoring import CostMatrix
 from agent.models.store import ModelStore
 from tests.helpers.versions import variant
 
@@ -58,7 +59,7 @@ def test_unreadable_state_file_is_not_fatal(tmp_path: Path) -> None:
 
 
 def test_comparison_counts_errors_on_the_same_labelled_samples() -> None:
-    cmp = Comparison(["NOK", "OK"])
+    cmp = Comparison(["NOK", "OK"], CostMatrix(("NOK", "OK"), "NOK"))
     ids = [str(i) for i in range(100)]
     truth = np.array([i % 2 for i in range(100)], dtype=float)
     candidate = truth.copy()
@@ -69,14 +70,18 @@ def test_comparison_counts_errors_on_the_same_labelled_samples() -> None:
     assert not cmp.on_label("unknown", "OK") and not cmp.on_label("5", "MAYBE")
     f = cmp.figures()
     assert f["labelled"] == 100 and f["active_accuracy"] == 1.0 and f["candidate_accuracy"] == 0.7
-    assert cmp.candidate_worse(0.05) and not cmp.candidate_worse(0.5)
+    # 15 NOK missed (10 each) and 15 false NOK (1 each) on 100 parts
+    assert f["candidate_cost_per_part"] == 1.65 and f["active_cost_per_part"] == 0.0
+    assert f["candidate_recall"] == {"NOK": 0.7, "OK": 0.7}
+    assert np.asarray(f["paired_counts"]).sum() == 100
+    assert cmp.candidate_worse(0.05) and not cmp.candidate_worse(2.0)
     assert cmp.p99() == pytest.approx((0.001, 0.004))
     assert f["agreement"] == 0.7
 
 
 def test_a_small_difference_on_few_parts_is_not_called_worse() -> None:
-    """3 more errors on 30 parts is within noise: the sign test keeps the new version."""
-    cmp = Comparison(["NOK", "OK"])
+    """3 more false NOK calls on 30 parts is within noise: the paired test keeps the new version."""
+    cmp = Comparison(["NOK", "OK"], CostMatrix(("NOK", "OK"), "NOK"))
     ids = [str(i) for i in range(30)]
     truth = np.ones(30)
     active, candidate = truth.copy(), truth.copy()
@@ -85,7 +90,8 @@ def test_a_small_difference_on_few_parts_is_not_called_worse() -> None:
     cmp.record(ids, active, candidate, 0.001, 0.001)
     for sid in ids:
         cmp.on_label(sid, "OK")
-    assert cmp.candidate_errors / 30 > cmp.active_errors / 30 + 0.05  # worse by the margin...
-    assert cmp.sign_test_p() > 0.05  # ...but not credibly: 5 of 7 discordant parts
+    test = cmp.paired()
+    assert test is not None and test.difference == pytest.approx(0.1)  # worse by the margin...
+    assert test.p_higher > 0.05  # ...but not credibly: 5 against 2 discordant parts
     assert not cmp.candidate_worse(0.05, significance=0.05)
     assert cmp.candidate_worse(0.05, significance=1.0)

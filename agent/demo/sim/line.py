@@ -13,6 +13,7 @@ from typing import Any
 import aiomqtt
 from asyncua import Server, ua
 
+from agent.demo.sim.limits import PlcLimits, plc_limits
 from agent.demo.sim.process import COUNTER_TAG, PROCESS_TAGS, DriftStep, LineProcess
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,10 @@ class SimOptions:
     # user/password identities, to test the client's security settings against a real server
     certificate: tuple[Path, Path] | None = None
     users: dict[str, str] | None = None
+    # with a certificate: trust only the client certificates in this directory (as a PLC does:
+    # BadCertificateUntrusted otherwise) and check their URI against the ApplicationUri
+    trusted_clients: Path | None = None
+    limits: PlcLimits | None = None  # what a real PLC limits (items per subscription, queues)
 
 
 class _PasswordUsers:
@@ -80,6 +85,7 @@ class SimulatedLine:
         self.qc_nodes: dict[str, Any] = {}
         self._qc_queue: asyncio.Queue[tuple[float, int, bool]] = asyncio.Queue()
         self.qc_published = 0
+        self._limits: Any = None
 
     async def __aenter__(self) -> SimulatedLine:
         await self.server.init()
@@ -93,6 +99,8 @@ class SimulatedLine:
             await self.server.load_private_key(str(key))
             self.server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
                                              ua.SecurityPolicyType.Basic256Sha256_Sign])
+            if self.options.trusted_clients is not None:
+                await self._trust_clients(self.options.trusted_clients)
         if self.options.users:
             self.server.set_security_IDs(["Username"])
         self.ns = await self.server.register_namespace(NAMESPACE)
@@ -119,11 +127,47 @@ class SimulatedLine:
             var = await machine.add_variable(ua.NodeId(f"Machine1.Extra{i}", self.ns),
                                              ua.QualifiedName(f"Extra{i}", self.ns), 0.0)
             self.extra_nodes.append(var)
-        await self.server.start()
+        if self.options.limits is not None:
+            self._limits = plc_limits(self.options.limits)
+            self._limits.__enter__()
+            cap = self.options.limits.max_items_per_subscription
+            if cap is not None:  # advertised as a real server does (ServerCapabilities)
+                await self.server.write_attribute_value(
+                    ua.NodeId(24104), ua.DataValue(ua.Variant(cap, ua.VariantType.UInt32)))
+        try:
+            await self.server.start()
+        except BaseException:
+            if self._limits is not None:  # never leave asyncua patched behind a failed start
+                self._limits.__exit__(None, None, None)
+                self._limits = None
+            raise
         return self
 
+    async def _trust_clients(self, directory: Path) -> None:
+        from asyncua.crypto.truststore import TrustStore
+        from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
+
+        options = CertificateValidatorOptions
+        check = CertificateValidator(options.TIME_RANGE | options.URI | options.PEER_CLIENT)
+
+        async def validate(cert: Any, description: Any) -> None:
+            await check.validate(cert, description)  # BadCertificateUriInvalid
+            store = TrustStore([directory], [])
+            if not await asyncio.to_thread(lambda: any(directory.iterdir())):
+                raise _untrusted()
+            await store.load()  # re-read at each session: a certificate copied in counts at once
+            if not store.is_trusted(cert):
+                raise _untrusted()
+
+        self.server.set_certificate_validator(validate)
+
     async def __aexit__(self, *exc: object) -> None:
-        await self.server.stop()
+        try:
+            await self.server.stop()
+        finally:
+            if self._limits is not None:
+                self._limits.__exit__(None, None, None)
+                self._limits = None
 
     async def make_part(self) -> None:
         values, ok = self.process.part(self.sim_time)
@@ -175,6 +219,13 @@ class SimulatedLine:
             except aiomqtt.MqttError as exc:
                 log.warning("sim QC station: broker unreachable (%s); retrying", exc)
                 await asyncio.sleep(1.0)
+
+
+def _untrusted() -> Exception:
+    from asyncua.common.utils import ServiceError
+
+    error: Exception = ServiceError(ua.StatusCodes.BadCertificateUntrusted)
+    return error
 
 
 def _now() -> Any:

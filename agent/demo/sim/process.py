@@ -1,6 +1,14 @@
 """The physics of the simulated machine: process values per part and a hidden OK/NOK relation.
 
 Pure and seeded, so the demo, the tests and the training history all see the same line.
+
+Each part's process values are set point + spread * z, where z is a slow AR(1) wander shared by
+consecutive parts (a real machine drifts, it does not jump). Whether a part is NOK depends on a
+hidden risk score of z plus noise. The plant changes in two ways (``DRIFT_KINDS``), chosen to
+behave as real lines do: a new resin moves the set points but hardly the share of bad parts; a
+changed relation keeps the share of bad parts in the usual 10-20% band but changes *which*
+parts are bad, so a model that keeps its old rule misses most NOK parts while its accuracy,
+with about 85% OK parts, still looks respectable.
 """
 
 from __future__ import annotations
@@ -23,24 +31,43 @@ NOMINAL: dict[str, tuple[float, float]] = {
 }
 PROCESS_TAGS = list(NOMINAL)
 COUNTER_TAG = "part_counter"
+NOK_THRESHOLD = 1.3  # risk above this makes a NOK part
+
+# what each kind of change does, for `edge-agent sim --help` and the docs
+DRIFT_KINDS: dict[str, str] = {
+    "resin": ("new resin: the operators raise the barrel temperatures by 1.6 spreads, lower the "
+              "injection pressure by 1.2 and the cushion grows by 0.6; the inputs shift, the share "
+              "of NOK parts moves only a little (about 15% -> 16-17%)"),
+    "concept": ("changed relation between process and quality: NOK now comes from low barrel "
+                "temperatures, a warm mould and a large cushion (deviations from the current set "
+                "point) instead of high temperatures and pressure; the inputs do not change, the "
+                "NOK share stays about 15-16%, but different parts are NOK"),
+}
+DRIFT_HELP = ("changes of the plant, KIND@SECONDS (simulated) separated by commas, e.g. "
+              "resin@3600,concept@7200. " + "; ".join(f"{k}: {v}" for k, v in DRIFT_KINDS.items()))
+
+# resin: set-point offsets in spreads, per tag index (barrel temps, pressure, cushion)
+RESIN_OFFSET = np.array([1.6, 1.6, 1.6, -1.2, 0.0, 0.0, 0.0, 0.6])
 
 
 @dataclass(frozen=True)
 class DriftStep:
-    kind: str  # "resin": inputs shift; "concept": the OK/NOK relation changes
+    kind: str  # one of DRIFT_KINDS
     at_s: float
 
 
 def parse_drift(spec: str | None) -> list[DriftStep]:
     """'resin@600,concept@1200' -> steps at those simulated seconds."""
     steps: list[DriftStep] = []
+    kinds = "|".join(DRIFT_KINDS)
     for part in (spec or "").split(","):
         part = part.strip()
         if not part:
             continue
-        match = re.fullmatch(r"(resin|concept)@(\d+(?:\.\d+)?)", part)
+        match = re.fullmatch(rf"({kinds})@(\d+(?:\.\d+)?)", part)
         if not match:
-            raise ValueError(f"--drift: '{part}' is not KIND@SECONDS with KIND resin or concept")
+            raise ValueError(f"--drift: '{part}' is not KIND@SECONDS with KIND one of "
+                             f"{', '.join(DRIFT_KINDS)} (e.g. resin@3600)")
         steps.append(DriftStep(match.group(1), float(match.group(2))))
     return sorted(steps, key=lambda s: s.at_s)
 
@@ -63,31 +90,30 @@ class LineProcess:
         # AR(1) wander with unit stationary variance: consecutive parts are alike, as on a
         # real machine (0.866 = sqrt(1 - 0.5^2))
         self._ar = 0.5 * self._ar + 0.866 * self._rng.standard_normal(len(NOMINAL))
-        z = self._ar.copy()
-        if self.active("resin", t):
-            # new resin melts differently: the operators raise barrel temps and pressure
-            z[0:3] += 1.6
-            z[3] += 1.2
-            z[7] -= 0.8
+        wander = self._ar
+        z = wander + RESIN_OFFSET if self.active("resin", t) else wander.copy()
         values = {tag: nom + spread * z[i] for i, (tag, (nom, spread)) in enumerate(NOMINAL.items())}
-        zt = float(np.mean(z[0:3]))
-        zp, zm, zc = float(z[3]), float(z[4]), float(z[7])
         if self.active("concept", t):
-            risk = -1.1 * zt + 0.9 * zm + 0.8 * zc - 0.3 * zp
+            # the new relation lives on deviations from the set point the operators run now
+            zt, zp, zm, zc = float(np.mean(wander[0:3])), float(wander[3]), float(wander[4]), float(wander[7])
+            risk = -1.0 * zt + 0.8 * zm + 0.7 * zc - 0.3 * zp
         else:
+            # the original relation on the raw values: the resin's offsets nearly cancel in it
+            zt, zp, zm, zc = float(np.mean(z[0:3])), float(z[3]), float(z[4]), float(z[7])
             risk = 0.9 * zt + 0.8 * zp - 0.7 * zc + 0.3 * zm
         risk += self.nok_noise * float(self._rng.standard_normal())
-        ok = risk < 1.3
+        ok = risk < NOK_THRESHOLD
         return {k: round(v, 3) for k, v in values.items()}, ok
 
 
-def history(n: int, seed: int = 1, cycle_s: float = 30.0) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """n parts of drift-free history: (X, feature names, labels 'OK'/'NOK')."""
-    proc = LineProcess(seed=seed)
+def history(n: int, seed: int = 1, cycle_s: float = 30.0,
+            drift: list[DriftStep] | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """n parts of history (drift-free unless ``drift`` is given): (X, feature names, labels
+    'OK'/'NOK')."""
+    proc = LineProcess(seed=seed, drift=list(drift or []))
     rows, labels = [], []
     for i in range(n):
         values, ok = proc.part(i * cycle_s)
         rows.append([values[t] for t in PROCESS_TAGS])
         labels.append("OK" if ok else "NOK")
     return np.asarray(rows), list(PROCESS_TAGS), np.asarray(labels)
-

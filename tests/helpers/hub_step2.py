@@ -1,8 +1,6 @@
-"""Hub storage through SQLAlchemy: a SQLite file for one plant, PostgreSQL for a fleet.
-
-Schema changes are numbered steps recorded in ``schema_version``; telemetry is idempotent by a
-unique (gateway, seq) key, so an at-least-once upload is stored exactly once.
-"""
+"""The hub's storage as the last release before Alembic made it (hub/db.py at schema step 2,
+copied unchanged but for this docstring): the migration tests build a database with it and
+upgrade that in place. Never edit: it is the past."""
 
 from __future__ import annotations
 
