@@ -12,8 +12,11 @@ of the same stream (and, where labels exist, on the model's error bits).
     python -m bench.drift_cases                # dev shape seeds 0-4 and every held-out shape/seed
     BENCH_QUICK=1 python -m bench.drift_cases  # two seeds each, 20,000 drift-free rows
 
-The dev shape with seeds 0-4 is what the monitor was tuned on; the held-out shapes, and the
-dev shape with seeds 100-104, were never looked at while tuning.
+The dev shape with seeds 0-4 is what the monitor was first tuned on. The first held-out set
+(shapes held-12 and held-6, and dev-8 with seeds 100-104) was looked at once the monitor stood,
+and what it showed was then fixed (so it became development data too); the second held-out set
+(shapes fresh-10 and fresh-5, and dev-8 with seeds 300-304), fixed in the code before the
+first was looked at, was run only for the final figures.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import yaml
 
 from agent.cli import main as cli
 from bench.common import emit, quick
-from bench.line_streams import DEV, HELD_OUT, Line, Shape, Stream
+from bench.line_streams import DEV, FRESH, HELD_OUT, Line, Shape, Stream
 
 CHANGE, HORIZON, HISTORY, FIT = 2000, 3000, 4000, 3000
 CASES = ("mean_shift", "variance", "correlation", "concept", "concept_30", "clean")
@@ -196,10 +199,15 @@ def main() -> None:
     clean_rows = 20_000 if quick() else 50_000
     seeds = (0, 1) if quick() else (0, 1, 2, 3, 4)
     held_seeds = (100, 101) if quick() else (100, 101, 102, 103, 104)
+    fresh_seeds = (300, 301) if quick() else (300, 301, 302, 303, 304)
     groups: list[tuple[str, list[tuple[Shape, int]]]] = [
         ("developed on: dev-8, seeds " + ",".join(map(str, seeds)), [(DEV, s) for s in seeds]),
-        ("held out: dev-8 with other seeds", [(DEV, s) for s in held_seeds]),
-        *[(f"held out: {shape.name}", [(shape, s) for s in held_seeds]) for shape in HELD_OUT],
+        ("first held-out set (then developed on): dev-8, seeds 100-104",
+         [(DEV, s) for s in held_seeds]),
+        *[(f"first held-out set (then developed on): {shape.name}", [(shape, s) for s in held_seeds])
+          for shape in HELD_OUT],
+        ("final held-out set: dev-8, seeds 300-304", [(DEV, s) for s in fresh_seeds]),
+        *[(f"final held-out set: {shape.name}", [(shape, s) for s in fresh_seeds]) for shape in FRESH],
     ]
     if len(sys.argv) > 1 and sys.argv[1] == "--dev-only":
         groups = groups[:1]
