@@ -272,10 +272,14 @@ def prediction_errors(u: np.ndarray, prev: np.ndarray | None, coef: np.ndarray) 
     stream predicted from the other streams now and every stream's previous value,
     u_t - [u_t, u_{t-1}] @ coef (the diagonal of coef's first block is zero). ``prev`` is the
     row before the first (None: the reference mean)."""
-    lag = np.empty_like(u)
-    lag[1:] = u[:-1]
-    lag[0] = 0.0 if prev is None else prev
-    return np.asarray(u - np.hstack([u, lag]) @ coef)
+    k = u.shape[1]
+    now, before = coef[:k], coef[k:]
+    out = u - u @ now
+    lagged = u @ before  # each row's contribution to the next row's prediction
+    out[1:] -= lagged[:-1]
+    if prev is not None:
+        out[0] -= prev @ before
+    return np.asarray(out)
 
 
 def _predictor(u: np.ndarray) -> np.ndarray:

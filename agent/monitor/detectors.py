@@ -149,6 +149,8 @@ class Cusum:
         self._sign = np.concatenate([np.ones(cols), -np.ones(len(self._down))])
         self._h_side, self._warn_side = self.h[self._col], self.h_warn[self._col]
         self._k_side = self.k[self._col]
+        self._mean_side = self.mean[self._col]
+        self._scale_side = self._sign / self.std[self._col]
         sides = len(self._col)
         self.s = np.zeros(sides)  # current sums
         self.start = np.zeros(sides, dtype=np.int64)  # index after the sum was last zero
@@ -169,11 +171,16 @@ class Cusum:
         """Feed a batch (n, cols); return warnings, alarms (and with ``quiet``, returns to
         normal). A column that alarms restarts from zero, as after an alarm is raised."""
         x = np.asarray(x, dtype=np.float64)
-        z = (x[:, self._col] - self.mean[self._col]) / self.std[self._col] * self._sign - self._k_side
+        z = x[:, self._col]  # a copy (fancy indexing): standardized in place
+        z -= self._mean_side
+        z *= self._scale_side
+        z -= self._k_side
         out: list[Detection] = []
         while len(z):
-            c = np.cumsum(z, axis=0)
-            s = c - np.minimum(np.minimum.accumulate(c, axis=0), -self.s)
+            s = np.cumsum(z, axis=0)
+            low = np.minimum.accumulate(s, axis=0)
+            np.minimum(low, -self.s, out=low)
+            s -= low
             over = s > self._h_side
             fired_rows = over.any(axis=1)
             end = int(fired_rows.argmax()) + 1 if fired_rows.any() else len(z)
@@ -275,6 +282,8 @@ class Cusum:
                 "last_over": self.last_over, "pending": self.pending}
 
     def restore(self, st: dict[str, Any]) -> None:
+        if np.shape(st["s"]) != self.s.shape:
+            raise ValueError(f"a CUSUM of {np.shape(st['s'])} sums, not {self.s.shape}")
         self.s = np.asarray(st["s"], dtype=np.float64).copy()
         self.start = np.asarray(st["start"], dtype=np.int64).copy()
         self.seen = int(st["seen"])

@@ -39,6 +39,7 @@ class ModelMonitor:
         if not mon:
             raise ValueError(f"bundle {manifest.name} {manifest.version} has no monitoring "
                              "section: rebuild it with this version's bundle builder")
+        self.manifest = manifest
         self.model, self.version = manifest.name, manifest.version
         self.budget: dict[str, Any] = dict(mon.get("budget") or {})
         self.budget_per_model = self.budget.get("unit") == "per_model"
@@ -84,23 +85,29 @@ class ModelMonitor:
             one_sided.append(True)  # only a growing error means broken correlations
             self.cusum_kinds.append("multivariate_drift")
             self.cusum_columns.append(None)
-        self.cusum = Cusum(np.array(mean), np.array(std), d["cusum_k"], np.array(h),
-                           np.array(one_sided), np.array(h_warn), quiet=self.quiet)
-        # scale: squared one-step prediction errors (bundles of the per-stream era have none)
+        ref_k = [d["cusum_k"]] * len(mean)
+        # the prediction errors of every numeric stream in the same bank: their mean (two-sided,
+        # resid_cusum) and their squares (one-sided, scale_cusum); bundles of the per-stream era
+        # have no scale section
         self.scale_spec: dict[str, Any] | None = mon.get("scale")
-        self.scale: Cusum | None = None
+        self.has_scale = self.scale_spec is not None
+        self.scale_at = len(mean)  # first prediction-error column of the bank
         self._prev: np.ndarray | None = None
         if self.scale_spec is not None:
             sc = self.scale_spec
             self._sc_mean, self._sc_std = np.array(sc["mean"]), np.array(sc["std"])
             self._sc_coef, self._sc_resid = np.array(sc["coef"]), np.array(sc["resid_std"])
-            # one bank: the prediction errors' mean (two-sided) and their squares (scale)
-            self.scale = Cusum(np.concatenate([sc["resid_mean"], np.zeros(k)]),
-                               np.concatenate([sc["resid_cusum_std"], np.ones(k)]),
-                               np.concatenate([np.full(k, d["cusum_k"]), np.full(k, sc["k"])]),
-                               np.concatenate([sc["resid_h_alarm"], sc["h_alarm"]]),
-                               np.concatenate([np.zeros(k, bool), np.ones(k, bool)]),
-                               np.concatenate([sc["resid_h_warn"], sc["h_warn"]]), quiet=self.quiet)
+            mean = [*mean, *sc["resid_mean"], *[0.0] * k]
+            std = [*std, *sc["resid_cusum_std"], *[1.0] * k]
+            ref_k = [*ref_k, *[d["cusum_k"]] * k, *[sc["k"]] * k]
+            h = [*h, *sc["resid_h_alarm"], *sc["h_alarm"]]
+            h_warn = [*h_warn, *sc["resid_h_warn"], *sc["h_warn"]]
+            one_sided = [*one_sided, *[False] * k, *[True] * k]
+            # names for the metrics only (a prediction error of a stream is not the stream)
+            self.cusum_kinds += ["data_drift"] * (2 * k)
+            self.cusum_columns += [f"{n}:resid" for n in self.names] + [f"{n}:scale" for n in self.names]
+        self.cusum = Cusum(np.array(mean), np.array(std), np.array(ref_k), np.array(h),
+                           np.array(one_sided), np.array(h_warn), quiet=self.quiet)
         self.cbpe: dict[str, Any] | None = mon.get("cbpe")
         self.confidence = RingMean(self.window)
         lab = mon.get("labels") or {}
@@ -150,17 +157,27 @@ class ModelMonitor:
                                        ["data_drift"] * len(self.cat_cols), self.cat_names)
         for index, psi in self.psi.update(np.column_stack([x, score])):
             events += self._levels("psi", psi, index)
-        streams = [x, score_transform(score, self.transform, self._score_table)[:, None]]
+        # every CUSUM stream side by side in one array, filled in place
+        k = len(self.names)
+        bank = np.empty((n, len(self.cusum.mean)))
+        bank[:, :k] = x
+        bank[:, k] = score_transform(score, self.transform, self._score_table)
         z = None
         if self.pca is not None:
             z = (x - self._pca_mean) / self._pca_scale
-            streams.append(reconstruction_log_error(z, self._pca_comps)[:, None])
-        events += self._cusum_events(self.cusum.update(np.column_stack(streams)), first, z)
-        if self.scale is not None:
+            bank[:, k + 1] = reconstruction_log_error(z, self._pca_comps)
+        if self.has_scale:
             u = (x - self._sc_mean) / self._sc_std
-            e = prediction_errors(u, self._prev, self._sc_coef) / self._sc_resid
+            e = prediction_errors(u, self._prev, self._sc_coef)
+            e /= self._sc_resid
             self._prev = u[-1].copy()
-            events += self._scale_events(self.scale.update(np.hstack([e, e * e])))
+            at = self.scale_at
+            bank[:, at:at + k] = e
+            np.multiply(e, e, out=bank[:, at + k:])
+        dets = self.cusum.update(bank)
+        events += self._cusum_events([d for d in dets if d.column < self.scale_at], first, z)
+        if self.has_scale:
+            events += self._scale_events([d for d in dets if d.column >= self.scale_at])
         if self.cbpe is not None and confidence is not None:
             events += self._cbpe(confidence, first)
         self.samples += n
@@ -296,28 +313,30 @@ class ModelMonitor:
                 resid = z[row] - (z[row] @ self._pca_comps.T) @ self._pca_comps
                 top = [self.names[i] for i in np.argsort(-(resid**2))[:TOP]]
             else:
-                top = _top(self.cusum.score, self.cusum_kinds, self.cusum_columns, kind, name)
+                at = self.scale_at
+                top = _top(self.cusum.score[:at], self.cusum_kinds[:at], self.cusum_columns[:at], kind, name)
             start = det.start_index if det.start_index >= 0 else None
             events += self._raise(self._event(kind, detector, name, det.level, det.score, thr,
                                               det.index, top, start))
         return events
 
     def _scale_events(self, dets: list[Detection]) -> list[MonitorEvent]:
-        assert self.scale is not None
         events: list[MonitorEvent] = []
         k = len(self.names)
         kinds = ["data_drift"] * k
         columns: list[str | None] = list(self.names)
+        scores = self.cusum.score[self.scale_at:]
         for det in dets:
             col = det.column
-            name = self.names[col % k]
-            detector = "resid_cusum" if col < k else "scale_cusum"
+            local = col - self.scale_at
+            name = self.names[local % k]
+            detector = "resid_cusum" if local < k else "scale_cusum"
             if det.level == "quiet":
                 events += self._normal(("data_drift", detector, name), det.index,
-                                       float(self.scale.h_warn[col]))
+                                       float(self.cusum.h_warn[col]))
                 continue
-            thr = float(self.scale.h[col] if det.level == "alarm" else self.scale.h_warn[col])
-            part = self.scale.score[:k] if col < k else self.scale.score[k:]
+            thr = float(self.cusum.h[col] if det.level == "alarm" else self.cusum.h_warn[col])
+            part = scores[:k] if local < k else scores[k:]
             top = _top(part, kinds, columns, "data_drift", name)
             start = det.start_index if det.start_index >= 0 else None
             events += self._raise(self._event("data_drift", detector, name, det.level,
@@ -344,13 +363,13 @@ class ModelMonitor:
             "prediction_cusum": round(float(self.cusum.score[len(self.names)]), 3),
             "alarm_state": self.book.worst(),
         }
-        if self.scale is not None:
+        if self.has_scale:
             k = len(self.names)
-            score = np.round(self.scale.score, 3).tolist()
+            score = np.round(self.cusum.score[self.scale_at:], 3).tolist()
             out["resid_cusum"] = dict(zip(self.names, score[:k], strict=True))
             out["scale_cusum"] = dict(zip(self.names, score[k:], strict=True))
         if self.pca is not None:
-            out["pca_cusum"] = round(float(self.cusum.score[-1]), 3)
+            out["pca_cusum"] = round(float(self.cusum.score[len(self.names) + 1]), 3)
         if self.categorical is not None:
             out["js"] = dict(zip(self.cat_names, np.round(self.categorical.last, 5).tolist(), strict=True))
             out["unseen_category_rate"] = dict(zip(
@@ -376,8 +395,6 @@ class ModelMonitor:
                                  "confidence": self.confidence, "correct": self.correct,
                                  "abs_err": self.abs_err, "sq_err": self.sq_err, "tp": self.tp,
                                  "fp": self.fp, "fn": self.fn}
-        if self.scale is not None:
-            parts["scale"] = self.scale
         if hasattr(self, "label_cusum"):
             parts["label_cusum"] = self.label_cusum
             parts["label_rows"] = _Array(self._label_rows)

@@ -69,9 +69,15 @@ def restore_state(path: Path, monitor: ModelMonitor, bundle_sha256: str,
     except (OSError, ValueError, KeyError) as exc:
         log.warning("monitor state %s unreadable (%s); starting fresh", path, exc)
         return False
-    for name, part in monitor.parts().items():
-        if name in parts:
-            part.restore(parts[name])
+    try:
+        for name, part in monitor.parts().items():
+            if name in parts:
+                part.restore(parts[name])
+    except (ValueError, KeyError) as exc:  # a snapshot of another layout of the same bundle
+        log.warning("monitor state %s does not fit this monitor (%s); starting fresh", path, exc)
+        fresh = type(monitor)(monitor.manifest)
+        monitor.__dict__.update(fresh.__dict__)
+        return False
     meta = parts["meta"]
     monitor.samples = int(meta["samples"])
     monitor.labels = int(meta["labels"])

@@ -128,7 +128,7 @@ def test_a_bundle_of_the_per_stream_era_still_loads_and_says_so() -> None:
         mon.pop(key)
     old = Manifest.model_validate(doc)
     monitor = ModelMonitor(old)
-    assert not monitor.budget_per_model and monitor.scale is None
+    assert not monitor.budget_per_model and not monitor.has_scale
     assert "PER STREAM" in budgets.describe(mon)
     x = rng.normal(size=(1000, 4))
     for samples, preds, conf in batches(x, logistic_scores(x), 64):
