@@ -396,6 +396,11 @@ def _labels(holdout: dict[str, Any], error_bits: np.ndarray | None, budget: Budg
 
 
 OUTCOME_FLIP = 0.2  # the label CUSUM's alternative: one outcome in five against the model
+# no outcome is taken as surer than 1 in 50: one mistake on a part the model was 99.9% sure of
+# must not be an alarm by itself (its step is at most ln(9.8) = 2.3), and clipping makes the
+# in-control drift only more negative
+OUTCOME_FLOOR = 0.02
+MIN_OUTCOME_STEPS = 3.0  # the label CUSUM's threshold is at least this many largest steps
 PLATT_PRIOR = 5.0
 MIN_OUTCOME_ROWS, MIN_OUTCOME_ERRORS = 300, 15  # fewer: the error-rate CUSUM instead
 
@@ -427,7 +432,7 @@ def outcome_llr(p: np.ndarray, positive: np.ndarray, a: float, b: float,
     """Log-likelihood ratio of each outcome: 'one in ``flip`` goes against the model' over 'the
     model's calibrated probability holds'."""
     lg = np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, 1.0))
-    q = np.clip(1 / (1 + np.exp(-(a * lg + b))), 1e-6, 1 - 1e-6)
+    q = np.clip(1 / (1 + np.exp(-(a * lg + b))), OUTCOME_FLOOR, 1 - OUTCOME_FLOOR)
     alt = (1 - flip) * q + flip * (1 - q)
     return np.asarray(np.where(positive, np.log(alt / q), np.log((1 - alt) / (1 - q))))
 
@@ -452,8 +457,12 @@ def _outcomes(p: np.ndarray, positive: np.ndarray, holdout: dict[str, Any], budg
         len(llr) >= 20) else 1.0
     warn_rate, alarm_rate = _rates(budget, share)
     week = budget.samples_per_week  # labels at the sample rate at most
-    law = "Markov chain of the held-out log ratios, exponential tail (theta <= 1)"
-    h_warn, h_alarm = empirical_cusum_h(week / warn_rate, llr), empirical_cusum_h(week / alarm_rate, llr)
+    law = ("Markov chain of the held-out log ratios, exponential tail (theta <= 1); at least "
+           f"{MIN_OUTCOME_STEPS:g} largest steps")
+    largest = (1 - OUTCOME_FLIP) * OUTCOME_FLOOR + OUTCOME_FLIP * (1 - OUTCOME_FLOOR)
+    floor = MIN_OUTCOME_STEPS * math.log(largest / OUTCOME_FLOOR)
+    h_warn = max(floor, empirical_cusum_h(week / warn_rate, llr))
+    h_alarm = max(floor, empirical_cusum_h(week / alarm_rate, llr))
     return {"kind": "outcome_lr", "platt": [a, b], "flip": OUTCOME_FLIP, "law": law,
             "holdout_error_rate": round(1 - float(holdout["accuracy"]), 6),
             "holdout_llr_mean": round(float(llr.mean()), 6), "inflation": round(infl, 3),
