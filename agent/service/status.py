@@ -26,12 +26,13 @@ def outbox_figures(cfg: AgentConfig) -> dict[str, Any] | None:
         items, size = db.execute(
             "SELECT COALESCE(SUM(items),0), COALESCE(SUM(nbytes),0) FROM records").fetchone()
         evicted = {row["kind"]: row["items"] for row in db.table("evicted").rows}
+        refused = db.table("refused").count if db.table("refused").exists() else 0
     except sqlite3.Error:
         return None
     finally:
         conn.close()
     return {"depth": depth, "items": items, "bytes": size, "file_bytes": path.stat().st_size,
-            "evicted_by_kind": evicted, "evicted_items": sum(evicted.values())}
+            "evicted_by_kind": evicted, "evicted_items": sum(evicted.values()), "refused": refused}
 
 
 def when(ts: float | None, now: float | None = None) -> str:
@@ -140,7 +141,9 @@ def print_status(cfg: AgentConfig, as_json: bool) -> int:
               + (f"  [{sync['last_error']}]" if sync.get("last_error") else ""))
     if outbox:
         print(f"outbox        {outbox['depth']} records ({outbox['items']} items), "
-              f"{outbox['bytes']} bytes, evicted {outbox['evicted_items']}")
+              f"{outbox['bytes']} bytes, evicted {outbox['evicted_items']}"
+              + (f", REFUSED by the hub {outbox['refused']} (kept in the outbox's 'refused' table)"
+                 if outbox.get("refused") else ""))
     else:
         print("outbox        not created yet")
     return 0
