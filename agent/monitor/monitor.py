@@ -12,13 +12,13 @@ from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.models.bundle import Manifest
 from agent.monitor.alarms import AlarmBook, Key, MonitorEvent
 from agent.monitor.calibrate import (
-    outcome_llr,
     pad_profiles,
     prediction_errors,
     reconstruction_log_error,
     score_transform,
 )
 from agent.monitor.detectors import Cusum, Detection, RingMean, WindowCategorical, WindowPSI
+from agent.monitor.labelcal import outcome_llr
 from agent.monitor.performance import ClassPerformance
 
 HYSTERESIS = 0.8  # a window detector's condition ends below 80% of its warning level
