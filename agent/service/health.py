@@ -84,6 +84,8 @@ class AgentCollector:
             for kind, count in stats.evicted_by_kind.items():
                 evicted.add_metric([kind], count)
             yield evicted
+            yield GaugeMetricFamily("edge_outbox_refused", "Records the hub refused as malformed, "
+                                    "kept aside in the outbox", value=stats.refused_records)
         if a.model is not None:
             info = InfoMetricFamily("edge_model", "Active model version")
             b = a.model.bundle

@@ -26,12 +26,13 @@ def outbox_figures(cfg: AgentConfig) -> dict[str, Any] | None:
         items, size = db.execute(
             "SELECT COALESCE(SUM(items),0), COALESCE(SUM(nbytes),0) FROM records").fetchone()
         evicted = {row["kind"]: row["items"] for row in db.table("evicted").rows}
+        refused = db.table("refused").count if db.table("refused").exists() else 0
     except sqlite3.Error:
         return None
     finally:
         conn.close()
     return {"depth": depth, "items": items, "bytes": size, "file_bytes": path.stat().st_size,
-            "evicted_by_kind": evicted, "evicted_items": sum(evicted.values())}
+            "evicted_by_kind": evicted, "evicted_items": sum(evicted.values()), "refused": refused}
 
 
 def when(ts: float | None, now: float | None = None) -> str:
@@ -111,6 +112,14 @@ def print_status(cfg: AgentConfig, as_json: bool) -> int:
                   f"{recall}, cost {monitor.get('rolling_cost_per_part')} per part")
         print(f"labels        coverage {join.get('coverage')}, mean latency {join.get('mean_latency_s')} s, "
               f"{join.get('pending')} waiting")
+        incidents = monitor.get("incidents") or {}
+        for inc in incidents.get("open") or []:
+            print(f"incident      {inc['id']} {inc['level'].upper()} {inc['state']}"
+                  + (f", acknowledged by {inc['acknowledged_by']}" if inc.get("acknowledged_by") else "")
+                  + (", shelved" if inc.get("shelved_until") else "")
+                  + f": {', '.join(inc['detectors'])}; {inc['notifications']} notification(s)")
+        if monitor.get("budget"):
+            print(f"budget        {monitor['budget']}")
     lifecycle: dict[str, Any] | None = report["lifecycle"]
     if lifecycle:
         watch, shadow = lifecycle.get("watch"), lifecycle.get("shadow")
@@ -132,7 +141,9 @@ def print_status(cfg: AgentConfig, as_json: bool) -> int:
               + (f"  [{sync['last_error']}]" if sync.get("last_error") else ""))
     if outbox:
         print(f"outbox        {outbox['depth']} records ({outbox['items']} items), "
-              f"{outbox['bytes']} bytes, evicted {outbox['evicted_items']}")
+              f"{outbox['bytes']} bytes, evicted {outbox['evicted_items']}"
+              + (f", REFUSED by the hub {outbox['refused']} (kept in the outbox's 'refused' table)"
+                 if outbox.get("refused") else ""))
     else:
         print("outbox        not created yet")
     return 0

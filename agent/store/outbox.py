@@ -30,7 +30,7 @@ from agent.store.codec import encode_json
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ROW_OVERHEAD = 48  # bytes SQLite spends per row beyond the payload (header, index entry)
 
 
@@ -70,6 +70,7 @@ class OutboxStats:
     evicted_items: int
     evicted_by_kind: dict[str, int]
     last_seq: int
+    refused_records: int = 0  # refused by the hub as malformed, kept aside (see Outbox.refuse)
 
 
 def _migrate(db: sqlite_utils.Database) -> None:
@@ -88,6 +89,12 @@ def _migrate(db: sqlite_utils.Database) -> None:
         evicted.create({"kind": str, "records": int, "items": int}, pk="kind",
                              if_not_exists=True)
         meta.create({"key": str, "value": int}, pk="key", if_not_exists=True)
+    if version < 2:
+        # records the hub refused as malformed: kept for the operator, out of the upload queue
+        db.table("refused").create(
+            {"seq": int, "kind": str, "priority": int, "created": float, "payload": bytes,
+             "items": int, "reason": str, "refused_at": float},
+            pk="seq", if_not_exists=True)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -233,13 +240,40 @@ class Outbox:
         self._bytes -= int(removed[1])
         return int(removed[0])
 
+    def refuse(self, seqs: Sequence[int], reason: str) -> int:
+        """Move records the hub refused as malformed out of the upload queue, into ``refused``
+        with the hub's reason: one bad record must not block everything behind it, and it is
+        kept (not deleted) so that an operator can look at it and the count is reported."""
+        if not seqs:
+            return 0
+        marks = ",".join("?" * len(seqs))
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            removed = self._conn.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(nbytes),0) FROM records WHERE seq IN ({marks})",
+                list(seqs)).fetchone()
+            self._conn.execute(
+                "INSERT OR REPLACE INTO refused (seq, kind, priority, created, payload, items, "
+                f"reason, refused_at) SELECT seq, kind, priority, created, payload, items, ?, ? "
+                f"FROM records WHERE seq IN ({marks})", [reason[:1000], time.time(), *seqs])
+            self._conn.execute(f"DELETE FROM records WHERE seq IN ({marks})", list(seqs))
+            self._conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            self._rollback()
+            raise OutboxError(f"{self.path}: moving refused records aside failed ({exc})") from exc
+        self._depth -= int(removed[0])
+        self._bytes -= int(removed[1])
+        return int(removed[0])
+
     def stats(self) -> OutboxStats:
         items = self._conn.execute("SELECT COALESCE(SUM(items),0) FROM records").fetchone()[0]
         ev = self._conn.execute("SELECT kind, records, items FROM evicted").fetchall()
+        refused = self._conn.execute("SELECT COUNT(*) FROM refused").fetchone()[0]
         return OutboxStats(
             depth=self._depth, items=int(items), bytes=self._bytes, budget=self.budget,
             evicted_records=sum(r[1] for r in ev), evicted_items=sum(r[2] for r in ev),
             evicted_by_kind={r[0]: r[2] for r in ev}, last_seq=self._last_seq,
+            refused_records=int(refused),
         )
 
     def _rollback(self) -> None:
@@ -290,6 +324,9 @@ class AsyncOutbox:
 
     async def ack(self, seqs: Sequence[int]) -> int:
         return int(await self._call(self.core.ack, seqs))
+
+    async def refuse(self, seqs: Sequence[int], reason: str) -> int:
+        return int(await self._call(self.core.refuse, seqs, reason))
 
     async def stats(self) -> OutboxStats:
         result: OutboxStats = await self._call(self.core.stats)

@@ -126,3 +126,33 @@ async def test_outage_of_10000_records_is_delivered_afterwards(engine: Engine, t
             await asyncio.to_thread(server.stop)
     total, distinct = stored(engine, "gw-out")
     assert total == distinct == 10_000
+
+
+async def test_a_record_the_hub_refuses_is_set_aside_and_the_rest_still_arrives(
+        engine: Engine, tmp_path: Path) -> None:
+    """One malformed record (here a kind the hub's schema refuses) must not block the gateway's
+    whole backlog behind it for ever: it is isolated by halving, kept aside, counted."""
+    token = add_gateway(engine, "gw-poison")
+    server = HubServer(engine, tmp_path / "hub-data")
+    await asyncio.to_thread(server.start)
+    try:
+        async with AsyncOutbox(tmp_path / "outbox.db", 1 << 30) as outbox:
+            good = records(0, 600)
+            await outbox.append([*good[:333], NewRecord("Not A Kind!", Priority.EVENTS, b"x"),
+                                 *good[333:]])
+            uploader = Uploader(hub_config(server.url, token), "gw-poison", outbox)
+            task = asyncio.create_task(uploader.run())
+            try:
+                await wait_for(lambda: uploader.uploaded_records >= 600, 60, "the rest delivered")
+                stats = await outbox.stats()
+                assert stats.depth == 0 and stats.refused_records == 1
+                assert uploader.refused_records == 1
+            finally:
+                task.cancel()
+            kept = outbox.core._conn.execute("SELECT seq, kind, reason FROM refused").fetchall()
+            assert [(k, r.split(":")[0]) for _, k, r in kept] == [("Not A Kind!", "hub answered 422")]
+            assert kept[0][0] == 334  # the record itself, found by halving
+    finally:
+        await asyncio.to_thread(server.stop)
+    total, distinct = stored(engine, "gw-poison")
+    assert total == distinct == 600
