@@ -5,15 +5,15 @@ desired state and to the last gateway's; 20 races of trigger evaluations and of 
 evaluations on 2 job workers (`edge-hub worker`), counting retrains and promotions.
 
 How the 2-to-1 ratio is measured on a 2-core machine where the load generator needs CPU too:
-the generator drives the workers flat out (closed loop) and the benchmark reads the CPU time
-the server processes used in the window (/proc via psutil). ``polls_per_server_cpu_s`` is polls
-served per CPU-second of the server; ``capacity_polls_per_s`` is that times the cores N workers
-can use (N), i.e. what N workers serve when the generator is on other machines, as gateways are.
-The workers' idle CPU (listeners, periodic reloads), measured over a quiet window of the same
-length just before, is subtracted. ``ratio_2_to_1`` is the ratio of those capacities;
-``wall_ratio_2_to_1`` the raw ratio of httpx polls/s seen here (bound by the generator: httpx
-costs more CPU per request than the hub does), and ``raw_client_wall_ratio_2_to_1`` the raw ratio
-with bench.hub's minimal keep-alive client instead, cheap enough for the workers to saturate.
+the 1-worker and the 2-worker servers run side by side and are measured in turns (five trials
+each, medians), so that other work on the machine weighs on both alike. The polls that measure
+throughput come from bench.hub's minimal keep-alive client (cheap enough for the workers to
+saturate; every token cached in every worker first): ``raw_client_wall_ratio_2_to_1`` is the
+ratio of what the two servers answered per second. The benchmark also reads the CPU time the
+server processes used meanwhile (psutil): ``polls_per_server_cpu_s`` times N is what N workers
+serve with a core each, as on hub machines whose gateways are elsewhere; ``ratio_2_to_1`` is the
+ratio of those. The httpx gateways (5,000 tokens) then measure latency: flat out (bound by
+httpx's own CPU, reported with it) and paced at 500 polls/s, an idle fleet polling every 10 s.
 
 Run: python -m bench.fleet (BENCH_QUICK=1: 1,000 gateways, short phases; BENCH_FLEET_PARTS=
 polls,deploy,races to run some; BENCH_FLEET_RACES=N). JSON lines."""
