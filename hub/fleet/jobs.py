@@ -109,6 +109,7 @@ def retrain(ctx: JobContext, model: str, run_id: int) -> str:
         status = run.status if run is not None else None
         trigger = run.trigger if run is not None else ""
         run_model = run.model if run is not None else None
+        run_at = run.at if run is not None else 0.0
     if run is None:
         raise JobRefused(f"retrain job for {model}: no retrain run {run_id} "
                          f"(edge-hub retrain status {model})")
@@ -120,13 +121,30 @@ def retrain(ctx: JobContext, model: str, run_id: int) -> str:
     if status not in ("queued", "running"):
         log.info("retrain run %d of %s is already %s: nothing to do", run_id, model, status)
         return str(status)
+    if status == "running":  # a worker took it and died: did it get as far as publishing?
+        published = published_by(ctx.engine, model, trigger, run_at)
+        if published is not None:
+            reason = (f"the worker running it stopped after publishing {model} {published}, before "
+                      f"its rollout; not trained again (edge-hub deploy {model} {published} --to ...)")
+            _finish(ctx.engine, run_id, "failed", reason, version=published)
+            return "failed"
     done = run_retrain(ctx.engine, ctx.data_dir, model, trigger, run_id=run_id)
     return done.status
 
 
-def _finish(engine: Engine, run_id: int, status: str, reason: str) -> None:
+def published_by(engine: Engine, model: str, trigger: str, since: float) -> str | None:
+    """The version a run of ``trigger`` published (its lineage names the trigger), if any."""
+    with Session(engine) as s:
+        for version, manifest in s.execute(select(ModelVersion.version, ModelVersion.manifest).where(
+                ModelVersion.name == model, ModelVersion.created >= since)):
+            if (manifest.get("lineage") or {}).get("trigger") == trigger:
+                return str(version)
+    return None
+
+
+def _finish(engine: Engine, run_id: int, status: str, reason: str, version: str | None = None) -> None:
     with Session(engine) as s, s.begin():
         run = s.get(RetrainRun, run_id)
         if run is not None and run.status in ("queued", "running"):
-            run.status, run.detail = status, {"error": reason}
-            record(s, run.model, "-", f"retrain_{status}", detail=json.dumps({"error": reason}))
+            run.status, run.detail, run.version = status, {"error": reason}, version
+            record(s, run.model, version or "-", f"retrain_{status}", detail=json.dumps({"error": reason}))

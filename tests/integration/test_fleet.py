@@ -487,3 +487,36 @@ def test_serve_workers_2_shares_one_port_and_sums_its_metrics(fleet: dict[str, A
     sqlite = f"sqlite:///{tmp_path / 'one.db'}"
     assert hub_main(["serve", "--workers", "2", "--db", sqlite, "--data", str(tmp_path / "d")]) == 2
     assert "needs PostgreSQL" in capsys.readouterr().err
+
+
+def test_a_retried_run_that_had_published_finishes_without_training_another_version(
+        fleet: dict[str, Any]) -> None:
+    """The window between a run's publish and its rollout: the worker died there (the run is
+    still `running`, its version is registered whole). The retried job does not train and
+    publish a second version; the run fails naming the version and what to do."""
+    engine, queue = fleet["engine"], fleet["queue"]
+    trigger = "test: a worker died after publishing"
+    run_id = queue_run(engine, MODEL, trigger)
+    with Session(engine) as s, s.begin():
+        run = s.get(RetrainRun, run_id)
+        assert run is not None
+        run.status = "running"  # as the dead worker left it
+        s.add(ModelVersion(name=MODEL, version="7.7.7", sha256=hashlib.sha256(trigger.encode()).hexdigest(),
+                           manifest={"lineage": {"trigger": trigger}}, created=time.time()))
+    with Session(engine) as s:
+        versions_before = s.scalar(select(func.count()).select_from(ModelVersion)) or 0
+        deployments_before = s.scalar(select(func.count()).select_from(Deployment)) or 0
+    queue.defer("retrain", model=MODEL, run_id=run_id)
+
+    def done() -> RetrainRun | None:
+        with Session(engine) as s:
+            r = s.get(RetrainRun, run_id)
+            return r if r is not None and r.status not in ("queued", "running") else None
+
+    until(lambda: done() is not None, 60, "the retried run finished")
+    finished = done()
+    assert finished is not None and finished.status == "failed" and finished.version == "7.7.7"
+    assert "stopped after publishing moulding-nok 7.7.7" in finished.detail["error"]
+    with Session(engine) as s:
+        assert (s.scalar(select(func.count()).select_from(ModelVersion)) or 0) == versions_before
+        assert (s.scalar(select(func.count()).select_from(Deployment)) or 0) == deployments_before
