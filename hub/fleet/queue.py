@@ -115,17 +115,21 @@ class HubQueue:
             outcome = jobs.retrain(ctx, model, int(run_id))
             metrics.RETRAINS.labels(outcome=outcome).inc()
 
-        @app.periodic(cron=every["recover"], periodic_id="recover")
-        @app.task(name="hub.recover", queue=q("retrain"), queueing_lock=f"{self.schema}:recover")
-        async def recover(timestamp: int) -> None:
-            for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_S):
-                if job.queue.startswith(q("")) or self.schema == "public":
-                    log.warning("job %s (%s) of a worker that stopped beating: done again",
-                                job.id, job.task_name)
-                    await app.job_manager.retry_job(job)
+        for name in QUEUES:  # each queue's workers recover its jobs (a lock held by a dead
+            self._recover(name, every["recover"])  # worker's job would block its kind for good)
 
         self.tasks = {"retrain": retrain, "evaluate_triggers": evaluate_triggers,
                       "evaluate_rollouts": evaluate_rollouts}
+
+    def _recover(self, name: str, cron: str) -> None:
+        app, queue = self.app, self.queue(name)
+
+        @app.periodic(cron=cron, periodic_id=f"recover-{name}")
+        @app.task(name=f"hub.recover_{name}", queue=queue, queueing_lock=f"{self.schema}:recover:{name}")
+        async def recover(timestamp: int) -> None:
+            for job in await app.job_manager.get_stalled_jobs(queue=queue, seconds_since_heartbeat=STALLED_S):
+                log.warning("job %s (%s) of a worker that stopped beating: done again", job.id, job.task_name)
+                await app.job_manager.retry_job(job)
 
     # -- deferring from synchronous code (a job's thread, a request, the CLI) ----------------------
     def defer_app(self) -> procrastinate.App:
