@@ -6,6 +6,7 @@ labels, MQTT output and hub link, started here) or on a live hub's."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -82,9 +83,11 @@ def test_metric_names_are_read_from_promql() -> None:
     assert metric_names("label_values(edge_readings_total, instance)") == {"edge_readings_total"}
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (apt-get install prometheus)")
 def test_promtool_checks_the_shipped_rules_and_they_fire(tmp_path: Path) -> None:
-    assert PROMTOOL is not None
+    if PROMTOOL is None:
+        if os.environ.get("EDGE_REQUIRE_PROMTOOL"):
+            pytest.fail("promtool is required in CI (apt-get install prometheus)")
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
     checked = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True,
                              timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
