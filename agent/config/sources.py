@@ -188,6 +188,15 @@ class SparkplugSourceConfig(Strict):
     qos: Literal[0, 1] = Field(0, description="Subscription QoS (Sparkplug publishes data at QoS 0).")
     rebirth_interval_s: float = Field(5.0, gt=0, description=(
         "At most one rebirth request (NCMD Node Control/Rebirth) per edge node this often."))
+    rebirths_per_s: float = Field(10.0, gt=0, le=1000, description=(
+        "At most this many rebirth requests per second over all edge nodes (a burst of one "
+        "second's worth): a flood of messages from made-up or broken nodes cannot make the agent "
+        "flood the broker with commands."))
+    max_edge_nodes: int = Field(1000, ge=1, le=100_000, description=(
+        "Edge nodes tracked at most; messages of further node ids are counted and ignored."))
+    max_metrics: int = Field(100_000, ge=1, le=10_000_000, description=(
+        "Metric definitions (names and aliases from births) kept at most over all edge nodes and "
+        "devices; a birth that would exceed it is refused and counted as malformed."))
     host_id: str | None = Field(None, pattern=_SPB_ID, description=(
         "Announce the agent as this Sparkplug host application (retained spBv1.0/STATE/<id>, "
         "online/offline by will), for edge nodes that publish only while their primary host "
