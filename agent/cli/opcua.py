@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,13 @@ async def _connect_error(exc: BaseException, url: str) -> ConfigError:
     return ConfigError([f"{url}: {refusal.message} [{refusal.reason}]"])
 
 
+def _undecodable(url: str, exc: ValueError) -> ConfigError:
+    from agent.ingest.sources.opcua.browse import printable
+
+    return ConfigError([f"{url}: the server's answer is not valid OPC UA ({printable(str(exc))[:120]}); "
+                        "is it an OPC UA server, and of a version the agent supports?"])
+
+
 async def _endpoints(args: argparse.Namespace) -> int:
     from agent.ingest.sources.opcua.browse import endpoints
     from agent.ingest.sources.opcua.source import HANDSHAKE_ERRORS
@@ -108,11 +116,18 @@ async def _endpoints(args: argparse.Namespace) -> int:
         found = await endpoints(args.url, args.timeout)
     except HANDSHAKE_ERRORS as exc:
         raise await _connect_error(exc, args.url) from None
+    except ValueError as exc:  # asyncua's decoder: an enum value or text the server made up
+        raise _undecodable(args.url, exc) from None
+    if not found:
+        raise ConfigError([f"{args.url}: the server offers no endpoint at all; check the URL's "
+                           "path and the server's endpoint configuration"])
     for ep in found:
         print(f"{ep.policy:22} {ep.mode:15} users: {', '.join(ep.user_tokens) or '-'}")
-    if found:
-        print(f"server {found[0].server_uri} at {found[0].url}")
-        print(f"certificate {found[0].certificate_summary()}")
+    print(f"server {found[0].server_uri} at {found[0].url}")
+    print(f"certificate {found[0].certificate_summary()}")
+    if all(ep.mode == "None" for ep in found):
+        print("no secured endpoint: this server offers security mode None only; keep "
+              "security.mode None, or enable Sign/SignAndEncrypt on the PLC first")
     cert = next((ep.certificate for ep in found if ep.certificate), None)
     if args.save_certificate:
         if cert is None:
@@ -129,15 +144,19 @@ async def _endpoints(args: argparse.Namespace) -> int:
 async def _browse(args: argparse.Namespace) -> int:
     from asyncua import Client, ua
 
-    from agent.ingest.sources.opcua.browse import browse, nodes_yaml
+    from agent.config.sources import node_id_problem
+    from agent.ingest.sources.opcua.browse import BrowsedNode, browse, nodes_yaml, printable
     from agent.ingest.sources.opcua.client import application_uri, make_client
     from agent.ingest.sources.opcua.source import HANDSHAKE_ERRORS, _close_quietly
 
+    problem = node_id_problem(args.node)
     try:
         ua.NodeId.from_string(args.node)
     except (ValueError, ua.UaError, IndexError, KeyError):
-        raise ConfigError([f"--node: '{args.node}' is not an OPC UA node id; use 'ns=2;i=1001' "
-                           "or 'ns=3;s=Machine.Tag'"]) from None
+        problem = problem or "not an OPC UA node id"
+    if problem:
+        raise ConfigError([f"--node: '{printable(args.node)}': {problem}; use a node id such as "
+                           "'ns=2;i=1001' or 'ns=3;s=Machine.Tag'"])
     try:
         if args.config:
             _, src = _sources(args.config, args.source)[0]
@@ -149,15 +168,26 @@ async def _browse(args: argparse.Namespace) -> int:
             await client.connect()
     except HANDSHAKE_ERRORS as exc:
         raise await _connect_error(exc, args.url) from None
+    except ValueError as exc:
+        raise _undecodable(args.url, exc) from None
+    nodes: list[BrowsedNode] = []
+    within = max(30.0, args.timeout * 10)
     try:
-        async with asyncio.timeout(max(30.0, args.timeout * 10)):
-            nodes = await browse(client, args.node, args.depth, args.limit)
+        async with asyncio.timeout(within):
+            await browse(client, args.node, args.depth, args.limit, out=nodes)
+    except TimeoutError:
+        if not nodes:
+            raise await _connect_error(TimeoutError(), args.url) from None
+        print(f"browse stopped after {within:g} s with {len(nodes)} nodes (a large address "
+              "space): browse below one folder with --node", file=sys.stderr)
     except ua.UaStatusCodeError as exc:
         name = ua.StatusCode(exc.code).name if exc.code else type(exc).__name__
-        raise ConfigError([f"--node {args.node}: the server answers {name} (no such node? "
-                           "browse from i=85 to see what exists)"]) from None
+        raise ConfigError([f"--node {printable(args.node)}: the server answers {name} (no such "
+                           "node? browse from i=85 to see what exists)"]) from None
     except HANDSHAKE_ERRORS as exc:
         raise await _connect_error(exc, args.url) from None
+    except ValueError as exc:
+        raise _undecodable(args.url, exc) from None
     finally:
         await _close_quietly(client, args.timeout)
     if args.yaml:
@@ -165,8 +195,8 @@ async def _browse(args: argparse.Namespace) -> int:
         return 0
     for n in nodes:
         indent = "  " * (n.depth - 1)
-        typed = f" {n.data_type} = {n.value}" if n.node_class == "Variable" else ""
-        print(f"{indent}{n.path[-1]}  [{n.node_class}] {n.node_id}{typed}")
+        typed = f" {printable(n.data_type or '?')} = {n.value}" if n.node_class == "Variable" else ""
+        print(f"{indent}{printable(n.path[-1])}  [{n.node_class}] {printable(n.node_id)}{typed}")
     if not nodes:
         print(f"(no nodes below {args.node} outside namespace 0)")
     return 0

@@ -181,17 +181,28 @@ def endpoint_server(patch: Callable[[list[ua.EndpointDescription]], None]) -> Se
     return setup
 
 
-def test_endpoints_with_a_broken_certificate_or_unknown_enum_values_are_listed_not_a_crash(
+def test_endpoints_with_a_broken_certificate_are_listed_not_a_crash(
         capsys: pytest.CaptureFixture[str]) -> None:
     def patch(eps: list[ua.EndpointDescription]) -> None:
         for ep in eps:
             ep.ServerCertificate = b"\x30\x82\x00\x10garbage-not-der!"
-            ep.SecurityMode = 7
-            ep.UserIdentityTokens[0].TokenType = 9
     with threaded_server(endpoint_server(patch)) as url:
         code, out, err = run(capsys, "opcua", "endpoints", url)
     assert code == 0, err
-    assert "unreadable" in out and "7" in out and "9" in out
+    assert "None" in out and "certificate unreadable (20 bytes" in out
+
+
+def test_endpoints_with_values_the_specification_does_not_define_get_one_line_and_exit_2(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    def patch(eps: list[ua.EndpointDescription]) -> None:
+        for ep in eps:
+            ep.SecurityMode = 7
+    with threaded_server(endpoint_server(patch)) as url:
+        code, out, err = run(capsys, "opcua", "endpoints", url)
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+        assert "not valid OPC UA" in err
+        code, out, err = run(capsys, "opcua", "browse", url)  # browse asks for endpoints too
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
 
 
 def test_a_server_that_offers_no_endpoint_gets_one_line_and_exit_2(
