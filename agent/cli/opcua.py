@@ -3,6 +3,7 @@
   opcua certs create --config C [--source NAME] [--force]   client certificate and key
   opcua endpoints URL [--save-certificate FILE]             policies and modes the server offers
   opcua browse URL [--node ID] [--depth N] [--yaml]         node ids, names, types, values
+               [--limit N] [--max-time S]                  (stops there with what it found)
 
 Every failure is one line and exit 2 (bad input: a URL that does not answer, a node id the
 server does not know, a path that cannot be written).
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,9 @@ def add_parser(sub: Any, default_config: Path) -> None:
     br.add_argument("--limit", type=int, default=1000, help="stop after this many nodes")
     br.add_argument("--yaml", action="store_true", help="print a sources entry ready to paste")
     br.add_argument("--timeout", type=float, default=5.0)
+    br.add_argument("--max-time", type=float, default=None, metavar="S",
+                    help="stop after this many seconds and print what was found (default: "
+                         "ten request timeouts, at least 30 s)")
     br.add_argument("--config", type=Path,
                     help="take security and user from this config's OPC UA source")
     br.add_argument("--source", help="which OPC UA source of --config (default: the first)")
@@ -58,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(_endpoints(args))
     if args.depth < 1:
         raise ConfigError(["--depth: must be at least 1"])
+    if args.max_time is not None and not args.max_time > 0:
+        raise ConfigError(["--max-time: must be more than 0 seconds"])
     return asyncio.run(_browse(args))
 
 
@@ -145,7 +152,7 @@ async def _browse(args: argparse.Namespace) -> int:
     from asyncua import Client, ua
 
     from agent.config.sources import node_id_problem
-    from agent.ingest.sources.opcua.browse import BrowsedNode, browse, nodes_yaml, printable
+    from agent.ingest.sources.opcua.browse import browse, nodes_yaml, printable
     from agent.ingest.sources.opcua.client import application_uri, make_client
     from agent.ingest.sources.opcua.source import HANDSHAKE_ERRORS, _close_quietly
 
@@ -170,16 +177,16 @@ async def _browse(args: argparse.Namespace) -> int:
         raise await _connect_error(exc, args.url) from None
     except ValueError as exc:
         raise _undecodable(args.url, exc) from None
-    nodes: list[BrowsedNode] = []
-    within = max(30.0, args.timeout * 10)
+    within = args.max_time if args.max_time is not None else max(30.0, args.timeout * 10)
     try:
-        async with asyncio.timeout(within):
-            await browse(client, args.node, args.depth, args.limit, out=nodes)
-    except TimeoutError:
-        if not nodes:
-            raise await _connect_error(TimeoutError(), args.url) from None
-        print(f"browse stopped after {within:g} s with {len(nodes)} nodes (a large address "
-              "space): browse below one folder with --node", file=sys.stderr)
+        # the walk stops itself at the deadline, between requests (cancelling asyncua mid-request
+        # loses the answer in its own wait_for); the timeout is for a server that stops answering
+        async with asyncio.timeout(within + args.timeout * 2):
+            nodes, stopped = await browse(client, args.node, args.depth, args.limit,
+                                          deadline=time.monotonic() + within)
+        if stopped:
+            print(f"browse stopped after {within:g} s with {len(nodes)} nodes (a large address "
+                  "space): browse below one folder with --node, or give --max-time", file=sys.stderr)
     except ua.UaStatusCodeError as exc:
         name = ua.StatusCode(exc.code).name if exc.code else type(exc).__name__
         raise ConfigError([f"--node {printable(args.node)}: the server answers {name} (no such "

@@ -278,3 +278,22 @@ def test_certs_create_force_replaces_both_files_or_neither(
     assert (tmp_path / "key.pem").read_bytes() == key  # the old key still matches what the PLC trusts
     assert cert
     assert {p.name for p in tmp_path.iterdir()} <= {"cert.der", "certs.yaml", "key.pem", "state"}
+
+
+async def wide(server: Server, ns: int) -> None:
+    folder = await server.nodes.objects.add_folder(ua.NodeId("Wide", ns), "Wide")
+    for i in range(3000):
+        await folder.add_variable(ua.NodeId(f"V{i}", ns), f"V{i}", float(i))
+
+
+def test_a_huge_address_space_stops_at_the_limit_or_the_deadline_with_what_it_found(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with threaded_server(wide) as url:
+        code, out, err = run(capsys, "opcua", "browse", url, "--limit", "40")
+        assert code == 0, err
+        assert len(out.splitlines()) == 40
+        code, out, err = run(capsys, "opcua", "browse", url, "--limit", "100000", "--max-time", "1")
+    assert code == 0, err
+    found = len(out.splitlines())
+    assert 1 < found < 3001
+    assert f"browse stopped after 1 s with {found} nodes" in err

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,17 +106,19 @@ _NUMERIC = {"Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "I
 
 
 async def browse(client: Client, start: str, depth: int, limit: int = 1000,
-                 include_ns0: bool = False, out: list[BrowsedNode] | None = None) -> list[BrowsedNode]:
+                 include_ns0: bool = False, deadline: float | None = None) -> tuple[list[BrowsedNode], bool]:
     """Depth first from ``start``, each node once; variables get their data type and current
-    value. Found nodes are appended to ``out`` as they come (a caller that times out keeps
-    what was found)."""
-    out = [] if out is None else out
+    value. Stops at ``limit`` nodes or at the ``deadline`` (time.monotonic()), between two
+    requests; returns the nodes and whether the deadline stopped it."""
+    out: list[BrowsedNode] = []
     types: dict[str, str] = {}
     root = client.get_node(start)
     await root.read_browse_name()  # BadNodeIdUnknown here, not half-way through
     seen = {root.nodeid}
     stack: list[tuple[Any, int, list[str]]] = [(root, 1, [])]
     while stack and len(out) < limit:
+        if deadline is not None and time.monotonic() > deadline:
+            return out, True
         node, level, path = stack.pop()
         if level > depth:
             continue
@@ -131,6 +134,8 @@ async def browse(client: Client, start: str, depth: int, limit: int = 1000,
         for child in found:
             if len(out) >= limit:
                 break
+            if deadline is not None and time.monotonic() > deadline:
+                return out, True
             name = (await child.read_browse_name()).Name or ""
             node_class = (await child.read_node_class()).name
             data_type = value = None
@@ -146,7 +151,7 @@ async def browse(client: Client, start: str, depth: int, limit: int = 1000,
                                    data_type, value, numeric))
             below.append((child, level + 1, [*path, name]))
         stack.extend(reversed(below))  # the first child is walked first, as a tree reads
-    return out
+    return out, False
 
 
 def _short(value: Any) -> str:
