@@ -216,6 +216,30 @@ async def test_the_sync_loop_survives_a_wrong_shape_and_goes_on_polling(
                 await task
 
 
+@pytest.mark.parametrize("kind", ["deep", "huge", "bad-url"])
+async def test_a_desired_state_nested_deep_or_endless_or_with_a_broken_url_is_refused(
+        tmp_path: Path, trained: dict[str, Path], archive: bytes, kind: str) -> None:
+    async with HostileHub() as hub:
+        rig = Rig(tmp_path, hub, trained)
+        if kind == "deep":
+            serve_desired(hub, b'{"config": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+        elif kind == "bad-url":
+            serve_desired(hub, desired(rig, archive, url="/bundle\n"))
+        sent = [0]
+        if kind == "huge":
+            async def endless(writer: asyncio.StreamWriter, _: dict[str, str]) -> None:
+                writer.write(b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"config": {"x": "')
+                for _ in range(10_000):  # 640 MB if the agent kept reading
+                    writer.write(b"x" * 65536)
+                    await writer.drain()
+                    sent[0] += 65536
+            hub.routes[f"/api/v1/gateways/{GW}/desired"] = endless
+        with pytest.raises(DownloadError, match="desired state|URL"):
+            await rig.once()
+        assert rig.lifecycle.active is None
+        assert sent[0] < 64 << 20  # the agent stopped reading: no 640 MB in its memory
+
+
 # -- the download ---------------------------------------------------------------------------------
 
 async def test_a_body_that_drips_forever_is_cut_at_the_download_deadline_and_resumes(
