@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from agent.aio.backoff import Backoff
 from agent.aio.links import SourceStatus
 from agent.config import HubConfig
+from agent.config.limits import InputLimitError, loads_json
 from agent.errors import AgentError, BundleError
 from agent.hublink.client import hub_client
 from agent.models.lifecycle import ModelLifecycle
@@ -35,6 +36,7 @@ from agent.models.lifecycle import ModelLifecycle
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
+DESIRED_MAX_BYTES = 4 << 20  # a desired state is a few KB: model, shadow, config overlay
 
 
 class DownloadError(AgentError):
@@ -134,17 +136,26 @@ class HubSync:
     async def sync_once(self, client: httpx.AsyncClient) -> bool:
         """One poll; True when the desired state was new (and has been acted on)."""
         headers = {"If-None-Match": self.etag} if self.etag else {}
-        r = await client.get(f"/api/v1/gateways/{self.gateway_id}/desired", headers=headers)
-        self.polls += 1
+        limits = self.lifecycle.store.limits
+        async with client.stream("GET", f"/api/v1/gateways/{self.gateway_id}/desired",
+                                 headers=headers) as r:
+            self.polls += 1
+            if r.status_code == 304:
+                body = b""
+            elif r.status_code in (401, 403):
+                raise DownloadError(f"the hub refuses this gateway's token ({r.status_code}); "
+                                    "check hub.token")
+            else:
+                r.raise_for_status()
+                body = await _read_capped(r, DESIRED_MAX_BYTES)
         if r.status_code == 304:
             await self._retry_pending(client)
             return False
-        if r.status_code in (401, 403):
-            raise DownloadError(f"the hub refuses this gateway's token ({r.status_code}); check hub.token")
-        r.raise_for_status()
         try:
-            doc = check_desired(r.json())
-        except ValueError:
+            doc = check_desired(loads_json(body, limits.json_max_depth, DESIRED_MAX_BYTES))
+        except InputLimitError as exc:
+            raise DownloadError(f"the hub's desired state is refused: {exc}") from None
+        except (ValueError, RecursionError):
             raise DownloadError("the hub's desired state is not JSON") from None
         self.desired = doc
         complete = await self.apply(client, doc)
@@ -234,7 +245,10 @@ class HubSync:
         if size is not None and not (isinstance(size, int) and 0 <= size <= cap):
             raise BundleError(f"the hub declares a bundle of {str(size)[:30]} bytes; "
                               f"limits.bundle_max_bytes is {cap}")
-        url = httpx.URL(ref["url"])
+        try:
+            url = httpx.URL(ref["url"])
+        except httpx.InvalidURL as exc:
+            raise BundleError(f"the hub names a bundle URL that is none ({exc})") from None
         if url.is_absolute_url and (_origin(url) != _origin(client.base_url) or url.userinfo):
             raise BundleError(f"the hub names a bundle URL on another origin ({url.host}:{url.port}); "
                               "only the hub itself is asked (the gateway's token goes nowhere else)")
@@ -322,6 +336,17 @@ class HubSync:
     def _failed(self, why: str) -> None:
         if self.status.mark_failed(why):
             log.warning("hub sync failed (%s); the active model keeps running", why)
+
+
+async def _read_capped(r: httpx.Response, cap: int) -> bytes:
+    """The body, but never more than ``cap`` bytes of it in memory."""
+    chunks, size = [], 0
+    async for chunk in r.aiter_bytes(CHUNK):
+        size += len(chunk)
+        if size > cap:
+            raise DownloadError(f"the hub's desired state is larger than {cap} bytes; refused")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _sha256(path: Any) -> str:
