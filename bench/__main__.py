@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from bench import drift, hub, opcua_ingest, outbox, pipeline, soak, trainers
+from bench import drift, drift_cases, hub, opcua_ingest, outbox, pipeline, soak, trainers
 
 
 def main() -> None:
@@ -14,6 +14,7 @@ def main() -> None:
     outbox.main()
     pipeline.main()
     drift.main()
+    drift_cases.main()
     trainers.main()
     opcua_ingest.main()
     hub.main()

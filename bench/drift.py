@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.monitor.calibrate import Budget, bernoulli_h, cusum_h
+from agent.monitor.budget import Budget
 from agent.monitor.detectors import Cusum
+from agent.monitor.laws import bernoulli_h, cusum_h
 from agent.monitor.monitor import ModelMonitor
 from bench.common import emit, pin_to_one_core, quick
 from tests.helpers.synthetic import batches, logistic_scores, manifest_for
@@ -131,16 +132,37 @@ def evaluate(name: str, detector: Callable[[np.ndarray], list[int]],
             "us_per_sample": round(micros, 3)}
 
 
-def monitor_cost(features: int = 20) -> float:
+def monitor_cost(features: int = 20, repeats: int = 1) -> float:
+    """Microseconds per sample of every detector of a ``features``-input model fed in batches of
+    64; the fastest of ``repeats`` runs (on a shared machine the others measure the neighbours)."""
     rng = np.random.default_rng(0)
     train = rng.normal(size=(5000, features))
-    monitor = ModelMonitor(manifest_for(train, logistic_scores(train)))
+    manifest = manifest_for(train, logistic_scores(train))
     x = rng.normal(size=(50_000, features))
     prepared = list(batches(x, logistic_scores(x), 64))
-    started = time.perf_counter()
-    for samples, preds, conf in prepared:
-        monitor.update(samples, preds, conf)
-    return (time.perf_counter() - started) / len(x) * 1e6
+    best = float("inf")
+    for _ in range(repeats):
+        monitor = ModelMonitor(manifest)
+        started = time.perf_counter()
+        for samples, preds, conf in prepared:
+            monitor.update(samples, preds, conf)
+        best = min(best, (time.perf_counter() - started) / len(x) * 1e6)
+    return best
+
+
+def adwin_cost(repeats: int = 5) -> float:
+    """river's ADWIN, one update of one stream, the fastest of ``repeats`` runs."""
+    from river import drift
+
+    values = np.random.default_rng(0).normal(size=50_000).tolist()
+    best = float("inf")
+    for _ in range(repeats):
+        det = drift.ADWIN()
+        started = time.perf_counter()
+        for v in values:
+            det.update(v)
+        best = min(best, (time.perf_counter() - started) / len(values) * 1e6)
+    return best
 
 
 def _ours_at(stream: str, values: np.ndarray, h: float) -> list[int]:
@@ -196,10 +218,11 @@ def main() -> None:
                        and r["median_delay"] <= ref["median_delay"] for r in (production, matched))
         emit(bench="drift", stream=stream, results=results, matched_threshold=round(matched_h, 2),
              goal="at FA <= ADWIN's, median delay <= ADWIN's", goal_met=goal_met)
-    adwin_cost = evaluate("river.ADWIN", adwin, lambda s, n, d: gaussian("mean_abrupt", s, n, d))
-    emit(bench="monitor_cost", features=20, batch=64, us_per_sample=round(monitor_cost(), 2),
-         baseline="river ADWIN, one feature, per update", baseline_us=adwin_cost["us_per_sample"],
-         goal="<= 5 us per sample for all detectors of a 20-feature model")
+    ours_us, adwin_us = monitor_cost(repeats=5), adwin_cost()
+    emit(bench="monitor_cost", features=20, batch=64, us_per_sample=round(ours_us, 2),
+         baseline="river ADWIN, one feature, per update (fastest of 5)", baseline_us=round(adwin_us, 3),
+         ratio=round(ours_us / adwin_us, 1),
+         goal="<= 5 us per sample for all detectors of a 20-feature model (fastest of 5 runs)")
 
 
 if __name__ == "__main__":

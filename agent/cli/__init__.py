@@ -13,7 +13,6 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from agent import __version__
 from agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config, parse_config, preflight
@@ -61,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--sample-rate", type=float, default=1.0,
                        help="samples per second on the line (sets the false-alarm budget)")
     build.add_argument("--false-alarms-per-week", type=float, default=1.0,
-                       help="alarm budget per feature per week (warnings get 10x)")
+                       help="false alarms per week for the whole model, all detectors and streams")
+    build.add_argument("--warnings-per-week", type=float, default=5.0,
+                       help="warnings per week for the whole model")
     build.add_argument("--window", type=int, default=500, help="monitoring window in samples")
     build.add_argument("--categorical", help="comma-separated inputs that are category codes")
     build.add_argument("--cost-missed-nok", type=float, default=10.0,
@@ -81,19 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--allow-unsigned", action="store_true")
 
     replay = sub.add_parser("replay", help="run features -> model -> monitors over a CSV, offline")
-    replay.add_argument("--config", type=Path, required=True)
+    replay.add_argument("--config", type=Path, required=True,
+                        help="a config with model (and monitoring); a whole agent config works too")
     replay.add_argument("--csv", type=Path, required=True,
                         help="timestamp column, one column per tag, optional label column")
     replay.add_argument("--out", type=Path, required=True, help="REPORT.json to write")
 
-    alarms = sub.add_parser("alarms", help="list or acknowledge model health alarms")
-    asub = alarms.add_subparsers(dest="alarms_command", required=True, metavar="ACTION")
-    alist = asub.add_parser("list", help="current warnings and latched alarms")
-    alist.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH)
-    aack = asub.add_parser("ack", help="acknowledge (clear) latched alarms")
-    aack.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH)
-    aack.add_argument("--by", default="operator", help="who acknowledges (for the record)")
+    from agent.cli.alarms import add_parser as add_alarms_parser
 
+    add_alarms_parser(sub, DEFAULT_CONFIG_PATH)
     from agent.cli.models import add_parser as add_models_parser
 
     add_models_parser(sub, DEFAULT_CONFIG_PATH)
@@ -163,11 +160,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "bundle":
         return _bundle(args)
     if cmd == "replay":
-        from agent.monitor.replay import run_replay
+        from agent.monitor.replay import load_replay_config, run_replay
 
-        return run_replay(load_config(args.config), args.csv, args.out)
+        return run_replay(load_replay_config(args.config), args.csv, args.out)
     if cmd == "alarms":
-        return _alarms(args)
+        from agent.cli.alarms import run as run_alarms
+
+        return run_alarms(args)
     if cmd == "audit":
         from agent.cli.audit import run as run_audit
 
@@ -224,27 +223,6 @@ def _run(path: Path) -> int:
     return 0
 
 
-def _alarms(args: argparse.Namespace) -> int:
-    from agent.monitor.watch import ACK_FILE
-    from agent.service.agent import read_status
-
-    cfg = load_config(args.config)
-    status = read_status(cfg.state_dir) or {}
-    active = (status.get("monitor") or {}).get("alarms") or []
-    if args.alarms_command == "list":
-        if not active:
-            print("no warnings or alarms")
-        for a in active:
-            print(f"{a['level'].upper():8} {a['kind']}/{a['detector']}"
-                  f"{' [' + a['feature'] + ']' if a['feature'] else ''}")
-        return 0
-    # the running agent picks the request up within a few seconds (its status loop)
-    (cfg.state_dir / ACK_FILE).write_text(args.by + "\n")
-    latched = sum(1 for a in active if a["level"] == "alarm")
-    print(f"acknowledgement by {args.by} handed to the agent ({latched} latched alarm(s))")
-    return 0
-
-
 def _bundle(args: argparse.Namespace) -> int:
     from agent.models import bundle as b
 
@@ -267,19 +245,6 @@ def _bundle(args: argparse.Namespace) -> int:
         print(f"{bundle.label}: ok (sha256 {bundle.sha256[:16]}, signed by "
               f"{bundle.signed_by or 'nobody'}, self-test passed)")
         return 0
-    from agent.models.builder import build_bundle
-    from agent.monitor.calibrate import Budget
+    from agent.cli.bundle import build
 
-    built = build_bundle(
-        args.model, args.train_csv, args.label, args.name, args.model_version, args.out,
-        inputs=args.inputs.split(",") if args.inputs else None, holdout_csv=args.holdout_csv,
-        positive_class=args.positive_class, signing_key=args.sign_key,
-        budget=Budget(sample_rate_hz=args.sample_rate, alarms_per_week=args.false_alarms_per_week,
-                      warnings_per_week=10 * args.false_alarms_per_week, window=args.window),
-        categorical=args.categorical.split(",") if args.categorical else None,
-        cost_missed_nok=args.cost_missed_nok, cost_false_nok=args.cost_false_nok)
-    summary: dict[str, Any] = {"bundle": str(args.out), "sha256": built.sha256,
-                               "signed": built.signed_by is not None or args.sign_key is not None,
-                               "metrics": built.manifest.metrics.get("holdout")}
-    print(json.dumps(summary))
-    return 0
+    return build(args)

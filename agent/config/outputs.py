@@ -78,3 +78,6 @@ class MonitoringConfig(Strict):
     max_pending_labels: int = Field(200_000, ge=100, description="Bound of the pending-label table.")
     alarm_topic: str = Field("edge/{gateway_id}/{model}/alarms",
                              description="MQTT topic of alarm events (on outputs.mqtt's broker).")
+    max_notifications_per_10min: int = Field(
+        10, ge=1, le=1000, description="Flood guard: alarm notifications sent per 10 minutes and "
+        "model at most; the rest are held back, recorded and counted.")

@@ -32,12 +32,12 @@ from agent.demo.sim.broker import any_broker, free_port
 from agent.demo.sim.line import SimOptions, SimulatedLine, node_id
 from agent.demo.sim.process import COUNTER_TAG, PROCESS_TAGS, DriftStep, history
 from agent.demo.story import Story, loop_figures
-from agent.demo.summary import CYCLE_S, counts, drift_story, print_summary
+from agent.demo.summary import CYCLE_S, attribute, counts, drift_story, print_summary
 from agent.models.builder import build_bundle
 from agent.models.bundle import generate_keypair
 from agent.models.training import class_weights, train_onnx, write_csv
 from agent.monitor.calibrate import Budget
-from agent.monitor.watch import ModelWatch
+from agent.monitor.watch import ModelWatch, write_request
 from agent.service.agent import Agent
 from agent.service.logsetup import setup_logging
 from agent.types import Label
@@ -163,7 +163,8 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                         await roll_out_canary(hub, bundles[1], line.parts)
                     shown_versions = _show_versions(agent, shown_versions)
                     if story.alarm_wall is None and any(
-                            e.level == "alarm" and board.part_of_event(e) >= onsets["concept"]
+                            e.notify and e.level == "alarm"
+                            and attribute(board.start_part_of_event(e), onsets) == "concept"
                             for e in agent.events[-100:]):
                         story.alarm_wall = time.monotonic()
                     if hub is not None:
@@ -219,28 +220,29 @@ ACK_AFTER_PARTS = 30  # the shift lead acknowledges an alarm after about 15 minu
 
 
 def _shift_lead(agent: Agent) -> None:
-    """Alarms stay latched until someone acknowledges them; in the demo a shift lead does, once
-    an alarm has been up for a while, so that a later, different problem can raise a new one."""
+    """An alarm incident latches until someone acknowledges it; in the demo a shift lead does,
+    once it has been up for a while. The problem may persist: the incident then stays open,
+    acknowledged, and does not come back as a new alarm."""
     watch = agent.watch
-    if watch is None or watch.monitor.book.worst() != "alarm" or watch.ack_path.exists():
+    inc = watch.incidents.current if watch is not None else None
+    if watch is None or inc is None or inc.level != "alarm" or inc.acknowledged_by is not None:
         return
-    # when did the alarms that are latched now go up?
-    latched = [e.index for e in agent.events if e.level == "alarm"
-               and watch.monitor.book.states.get((e.kind, e.detector, e.feature)) == "alarm"
-               and e.timestamp >= watch.monitor.book.since.get((e.kind, e.detector, e.feature), 0)]
-    if latched and watch.monitor.samples - min(latched) >= ACK_AFTER_PARTS:
-        watch.ack_path.write_text("demo shift lead\n")
-        count = sum(1 for level in watch.monitor.book.states.values() if level == "alarm")
-        _say(f"[demo]   shift lead acknowledges {count} latched alarm(s)")
+    if watch.requests.is_dir() and any(watch.requests.glob("*.json")):
+        return  # one request at a time
+    if watch.monitor.samples - inc.opened_index >= ACK_AFTER_PARTS:
+        write_request(agent.config.state_dir, "ack", inc.id, inc.model, "demo shift lead")
+        _say(f"[demo]   shift lead acknowledges incident {inc.id}")
 
 
 def _show_events(agent: Agent, board: Scoreboard, shown: int) -> int:
+    """Notifications only: one when an incident is raised, one when it escalates."""
     for e in agent.events[shown:]:
-        if e.level == "ok":
+        if not e.notify:
             continue
         part = board.part_of_event(e)
-        _say(f"[demo]   {e.level.upper():7} part {part}: {e.kind}/{e.detector}"
-             f"{' [' + e.feature + ']' if e.feature else ''} score {e.score:.3g} > {e.threshold:.3g}")
+        what = f"{e.kind}/{e.detector}{' [' + e.feature + ']' if e.feature else ''}" if e.kind else ""
+        _say(f"[demo]   {e.level.upper():7} part {part}: incident {e.incident_id} {e.action} "
+             f"({e.reason}){' ' + what if what and what not in e.reason else ''}")
     return len(agent.events)
 
 
@@ -251,7 +253,7 @@ def _progress(agent: Agent, board: Scoreboard, line: SimulatedLine, end: float) 
          f"predictions {agent.predictions:5d} | labels {agent.labels_received:5d} | "
          f"accuracy(last 200) {'-' if acc is None else f'{acc:.3f}'} | "
          f"outbox {stats.depth if stats else 0} records | health "
-         f"{agent.watch.monitor.book.worst().upper() if agent.watch else '-'}")
+         f"{agent.watch.incidents.worst().upper() if agent.watch else '-'}")
 
 
 def drift_score(watch: ModelWatch) -> float:

@@ -9,7 +9,7 @@ from typing import Any
 
 from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.models.scoring import CostMatrix, scores_from_labels
-from agent.monitor.alarms import MonitorEvent
+from agent.monitor.incidents import IncidentEvent
 from agent.types import Label
 
 COSTS = CostMatrix(("NOK", "OK"), "NOK")  # the demo's cost matrix: the product's defaults, 10 and 1
@@ -29,20 +29,23 @@ class Scoreboard:
         # each activation's monitor counts its samples from 0: where the current count starts
         self.offsets: dict[str, int] = {}
         self._last_version: str | None = None
-        # id(event) -> (part, estimated start part), placed when it fired
+        # id(event) -> (part, part where the change behind it is estimated to start)
         self.event_parts: dict[int, tuple[int, int | None]] = {}
 
     def part_of(self, version: str, index: int) -> int:
         i = self.offsets.get(version, 0) + index
         return self.sample_parts[i] if 0 <= i < len(self.sample_parts) else -1
 
-    def on_event(self, event: MonitorEvent) -> None:
+    def on_event(self, event: IncidentEvent) -> None:
         start = event.start_index
         self.event_parts[id(event)] = (self.part_of(event.model_version, event.index),
                                        None if start is None else self.part_of(event.model_version, start))
 
-    def part_of_event(self, event: MonitorEvent) -> int:
+    def part_of_event(self, event: IncidentEvent) -> int:
         return self.event_parts.get(id(event), (-1, None))[0]
+
+    def start_part_of_event(self, event: IncidentEvent) -> int | None:
+        return self.event_parts.get(id(event), (-1, None))[1]
 
     def on_predictions(self, samples: SampleBatch, batch: PredictionBatch) -> None:
         if batch.model_version != self._last_version:  # a new activation starts counting at 0

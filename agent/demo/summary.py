@@ -12,46 +12,44 @@ from agent.service.agent import Agent
 CYCLE_S = 30.0  # simulated seconds per part
 
 
-PHASES = ("before drift", "resin", "concept")
+START_TOLERANCE_PARTS = 10  # a CUSUM's change point may fall a few parts before the onset
+
+
+def attribute(start_part: int | None, onsets: dict[str, int]) -> str:
+    """The change a notification answers to: the latest one whose onset precedes the estimated
+    start of the change behind it (within START_TOLERANCE_PARTS), never the part it fired at."""
+    if start_part is None or start_part < 0:
+        return "unknown"
+    before = [(part, name) for name, part in onsets.items()
+              if part <= start_part + START_TOLERANCE_PARTS]
+    return max(before)[1] if before else "before drift"
 
 
 def drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dict[str, Any]:
-    """When each warning and alarm fired, in parts after the change it answers to. An alarm
-    answers to the change whose onset precedes its estimated start (not merely its part), and a
-    detector and feature that went off under an earlier change and comes back after an
-    acknowledgement while that change goes on is still that change's (the same cause). (The
-    monitor's incidents will make the second rule the agent's own.)"""
-    resin, concept = onsets["resin"], onsets["concept"]
-
-    def phase_of(part: int) -> str:
-        return "concept" if part >= concept else ("resin" if part >= resin else "before drift")
-
+    """The incidents and their notifications (one when raised, one per escalation), each
+    assigned to the change whose onset precedes the estimated start of the change behind it;
+    a persisting cause stays one incident, acknowledged or not."""
     timeline: list[dict[str, Any]] = []
-    first_phase: dict[tuple[str, str, str | None], str] = {}
     for e in agent.events:
-        if e.level not in ("warning", "alarm"):
-            continue
+        if not e.notify:
+            continue  # state changes and held-back notifications are counted below
         part = board.part_of_event(e)
-        start = board.event_parts.get(id(e), (-1, None))[1]
-        phase, attributed = phase_of(part), "part"
-        if start is not None and 0 <= start <= part and phase_of(start) not in ("before drift", phase):
-            phase, attributed = phase_of(start), "estimated start"  # an earlier change's alarm
-        key = (e.kind, e.detector, e.feature)
-        earlier = first_phase.setdefault(key, phase)
-        if PHASES.index(earlier) < PHASES.index(phase) and earlier != "before drift":
-            phase, attributed = earlier, "raised again after an acknowledgement under the same change"
-        onset = concept if phase == "concept" else resin
+        start = board.start_part_of_event(e)
+        change = attribute(start, onsets)
+        onset = onsets.get(change)
         timeline.append({
-            "part": part, "level": e.level, "kind": e.kind, "detector": e.detector,
-            "feature": e.feature, "phase": phase, "attributed_by": attributed,
-            "parts_after_onset": part - onset if phase != "before drift" else None,
-            "sim_minutes_after_onset": round((part - onset) * CYCLE_S / 60, 1)
-            if phase != "before drift" else None,
-            "estimated_start_part": start,
+            "part": part, "level": e.level, "action": e.action, "incident": e.incident_id,
+            "kind": e.kind, "detector": e.detector, "feature": e.feature, "features": e.features,
+            "phase": change, "estimated_start_part": start,
+            "parts_after_onset": part - onset if onset is not None else None,
+            "sim_minutes_after_onset": round((part - onset) * CYCLE_S / 60, 1) if onset is not None else None,
+            "reason": e.reason,
         })
 
     def first(level: str, phase: str, kind: str | None = None) -> dict[str, Any] | None:
-        return next((t for t in timeline if t["level"] == level and t["phase"] == phase
+        """The first notification at ``level`` or above (an incident may go straight to alarm)."""
+        rank = {"warning": 1, "alarm": 2}
+        return next((t for t in timeline if rank[t["level"]] >= rank[level] and t["phase"] == phase
                      and (kind is None or t["kind"] == kind)), None)
 
     return {
@@ -62,13 +60,16 @@ def drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dict
         "first_alarm_after_concept": first("alarm", "concept"),
         # a changed relation leaves the inputs alone: the labels are what can see it
         "first_performance_alarm_after_concept": first("alarm", "concept", "performance"),
-        "false_alarms_before_drift": sum(1 for t in timeline if t["part"] < resin
+        "false_alarms_before_drift": sum(1 for t in timeline if t["phase"] == "before drift"
                                          and t["level"] == "alarm"),
-        "alarms_acknowledged": sum(1 for e in agent.events if e.level == "ok"
-                                   and any("acknowledged" in f for f in e.top_features)),
+        "incidents": len({e.incident_id for e in agent.events}),
+        "notifications": len(timeline),
+        "notifications_per_change": {c: sum(1 for t in timeline if t["phase"] == c)
+                                     for c in ("before drift", *onsets, "unknown")},
+        "notifications_held_back": sum(1 for e in agent.events if e.suppressed == "flood"),
+        "incidents_acknowledged": sum(1 for e in agent.events if e.action == "acknowledged"),
         "alarm_timeline": timeline,
     }
-
 
 
 def counts(agent: Agent, board: Scoreboard, line: SimulatedLine, broker: str,
@@ -109,7 +110,7 @@ def print_summary(summary: dict[str, Any], say: Any) -> None:
     say("\n[demo] summary")
     for key, value in summary.items():
         if key == "alarm_timeline":
-            say(f"  {key:38} {len(value)} warnings/alarms (see summary.json)")
+            say(f"  {key:38} {len(value)} notifications (see summary.json)")
         elif key == "loop":
             for k, v in value.items():
                 if k in LOOP_FIGURES:

@@ -23,7 +23,9 @@ from agent.models.scoring import (
     regression_scores,
     scores_from_labels,
 )
-from agent.monitor.calibrate import Budget, calibrate
+from agent.monitor import holdout
+from agent.monitor.budget import Budget
+from agent.monitor.calibrate import calibrate
 from agent.monitor.profile import build_profile
 
 SELF_TEST_ROWS = 8
@@ -76,6 +78,10 @@ def regression_metrics(truth: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     return regression_scores(truth, pred)
 
 
+def _rows(table: Table, features: list[str]) -> np.ndarray:
+    return np.column_stack([table.numeric(f) for f in features]).astype(np.float32)
+
+
 def build_bundle(
     model: Path,
     train_csv: Path,
@@ -93,7 +99,12 @@ def build_bundle(
     categorical: list[str] | None = None,
     cost_missed_nok: float = DEFAULT_COST_MISSED,
     cost_false_nok: float = DEFAULT_COST_FALSE,
+    notes: list[str] | None = None,
 ) -> Bundle:
+    """Build (and sign) a bundle. Every output-dependent reference and the holdout metrics come
+    from rows the model never fitted: ``holdout_csv``, or else the newest quarter of
+    ``train_csv`` by time (the model must not have been fitted on it; refused when too few).
+    What the user should be told is appended to ``notes``."""
     try:
         missed, false = check_costs(cost_missed_nok, cost_false_nok, "--cost-missed-nok",
                                     "--cost-false-nok")
@@ -105,31 +116,53 @@ def build_bundle(
     table.require([label])
     features = inputs or [c for c in table.columns if c not in (label, "timestamp")]
     table.require(features)
-    x = np.column_stack([table.numeric(f) for f in features]).astype(np.float32)
+    x_table = _rows(table, features)
+    labels = table.text(label)
     runtime = runtime_for_file(model, len(features))
-    out_train = runtime.predict(x)
-    is_classifier = out_train.labels is not None or out_train.scores.shape[1] > 1
-    classes = class_order(table.text(label)) if is_classifier else []
+    if holdout_csv is not None:
+        eval_table = read_table(holdout_csv)
+        eval_table.require([label, *features])
+        split = holdout.from_csv(table, eval_table)
+        x_eval = _rows(eval_table, features)
+        x_all = np.concatenate([x_table, x_eval])  # inputs: every row, in time order
+    else:
+        eval_table = None
+        split = holdout.newest_share(table)
+        assert split.held_out is not None
+        x_eval = x_table[split.held_out]
+        x_all = x_table[np.concatenate([split.fitted, split.held_out])]
+    if split.note and notes is not None:
+        notes.append(split.note)
+    out_self = runtime.predict(x_table[:SELF_TEST_ROWS])
+    out_eval = runtime.predict(x_eval)
+    is_classifier = out_eval.labels is not None or out_eval.scores.shape[1] > 1
+    classes = class_order(labels) if is_classifier else []
     if positive_class is not None and positive_class not in classes:
         raise BundleError(f"--positive-class: '{positive_class}' is not one of {classes}")
     positive = positive_class or (classes[-1] if classes else None)
     kind = "classifier" if is_classifier else "regression"
-    scores = monitored_score(out_train, kind, classes, positive)
-
-    eval_table, in_sample = (read_table(holdout_csv), False) if holdout_csv else (table, True)
-    eval_table.require([label, *features])
-    x_eval = np.column_stack([eval_table.numeric(f) for f in features]).astype(np.float32)
-    out_eval = runtime.predict(x_eval)
     costs = CostMatrix(tuple(classes), positive, missed, false) if is_classifier else None
+    errors: np.ndarray | None = None
+    outcomes: tuple[np.ndarray, np.ndarray] | None = None
     if costs is not None:
-        truth = [label_text(v) for v in eval_table.text(label)]
+        raw = eval_table.text(label) if eval_table is not None else [
+            labels[i] for i in split.held_out.tolist()]  # type: ignore[union-attr]
+        truth = [label_text(v) for v in raw]
         strange = sorted(set(truth) - set(classes))
         if strange:
             raise BundleError(f"--holdout-csv: labels {strange} are not among the training classes {classes}")
-        metrics: dict[str, Any] = classifier_metrics(truth, predicted_labels(out_eval, classes), costs)
+        predicted = predicted_labels(out_eval, classes)
+        metrics: dict[str, Any] = classifier_metrics(truth, predicted, costs)
+        errors = (np.asarray(truth) != np.asarray(predicted)).astype(np.float64)
+        if len(classes) == 2 and positive is not None and out_eval.scores.shape[1] == 2:
+            outcomes = (np.asarray(out_eval.scores[:, classes.index(positive)], dtype=np.float64),
+                        np.asarray(truth) == positive)
     else:
-        metrics = regression_metrics(eval_table.numeric(label), out_eval.scores[:, 0])
-    metrics["in_sample"] = in_sample
+        values = eval_table.numeric(label) if eval_table is not None else table.numeric(label)[
+            split.held_out]
+        metrics = regression_metrics(values, out_eval.scores[:, 0])
+    metrics["in_sample"] = False
+    metrics["rows_from"] = split.record
 
     out.mkdir(parents=True, exist_ok=True)
     model_file = "model.tflite" if model.suffix == ".tflite" else "model.onnx"
@@ -141,12 +174,14 @@ def build_bundle(
     unknown = cats - set(features)
     if unknown:
         raise BundleError(f"--categorical: {', '.join(sorted(unknown))} not among the inputs {features}")
-    profile = build_profile(x.astype(np.float64), features, scores, cats)
-    confidence = out_train.scores.max(axis=1) if is_classifier and out_train.scores.shape[1] > 1 else None
-    monitoring = calibrate(x.astype(np.float64), [profile["features"][f] for f in features], scores,
+    scores = monitored_score(out_eval, kind, classes, positive)
+    profile = build_profile(x_all.astype(np.float64), features, scores, cats)
+    confidence = out_eval.scores.max(axis=1) if is_classifier and out_eval.scores.shape[1] > 1 else None
+    monitoring = calibrate(x_all.astype(np.float64), [profile["features"][f] for f in features], scores,
                            profile["prediction"], confidence, metrics, budget or Budget(),
-                           categorical=[f in cats for f in features])
-    n_test = min(SELF_TEST_ROWS, len(x))
+                           categorical=[f in cats for f in features], source=split.record,
+                           error_bits=errors, outcomes=outcomes)
+    n_test = min(SELF_TEST_ROWS, len(x_table))
     manifest: dict[str, Any] = {
         "format": 1, "name": name, "version": version,
         "runtime": "tflite" if model_file.endswith(".tflite") else "onnx",
@@ -164,9 +199,9 @@ def build_bundle(
             "parent_version": None, "reason": "initial", **(lineage or {}),
         },
         "self_test": {
-            "inputs": x[:n_test].tolist(),
-            "expected_scores": out_train.scores[:n_test].tolist(),
-            "expected_labels": predicted_labels(out_train, classes)[:n_test] if classes else None,
+            "inputs": x_table[:n_test].tolist(),
+            "expected_scores": out_self.scores[:n_test].tolist(),
+            "expected_labels": predicted_labels(out_self, classes)[:n_test] if classes else None,
         },
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **(extra or {}),

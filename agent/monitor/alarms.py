@@ -1,26 +1,32 @@
-"""Alarm states per model, detector and feature: OK -> WARNING -> ALARM with hysteresis.
+"""Detector conditions per model, detector and feature: OK -> WARNING -> ALARM and back.
 
-An ALARM stays latched until acknowledged or the model version changes; a WARNING clears by
-itself once its detector is back under the hysteresis level. Every transition is an event.
+A condition is one detector on one stream being out of normal. It rises with its detector and
+returns to normal when the detector has been back below its warning level for the off-delay
+(window detectors: below 80% of it); it does not latch. What latches, is acknowledged and shelved
+is the incident the conditions belong to (agent.monitor.incidents).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 LEVELS = {"ok": 0, "warning": 1, "alarm": 2}
+Key = tuple[str, str, str | None]
 
 
 @dataclass(frozen=True)
 class MonitorEvent:
+    """A condition changed: a detector on a stream rose to ``level``, or returned to normal."""
+
     index: int  # 0-based sample index at which the detector fired
     timestamp: float  # time of that sample
     kind: str  # data_drift | prediction_drift | multivariate_drift | performance
     feature: str | None
     detector: str
-    level: str  # warning | alarm | ok (a clear or an acknowledgement)
+    level: str  # warning | alarm | ok (returned to normal)
     score: float
     threshold: float
     model: str
@@ -30,13 +36,15 @@ class MonitorEvent:
     start_timestamp: float | None = None
     emitted: float = field(default_factory=time.time)
 
+    @property
+    def key(self) -> Key:
+        return (self.kind, self.detector, self.feature)
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def report_row(self) -> dict[str, Any]:
         """The replay report's event shape (a contract)."""
-        import datetime as dt
-
         return {"index": self.index,
                 "timestamp": dt.datetime.fromtimestamp(self.timestamp, dt.UTC).isoformat(),
                 "kind": self.kind, "feature": self.feature, "detector": self.detector,
@@ -46,39 +54,28 @@ class MonitorEvent:
 
 
 class AlarmBook:
-    def __init__(self) -> None:
-        self.states: dict[tuple[str, str, str | None], str] = {}
-        self.since: dict[tuple[str, str, str | None], float] = {}
+    """The conditions of one model version that are out of normal now."""
 
-    @staticmethod
-    def key(e: MonitorEvent) -> tuple[str, str, str | None]:
-        return (e.kind, e.detector, e.feature)
+    def __init__(self) -> None:
+        self.states: dict[Key, str] = {}
+        self.since: dict[Key, float] = {}
 
     def raise_level(self, event: MonitorEvent) -> MonitorEvent | None:
-        """Apply a detection; return it as a transition event, or None if nothing changes."""
-        key = self.key(event)
-        current = self.states.get(key, "ok")
+        """Apply a detection; return it as a transition, or None if nothing changes."""
+        current = self.states.get(event.key, "ok")
         if LEVELS[event.level] <= LEVELS[current]:
-            return None  # already there, or latched higher
-        self.states[key] = event.level
-        self.since[key] = event.timestamp
+            return None  # already there or higher
+        self.states[event.key] = event.level
+        self.since.setdefault(event.key, event.timestamp)
         return event
 
-    def clear(self, kind: str, detector: str, feature: str | None, template: MonitorEvent) -> (
-            MonitorEvent | None):
-        """The detector is back to normal: a WARNING clears; an ALARM stays latched."""
-        key = (kind, detector, feature)
-        if self.states.get(key) != "warning":
+    def clear(self, key: Key, template: MonitorEvent) -> MonitorEvent | None:
+        """The detector is back to normal: the condition ends (``template`` is its event)."""
+        if key not in self.states:
             return None
         del self.states[key]
+        self.since.pop(key, None)
         return template
-
-    def acknowledge(self) -> list[tuple[str, str, str | None]]:
-        """Clear every latched alarm (an operator has looked at it)."""
-        cleared = [k for k, v in self.states.items() if v == "alarm"]
-        for k in cleared:
-            del self.states[k]
-        return cleared
 
     def worst(self) -> str:
         return max(self.states.values(), key=lambda s: LEVELS[s], default="ok")

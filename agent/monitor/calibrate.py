@@ -1,102 +1,50 @@
-"""Detector thresholds from a false-alarm budget, calibrated on the training data.
+"""Detector thresholds from the model's false-alarm budget, calibrated on data it never fitted.
 
-The budget is "N false alarms per feature per week at the line's sample rate". Theory gives a
-first threshold (Siegmund's ARL approximation for the Gaussian CUSUM, Lorden's bound for
-likelihood-ratio CUSUMs, the chi-square law of PSI for a window of W samples), corrected for
-the autocorrelation real process data has; then the training data are replayed through every
-detector, and a threshold that would have fired on them is raised (they contain no drift).
+Input references (bins, means, spreads, correlations) may use every row: they do not depend on
+the model. Whatever depends on the model's outputs (the score's reference for prediction drift,
+CBPE's expected accuracy, the label CUSUM's error rate) comes from held-out rows only: on the
+rows a model was fitted on it is more confident and more often right than it will ever be on
+the line, and a reference taken there makes a false alarm on fresh data certain.
+
+The budget (agent.monitor.budget) is split across the detectors; each detector's share sets its
+threshold through its false-alarm law (agent.monitor.laws), corrected for the autocorrelation
+the data show; then the reference rows are replayed through the detectors and any threshold
+they would cross is raised (they contain no drift by definition).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
+from agent.monitor import budget as budgets
+from agent.monitor.budget import Budget
 from agent.monitor.detectors import Cusum, WindowPSI
+from agent.monitor.labelcal import label_thresholds
+from agent.monitor.laws import (
+    ar1,
+    chi2_quantile,
+    cusum_h,
+    long_run_inflation,
+    scale_cusum_h,
+    scale_k,
+    window_alpha,
+    window_mean_z,
+)
 
-SECONDS_PER_WEEK = 7 * 24 * 3600
+__all__ = ["Budget", "calibrate", "pad_profiles", "prediction_errors", "reconstruction_log_error",
+           "score_transform"]
 
-
-@dataclass(frozen=True)
-class Budget:
-    sample_rate_hz: float = 1.0
-    alarms_per_week: float = 1.0  # false alarms per feature per week
-    warnings_per_week: float = 10.0
-    window: int = 500
-    every: int = 32
-    cusum_k: float = 0.25  # tuned for shifts of half a standard deviation
-
-    @property
-    def samples_per_week(self) -> float:
-        return self.sample_rate_hz * SECONDS_PER_WEEK
-
-
-def siegmund_arl(h: float, k: float) -> float:
-    """In-control average run length of a one-sided standardised CUSUM (Siegmund, 1985)."""
-    b = h + 1.166
-    return (math.exp(2 * k * b) - 2 * k * b - 1) / (2 * k * k)
-
-
-def cusum_h(arl: float, k: float, two_sided: bool = True) -> float:
-    """Smallest h whose in-control ARL reaches ``arl`` (two-sided: both tails share it)."""
-    target = 2 * arl if two_sided else arl
-    lo, hi = 0.1, 60.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if siegmund_arl(mid, k) < target else (lo, mid)
-    return hi
-
-
-def bernoulli_h(arl: float, p0: float, p1: float) -> float:
-    """Threshold of a Bernoulli likelihood-ratio CUSUM for an in-control ARL.
-
-    ARL ~ e^h / I with I = KL(p1 || p0), the information per observation (the Gaussian case of
-    Siegmund's formula has the same form); never below 3 to stay clear of single bursts.
-    """
-    kl = p1 * math.log(p1 / p0) + (1 - p1) * math.log((1 - p1) / (1 - p0))
-    return max(3.0, math.log(arl * kl))
-
-
-def chi2_quantile(p: float, df: int) -> float:
-    """Wilson-Hilferty approximation: no scipy on the gateway."""
-    z = NormalDist().inv_cdf(p)
-    c = 2.0 / (9.0 * df)
-    return float(df * (1 - c + z * math.sqrt(c)) ** 3)
-
-
-def ar1(x: np.ndarray) -> np.ndarray:
-    """Lag-1 autocorrelation per column, clipped to [0, 0.95] (rows in time order)."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[:, None]
-    if len(x) < 3:
-        return np.zeros(x.shape[1])
-    d = x - x.mean(axis=0)
-    den = (d * d).sum(axis=0)
-    num = (d[1:] * d[:-1]).sum(axis=0)
-    rho = np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
-    return np.asarray(np.clip(rho, 0.0, 0.95))
-
-
-def inflation(rho: np.ndarray) -> np.ndarray:
-    """Variance of sums of an AR(1) series relative to white noise: (1+rho)/(1-rho)."""
-    return np.asarray((1 + rho) / (1 - rho))
 
 
 def psi_threshold(rate_per_week: float, budget: Budget, bins: np.ndarray, n_ref: int,
                   infl: np.ndarray) -> np.ndarray:
-    """PSI above which a no-drift window appears ``rate_per_week`` times a week.
-
-    Under no drift, PSI * (1/W + 1/N_ref)^-1 is about chi-square with (bins-1) degrees of
-    freedom; overlapping windows are about samples_per_week / W independent looks a week.
-    """
-    # evaluations every `every` samples are counted as independent looks: conservative
-    looks = max(1.0, budget.samples_per_week / budget.every)
-    alpha = min(0.5, rate_per_week / looks)
+    """PSI above which a no-drift window appears ``rate_per_week`` times a week: under no
+    drift PSI / (1/W + 1/N_ref) is about chi-square with (bins-1) degrees of freedom."""
+    alpha = window_alpha(rate_per_week, budget.samples_per_week, budget.every)
     scale = (1.0 / budget.window + 1.0 / max(1, n_ref)) * infl
     return np.array([chi2_quantile(1 - alpha, max(1, int(b) - 1)) for b in bins]) * scale
 
@@ -116,163 +64,356 @@ def pad_profiles(profiles: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray
 def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
               score_profile: dict[str, Any], confidence: np.ndarray | None,
               holdout: dict[str, Any], budget: Budget,
-              categorical: list[bool] | None = None) -> dict[str, Any]:
-    """Thresholds for every detector of a model, as the manifest's ``monitoring`` section."""
+              categorical: list[bool] | None = None,
+              source: dict[str, Any] | None = None,
+              error_bits: np.ndarray | None = None,
+              outcomes: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """Thresholds for every detector of a model, as the manifest's ``monitoring`` section.
+
+    ``x``: inputs, all reference rows in time order. ``score``, ``confidence``, ``holdout``
+    (metrics with ``n``), ``error_bits`` and ``outcomes`` (a binary classifier's positive-class
+    probabilities and whether each row was positive): the model on held-out rows only.
+    """
     cat = np.asarray(categorical if categorical is not None else [False] * x.shape[1], dtype=bool)
     numeric = np.flatnonzero(~cat)
-    categorical_part = _categorical(x[:, cat], [p for p, c in zip(profiles, cat, strict=True) if c],
-                                    budget) if cat.any() else None
-    x = x[:, numeric]
-    profiles = [profiles[i] for i in numeric]
-    k = x.shape[1]
-    week = budget.samples_per_week
-    rho = ar1(x)
-    infl = inflation(rho)
-    bins = np.array([len(p["edges"]) + 1 for p in profiles])
-    mean, std = x.mean(axis=0), x.std(axis=0)
+    x_num = x[:, numeric]
+    k = x_num.shape[1]
+    labels = "accuracy" in holdout
+    plan = budgets.split(k, int(cat.sum()), k >= 2, confidence is not None, labels)
+    shares = plan["per_stream"]
+    streams = {d: n for d, n in (("psi", k), ("cusum", k), ("resid_cusum", k), ("scale_cusum", k),
+                                 ("js", int(cat.sum())), ("pca_cusum", int(k >= 2)),
+                                 ("prediction_psi", 1), ("prediction_cusum", 1),
+                                 ("cbpe", int(confidence is not None)), ("error_cusum", int(labels)))
+               if n}
     monitoring: dict[str, Any] = {
-        "budget": budget.__dict__, "window": budget.window, "every": budget.every,
-        "data": _stream_thresholds(x, x, profiles, mean, std, infl, bins, budget),
+        "budget": budget.as_dict(), "window": budget.window, "every": budget.every,
+        "budget_split": {"unit": budgets.UNIT, "rule": budgets.SPLIT_RULE,
+                         "shares": plan["shares"], "input_streams": plan["input_streams"],
+                         "streams": streams,
+                         "alarms_per_week_per_stream": {d: round(shares[d] * budget.alarms_per_week, 8)
+                                                        for d in streams}},
+        "calibration": {"inputs": f"{len(x)} rows", "outputs": f"{len(score)} held-out rows",
+                        **(source or {})},
     }
-    # class probabilities are skewed; their logit is close to normal, which the CUSUM assumes
-    transform = "logit" if confidence is not None else "none"
-    cusum_score = score_transform(score, transform)
-    monitoring["prediction"] = _stream_thresholds(
-        score[:, None], cusum_score[:, None], [score_profile], np.array([cusum_score.mean()]),
-        np.array([cusum_score.std()]), inflation(ar1(cusum_score)),
-        np.array([len(score_profile["edges"]) + 1]), budget)
-    monitoring["prediction"]["transform"] = transform
+    infl = long_run_inflation(x_num, safe=True)
+    num_profiles = [profiles[i] for i in numeric]
+    mean, std = x_num.mean(axis=0), x_num.std(axis=0)
+    monitoring["data"] = _stream_thresholds(x_num, x_num, num_profiles, mean, std, infl, budget,
+                                            shares["psi"], shares["cusum"])
     monitoring["data"]["columns"] = numeric.tolist()
-    if categorical_part is not None:
-        monitoring["categorical"] = {"columns": np.flatnonzero(cat).tolist(), **categorical_part}
+    monitoring["scale"] = _scale(x_num, mean, std, budget, shares["scale_cusum"], shares["resid_cusum"])
+    # scores are skewed (a classifier's most of all): the CUSUM watches their normal scores,
+    # the held-out distribution mapped onto N(0, 1), which its law assumes
+    table = normal_scores_table(score)
+    s_cusum = score_transform(score, "normal_scores", table)
+    s_mean, s_std, s_infl = _cross_fitted(score)
+    monitoring["prediction"] = _stream_thresholds(
+        score[:, None], s_cusum[:, None], [score_profile], np.array([s_mean]), np.array([s_std]),
+        np.array([s_infl]), budget, shares["prediction_psi"], shares["prediction_cusum"])
+    monitoring["prediction"]["transform"] = "normal_scores"
+    monitoring["prediction"]["normal_scores"] = table
+    if cat.any():
+        monitoring["categorical"] = {"columns": np.flatnonzero(cat).tolist(),
+                                     **_categorical(x[:, cat], [p for p, c in zip(profiles, cat, strict=True)
+                                                                 if c], budget, shares["js"])}
     if k >= 2:
-        monitoring["multivariate"] = _pca(x, mean, std, budget)
+        monitoring["multivariate"] = _pca(x_num, mean, std, budget, shares["pca_cusum"])
         monitoring["multivariate"]["columns"] = numeric.tolist()
     if confidence is not None:
-        c_rho = float(ar1(confidence)[0])
-        looks = max(1.0, week / budget.every)
-        sd = float(confidence.std()) * math.sqrt(float(inflation(np.array([c_rho]))[0]) / budget.window)
-        monitoring["cbpe"] = {
-            "reference_expected_accuracy": float(confidence.mean()),
-            "holdout_accuracy": holdout.get("accuracy"),
-            "warn_drop": NormalDist().inv_cdf(1 - min(0.5, budget.warnings_per_week / looks)) * sd,
-            "alarm_drop": NormalDist().inv_cdf(1 - min(0.5, budget.alarms_per_week / looks)) * sd,
-        }
-    if "accuracy" in holdout:
-        p0 = float(np.clip(1 - holdout["accuracy"], 0.01, 0.5))
-        p1 = min(0.99, 1.5 * p0)
-        monitoring["labels"] = {
-            "error_rate": p0, "designed_rate": p1,
-            "h_warn": bernoulli_h(week / budget.warnings_per_week, p0, p1),
-            "h_alarm": bernoulli_h(week / budget.alarms_per_week, p0, p1),
-        }
+        monitoring["cbpe"] = _cbpe(confidence, holdout, budget, shares["cbpe"])
+    if labels:
+        monitoring["labels"] = label_thresholds(holdout, error_bits, outcomes, budget,
+                                                shares["error_cusum"])
     elif "mae" in holdout:
         monitoring["labels"] = {"mae": holdout["mae"], "rmse": holdout.get("rmse")}
-    monitoring["autocorrelation"] = rho.round(4).tolist()
+    monitoring["autocorrelation"] = ar1(x_num).round(4).tolist()
+    monitoring["long_run_inflation"] = infl.round(3).tolist()
     return monitoring
 
 
-def score_transform(score: np.ndarray, transform: str) -> np.ndarray:
+NORMAL_SCORE_POINTS = 200
+
+
+def normal_scores_table(score: np.ndarray) -> dict[str, list[float]]:
+    """Quantiles of the held-out scores and the standard normal quantiles they map to."""
+    n = len(score)
+    probs = (np.arange(NORMAL_SCORE_POINTS) + 0.5) / NORMAL_SCORE_POINTS
+    probs = np.clip(probs, 0.5 / n, 1 - 0.5 / n)
+    values = np.quantile(np.asarray(score, dtype=np.float64), probs)
+    z = np.array([NormalDist().inv_cdf(float(p)) for p in probs])
+    uniq, first = np.unique(values, return_index=True)  # ties (tree models): one z per value
+    z_mean = np.array([z[values == v].mean() for v in uniq]) if len(uniq) < len(values) else z[first]
+    return {"values": uniq.tolist(), "z": z_mean.tolist()}
+
+
+def _cross_fitted(score: np.ndarray) -> tuple[float, float, float]:
+    """Mean, spread and long-run inflation of the normal scores, each half of the held-out rows
+    mapped by the table of the other half: the table fitted on the same rows would make them look
+    exactly normal, narrower than new data will be."""
+    half = len(score) // 2
+    if half < 20:
+        z = score_transform(score, "normal_scores", normal_scores_table(score))
+        return float(z.mean()), float(z.std()), float(long_run_inflation(z, safe=True)[0])
+    parts = [(score[:half], score[half:]), (score[half:], score[:half])]
+    stats = []
+    for fit, use in parts:
+        z = score_transform(use, "normal_scores", normal_scores_table(fit))
+        stats.append((float(z.mean()), float(z.var()), float(long_run_inflation(z, safe=True)[0])))
+    mean = sum(m for m, _, _ in stats) / 2
+    spread = math.sqrt(sum(v for _, v, _ in stats) / 2 + sum((m - mean) ** 2 for m, _, _ in stats) / 2)
+    return mean, spread, max(i for _, _, i in stats)
+
+
+def score_transform(score: np.ndarray, transform: str,
+                    table: dict[str, list[float]] | None = None) -> np.ndarray:
+    if transform == "normal_scores" and table is not None:
+        if len(table["values"]) < 2:
+            return np.zeros(len(score))
+        return np.asarray(np.interp(score, table["values"], table["z"]))
     if transform == "logit":
         p = np.clip(score, 1e-6, 1 - 1e-6)
         return np.asarray(np.log(p / (1 - p)))
     return np.asarray(score, dtype=np.float64)
 
 
+def _rates(budget: Budget, share: float) -> tuple[float, float]:
+    """(warnings, alarms) per week for a detector with this share of the model's budget."""
+    return budget.warnings_per_week * share, budget.alarms_per_week * share
+
+
 def _stream_thresholds(x: np.ndarray, x_cusum: np.ndarray, profiles: list[dict[str, Any]],
-                       mean: np.ndarray, std: np.ndarray, infl: np.ndarray, bins: np.ndarray,
-                       budget: Budget) -> dict[str, Any]:
+                       mean: np.ndarray, std: np.ndarray, infl: np.ndarray, budget: Budget,
+                       psi_share: float, cusum_share: float) -> dict[str, Any]:
     k = x.shape[1]
-    psi_warn = psi_threshold(budget.warnings_per_week, budget, bins, len(x), infl)
-    psi_alarm = psi_threshold(budget.alarms_per_week, budget, bins, len(x), infl)
-    if budget.window >= 500:  # the rule-of-thumb levels are valid only for large windows
-        psi_warn, psi_alarm = np.maximum(psi_warn, 0.1), np.maximum(psi_alarm, 0.25)
+    bins = np.array([len(p["edges"]) + 1 for p in profiles])
+    warn_rate, alarm_rate = _rates(budget, psi_share)
+    psi_warn = psi_threshold(warn_rate, budget, bins, len(x), infl)
+    psi_alarm = psi_threshold(alarm_rate, budget, bins, len(x), infl)
     eff_std = std * np.sqrt(infl)
-    h_warn = cusum_h(budget.samples_per_week / budget.warnings_per_week, budget.cusum_k)
-    h_alarm = cusum_h(budget.samples_per_week / budget.alarms_per_week, budget.cusum_k)
-    h_warn_v, h_alarm_v = np.full(k, h_warn), np.full(k, h_alarm)
-    adjusted = _replay_check(x, x_cusum, profiles, mean, eff_std, psi_warn, psi_alarm, h_warn_v,
-                             h_alarm_v, budget)
+    warn_rate, alarm_rate = _rates(budget, cusum_share)
+    week = budget.samples_per_week
+    ref_var = 1 / len(x)  # the reference mean's error variance, in units of eff_std
+    h_warn = np.full(k, cusum_h(week / warn_rate, budget.cusum_k, ref_var=ref_var))
+    h_alarm = np.full(k, cusum_h(week / alarm_rate, budget.cusum_k, ref_var=ref_var))
+    adjusted = _replay_check(x, x_cusum, profiles, mean, eff_std, psi_warn, psi_alarm, h_warn,
+                             h_alarm, budget, _rates(budget, psi_share)[1], alarm_rate)
     return {"psi_warn": psi_warn.tolist(), "psi_alarm": psi_alarm.tolist(),
             "cusum_mean": mean.tolist(), "cusum_std": eff_std.tolist(), "cusum_k": budget.cusum_k,
-            "cusum_h_warn": h_warn_v.tolist(), "cusum_h_alarm": h_alarm_v.tolist(),
+            "cusum_h_warn": h_warn.tolist(), "cusum_h_alarm": h_alarm.tolist(),
             "replay_adjusted": adjusted}
 
 
+def allowed_alarms(rows: int, rate_per_week: float, samples_per_week: float) -> int:
+    """Most alarms a drift-free replay of ``rows`` samples may show under a detector's law: the
+    99% quantile of Poisson(rows x rate). More than that and the law does not fit these data:
+    the threshold is raised (a replay check that raises at the first alarm would spend budget
+    on chance)."""
+    lam = rows * rate_per_week / samples_per_week
+    count, term = 0, math.exp(-lam)
+    cdf = term
+    while 1 - cdf > 0.01 and count < 10_000:
+        count += 1
+        term *= lam / count
+        cdf += term
+    return count
+
+
+def fired_too_often(cusum: Cusum, x: np.ndarray, rows: int, rate_per_week: float,
+                    samples_per_week: float) -> set[int]:
+    counts: dict[int, int] = {}
+    for d in cusum.update(x):
+        if d.level == "alarm":
+            counts[d.column] = counts.get(d.column, 0) + 1
+    limit = allowed_alarms(rows, rate_per_week, samples_per_week)
+    return {col for col, n in counts.items() if n > limit}
+
+
 def _replay_check(x: np.ndarray, x_cusum: np.ndarray, profiles: list[dict[str, Any]],
-                  mean: np.ndarray,
-                  eff_std: np.ndarray, psi_warn: np.ndarray, psi_alarm: np.ndarray,
-                  h_warn: np.ndarray, h_alarm: np.ndarray, budget: Budget) -> bool:
-    """Replay the training data (no drift by definition); raise any threshold it crosses."""
+                  mean: np.ndarray, eff_std: np.ndarray, psi_warn: np.ndarray, psi_alarm: np.ndarray,
+                  h_warn: np.ndarray, h_alarm: np.ndarray, budget: Budget,
+                  psi_rate: float, cusum_rate: float) -> bool:
+    """Replay the reference rows (no drift by definition); raise a threshold they cross more
+    often than its law allows."""
     adjusted = False
     edges, props = pad_profiles(profiles)
+    week = budget.samples_per_week
     if len(x) > budget.window:
         psi = WindowPSI(edges, props, budget.window, budget.every)
-        worst = np.zeros(x.shape[1])
-        for _, value in psi.update(x):
-            worst = np.maximum(worst, value)
-        for arr, scale in ((psi_warn, 1.2), (psi_alarm, 1.5)):
-            low = worst * scale > arr
-            if low.any():
-                arr[low] = worst[low] * scale
-                adjusted = True
+        looks = np.array([value for _, value in psi.update(x)])
+        if len(looks):
+            limit = allowed_alarms(len(x), psi_rate, week)
+            for col in range(x.shape[1]):
+                over = looks[:, col] > psi_alarm[col]
+                ups = int(over[0]) + int((over[1:] & ~over[:-1]).sum())
+                if ups > limit:
+                    worst = float(looks[:, col].max()) * 1.1
+                    psi_warn[col] *= worst / psi_alarm[col]
+                    psi_alarm[col] = worst
+                    adjusted = True
     for _ in range(20):
         cusum = Cusum(mean, eff_std, budget.cusum_k, h_alarm, h_warn=h_warn)
-        fired = cusum.update(x_cusum)
-        alarms = {d.column for d in fired if d.level == "alarm"}
-        if not alarms:
+        too_often = fired_too_often(cusum, x_cusum, len(x), cusum_rate, week)
+        if not too_often:
             break
-        for col in alarms:
+        for col in too_often:
             h_alarm[col] *= 1.25
             h_warn[col] *= 1.25
         adjusted = True
     return adjusted
 
 
+def prediction_errors(u: np.ndarray, prev: np.ndarray | None, coef: np.ndarray) -> np.ndarray:
+    """One-step prediction errors of standardized inputs ``u`` (rows in time order): each
+    stream predicted from the other streams now and every stream's previous value,
+    u_t - [u_t, u_{t-1}] @ coef (the diagonal of coef's first block is zero). ``prev`` is the
+    row before the first (None: the reference mean)."""
+    k = u.shape[1]
+    now, before = coef[:k], coef[k:]
+    out = u - u @ now
+    lagged = u @ before  # each row's contribution to the next row's prediction
+    out[1:] -= lagged[:-1]
+    if prev is not None:
+        out[0] -= prev @ before
+    return np.asarray(out)
+
+
+def _predictor(u: np.ndarray) -> np.ndarray:
+    """Least squares (lightly ridged) of each stream on the others now and all a step before."""
+    k = u.shape[1]
+    design = np.hstack([u[1:], u[:-1]])
+    gram = design.T @ design + 1e-3 * len(design) * np.eye(2 * k)
+    cross = design.T @ u[1:]
+    coef = np.zeros((2 * k, k))
+    for i in range(k):
+        keep = np.array([j for j in range(2 * k) if j != i])
+        coef[keep, i] = np.linalg.solve(gram[np.ix_(keep, keep)], cross[keep, i])
+    return coef
+
+
+def _scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget,
+           share: float, resid_share: float) -> dict[str, Any]:
+    """Scale CUSUM per numeric stream on its squared standardized prediction error (from the
+    other streams and the previous values): a spread growing to ``scale_ratio`` times the
+    reference, or a stream that no longer follows the others, moves it up. Its law is that of
+    z^2 for independent N(0, 1) z; errors whose squares still come in runs stretch the
+    threshold by their long-run inflation."""
+    safe = np.where(std > 0, std, 1.0)
+    u = (x - mean) / safe
+    coef = _predictor(u) if len(u) > 2 * u.shape[1] + 10 else np.zeros((2 * u.shape[1], u.shape[1]))
+    err = prediction_errors(u, None, coef)[1:]
+    resid_std = err.std(axis=0) if len(err) > 2 else np.ones_like(safe)
+    # two standard errors up (1/sqrt(2n) each): a spread estimated low shifts the scale CUSUM's
+    # in-control drift, and a short reference (a retrained model's) has a wide one
+    resid_std = np.where(resid_std > 0, resid_std, 1.0) * (1 + 2 / math.sqrt(2 * max(1, len(err))))
+    y = (err / resid_std) ** 2
+    infl = np.clip(long_run_inflation(y), 1.0, 4.0) if len(y) > 20 else np.ones(len(safe))
+    k = scale_k(budget.scale_ratio)
+    warn_rate, alarm_rate = _rates(budget, share)
+    week = budget.samples_per_week
+    h_warn = scale_cusum_h(week / warn_rate, k) * infl
+    h_alarm = scale_cusum_h(week / alarm_rate, k) * infl
+    # the mean of the same prediction errors: a shift of a few streams that breaks from what the
+    # others and their own past predict (a mean CUSUM on them, as on the raw streams)
+    z = err / resid_std
+    z_mean = z.mean(axis=0)
+    z_infl = long_run_inflation(z, safe=True) if len(z) > 20 else np.ones(len(safe))
+    z_std = z.std(axis=0) * np.sqrt(z_infl)
+    warn_rate, alarm_rate = _rates(budget, resid_share)
+    ref_var = 1 / max(1, len(z))
+    m_warn = np.full(len(safe), cusum_h(week / warn_rate, budget.cusum_k, ref_var=ref_var))
+    m_alarm = np.full(len(safe), cusum_h(week / alarm_rate, budget.cusum_k, ref_var=ref_var))
+    adjusted = False
+    cols = x.shape[1]
+    scale_rate = _rates(budget, share)[1]
+    for _ in range(20):  # replay check (both shares are the same per stream)
+        cusum = Cusum(np.concatenate([z_mean, np.zeros(cols)]), np.concatenate([z_std, np.ones(cols)]),
+                      np.concatenate([np.full(cols, budget.cusum_k), np.full(cols, k)]),
+                      np.concatenate([m_alarm, h_alarm]),
+                      np.concatenate([np.zeros(cols, bool), np.ones(cols, bool)]),
+                      np.concatenate([m_warn, h_warn]))
+        fired = fired_too_often(cusum, np.hstack([z, y]), len(z), min(alarm_rate, scale_rate), week)
+        if not fired:
+            break
+        for col in fired:
+            arr_a, arr_w = (m_alarm, m_warn) if col < cols else (h_alarm, h_warn)
+            arr_a[col % cols] *= 1.25
+            arr_w[col % cols] *= 1.25
+        adjusted = True
+    return {"mean": mean.tolist(), "std": safe.tolist(), "coef": coef.round(6).tolist(),
+            "resid_std": resid_std.tolist(), "k": k, "ratio": budget.scale_ratio,
+            "inflation": infl.round(3).tolist(), "h_warn": h_warn.tolist(), "h_alarm": h_alarm.tolist(),
+            "resid_mean": z_mean.tolist(), "resid_cusum_std": z_std.tolist(),
+            "resid_h_warn": m_warn.tolist(), "resid_h_alarm": m_alarm.tolist(),
+            "law": "Brook-Evans Markov chain for z^2 of independent N(0,1) z, exponential tail "
+                   "beyond ARL 3e4; h times the long-run inflation of z^2",
+            "replay_adjusted": adjusted}
+
+
+def _cbpe(confidence: np.ndarray, holdout: dict[str, Any], budget: Budget,
+          share: float) -> dict[str, Any]:
+    """Expected accuracy over a window against the held-out reference. The spread of the
+    difference counts both the window's and the reference's own uncertainty."""
+    n = len(confidence)
+    infl = float(long_run_inflation(confidence, max_lag=min(budget.window, max(2, n // 5)), safe=True)[0])
+    var = float(confidence.var()) * infl
+    sd = math.sqrt(var / budget.window + var / max(1, n))
+    warn_rate, alarm_rate = _rates(budget, share)
+    week = budget.samples_per_week
+    z_warn = window_mean_z(warn_rate, week, budget.window, budget.every)
+    z_alarm = window_mean_z(alarm_rate, week, budget.window, budget.every)
+    return {"reference_expected_accuracy": float(confidence.mean()),
+            "holdout_accuracy": holdout.get("accuracy"), "reference_rows": n,
+            "warn_drop": z_warn * sd, "alarm_drop": z_alarm * sd, "inflation": round(infl, 3)}
+
+
 def js_threshold(rate_per_week: float, budget: Budget, categories: int, n_ref: int,
                  infl: float) -> float:
     """Jensen-Shannon distance (base 2) that a no-drift window exceeds ``rate_per_week`` times a
     week: for small differences JSD (nats) ~ chi-square(c-1) / 8 * (1/W + 1/N_ref)."""
-    looks = max(1.0, budget.samples_per_week / budget.every)
-    alpha = min(0.5, rate_per_week / looks)
+    alpha = window_alpha(rate_per_week, budget.samples_per_week, budget.every)
     jsd_nats = chi2_quantile(1 - alpha, max(1, categories)) * (1 / budget.window + 1 / n_ref) * infl / 8
     return math.sqrt(jsd_nats / math.log(2))
 
 
-def _categorical(x: np.ndarray, profiles: list[dict[str, Any]], budget: Budget) -> dict[str, Any]:
-    infl = inflation(ar1(x))
+def _categorical(x: np.ndarray, profiles: list[dict[str, Any]], budget: Budget,
+                 share: float) -> dict[str, Any]:
+    infl = long_run_inflation(x)
+    warn_rate, alarm_rate = _rates(budget, share)
     # categories + the 'unseen' slot: c degrees of freedom
-    warn = [js_threshold(budget.warnings_per_week, budget, len(p["categories"]), len(x), float(i))
+    warn = [js_threshold(warn_rate, budget, len(p["categories"]), len(x), float(i))
             for p, i in zip(profiles, infl, strict=True)]
-    alarm = [js_threshold(budget.alarms_per_week, budget, len(p["categories"]), len(x), float(i))
+    alarm = [js_threshold(alarm_rate, budget, len(p["categories"]), len(x), float(i))
              for p, i in zip(profiles, infl, strict=True)]
     return {"categories": [p["categories"] for p in profiles],
             "proportions": [[*p["category_proportions"], 0.0] for p in profiles],
             "js_warn": warn, "js_alarm": alarm}
 
 
-def _pca(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget) -> dict[str, Any]:
-    """Principal subspace of the standardised training data; the log reconstruction error of a
-    sample measures how far it leaves the correlations seen in training."""
+def _pca(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget,
+         share: float) -> dict[str, Any]:
+    """Principal subspace of the standardised reference data; the log reconstruction error of
+    a sample measures how far it leaves the correlations seen there."""
     safe_std = np.where(std > 0, std, 1.0)
     z = (x - mean) / safe_std
     _, s, vt = np.linalg.svd(z, full_matrices=False)
-    share = np.cumsum(s**2) / np.sum(s**2)
-    m = int(min(x.shape[1] - 1, max(1, np.searchsorted(share, 0.9) + 1)))
+    explained = np.cumsum(s**2) / np.sum(s**2)
+    m = int(min(x.shape[1] - 1, max(1, np.searchsorted(explained, 0.9) + 1)))
     comps = vt[:m]
     err = reconstruction_log_error(z, comps)
-    e_rho = ar1(err)
-    e_std = float(err.std() * math.sqrt(float(inflation(e_rho)[0])))
-    h_warn = cusum_h(budget.samples_per_week / budget.warnings_per_week, budget.cusum_k, False)
-    h_alarm = cusum_h(budget.samples_per_week / budget.alarms_per_week, budget.cusum_k, False)
+    e_std = float(err.std() * math.sqrt(float(long_run_inflation(err, safe=True)[0])))
+    warn_rate, alarm_rate = _rates(budget, share)
+    week = budget.samples_per_week
+    h_warn = cusum_h(week / warn_rate, budget.cusum_k, False, 1 / len(x))
+    h_alarm = cusum_h(week / alarm_rate, budget.cusum_k, False, 1 / len(x))
     for _ in range(20):  # replay check, as for the per-feature detectors
         c = Cusum(np.array([err.mean()]), np.array([e_std]), budget.cusum_k, h_alarm, True, h_warn)
-        if not any(d.level == "alarm" for d in c.update(err[:, None])):
+        if not fired_too_often(c, err[:, None], len(err), alarm_rate, week):
             break
         h_alarm, h_warn = h_alarm * 1.25, h_warn * 1.25
     return {"mean": mean.tolist(), "scale": safe_std.tolist(), "components": comps.tolist(),
             "error_mean": float(err.mean()), "error_std": e_std, "cusum_k": budget.cusum_k,
-            "h_warn": h_warn, "h_alarm": h_alarm, "explained": float(share[m - 1])}
+            "h_warn": h_warn, "h_alarm": h_alarm, "explained": float(explained[m - 1])}
 
 
 def reconstruction_log_error(z: np.ndarray, comps: np.ndarray) -> np.ndarray:

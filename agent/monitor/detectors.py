@@ -18,7 +18,7 @@ class Detection:
     column: int  # feature column (0 for single-stream detectors)
     score: float
     start_index: int  # estimated start of the change
-    level: str = "alarm"  # "warning" or "alarm"
+    level: str = "alarm"  # "warning", "alarm", or "quiet" (back to normal for long enough)
 
 
 class Binner:
@@ -125,15 +125,20 @@ class Cusum:
     """Standardised CUSUM per column: an upward sum S+ for every column and a downward sum S-
     for the two-sided ones. Both live side by side in one array, so a batch costs a dozen numpy
     calls whatever its length and width; exact per sample through the cumulative-sum form of
-    the Lindley recursion, S_t = C_t - min(-S_0, min_{j<=t} C_j)."""
+    the Lindley recursion, S_t = C_t - min(-S_0, min_{j<=t} C_j).
 
-    def __init__(self, mean: np.ndarray, std: np.ndarray, k: float, h: float | np.ndarray,
-                 one_sided: bool | np.ndarray = False, h_warn: float | np.ndarray | None = None) -> None:
+    With ``quiet`` set, a column that was above its warning level reports a return to normal
+    (a Detection of level "quiet") once it has stayed at or below it for ``quiet`` samples:
+    the off-delay after which its alarm condition may end."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray, k: float | np.ndarray, h: float | np.ndarray,
+                 one_sided: bool | np.ndarray = False, h_warn: float | np.ndarray | None = None,
+                 quiet: int | None = None) -> None:
         self.mean = np.asarray(mean, dtype=np.float64)
         cols = self.mean.shape[0]
         std = np.asarray(std, dtype=np.float64)
         self.std = np.where(std > 0, std, 1.0)
-        self.k = k
+        self.k = np.broadcast_to(np.asarray(k, dtype=np.float64), (cols,)).copy()
         self.h = np.broadcast_to(np.asarray(h, dtype=np.float64), (cols,)).copy()
         warn = self.h * 0.5 if h_warn is None else h_warn
         self.h_warn = np.broadcast_to(np.asarray(warn, dtype=np.float64), (cols,)).copy()
@@ -143,11 +148,17 @@ class Cusum:
         self._col = np.concatenate([np.arange(cols), self._down])
         self._sign = np.concatenate([np.ones(cols), -np.ones(len(self._down))])
         self._h_side, self._warn_side = self.h[self._col], self.h_warn[self._col]
+        self._k_side = self.k[self._col]
+        self._mean_side = self.mean[self._col]
+        self._scale_side = self._sign / self.std[self._col]
         sides = len(self._col)
         self.s = np.zeros(sides)  # current sums
         self.start = np.zeros(sides, dtype=np.int64)  # index after the sum was last zero
         self.warned = np.zeros(cols, dtype=bool)  # a warning is raised once per excursion
         self.seen = 0
+        self.quiet = quiet
+        self.last_over = np.full(cols, -1, dtype=np.int64)  # last sample above the warning level
+        self.pending = np.zeros(cols, dtype=bool)  # above since, no return to normal reported yet
 
     @property
     def score(self) -> np.ndarray:
@@ -157,18 +168,26 @@ class Cusum:
         return out
 
     def update(self, x: np.ndarray) -> list[Detection]:
-        """Feed a batch (n, cols); return warnings and alarms. A column that alarms restarts from
-        zero, as after an alarm is raised."""
+        """Feed a batch (n, cols); return warnings, alarms (and with ``quiet``, returns to
+        normal). A column that alarms restarts from zero, as after an alarm is raised."""
         x = np.asarray(x, dtype=np.float64)
-        z = (x[:, self._col] - self.mean[self._col]) / self.std[self._col] * self._sign - self.k
+        z = x[:, self._col]  # a copy (fancy indexing): standardized in place
+        z -= self._mean_side
+        z *= self._scale_side
+        z -= self._k_side
         out: list[Detection] = []
         while len(z):
-            c = np.cumsum(z, axis=0)
-            s = c - np.minimum(np.minimum.accumulate(c, axis=0), -self.s)
+            s = np.cumsum(z, axis=0)
+            low = np.minimum.accumulate(s, axis=0)
+            np.minimum(low, -self.s, out=low)
+            s -= low
             over = s > self._h_side
             fired_rows = over.any(axis=1)
             end = int(fired_rows.argmax()) + 1 if fired_rows.any() else len(z)
-            out += self._warnings(s[:end])
+            above = s[:end] > self._warn_side
+            out += self._warnings(s[:end], above)
+            if self.quiet is not None:
+                out += self._quiet(above)
             self._record_zero(s[:end])
             if end == len(z) and not fired_rows[-1]:
                 self.s = s[-1].copy()
@@ -191,9 +210,8 @@ class Cusum:
             z = z[row + 1:]
         return out
 
-    def _warnings(self, s: np.ndarray) -> list[Detection]:
+    def _warnings(self, s: np.ndarray, above: np.ndarray) -> list[Detection]:
         """First crossing of the warning level per column, until its sums return to zero."""
-        above = s > self._warn_side
         hot = above.any(axis=0)
         if not hot.any() and not self.warned.any():
             return []
@@ -211,12 +229,45 @@ class Cusum:
                         break
                     row += int(hits[0])
                     self.warned[col] = True
-                    out.append(Detection(self.seen + row, col, float(column[row]), -1, "warning"))
+                    out.append(Detection(self.seen + row, col, float(column[row]),
+                                         self._start_at(s, row, col), "warning"))
                 zeros = np.flatnonzero(column[row:] <= 0)
                 if not len(zeros):
                     break
                 row += int(zeros[0])
                 self.warned[col] = False
+        return out
+
+    def _start_at(self, s: np.ndarray, row: int, col: int) -> int:
+        """Where the excursion of ``col``'s larger side at ``row`` began: after its sum was
+        last at zero (the CUSUM's estimate of the change point)."""
+        sides = np.flatnonzero(self._col == col)
+        side = int(sides[np.argmax(s[row, sides])])
+        zeros = np.flatnonzero(s[: row + 1, side] <= 0)
+        return self.seen + int(zeros[-1]) + 1 if len(zeros) else int(self.start[side])
+
+    def _quiet(self, above: np.ndarray) -> list[Detection]:
+        """Returns to normal: ``quiet`` samples in a row at or below the warning level after the
+        column was last above it (exact per sample, whatever the batch size)."""
+        assert self.quiet is not None
+        cols_n = len(self.mean)
+        hot_sides = above.any(axis=0)
+        if not hot_sides.any() and not self.pending.any():
+            return []
+        col_above = np.zeros((len(above), cols_n), dtype=bool)
+        for side in np.flatnonzero(hot_sides).tolist():
+            col_above[:, self._col[side]] |= above[:, side]
+        last_row = self.seen + len(above) - 1
+        out: list[Detection] = []
+        for col in np.flatnonzero(col_above.any(axis=0) | self.pending).tolist():
+            rows = np.flatnonzero(col_above[:, col]) + self.seen
+            points = np.concatenate([[self.last_over[col]], rows]) if self.pending[col] else rows
+            gaps = np.flatnonzero(np.diff(points) > self.quiet)
+            out += [Detection(int(p) + self.quiet, col, 0.0, -1, "quiet") for p in points[gaps]]
+            self.last_over[col] = int(points[-1])
+            self.pending[col] = last_row - int(points[-1]) < self.quiet
+            if not self.pending[col]:
+                out.append(Detection(int(points[-1]) + self.quiet, col, 0.0, -1, "quiet"))
         return out
 
     def _record_zero(self, s: np.ndarray) -> None:
@@ -227,13 +278,19 @@ class Cusum:
             self.start = np.where(hit, self.seen + last + 1, self.start)
 
     def state(self) -> dict[str, Any]:
-        return {"s": self.s, "start": self.start, "seen": self.seen, "warned": self.warned}
+        return {"s": self.s, "start": self.start, "seen": self.seen, "warned": self.warned,
+                "last_over": self.last_over, "pending": self.pending}
 
     def restore(self, st: dict[str, Any]) -> None:
+        if np.shape(st["s"]) != self.s.shape:
+            raise ValueError(f"a CUSUM of {np.shape(st['s'])} sums, not {self.s.shape}")
         self.s = np.asarray(st["s"], dtype=np.float64).copy()
         self.start = np.asarray(st["start"], dtype=np.int64).copy()
         self.seen = int(st["seen"])
         self.warned = np.asarray(st["warned"], dtype=bool).copy()
+        if "last_over" in st:
+            self.last_over = np.asarray(st["last_over"], dtype=np.int64).copy()
+            self.pending = np.asarray(st["pending"], dtype=bool).copy()
 
 
 class WindowCategorical(WindowPSI):

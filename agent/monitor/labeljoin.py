@@ -19,6 +19,7 @@ class Joined:
     sample_id: str
     predicted: float  # class index, or the regression value
     latency_s: float
+    score: float = float("nan")  # the monitored score (a classifier's positive-class probability)
 
 
 class LabelJoin:
@@ -31,6 +32,9 @@ class LabelJoin:
         self._db.execute("CREATE TABLE IF NOT EXISTS pending (sample_id TEXT PRIMARY KEY, "
                          "idx INTEGER NOT NULL, ts REAL NOT NULL, predicted REAL NOT NULL, "
                          "created REAL NOT NULL)")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(pending)")}
+        if "score" not in columns:  # a table of an earlier version: predictions kept no score
+            self._db.execute("ALTER TABLE pending ADD COLUMN score REAL")
         self._db.execute("CREATE INDEX IF NOT EXISTS pending_ts ON pending(ts)")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL)")
         self.ttl_s, self.max_pending = ttl_s, max_pending
@@ -41,7 +45,7 @@ class LabelJoin:
             self.counts[key] = float(value)
         # new predictions wait here until the next flush: one transaction per flush period,
         # not one per inference batch (the hot path stays a dict insert)
-        self._fresh: dict[str, tuple[str, int, float, float, float]] = {}
+        self._fresh: dict[str, tuple[str, int, float, float, float, float]] = {}
 
     def close(self) -> None:
         self.flush()
@@ -52,9 +56,10 @@ class LabelJoin:
         values = preds.label_idx if preds.label_idx is not None else preds.score
         now = time.time()
         fresh = self._fresh
-        for i, (sid, ts, v) in enumerate(zip(preds.sample_ids, preds.sample_ts.tolist(),
-                                             np.asarray(values).tolist(), strict=True)):
-            fresh[sid] = (sid, first_index + i, ts, float(v), now)
+        for i, (sid, ts, v, score) in enumerate(zip(preds.sample_ids, preds.sample_ts.tolist(),
+                                                    np.asarray(values).tolist(),
+                                                    np.asarray(preds.score).tolist(), strict=True)):
+            fresh[sid] = (sid, first_index + i, ts, float(v), now, float(score))
         self.counts["predictions"] += len(preds)
 
     def flush(self) -> None:
@@ -62,35 +67,38 @@ class LabelJoin:
             return
         rows, self._fresh = list(self._fresh.values()), {}
         self._db.execute("BEGIN")
-        self._db.executemany("INSERT OR REPLACE INTO pending VALUES (?,?,?,?,?)", rows)
+        self._db.executemany("INSERT OR REPLACE INTO pending (sample_id, idx, ts, predicted, created, "
+                             "score) VALUES (?,?,?,?,?,?)", rows)
         self._db.execute("COMMIT")
 
     def join(self, sample_id: str, label_ts: float) -> Joined | None:
         if self.match != "sample_id":
             self.flush()  # time matching looks across all pending rows
         elif sample_id in self._fresh:
-            _, idx, ts, predicted, _ = self._fresh.pop(sample_id)
-            return self._joined(idx, sample_id, predicted, label_ts - ts)
+            _, idx, ts, predicted, _, score = self._fresh.pop(sample_id)
+            return self._joined(idx, sample_id, predicted, label_ts - ts, score)
         if self.match == "sample_id":
-            row = self._db.execute("SELECT sample_id, idx, ts, predicted FROM pending WHERE sample_id=?",
-                                   (sample_id,)).fetchone()
+            row = self._db.execute("SELECT sample_id, idx, ts, predicted, score FROM pending "
+                                   "WHERE sample_id=?", (sample_id,)).fetchone()
         else:  # the label describes the part made offset_s before it arrived
             target = label_ts - self.offset_s
             row = self._db.execute(
-                "SELECT sample_id, idx, ts, predicted FROM pending WHERE ts BETWEEN ? AND ? "
+                "SELECT sample_id, idx, ts, predicted, score FROM pending WHERE ts BETWEEN ? AND ? "
                 "ORDER BY abs(ts - ?) LIMIT 1",
                 (target - self.tolerance_s, target + self.tolerance_s, target)).fetchone()
         if row is None:
             self.counts["unmatched"] += 1
             return None
         self._db.execute("DELETE FROM pending WHERE sample_id=?", (row[0],))
-        return self._joined(int(row[1]), str(row[0]), float(row[3]), label_ts - row[2])
+        score = float(row[4]) if row[4] is not None else float("nan")
+        return self._joined(int(row[1]), str(row[0]), float(row[3]), label_ts - row[2], score)
 
-    def _joined(self, index: int, sample_id: str, predicted: float, latency: float) -> Joined:
+    def _joined(self, index: int, sample_id: str, predicted: float, latency: float,
+                score: float = float("nan")) -> Joined:
         latency = max(0.0, latency)
         self.counts["labelled"] += 1
         self.counts["latency_sum"] += latency
-        return Joined(index, sample_id, predicted, latency)
+        return Joined(index, sample_id, predicted, latency, score)
 
     def expire(self, now: float | None = None) -> int:
         """Drop predictions whose label did not come in time, and keep the table bounded."""

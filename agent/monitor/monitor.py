@@ -10,28 +10,42 @@ import numpy as np
 
 from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.models.bundle import Manifest
-from agent.monitor.alarms import AlarmBook, MonitorEvent
-from agent.monitor.calibrate import pad_profiles, reconstruction_log_error, score_transform
+from agent.monitor.alarms import AlarmBook, Key, MonitorEvent
+from agent.monitor.calibrate import (
+    pad_profiles,
+    prediction_errors,
+    reconstruction_log_error,
+    score_transform,
+)
 from agent.monitor.detectors import Cusum, Detection, RingMean, WindowCategorical, WindowPSI
+from agent.monitor.labelcal import outcome_llr
 from agent.monitor.performance import ClassPerformance
 
-HYSTERESIS = 0.8  # a PSI warning clears below 80% of its threshold
+HYSTERESIS = 0.8  # a window detector's condition ends below 80% of its warning level
 TOP = 3
 
 
 class ModelMonitor:
     """One PSI ring buffer and one CUSUM bank hold every stream side by side: the features,
-    the model's score, and (CUSUM only) the PCA reconstruction error. A batch of any size then
-    costs a fixed few dozen numpy calls, whatever the number of features."""
+    the model's score, and (CUSUM only) the PCA reconstruction error; a second bank holds the
+    scale CUSUM of every numeric feature. A batch of any size then costs a fixed few dozen
+    numpy calls, whatever the number of features.
 
-    def __init__(self, manifest: Manifest) -> None:
+    ``update`` and ``on_labels`` return condition changes (agent.monitor.alarms), in sample
+    order; the incident book turns them into incidents and notifications."""
+
+    def __init__(self, manifest: Manifest, quiet: int | None = None) -> None:
         mon: dict[str, Any] = dict((manifest.model_extra or {}).get("monitoring") or {})
         if not mon:
             raise ValueError(f"bundle {manifest.name} {manifest.version} has no monitoring "
                              "section: rebuild it with this version's bundle builder")
+        self.manifest = manifest
         self.model, self.version = manifest.name, manifest.version
+        self.budget: dict[str, Any] = dict(mon.get("budget") or {})
+        self.budget_per_model = self.budget.get("unit") == "per_model"
         all_names = [i.name for i in manifest.inputs]
         self.window, self.every = int(mon["window"]), int(mon["every"])
+        self.quiet = self.window if quiet is None else quiet  # off-delay of a condition
         feats = manifest.profile["features"]
         d, p = mon["data"], mon["prediction"]
         # numeric inputs go to PSI, CUSUM and PCA; categorical ones to category counts
@@ -47,6 +61,7 @@ class ModelMonitor:
                                                  _pad(cat["proportions"]), self.window, self.every)
             self.js_warn, self.js_alarm = np.array(cat["js_warn"]), np.array(cat["js_alarm"])
         self.transform = p.get("transform", "none")
+        self._score_table: dict[str, list[float]] | None = p.get("normal_scores")
         edges, props = pad_profiles([*(feats[n] for n in self.names), manifest.profile["prediction"]])
         self.psi = WindowPSI(edges, props, self.window, self.every)
         self.psi_warn = np.array(d["psi_warn"] + p["psi_warn"])
@@ -70,18 +85,45 @@ class ModelMonitor:
             one_sided.append(True)  # only a growing error means broken correlations
             self.cusum_kinds.append("multivariate_drift")
             self.cusum_columns.append(None)
-        self.cusum = Cusum(np.array(mean), np.array(std), d["cusum_k"], np.array(h),
-                           np.array(one_sided), np.array(h_warn))
+        ref_k = [d["cusum_k"]] * len(mean)
+        # the prediction errors of every numeric stream in the same bank: their mean (two-sided,
+        # resid_cusum) and their squares (one-sided, scale_cusum); bundles of the per-stream era
+        # have no scale section
+        self.scale_spec: dict[str, Any] | None = mon.get("scale")
+        self.has_scale = self.scale_spec is not None
+        self.scale_at = len(mean)  # first prediction-error column of the bank
+        self._prev: np.ndarray | None = None
+        if self.scale_spec is not None:
+            sc = self.scale_spec
+            self._sc_mean, self._sc_std = np.array(sc["mean"]), np.array(sc["std"])
+            self._sc_coef, self._sc_resid = np.array(sc["coef"]), np.array(sc["resid_std"])
+            mean = [*mean, *sc["resid_mean"], *[0.0] * k]
+            std = [*std, *sc["resid_cusum_std"], *[1.0] * k]
+            ref_k = [*ref_k, *[d["cusum_k"]] * k, *[sc["k"]] * k]
+            h = [*h, *sc["resid_h_alarm"], *sc["h_alarm"]]
+            h_warn = [*h_warn, *sc["resid_h_warn"], *sc["h_warn"]]
+            one_sided = [*one_sided, *[False] * k, *[True] * k]
+            # names for the metrics only (a prediction error of a stream is not the stream)
+            self.cusum_kinds += ["data_drift"] * (2 * k)
+            self.cusum_columns += [f"{n}:resid" for n in self.names] + [f"{n}:scale" for n in self.names]
+        self.cusum = Cusum(np.array(mean), np.array(std), np.array(ref_k), np.array(h),
+                           np.array(one_sided), np.array(h_warn), quiet=self.quiet)
         self.cbpe: dict[str, Any] | None = mon.get("cbpe")
         self.confidence = RingMean(self.window)
         lab = mon.get("labels") or {}
         self.classifier = manifest.output.kind == "classifier"
-        if self.classifier and "error_rate" in lab:
+        self._platt: tuple[float, float, float] | None = None
+        if self.classifier and lab.get("kind") == "outcome_lr":
+            a, b = lab["platt"]
+            self._platt = (float(a), float(b), float(lab["flip"]))
+        elif self.classifier and "error_rate" in lab:
             p0, p1 = lab["error_rate"], lab["designed_rate"]
             self._llr = (math.log(p1 / p0), math.log((1 - p1) / (1 - p0)))
+        if self.classifier and ("error_rate" in lab or self._platt is not None):
             self.label_cusum = Cusum(np.zeros(1), np.ones(1), 0.0, lab["h_alarm"], one_sided=True,
-                                     h_warn=lab["h_warn"])
+                                     h_warn=lab["h_warn"], quiet=self.quiet)
         self.correct = RingMean(self.window)
+        self._label_rows = np.full(self.window * 8, -1, dtype=np.int64)  # label n -> sample index
         self.abs_err, self.sq_err = RingMean(self.window), RingMean(self.window)
         positive = manifest.output.positive_class
         self.positive = manifest.output.classes.index(positive) if (
@@ -115,14 +157,27 @@ class ModelMonitor:
                                        ["data_drift"] * len(self.cat_cols), self.cat_names)
         for index, psi in self.psi.update(np.column_stack([x, score])):
             events += self._levels("psi", psi, index)
-        streams = [x, score_transform(score, self.transform)[:, None]]
+        # every CUSUM stream side by side in one array, filled in place
+        k = len(self.names)
+        bank = np.empty((n, len(self.cusum.mean)))
+        bank[:, :k] = x
+        bank[:, k] = score_transform(score, self.transform, self._score_table)
         z = None
         if self.pca is not None:
             z = (x - self._pca_mean) / self._pca_scale
-            streams.append(reconstruction_log_error(z, self._pca_comps)[:, None])
-        for det in self.cusum.update(np.column_stack(streams)):
-            events += self._cusum_event(det, first, z)
-        self._clear_cusum()
+            bank[:, k + 1] = reconstruction_log_error(z, self._pca_comps)
+        if self.has_scale:
+            u = (x - self._sc_mean) / self._sc_std
+            e = prediction_errors(u, self._prev, self._sc_coef)
+            e /= self._sc_resid
+            self._prev = u[-1].copy()
+            at = self.scale_at
+            bank[:, at:at + k] = e
+            np.multiply(e, e, out=bank[:, at + k:])
+        dets = self.cusum.update(bank)
+        events += self._cusum_events([d for d in dets if d.column < self.scale_at], first, z)
+        if self.has_scale:
+            events += self._scale_events([d for d in dets if d.column >= self.scale_at])
         if self.cbpe is not None and confidence is not None:
             events += self._cbpe(confidence, first)
         self.samples += n
@@ -147,10 +202,12 @@ class ModelMonitor:
                                    np.array([self.cbpe["alarm_drop"]]), ["performance"], [None])
         return events
 
-    def on_labels(self, indices: np.ndarray, predicted: np.ndarray, truth: np.ndarray) -> (
-            list[MonitorEvent]):
+    def on_labels(self, indices: np.ndarray, predicted: np.ndarray, truth: np.ndarray,
+                  scores: np.ndarray | None = None) -> list[MonitorEvent]:
         """Labelled outcomes: ``indices`` are the sample indices the labels belong to;
-        ``predicted``/``truth`` are class indices (classifier) or values (regression)."""
+        ``predicted``/``truth`` are class indices (classifier) or values (regression);
+        ``scores`` the monitored scores those predictions had (a binary classifier's
+        positive-class probability, which its label CUSUM weighs the outcomes by)."""
         if not len(indices):
             return []
         self.labels += len(indices)
@@ -166,16 +223,25 @@ class ModelMonitor:
                 self.fp.update((pp & ~tp_).astype(np.float64))
                 self.fn.update((~pp & tp_).astype(np.float64))
             if hasattr(self, "label_cusum"):
-                llr = np.where(correct == 0, self._llr[0], self._llr[1])[:, None]
+                if self._platt is not None:
+                    if scores is None:
+                        return events  # no probabilities to weigh the outcomes by
+                    keep = np.isfinite(scores)  # labels of predictions stored without a score
+                    indices, truth, scores = indices[keep], truth[keep], scores[keep]
+                    if not len(indices):
+                        return events
+                    llr = outcome_llr(scores, truth == self.positive, *self._platt)[:, None]
+                else:
+                    llr = np.where(correct == 0, self._llr[0], self._llr[1])[:, None]
                 base = self.label_cusum.seen
+                ring = self._label_rows
+                ring[(base + np.arange(len(indices))) % len(ring)] = indices
                 for det in self.label_cusum.update(llr):
-                    mapped = Detection(int(indices[det.index - base]), 0, det.score,
-                                       int(indices[max(0, det.start_index - base)])
-                                       if det.start_index >= base else -1, det.level)
+                    start = -1
+                    if 0 <= det.start_index and base + len(indices) - det.start_index <= len(ring):
+                        start = int(ring[det.start_index % len(ring)])
+                    mapped = Detection(int(indices[det.index - base]), 0, det.score, start, det.level)
                     events += self._label_event(mapped)
-                if not self.label_cusum.warned[0] and self.book.states.get(
-                        ("performance", "error_cusum", None)) == "warning":
-                    del self.book.states[("performance", "error_cusum", None)]
         else:
             err = np.asarray(predicted, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
             self.abs_err.update(np.abs(err))
@@ -194,11 +260,23 @@ class ModelMonitor:
             return float("nan")  # older than the timestamps kept
         return float(self._ts[index % len(self._ts)])
 
+    def _raise(self, e: MonitorEvent) -> list[MonitorEvent]:
+        raised = self.book.raise_level(e)
+        return [raised] if raised is not None else []
+
+    def _normal(self, key: Key, index: int, threshold: float) -> list[MonitorEvent]:
+        """The condition ``key`` ends: its detector is back to normal."""
+        if key not in self.book.states:
+            return []
+        e = self._event(key[0], key[1], key[2], "ok", 0.0, threshold, index, [], None)
+        cleared = self.book.clear(key, e)
+        return [cleared] if cleared is not None else []
+
     def _levels(self, detector: str, scores: np.ndarray, index: int,
                 warn: np.ndarray | None = None, alarm: np.ndarray | None = None,
                 kinds: Sequence[str] | None = None, names: Sequence[str | None] | None = None) -> (
             list[MonitorEvent]):
-        """Window scores against two levels, with hysteresis for clearing a warning."""
+        """Window scores against two levels; a condition ends below HYSTERESIS x its warning."""
         warn = self.psi_warn if warn is None else warn
         alarm = self.psi_alarm if alarm is None else alarm
         kinds = self.kinds if kinds is None else kinds
@@ -210,61 +288,69 @@ class ModelMonitor:
             thr = float(alarm[col] if level == "alarm" else warn[col])
             same = [i for i in range(len(names)) if kinds[i] == kinds[col] and names[i] is not None]
             top = [str(names[i]) for i in sorted(same, key=lambda i: -scores[i])[:TOP]]
-            e = self._event(kinds[col], detector, names[col], level, float(scores[col]), thr, index,
-                            top, max(0, index - self.window + 1))
-            raised = self.book.raise_level(e)
-            if raised is not None:
-                events.append(raised)
-        if self.book.states:  # clearing only concerns detectors that are in WARNING now
+            events += self._raise(self._event(kinds[col], detector, names[col], level,
+                                              float(scores[col]), thr, index, top,
+                                              max(0, index - self.window + 1)))
+        if self.book.states:  # ending only concerns conditions that are up now
             for col, name in enumerate(names):
-                if (self.book.states.get((kinds[col], detector, name)) == "warning"
-                        and scores[col] < warn[col] * HYSTERESIS):
-                    e = self._event(kinds[col], detector, name, "ok", float(scores[col]),
-                                    float(warn[col]), index, [], None)
-                    cleared = self.book.clear(kinds[col], detector, name, e)
-                    if cleared is not None:
-                        events.append(cleared)
+                if scores[col] < warn[col] * HYSTERESIS:
+                    events += self._normal((kinds[col], detector, name), index, float(warn[col]))
         return events
 
-    def _cusum_event(self, det: Detection, first: int, z: np.ndarray | None) -> list[MonitorEvent]:
-        col = det.column
-        kind, name = self.cusum_kinds[col], self.cusum_columns[col]
-        thr = float(self.cusum.h[col] if det.level == "alarm" else self.cusum.h_warn[col])
-        if kind == "multivariate_drift" and z is not None:
-            row = min(len(z) - 1, max(0, det.index - first))
-            resid = z[row] - (z[row] @ self._pca_comps.T) @ self._pca_comps
-            top = [self.names[i] for i in np.argsort(-(resid**2))[:TOP]]
-            detector = "pca_cusum"
-        else:
-            scores = self.cusum.score
-            same = [i for i in range(len(self.cusum_kinds))
-                    if self.cusum_kinds[i] == kind and self.cusum_columns[i] is not None]
-            top = [str(self.cusum_columns[i]) for i in sorted(same, key=lambda i: -scores[i])[:TOP]]
-            if name is not None and name not in top:
-                top = [name, *top[: TOP - 1]]
-            detector = "cusum"
-        start = det.start_index if det.start_index >= 0 else None
-        e = self._event(kind, detector, name, det.level, det.score, thr, det.index, top, start)
-        raised = self.book.raise_level(e)
-        return [raised] if raised is not None else []
-
-    def _clear_cusum(self) -> None:
-        if not self.book.states:
-            return
-        for col in np.flatnonzero(~self.cusum.warned).tolist():
-            kind = self.cusum_kinds[col]
+    def _cusum_events(self, dets: list[Detection], first: int, z: np.ndarray | None) -> (
+            list[MonitorEvent]):
+        events: list[MonitorEvent] = []
+        for det in dets:
+            col = det.column
+            kind, name = self.cusum_kinds[col], self.cusum_columns[col]
             detector = "pca_cusum" if kind == "multivariate_drift" else "cusum"
-            key = (kind, detector, self.cusum_columns[col])
-            if self.book.states.get(key) == "warning":
-                del self.book.states[key]
+            if det.level == "quiet":
+                events += self._normal((kind, detector, name), det.index, float(self.cusum.h_warn[col]))
+                continue
+            thr = float(self.cusum.h[col] if det.level == "alarm" else self.cusum.h_warn[col])
+            if kind == "multivariate_drift" and z is not None:
+                row = min(len(z) - 1, max(0, det.index - first))
+                resid = z[row] - (z[row] @ self._pca_comps.T) @ self._pca_comps
+                top = [self.names[i] for i in np.argsort(-(resid**2))[:TOP]]
+            else:
+                at = self.scale_at
+                top = _top(self.cusum.score[:at], self.cusum_kinds[:at], self.cusum_columns[:at], kind, name)
+            start = det.start_index if det.start_index >= 0 else None
+            events += self._raise(self._event(kind, detector, name, det.level, det.score, thr,
+                                              det.index, top, start))
+        return events
+
+    def _scale_events(self, dets: list[Detection]) -> list[MonitorEvent]:
+        events: list[MonitorEvent] = []
+        k = len(self.names)
+        kinds = ["data_drift"] * k
+        columns: list[str | None] = list(self.names)
+        scores = self.cusum.score[self.scale_at:]
+        for det in dets:
+            col = det.column
+            local = col - self.scale_at
+            name = self.names[local % k]
+            detector = "resid_cusum" if local < k else "scale_cusum"
+            if det.level == "quiet":
+                events += self._normal(("data_drift", detector, name), det.index,
+                                       float(self.cusum.h_warn[col]))
+                continue
+            thr = float(self.cusum.h[col] if det.level == "alarm" else self.cusum.h_warn[col])
+            part = scores[:k] if local < k else scores[k:]
+            top = _top(part, kinds, columns, "data_drift", name)
+            start = det.start_index if det.start_index >= 0 else None
+            events += self._raise(self._event("data_drift", detector, name, det.level,
+                                              det.score, thr, det.index, top, start))
+        return events
 
     def _label_event(self, det: Detection) -> list[MonitorEvent]:
+        key: Key = ("performance", "error_cusum", None)
+        if det.level == "quiet":
+            return self._normal(key, det.index, float(self.label_cusum.h_warn[0]))
         thr = float(self.label_cusum.h[0] if det.level == "alarm" else self.label_cusum.h_warn[0])
         start = det.start_index if det.start_index >= 0 else None
-        e = self._event("performance", "error_cusum", None, det.level, det.score, thr, det.index,
-                        [], start)
-        raised = self.book.raise_level(e)
-        return [raised] if raised is not None else []
+        return self._raise(self._event("performance", "error_cusum", None, det.level, det.score,
+                                       thr, det.index, [], start))
 
     # -- reading -----------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
@@ -277,8 +363,13 @@ class ModelMonitor:
             "prediction_cusum": round(float(self.cusum.score[len(self.names)]), 3),
             "alarm_state": self.book.worst(),
         }
+        if self.has_scale:
+            k = len(self.names)
+            score = np.round(self.cusum.score[self.scale_at:], 3).tolist()
+            out["resid_cusum"] = dict(zip(self.names, score[:k], strict=True))
+            out["scale_cusum"] = dict(zip(self.names, score[k:], strict=True))
         if self.pca is not None:
-            out["pca_cusum"] = round(float(self.cusum.score[-1]), 3)
+            out["pca_cusum"] = round(float(self.cusum.score[len(self.names) + 1]), 3)
         if self.categorical is not None:
             out["js"] = dict(zip(self.cat_names, np.round(self.categorical.last, 5).tolist(), strict=True))
             out["unseen_category_rate"] = dict(zip(
@@ -306,11 +397,35 @@ class ModelMonitor:
                                  "fp": self.fp, "fn": self.fn}
         if hasattr(self, "label_cusum"):
             parts["label_cusum"] = self.label_cusum
+            parts["label_rows"] = _Array(self._label_rows)
         if self.performance is not None:
             parts["performance"] = self.performance
         if self.categorical is not None:
             parts["categorical"] = self.categorical
         return parts
+
+
+class _Array:
+    """A plain array as a snapshot part."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def state(self) -> dict[str, Any]:
+        return {"values": self.values}
+
+    def restore(self, s: dict[str, Any]) -> None:
+        self.values[:] = s["values"]
+
+
+def _top(scores: np.ndarray, kinds: list[str], columns: list[str | None], kind: str,
+         name: str | None) -> list[str]:
+    """The streams of the same kind with the largest statistic, ``name`` first."""
+    same = [i for i in range(len(kinds)) if kinds[i] == kind and columns[i] is not None]
+    top = [str(columns[i]) for i in sorted(same, key=lambda i: -scores[i])[:TOP]]
+    if name is not None and name not in top:
+        top = [name, *top[: TOP - 1]]
+    return top
 
 
 def _pad(rows: list[list[float]]) -> np.ndarray:

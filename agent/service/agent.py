@@ -35,7 +35,7 @@ from agent.ingest.sources import build_source
 from agent.ingest.sources.opcua import OpcUaSource
 from agent.models.lifecycle import ModelLifecycle
 from agent.models.store import ModelStore
-from agent.monitor.alarms import MonitorEvent
+from agent.monitor.incidents import IncidentEvent, audit_record
 from agent.monitor.watch import ModelWatch
 from agent.outputs.publish import MqttPublisher, OpcUaWriteback
 from agent.service.health import HealthServer
@@ -93,7 +93,7 @@ class Agent:
         self.opcua_labels = config.labels if isinstance(config.labels, OpcUaLabelsConfig) else None
         self._label_trigger_value: float | None = None
         self.watch: ModelWatch | None = None
-        self.events: list[MonitorEvent] = []  # transitions so far (the demo and tests read them)
+        self.events: list[IncidentEvent] = []  # incident events so far (the demo and tests read them)
         self._pending_events: list[dict[str, Any]] = []
         self.outbox: AsyncOutbox | None = None
         self.outbox_stats: OutboxStats | None = None
@@ -122,7 +122,7 @@ class Agent:
         self.samples_per_s = 0.0
         # called with every inference batch (the demo's scoreboard, tests recording samples)
         self.prediction_listeners: list[Callable[[SampleBatch, PredictionBatch], None]] = []
-        self.event_listeners: list[Callable[[MonitorEvent], None]] = []
+        self.event_listeners: list[Callable[[IncidentEvent], None]] = []
 
     # -- ReadingSink: called by sources from the event loop, must not block ---------------
     def offer(self, reading: Reading) -> None:
@@ -401,29 +401,26 @@ class Agent:
         sample_id = format_id(trigger.value) if labels.sample_id_tag else ""
         self.on_label(Label(sample_id, value, trigger.source_ts))
 
-    def _emit(self, events: list[MonitorEvent]) -> None:
-        """Alarm transitions go to the MQTT alarm topic and, through the outbox, to the hub."""
+    def _emit(self, events: list[IncidentEvent]) -> None:
+        """Incident events: what is not held back (shelved, flood guard) goes to the MQTT alarm
+        topic; every one goes through the outbox to the hub; alarms, acknowledgements and
+        shelving into the audit log."""
         for e in events:
             self.events.append(e)
             for listener in self.event_listeners:
                 listener(e)
             doc = e.as_dict()
             self._pending_events.append(doc)
-            if self.publisher is not None:
+            if self.publisher is not None and e.suppressed is None:
                 topic = self.config.monitoring.alarm_topic.format(
                     gateway_id=self.config.gateway_id, model=e.model, version=e.model_version)
                 self.publisher.offer_raw(topic, json.dumps(doc, default=str).encode())
-            acknowledged = next((f for f in e.top_features if f.startswith("acknowledged by ")), None)
-            if e.level == "alarm" or acknowledged:
-                self.record_audit(acknowledged.removeprefix("acknowledged by ") if acknowledged
-                                  else "agent", "alarm_acknowledged" if acknowledged else "alarm",
-                                  f"{e.model} {e.model_version}",
-                                  f"{e.kind}/{e.detector}{' [' + e.feature + ']' if e.feature else ''}",
-                                  {"score": e.score, "threshold": e.threshold, "index": e.index})
-            log.log(logging.WARNING if e.level != "ok" else logging.INFO,
-                    "%s %s: %s/%s%s score %.4g (threshold %.4g) at sample %d", e.level.upper(),
-                    e.model_version, e.kind, e.detector, f" [{e.feature}]" if e.feature else "",
-                    e.score, e.threshold, e.index)
+            audit = audit_record(e)
+            if audit is not None:
+                self.record_audit(audit[0], audit[1], f"{e.model} {e.model_version}", audit[2], audit[3])
+            log.log(logging.WARNING if e.notify else logging.INFO,
+                    "incident %s %s (%s, %s): %s", e.incident_id, e.action, e.level.upper(),
+                    e.suppressed or ("notified" if e.notify else "recorded"), e.reason)
 
     def _lifecycle_event(self, doc: dict[str, Any]) -> None:
         self._pending_lifecycle.append(doc)  # the flusher swaps the list: never hold a reference

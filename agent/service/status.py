@@ -112,6 +112,14 @@ def print_status(cfg: AgentConfig, as_json: bool) -> int:
                   f"{recall}, cost {monitor.get('rolling_cost_per_part')} per part")
         print(f"labels        coverage {join.get('coverage')}, mean latency {join.get('mean_latency_s')} s, "
               f"{join.get('pending')} waiting")
+        incidents = monitor.get("incidents") or {}
+        for inc in incidents.get("open") or []:
+            print(f"incident      {inc['id']} {inc['level'].upper()} {inc['state']}"
+                  + (f", acknowledged by {inc['acknowledged_by']}" if inc.get("acknowledged_by") else "")
+                  + (", shelved" if inc.get("shelved_until") else "")
+                  + f": {', '.join(inc['detectors'])}; {inc['notifications']} notification(s)")
+        if monitor.get("budget"):
+            print(f"budget        {monitor['budget']}")
     lifecycle: dict[str, Any] | None = report["lifecycle"]
     if lifecycle:
         watch, shadow = lifecycle.get("watch"), lifecycle.get("shadow")

@@ -19,8 +19,10 @@ def manifest_for(train: np.ndarray, score: np.ndarray, budget: Budget | None = N
     cats = categorical or set()
     profile = build_profile(train, names, score, cats)
     conf = np.maximum(score, 1 - score)
+    # a fixed function of the inputs, not a fitted model: its outputs on the training rows are
+    # as good as held out, so they may calibrate the output-dependent references here
     monitoring = calibrate(train, [profile["features"][n] for n in names], score, profile["prediction"],
-                           conf, {"accuracy": accuracy}, budget or Budget(),
+                           conf, {"accuracy": accuracy, "n": len(train)}, budget or Budget(),
                            categorical=[n in cats for n in names])
     doc: dict[str, Any] = {
         "name": "synthetic", "version": "1", "runtime": "onnx", "model_file": "model.onnx",

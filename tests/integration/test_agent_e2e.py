@@ -82,8 +82,11 @@ async def test_predictions_labels_and_outbox(tmp_path: Path, trained: dict[str, 
     assert status["model"]["version"] == "1.0.0"
     assert status["predictions"] == agent.predictions
     assert status["outbox"]["depth"] > 0 and status["outbox"]["evicted_items"] == 0
+    assert status["monitor"]["budget_per_model"] is True
     assert main(["status", "--config", str(config_file)]) == 0
-    assert "moulding-nok 1.0.0" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "moulding-nok 1.0.0" in text
+    assert "budget        1 false alarm(s) and 5 warning(s) per week per model" in text
 
 
 async def test_broker_down_never_blocks_inference(tmp_path: Path, trained: dict[str, Path]) -> None:

@@ -1,5 +1,6 @@
-"""Model health in the running agent: alarms reach MQTT and the outbox, labels are joined,
-an operator acknowledges, and a restart restores the detectors instead of starting blind."""
+"""Model health in the running agent: incidents reach MQTT and the outbox with their id, labels
+are joined, an operator acknowledges (the persisting drift does not come back as a new alarm)
+and shelves (audited), and a restart restores the detectors and the incident."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from agent.store.outbox import Outbox
 from tests.helpers.running import base_config, collect_json, opcua_source, running_agent, wait_for
 
 
-async def test_alarm_path_ack_and_restart(tmp_path: Path, trained: dict[str, Path], broker: Any,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+async def test_alarm_path_ack_shelve_and_restart(tmp_path: Path, trained: dict[str, Path], broker: Any,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     port = free_port()
     alarms_seen: list[dict[str, Any]] = []
 
@@ -42,42 +43,65 @@ async def test_alarm_path_ack_and_restart(tmp_path: Path, trained: dict[str, Pat
         async with running_agent(cfg) as agent:
             await wait_for(lambda: agent.sources[0].status.connected, what="connected")
             await line.run_machine(stop_after=150)
-            assert agent.watch is not None
-            await wait_for(lambda: agent.watch is not None and agent.watch.monitor.book.worst() == "alarm",
-                           what="an alarm after the resin change")
-            await wait_for(lambda: any(a["level"] == "alarm" for a in alarms_seen), what="alarm on MQTT")
+            watch = agent.watch
+            assert watch is not None
+            await wait_for(lambda: watch.incidents.worst() == "alarm", what="an alarm after the resin change")
+            await wait_for(lambda: any(a["level"] == "alarm" and a["notify"] for a in alarms_seen),
+                           what="alarm on MQTT")
             await wait_for(lambda: agent.labels_received >= 100, what="QC labels")
             await asyncio.sleep(2.5)  # one status write
-            first = next(e for e in agent.events if e.level == "alarm")
+            incident = watch.incidents.current
+            assert incident is not None
+            first = next(e for e in agent.events if e.notify and e.level == "alarm")
             assert first.index >= 20 and first.model_version == "1.0.0"
+            assert first.incident_id == incident.id
             assert first.start_index is not None and first.start_index >= 15
-            samples_before = agent.watch.monitor.samples
+            on_mqtt = [a for a in alarms_seen if a["notify"]]
+            assert {a["incident_id"] for a in on_mqtt} == {incident.id}  # one incident, its id
+            assert 1 <= len(on_mqtt) <= 3
 
             assert main(["alarms", "list", "--config", str(config_file)]) == 0
-            assert "ALARM" in capsys.readouterr().out
+            listed = capsys.readouterr().out
+            assert incident.id in listed and "ALARM" in listed
             assert main(["alarms", "ack", "--config", str(config_file), "--by", "shift-lead"]) == 0
-            await wait_for(lambda: agent.watch is not None and agent.watch.monitor.book.worst() != "alarm",
-                           10, "acknowledgement applied")
+            await wait_for(lambda: incident.acknowledged_by == "shift-lead", 10, "acknowledgement applied")
+            notified = sum(e.notify for e in agent.events)
+            # the new resin stays: its detectors go on firing, and nothing comes back as new
+            await line.run_machine(stop_after=260)
+            await wait_for(lambda: watch.monitor.samples >= 259, what="the rest of the parts")
+            assert watch.incidents.current is incident and incident.acknowledged_by == "shift-lead"
+            assert sum(e.notify for e in agent.events) == notified
+            assert main(["alarms", "shelve", incident.id, "--for", "8h", "--by", "night-shift",
+                         "--reason", "resin trial", "--config", str(config_file)]) == 0
+            await wait_for(lambda: incident.shelved_by == "night-shift", 10, "shelving applied")
             status = json.loads((tmp_path / "status.json").read_text())
             join = status["monitor"]["labels_join"]
             assert join["labelled"] >= 100 and 0 < join["coverage"] <= 1
             assert join["mean_latency_s"] > 0
             assert status["monitor"]["rolling_accuracy"] is not None
+            samples_before = watch.monitor.samples
         qc.cancel()
         listener.cancel()
 
     box = Outbox(tmp_path / "outbox.db", 1 << 30)
     stored = [e for r in box.peek(limit=10_000, max_bytes=1 << 30) if r.kind == "events"
               for e in decode_json(r.payload)]
-    assert any(e["level"] == "alarm" for e in stored)
-    assert any(e["level"] == "ok" and "acknowledged by shift-lead" in e["top_features"] for e in stored)
+    assert {e["incident_id"] for e in stored} == {incident.id}
+    assert any(e["action"] == "acknowledged" and e["acknowledged_by"] == "shift-lead" for e in stored)
+    assert any(e["action"] == "shelved" and e["shelved_by"] == "night-shift"
+               and e["shelve_reason"] == "resin trial" for e in stored)
+    audit = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    actions = [(a["actor"], a["action"]) for a in audit]
+    assert ("shift-lead", "alarm_acknowledged") in actions and ("night-shift", "alarm_shelved") in actions
 
-    # a restart picks the detectors up where they were
+    # a restart picks the detectors and the incident up where they were
     async with SimulatedLine(SimOptions(opcua_port=port)) as line2:
         cfg["sources"] = [opcua_source(port, line2.ns)]
         async with running_agent(cfg) as again:
             assert again.watch is not None and again.watch.restored
             assert again.watch.monitor.samples == samples_before
+            kept = again.watch.incidents.current
+            assert kept is not None and kept.id == incident.id and kept.shelved_by == "night-shift"
 
 
 async def test_labels_from_an_opcua_qc_tag(tmp_path: Path, trained: dict[str, Path]) -> None:

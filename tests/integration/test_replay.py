@@ -70,6 +70,52 @@ def test_replay_report_contract(tmp_path: Path, trained: dict[str, Path]) -> Non
     assert first_data["index"] >= len(rows) // 2 and first_data["feature"].startswith("barrel_temp")
     assert report["metrics"]["labelled_rows"] == len(rows) // 2
     assert 0.5 < report["metrics"]["accuracy"] <= 1.0
+    # the detections make one incident with its features and estimated start, notified once
+    # when raised and once more when it became an alarm
+    assert report["counts"]["incidents"] == 1
+    incident = report["incidents"][0]
+    assert {"barrel_temp_1", "barrel_temp_2", "barrel_temp_3"} <= set(incident["features"])
+    assert len(rows) // 2 - 40 <= incident["start_index"] <= first_data["index"]
+    sent = [n for n in report["notifications"] if n["sent"]]
+    assert 1 <= len(sent) <= 3 and all(n["incident"] == incident["id"] for n in sent)
+    assert sent[0]["action"] == "raised"
+
+
+def test_replay_needs_no_sources_and_prints_a_summary(tmp_path: Path, trained: dict[str, Path],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    header, rows = history_rows(trained)
+    out_rows = []
+    for i, row in enumerate(rows):
+        values = [float(v) for v in row[:-1]]
+        if i >= 200:
+            values[0:3] = [v + 6.0 for v in values[0:3]]
+        out_rows.append([f"{1.7e9 + 30 * i:.0f}", *[f"{v:.3f}" for v in values]])
+    csv_path = write_csv(tmp_path / "line.csv", ["timestamp", *header[:-1]], out_rows)
+    config = tmp_path / "replay.yaml"  # the model and how to watch it: no sources, no features
+    config.write_text(yaml.safe_dump({"model": {"bundle": str(trained["bundle"]),
+                                                "trusted_keys": [str(trained["pub"])]},
+                                      "monitoring": {"max_notifications_per_10min": 5}}))
+    assert main(["replay", "--config", str(config), "--csv", str(csv_path),
+                 "--out", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{len(rows)} samples of moulding-nok 1.0.0")
+    assert "1 incident(s)" in out[1]
+    assert out[2].split() == ["incident", "raised", "level", "change", "from", "detectors", "/", "features"]
+    report = json.loads((tmp_path / "r.json").read_text())
+    incident = report["incidents"][0]
+    assert out[3].split()[:3] == [incident["id"], str(incident["opened_index"]), "alarm"]
+    assert len(out) <= 20  # one screen
+
+
+def test_replay_config_with_settings_it_does_not_read_exits_2(tmp_path: Path, trained: dict[str, Path],
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "replay.yaml"
+    config.write_text(yaml.safe_dump({"model": {"bundle": str(trained["bundle"]), "trusted_keys":
+                                                [str(trained["pub"])]}, "features": {"mode": "periodic"}}))
+    rc = main(["replay", "--config", str(config), "--csv", str(trained["holdout"]),
+               "--out", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "features: not read by replay; a replay config needs only model and monitoring" in err
 
 
 BAD = [
@@ -104,8 +150,8 @@ def test_bad_csv_exits_2_with_row_and_column(tmp_path: Path, trained: dict[str, 
 
 async def test_replay_gives_the_same_events_as_run(tmp_path: Path, trained: dict[str, Path]) -> None:
     """Run the agent on the simulated line through a resin change, record what it sampled, replay
-    that CSV: data, prediction and multivariate events match index for index. (Performance
-    events depend on when labels arrive, which differs by nature between the two.)"""
+    that CSV: the same incidents (same ids) and notifications, index for index. (No labels
+    here: when labels arrive differs by nature between the two.)"""
     port = free_port()
     recorded: list[tuple[list[str], np.ndarray, np.ndarray]] = []
 
@@ -123,8 +169,8 @@ async def test_replay_gives_the_same_events_as_run(tmp_path: Path, trained: dict
             await line.run_machine(stop_after=260)
             await wait_for(lambda: agent.predictions >= 259, what="all parts predicted")
             await asyncio.sleep(0.2)
-            run_events = [(e.index, e.kind, e.detector, e.feature, e.level) for e in agent.events
-                          if e.level in ("warning", "alarm") and e.kind != "performance"]
+            run_events = [(e.index, e.action, e.incident_id, e.kind, e.detector, e.feature, e.level)
+                          for e in agent.events if e.notify]
     assert run_events, "the resin change must be seen by the running agent"
     rows = []
     for ids, ts, x in recorded:
@@ -137,6 +183,6 @@ async def test_replay_gives_the_same_events_as_run(tmp_path: Path, trained: dict
     assert main(["replay", "--config", str(config), "--csv", str(csv_path),
                  "--out", str(tmp_path / "r.json")]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
-    replay_events = [(e["index"], e["kind"], e["detector"], e["feature"], e["level"])
-                     for e in report["events"] if e["kind"] != "performance"]
+    replay_events = [(n["index"], n["action"], n["incident"], *(n["detector"] or "/").split("/"),
+                      n["feature"], n["level"]) for n in report["notifications"] if n["sent"]]
     assert replay_events == run_events

@@ -1,4 +1,4 @@
-"""Alarm states (hysteresis, latching, acknowledgement) and the delayed label join."""
+"""Detector conditions (rise, no latching, back to normal) and the delayed label join."""
 
 from __future__ import annotations
 
@@ -16,22 +16,17 @@ def event(level: str, score: float = 1.0, feature: str | None = "f1") -> Monitor
     return MonitorEvent(10, 1.7e9, "data_drift", feature, "psi", level, score, 0.5, "m", "1")
 
 
-def test_warning_then_alarm_then_latched_until_acknowledged() -> None:
+def test_condition_rises_once_per_level_and_ends_when_back_to_normal() -> None:
     book = AlarmBook()
     assert book.raise_level(event("warning")) is not None
     assert book.raise_level(event("warning")) is None  # no repeated event for the same state
     assert book.raise_level(event("alarm")) is not None
-    assert book.clear("data_drift", "psi", "f1", event("ok")) is None  # an alarm stays latched
+    assert book.raise_level(event("warning")) is None  # never lowered by a detection
     assert book.worst() == "alarm"
-    assert book.acknowledge() == [("data_drift", "psi", "f1")]
-    assert book.worst() == "ok"
-
-
-def test_warning_clears_by_itself() -> None:
-    book = AlarmBook()
-    book.raise_level(event("warning"))
-    assert book.clear("data_drift", "psi", "f1", event("ok")) is not None
-    assert book.active() == []
+    # a condition does not latch (the incident does): back to normal ends it
+    assert book.clear(("data_drift", "psi", "f1"), event("ok")) is not None
+    assert book.worst() == "ok" and book.active() == []
+    assert book.clear(("data_drift", "psi", "f1"), event("ok")) is None
 
 
 def test_book_state_roundtrip() -> None:
@@ -54,6 +49,7 @@ def test_join_by_sample_id_with_coverage_and_latency(tmp_path: Path) -> None:
     join.add(preds(["a", "b", "c", "d"], 100.0), first_index=40)
     got = join.join("b", 106.0)
     assert got is not None and (got.index, got.predicted, got.latency_s) == (41, 1.0, 5.0)
+    assert got.score == 0.2  # the score it was predicted with: the label CUSUM weighs by it
     assert join.join("b", 107.0) is None  # joined once only
     assert join.join("zzz", 107.0) is None
     figures = join.figures()
@@ -76,6 +72,25 @@ def test_pending_labels_expire_are_bounded_and_survive_restart(tmp_path: Path) -
     join.close()
     again = LabelJoin(tmp_path / "l.db", ttl_s=10, max_pending=5)
     assert again.pending == 5 and again.counts["predictions"] == 8
-    assert again.join("s7", 1.0) is not None  # a label after a restart still finds its part
+    joined = again.join("s7", 1.0)
+    assert joined is not None and joined.score == 0.2  # a label after a restart still finds its part
     assert again.expire(now=time.time() + 60) == 4  # the rest outlived their time-to-live
     assert again.figures()["expired"] == 4
+
+
+def test_a_pending_table_of_an_earlier_version_gains_the_score_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "l.db")
+    db.execute("CREATE TABLE pending (sample_id TEXT PRIMARY KEY, idx INTEGER NOT NULL, ts REAL NOT "
+               "NULL, predicted REAL NOT NULL, created REAL NOT NULL)")
+    db.execute("INSERT INTO pending VALUES ('old', 3, 5.0, 1.0, ?)", (time.time(),))
+    db.commit()
+    db.close()
+    join = LabelJoin(tmp_path / "l.db", ttl_s=3600, max_pending=100)
+    old = join.join("old", 6.0)
+    assert old is not None and old.index == 3 and np.isnan(old.score)  # kept, without a score
+    join.add(preds(["new"], 10.0), first_index=4)
+    join.flush()
+    new = join.join("new", 11.0)
+    assert new is not None and new.score == 0.2

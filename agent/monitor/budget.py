@@ -1,0 +1,107 @@
+"""The false-alarm budget of a model, and the rule that splits it across its detectors.
+
+A plant counts false alarms per model, not per stream: ``alarms_per_week`` (default 1) and
+``warnings_per_week`` (default 5) are for the whole model, all its detectors and streams
+together. The split (stated in the manifest, shown by ``edge-agent status``):
+
+* performance detectors get half: CBPE a quarter, the label error CUSUM a quarter (they are
+  what tells the plant the model is wrong, so they get the larger share);
+* the prediction (the model's score) a tenth: its PSI and its CUSUM a twentieth each;
+* the inputs the remaining 40%, in equal parts per detector and stream: PSI, mean CUSUM and
+  scale CUSUM of every numeric input, the category window of every categorical input, and the
+  multivariate (PCA) CUSUM.
+
+A detector a model does not have (a regression has no CBPE and no label CUSUM) gives its share
+to the others in proportion. Each detector's threshold is then set for its share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+SECONDS_PER_WEEK = 7 * 24 * 3600
+UNIT = "false alarms per model per week, all detectors and streams together"
+SPLIT_RULE = ("performance 50% (CBPE 25%, label error CUSUM 25%), prediction 10% (PSI 5%, CUSUM "
+              "5%), inputs 40% in equal parts per detector and stream (PSI, mean CUSUM, scale "
+              "CUSUM per numeric input; category window per categorical input; PCA CUSUM); "
+              "shares of detectors the model lacks go to the others in proportion")
+WEIGHTS = {"cbpe": 25.0, "error_cusum": 25.0, "prediction_psi": 5.0, "prediction_cusum": 5.0,
+           "inputs": 40.0}
+
+
+@dataclass(frozen=True)
+class Budget:
+    sample_rate_hz: float = 1.0
+    alarms_per_week: float = 1.0  # false alarms per model per week
+    warnings_per_week: float = 5.0  # warnings per model per week
+    window: int = 500
+    every: int = 32
+    cusum_k: float = 0.25  # mean CUSUM tuned for shifts of half a (long-run) standard deviation
+    scale_ratio: float = 1.5  # scale CUSUM designed for a variance 1.5x the reference
+    unit: str = "per_model"  # bundles built before per-model budgets record none: "per_stream"
+
+    def __post_init__(self) -> None:
+        for name in ("sample_rate_hz", "alarms_per_week", "warnings_per_week"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"{name} must be greater than 0, got {value}")
+        if self.window < 50 or self.every < 1 or self.every > self.window:
+            raise ValueError(f"window must be >= 50 and every in 1..window, got {self.window}/{self.every}")
+        if not self.scale_ratio > 1:
+            raise ValueError(f"scale_ratio must be greater than 1, got {self.scale_ratio}")
+
+    @property
+    def samples_per_week(self) -> float:
+        return self.sample_rate_hz * SECONDS_PER_WEEK
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_manifest(cls, monitoring: dict[str, Any] | None) -> Budget:
+        """The budget a bundle was built with. A bundle of the per-stream era records no unit:
+        its numbers meant 'per stream'; they are kept as the plant's numbers, now per model."""
+        raw = dict((monitoring or {}).get("budget") or {})
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__ and k != "unit"}
+        return cls(**known)
+
+
+def describe(monitoring: dict[str, Any]) -> str:
+    """One line for `edge-agent status`: what the budget of this bundle is and how it is split."""
+    raw = monitoring.get("budget") or {}
+    if raw.get("unit") != "per_model":
+        return (f"{raw.get('alarms_per_week', '?')} false alarm(s)/week PER STREAM (bundle built "
+                "before per-model budgets; rebuild it for a per-model budget)")
+    split = monitoring.get("budget_split") or {}
+    shares = split.get("shares") or {}
+    parts = ", ".join(f"{k} {round(100 * v, 1):g}%" for k, v in shares.items())
+    return (f"{raw['alarms_per_week']:g} false alarm(s) and {raw['warnings_per_week']:g} warning(s)"
+            f" per week per model at {raw['sample_rate_hz']:g} Hz; split: {parts}")
+
+
+def split(numeric: int, categorical: int, multivariate: bool, cbpe: bool, labels: bool) -> (
+        dict[str, Any]):
+    """Share of the model's budget for one stream of each detector, and the record of the split.
+
+    Returns {"per_stream": {detector: share}, "shares": {group: share}, "input_streams": n}.
+    """
+    weights = {"prediction_psi": WEIGHTS["prediction_psi"],
+               "prediction_cusum": WEIGHTS["prediction_cusum"]}
+    input_streams = 4 * numeric + categorical + (1 if multivariate else 0)
+    if input_streams:
+        weights["inputs"] = WEIGHTS["inputs"]
+    if cbpe:
+        weights["cbpe"] = WEIGHTS["cbpe"]
+    if labels:
+        weights["error_cusum"] = WEIGHTS["error_cusum"]
+    total = sum(weights.values())
+    shares = {k: v / total for k, v in weights.items()}
+    per_input = shares.get("inputs", 0.0) / max(1, input_streams)
+    per_stream = {"psi": per_input, "cusum": per_input, "scale_cusum": per_input,
+                  "resid_cusum": per_input, "js": per_input,
+                  "pca_cusum": per_input, "prediction_psi": shares["prediction_psi"],
+                  "prediction_cusum": shares["prediction_cusum"],
+                  "cbpe": shares.get("cbpe", 0.0), "error_cusum": shares.get("error_cusum", 0.0)}
+    return {"per_stream": per_stream, "shares": {k: round(v, 6) for k, v in shares.items()},
+            "input_streams": input_streams}

@@ -1,0 +1,178 @@
+"""Streams of a process line the project has not seen: bench/drift_cases.py judges the monitor on them.
+
+Its own generator, unrelated to the demo's simulated machine (agent/demo/sim): tags are sums of
+latent factors shared by a group of tags (AR(1), so neighbouring rows are alike and tags of a
+group move together), an AR(1) wander of each tag's own and white measurement noise; each tag has
+its own operating point and spread. The quality (NOK) depends on a few tags and one interaction
+through a noisy threshold. A *shape* fixes the structure (how many tags, which share factors, how
+slowly they wander, which tags matter); a *seed* draws everything else.
+
+Cases (the change starts at row ``change``; rows are 1 s apart):
+  mean_shift     a few tags move by 0.5-0.7 of their standard deviation, abruptly
+  variance       a few tags' spread grows to 2-3x its variance over ``ramp`` rows (tool wear)
+  correlation    a tag loses its tie to its group; its own distribution stays the same
+  concept        the relation between tags and quality changes; the tags stay the same
+  clean          no change at all
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+T0 = 1_750_000_000.0  # epoch seconds of the first row
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    tags: int
+    groups: tuple[tuple[int, ...], ...]  # tags that share one latent factor
+    factor_rho: float  # lag-1 autocorrelation of the factors
+    wander_rho: float  # lag-1 autocorrelation of each tag's own wander
+    shares: tuple[float, float, float]  # variance of a grouped tag: factor, own wander, noise
+    quality: tuple[int, ...]  # tags the quality depends on (first two also interact)
+    after_concept: tuple[int, ...]  # tags it depends on after the concept change
+    shift_tags: tuple[int, ...]  # tags the mean shift moves
+    variance_tags: tuple[int, ...]
+    broken_tag: int  # a grouped tag that loses its factor in the correlation case
+    nok_rate: float = 0.12
+    label_noise: float = 0.35  # sd of the noise added to the quality risk (sets the accuracy)
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+# developed on
+DEV = Shape("dev-8", 8, ((0, 1, 2), (3, 4)), 0.7, 0.5, (0.45, 0.25, 0.30),
+            quality=(0, 3, 5, 6), after_concept=(1, 4, 7, 5), shift_tags=(0, 3, 5),
+            variance_tags=(5, 6), broken_tag=1)
+# held out: never looked at while the monitor was tuned
+HELD_OUT = (
+    Shape("held-12", 12, ((0, 1, 2, 3), (4, 5, 6), (8, 9)), 0.8, 0.6, (0.5, 0.2, 0.3),
+          quality=(1, 5, 7, 10), after_concept=(2, 6, 11, 9), shift_tags=(4, 5, 6),
+          variance_tags=(7,), broken_tag=9, nok_rate=0.15, label_noise=0.3),
+    Shape("held-6", 6, ((0, 1), (2, 3, 4)), 0.6, 0.4, (0.35, 0.35, 0.30),
+          quality=(0, 2, 5), after_concept=(1, 3, 5), shift_tags=(2, 3),
+          variance_tags=(0, 4), broken_tag=0, nok_rate=0.10, label_noise=0.4),
+)
+
+
+# a second held-out set, fixed before the first one was looked at and left alone until the
+# end: the figures reported for the final monitor
+FRESH = (
+    Shape("fresh-10", 10, ((0, 1), (2, 3, 4), (6, 7, 8)), 0.75, 0.55, (0.4, 0.3, 0.3),
+          quality=(0, 3, 6, 9), after_concept=(1, 4, 8, 5), shift_tags=(3, 6, 9),
+          variance_tags=(2, 9), broken_tag=7, nok_rate=0.14, label_noise=0.35),
+    Shape("fresh-5", 5, ((0, 1, 2),), 0.65, 0.45, (0.45, 0.25, 0.30),
+          quality=(0, 3, 4), after_concept=(1, 2, 4), shift_tags=(0, 3),
+          variance_tags=(3,), broken_tag=2, nok_rate=0.11, label_noise=0.3),
+)
+
+
+@dataclass
+class Stream:
+    x: np.ndarray  # (rows, tags) in engineering units
+    nok: np.ndarray  # (rows,) bool
+    names: list[str]
+    change: int | None  # first changed row, None for clean streams
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        return T0 + np.arange(len(self.x), dtype=np.float64)
+
+    def write_csv(self, path: Path, label_share: float = 1.0, seed: int = 0) -> np.ndarray:
+        """timestamp, the tags, label (blank where the QC did not look); returns the mask of
+        labelled rows."""
+        rng = np.random.default_rng(seed)
+        labelled = rng.random(len(self.x)) < label_share
+        with path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["timestamp", *self.names, "label"])
+            for i, row in enumerate(self.x):
+                label = ("NOK" if self.nok[i] else "OK") if labelled[i] else ""
+                w.writerow([f"{T0 + i:.0f}", *(f"{v:.5g}" for v in row), label])
+        return labelled
+
+
+def _ar1(rng: np.random.Generator, rows: int, cols: int, rho: float) -> np.ndarray:
+    """AR(1) columns with unit stationary variance, started in their stationary law."""
+    e = rng.standard_normal((rows, cols)) * np.sqrt(1 - rho * rho)
+    out = np.empty((rows, cols))
+    out[0] = rng.standard_normal(cols)
+    for t in range(1, rows):
+        out[t] = rho * out[t - 1] + e[t]
+    return out
+
+
+class Line:
+    """One line of a shape: operating points, spreads and the quality rule, drawn from ``seed``."""
+
+    def __init__(self, shape: Shape, seed: int) -> None:
+        self.shape = shape
+        rng = np.random.default_rng(10_000 + seed)
+        self.mean = rng.uniform(20, 900, shape.tags).round(1)
+        self.sd = self.mean * rng.uniform(0.005, 0.03, shape.tags)
+        self.names = [f"tag_{i:02d}" for i in range(shape.tags)]
+        self.weights = rng.uniform(0.6, 1.2, len(shape.quality)) * rng.choice([-1, 1], len(shape.quality))
+        self.weights_after = rng.uniform(0.6, 1.2, len(shape.after_concept)) * rng.choice(
+            [-1, 1], len(shape.after_concept))
+        self.group_of = {t: g for g, members in enumerate(shape.groups) for t in members}
+        self.threshold = self._threshold(rng)
+
+    def _risk(self, z: np.ndarray, tags: tuple[int, ...], w: np.ndarray) -> np.ndarray:
+        risk = z[:, list(tags)] @ w
+        return np.asarray(risk + 0.5 * z[:, tags[0]] * z[:, tags[1]])
+
+    def _threshold(self, rng: np.random.Generator) -> float:
+        z = rng.standard_normal((20_000, self.shape.tags))
+        risk = self._risk(z, self.shape.quality, self.weights)
+        risk = risk / risk.std() + self.shape.label_noise * rng.standard_normal(len(z))
+        return float(np.quantile(risk, 1 - self.shape.nok_rate))
+
+    def stream(self, kind: str, rows: int, change: int, seed: int) -> Stream:
+        """A stream of ``rows`` rows with change ``kind`` from row ``change`` ('clean': none)."""
+        s = self.shape
+        rng = np.random.default_rng(seed)
+        factors = _ar1(rng, rows, max(1, len(s.groups)), s.factor_rho)
+        wander = _ar1(rng, rows, s.tags, s.wander_rho)
+        noise = rng.standard_normal((rows, s.tags))
+        z = np.empty((rows, s.tags))
+        fa, wa, na = (np.sqrt(v) for v in s.shares)
+        for t in range(s.tags):
+            g = self.group_of.get(t)
+            if g is None:  # no group: its own wander and noise only
+                share = s.shares[0] + s.shares[1]
+                z[:, t] = np.sqrt(share) * wander[:, t] + na * noise[:, t]
+            else:
+                z[:, t] = fa * factors[:, g] + wa * wander[:, t] + na * noise[:, t]
+        scaled = z.copy()  # what the sensors show; z stays the process the quality follows
+        if kind == "mean_shift":
+            size = rng.uniform(0.5, 0.7)
+            scaled[change:, list(s.shift_tags)] += size
+        elif kind == "variance":
+            ratio = rng.uniform(2.0, 3.0)  # final variance ratio
+            ramp = 500
+            grow = np.clip((np.arange(rows) - change) / ramp, 0.0, 1.0)
+            factor = np.sqrt(1 + (ratio - 1) * grow)[:, None]
+            scaled[:, list(s.variance_tags)] *= factor
+        elif kind == "correlation":
+            # the same law (same autocorrelation, same variance), no longer tied to the group
+            lone = _ar1(rng, rows, 1, s.factor_rho)[:, 0]
+            t = s.broken_tag
+            scaled[change:, t] = fa * lone[change:] + wa * wander[change:, t] + na * noise[change:, t]
+        risk_before = self._risk(z, s.quality, self.weights)
+        risk = risk_before
+        if kind == "concept":
+            # a new relation: partly the reverse of the old one, partly other tags
+            new = self._risk(z, s.after_concept, self.weights_after)
+            after = -0.6 * risk_before / risk_before.std() + 0.8 * new / new.std()
+            risk = np.where(np.arange(rows) >= change, after / after.std() * risk_before.std(), risk_before)
+        # a process that shifts changes the parts too: the quality follows what the tags show
+        if kind in ("mean_shift", "variance"):
+            risk = self._risk(scaled, s.quality, self.weights)
+        risk = risk / risk_before.std() + s.label_noise * rng.standard_normal(rows)
+        nok = risk > self.threshold
+        x = self.mean + self.sd * scaled
+        return Stream(x, nok, self.names, None if kind == "clean" else change)
