@@ -3,6 +3,7 @@
   opcua certs create --config C [--source NAME] [--force]   client certificate and key
   opcua endpoints URL [--save-certificate FILE]             policies and modes the server offers
   opcua browse URL [--node ID] [--depth N] [--yaml]         node ids, names, types, values
+               [--limit N] [--max-time S]                  (stops there with what it found)
 
 Every failure is one line and exit 2 (bad input: a URL that does not answer, a node id the
 server does not know, a path that cannot be written).
@@ -13,6 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,9 @@ def add_parser(sub: Any, default_config: Path) -> None:
     br.add_argument("--limit", type=int, default=1000, help="stop after this many nodes")
     br.add_argument("--yaml", action="store_true", help="print a sources entry ready to paste")
     br.add_argument("--timeout", type=float, default=5.0)
+    br.add_argument("--max-time", type=float, default=None, metavar="S",
+                    help="stop after this many seconds and print what was found (default: "
+                         "ten request timeouts, at least 30 s)")
     br.add_argument("--config", type=Path,
                     help="take security and user from this config's OPC UA source")
     br.add_argument("--source", help="which OPC UA source of --config (default: the first)")
@@ -57,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(_endpoints(args))
     if args.depth < 1:
         raise ConfigError(["--depth: must be at least 1"])
+    if args.max_time is not None and not args.max_time > 0:
+        raise ConfigError(["--max-time: must be more than 0 seconds"])
     return asyncio.run(_browse(args))
 
 
@@ -100,6 +108,13 @@ async def _connect_error(exc: BaseException, url: str) -> ConfigError:
     return ConfigError([f"{url}: {refusal.message} [{refusal.reason}]"])
 
 
+def _undecodable(url: str, exc: ValueError) -> ConfigError:
+    from agent.ingest.sources.opcua.browse import printable
+
+    return ConfigError([f"{url}: the server's answer is not valid OPC UA ({printable(str(exc))[:120]}); "
+                        "is it an OPC UA server, and of a version the agent supports?"])
+
+
 async def _endpoints(args: argparse.Namespace) -> int:
     from agent.ingest.sources.opcua.browse import endpoints
     from agent.ingest.sources.opcua.source import HANDSHAKE_ERRORS
@@ -108,11 +123,18 @@ async def _endpoints(args: argparse.Namespace) -> int:
         found = await endpoints(args.url, args.timeout)
     except HANDSHAKE_ERRORS as exc:
         raise await _connect_error(exc, args.url) from None
+    except ValueError as exc:  # asyncua's decoder: an enum value or text the server made up
+        raise _undecodable(args.url, exc) from None
+    if not found:
+        raise ConfigError([f"{args.url}: the server offers no endpoint at all; check the URL's "
+                           "path and the server's endpoint configuration"])
     for ep in found:
         print(f"{ep.policy:22} {ep.mode:15} users: {', '.join(ep.user_tokens) or '-'}")
-    if found:
-        print(f"server {found[0].server_uri} at {found[0].url}")
-        print(f"certificate {found[0].certificate_summary()}")
+    print(f"server {found[0].server_uri} at {found[0].url}")
+    print(f"certificate {found[0].certificate_summary()}")
+    if all(ep.mode == "None" for ep in found):
+        print("no secured endpoint: this server offers security mode None only; keep "
+              "security.mode None, or enable Sign/SignAndEncrypt on the PLC first")
     cert = next((ep.certificate for ep in found if ep.certificate), None)
     if args.save_certificate:
         if cert is None:
@@ -129,15 +151,19 @@ async def _endpoints(args: argparse.Namespace) -> int:
 async def _browse(args: argparse.Namespace) -> int:
     from asyncua import Client, ua
 
-    from agent.ingest.sources.opcua.browse import browse, nodes_yaml
+    from agent.config.sources import node_id_problem
+    from agent.ingest.sources.opcua.browse import browse, nodes_yaml, printable
     from agent.ingest.sources.opcua.client import application_uri, make_client
     from agent.ingest.sources.opcua.source import HANDSHAKE_ERRORS, _close_quietly
 
+    problem = node_id_problem(args.node)
     try:
         ua.NodeId.from_string(args.node)
     except (ValueError, ua.UaError, IndexError, KeyError):
-        raise ConfigError([f"--node: '{args.node}' is not an OPC UA node id; use 'ns=2;i=1001' "
-                           "or 'ns=3;s=Machine.Tag'"]) from None
+        problem = problem or "not an OPC UA node id"
+    if problem:
+        raise ConfigError([f"--node: '{printable(args.node)}': {problem}; use a node id such as "
+                           "'ns=2;i=1001' or 'ns=3;s=Machine.Tag'"])
     try:
         if args.config:
             _, src = _sources(args.config, args.source)[0]
@@ -149,15 +175,26 @@ async def _browse(args: argparse.Namespace) -> int:
             await client.connect()
     except HANDSHAKE_ERRORS as exc:
         raise await _connect_error(exc, args.url) from None
+    except ValueError as exc:
+        raise _undecodable(args.url, exc) from None
+    within = args.max_time if args.max_time is not None else max(30.0, args.timeout * 10)
     try:
-        async with asyncio.timeout(max(30.0, args.timeout * 10)):
-            nodes = await browse(client, args.node, args.depth, args.limit)
+        # the walk stops itself at the deadline, between requests (cancelling asyncua mid-request
+        # loses the answer in its own wait_for); the timeout is for a server that stops answering
+        async with asyncio.timeout(within + args.timeout * 2):
+            nodes, stopped = await browse(client, args.node, args.depth, args.limit,
+                                          deadline=time.monotonic() + within)
+        if stopped:
+            print(f"browse stopped after {within:g} s with {len(nodes)} nodes (a large address "
+                  "space): browse below one folder with --node, or give --max-time", file=sys.stderr)
     except ua.UaStatusCodeError as exc:
         name = ua.StatusCode(exc.code).name if exc.code else type(exc).__name__
-        raise ConfigError([f"--node {args.node}: the server answers {name} (no such node? "
-                           "browse from i=85 to see what exists)"]) from None
+        raise ConfigError([f"--node {printable(args.node)}: the server answers {name} (no such "
+                           "node? browse from i=85 to see what exists)"]) from None
     except HANDSHAKE_ERRORS as exc:
         raise await _connect_error(exc, args.url) from None
+    except ValueError as exc:
+        raise _undecodable(args.url, exc) from None
     finally:
         await _close_quietly(client, args.timeout)
     if args.yaml:
@@ -165,8 +202,8 @@ async def _browse(args: argparse.Namespace) -> int:
         return 0
     for n in nodes:
         indent = "  " * (n.depth - 1)
-        typed = f" {n.data_type} = {n.value}" if n.node_class == "Variable" else ""
-        print(f"{indent}{n.path[-1]}  [{n.node_class}] {n.node_id}{typed}")
+        typed = f" {printable(n.data_type or '?')} = {n.value}" if n.node_class == "Variable" else ""
+        print(f"{indent}{printable(n.path[-1])}  [{n.node_class}] {printable(n.node_id)}{typed}")
     if not nodes:
         print(f"(no nodes below {args.node} outside namespace 0)")
     return 0

@@ -32,6 +32,9 @@ class SparkplugOutputConfig(Strict):
         "Edge node id; default: the gateway_id."))
     min_interval_s: float = Field(0.0, ge=0, description=(
         "Publish at most one NDATA per model this often (0: one per inference batch)."))
+    rebirth_min_interval_s: float = Field(1.0, ge=0, le=3600, description=(
+        "Answer rebirth requests (NCMD Node Control/Rebirth) with at most one NBIRTH this often; "
+        "requests in between are answered together by the next birth."))
 
 
 class OutputsConfig(Strict):

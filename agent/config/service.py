@@ -24,6 +24,10 @@ class HubConfig(Strict):
     token: Secret = Field(description="This gateway's hub token, or {file: PATH}.")
     ca_file: Path | None = Field(None, description="CA bundle that signs the hub's certificate.")
     timeout_s: float = Field(10.0, gt=0, description="Timeout of each hub request.")
+    download_timeout_s: float = Field(900.0, gt=0, le=86400, description=(
+        "Longest one bundle download may take (a hub that sends slower than the per-request "
+        "timeout notices, but never finishes, cannot hold up the sync); what arrived is kept and "
+        "the next attempt resumes it with HTTP Range."))
     upload_interval_s: float = Field(2.0, gt=0, description="Pause when the outbox is empty.")
     upload_batch: int = Field(500, ge=1, le=10_000, description="Outbox records per upload.")
     reconnect: BackoffConfig = Field(default_factory=BackoffConfig,

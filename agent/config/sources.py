@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.config.common import BackoffConfig, Secret, Strict, TlsConfig
 
@@ -48,7 +50,33 @@ class MonitoredQueue(Strict):
         "When the queue overflows, drop the oldest change (True) or the newest (False)."))
 
 
-_NODE_ID = r"^(ns=\d+;)?(i=\d+|s=.+|g=[0-9a-fA-F-]{36}|b=.+)$"
+_NODE_ID = r"^(ns=\d+;)?(i=\d+|s=(?s:.+)|g=[0-9a-fA-F-]{36}|b=(?s:.+))$"
+
+
+def node_id_problem(node_id: str) -> str | None:
+    """Why a node id in text form cannot be sent to a server, or None. Beyond the pattern: the
+    namespace index is a UInt16 and a numeric id a UInt32 on the wire (asyncua fails with a
+    struct error deep in a request otherwise), and a GUID must be one."""
+    match = re.fullmatch(_NODE_ID, node_id, re.DOTALL)
+    if match is None:
+        return "not an OPC UA node id; use 'ns=2;i=1001' or 'ns=3;s=Machine.Tag'"
+    ns = int(match.group(1)[3:-1]) if match.group(1) else 0
+    if ns > 0xFFFF:
+        return f"namespace index {ns} is more than 65535"
+    kind, value = match.group(2)[0], match.group(2)[2:]
+    if kind == "i" and int(value) > 0xFFFF_FFFF:
+        return f"numeric id {value[:20]} is more than 4294967295"
+    if kind == "g":
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            return f"{value} is not a GUID"
+    return None
+
+
+def node_key(node_id: str) -> str:
+    """One spelling per node: 'i=85' and 'ns=0;i=85' are the same node."""
+    return node_id[5:] if node_id.startswith("ns=0;") else node_id
 
 
 class OpcUaNode(Strict):
@@ -61,6 +89,14 @@ class OpcUaNode(Strict):
     queue_size: int | None = Field(None, ge=1, le=100_000, description=(
         "Monitored-item queue of this node; default: `event_queue.size` for the trigger, "
         "sample-id and label tags, the server's default (1: newest value only) for the others."))
+
+    @field_validator("node_id")
+    @classmethod
+    def _on_the_wire(cls, value: str) -> str:
+        problem = node_id_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 def _opcua_reconnect() -> BackoffConfig:
@@ -96,6 +132,19 @@ class OpcUaSourceConfig(Strict):
     event_queue: MonitoredQueue = Field(default_factory=MonitoredQueue, description=(
         "Monitored-item queue of the trigger, sample-id and label tags."))
     nodes: list[OpcUaNode] = Field(min_length=1, description="Nodes to subscribe to.")
+
+    @model_validator(mode="after")
+    def _each_once(self) -> OpcUaSourceConfig:
+        # a node listed twice would leave one of its tags without values (one monitored item
+        # per node), a tag listed twice would mix two signals
+        for what, keys in (("node_id", [node_key(n.node_id) for n in self.nodes]),
+                           ("tag", [n.tag for n in self.nodes])):
+            seen: set[str] = set()
+            for key in keys:
+                if key in seen:
+                    raise ValueError(f"nodes: {what} {key[:80]!r} is listed more than once")
+                seen.add(key)
+        return self
 
     def max_ages(self) -> dict[str, float | None]:
         """Tag name -> its own staleness limit (None: the features default)."""
@@ -188,6 +237,15 @@ class SparkplugSourceConfig(Strict):
     qos: Literal[0, 1] = Field(0, description="Subscription QoS (Sparkplug publishes data at QoS 0).")
     rebirth_interval_s: float = Field(5.0, gt=0, description=(
         "At most one rebirth request (NCMD Node Control/Rebirth) per edge node this often."))
+    rebirths_per_s: float = Field(10.0, gt=0, le=1000, description=(
+        "At most this many rebirth requests per second over all edge nodes (a burst of one "
+        "second's worth): a flood of messages from made-up or broken nodes cannot make the agent "
+        "flood the broker with commands."))
+    max_edge_nodes: int = Field(1000, ge=1, le=100_000, description=(
+        "Edge nodes tracked at most; messages of further node ids are counted and ignored."))
+    max_metrics: int = Field(100_000, ge=1, le=10_000_000, description=(
+        "Metric definitions (names and aliases from births) kept at most over all edge nodes and "
+        "devices; a birth that would exceed it is refused and counted as malformed."))
     host_id: str | None = Field(None, pattern=_SPB_ID, description=(
         "Announce the agent as this Sparkplug host application (retained spBv1.0/STATE/<id>, "
         "online/offline by will), for edge nodes that publish only while their primary host "

@@ -2,7 +2,13 @@
 bundle to staging with HTTP Range (a broken download resumes), check the archive's size and
 sha256, verify and install it, then hand it to the lifecycle to activate or run as a shadow.
 A status report (active and shadow versions, comparison figures, rejections, alarms, backlog)
-goes to the hub after every change and every report interval."""
+goes to the hub after every change and every report interval.
+
+What the hub says is checked before it is acted on: a desired state of the wrong shape is a
+refusal (the sync goes on polling), a bundle URL must be on the hub's own origin (the gateway's
+token goes nowhere else), a download has a deadline (`download_timeout_s`; it resumes), and a
+Range answer must start where the partial download ends (else it starts over, rather than
+appending the wrong bytes and blaming tampering)."""
 
 from __future__ import annotations
 
@@ -17,10 +23,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from agent.aio.backoff import Backoff
 from agent.aio.links import SourceStatus
 from agent.config import HubConfig
+from agent.config.limits import InputLimitError, loads_json
 from agent.errors import AgentError, BundleError
 from agent.hublink.client import hub_client
 from agent.models.lifecycle import ModelLifecycle
@@ -28,10 +36,60 @@ from agent.models.lifecycle import ModelLifecycle
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
+DESIRED_MAX_BYTES = 4 << 20  # a desired state is a few KB: model, shadow, config overlay
 
 
 class DownloadError(AgentError):
     """A bundle download that did not complete; it resumes at the next attempt."""
+
+
+_SHA256 = r"^[0-9a-f]{64}$"
+
+
+class _Lenient(BaseModel):
+    # the hub may add fields in later versions; the ones the agent uses must have their types
+    model_config = ConfigDict(extra="allow")
+
+
+class _BundleRef(_Lenient):
+    sha256: str = Field(pattern=_SHA256)
+    url: str = Field(min_length=1, max_length=4096)
+    size: StrictInt | None = Field(None, ge=0)
+    archive_sha256: str | None = Field(None, pattern=_SHA256)
+    name: str | None = Field(None, max_length=256)
+    version: str | None = Field(None, max_length=256)
+
+
+class _ShadowRef(_BundleRef):
+    min_labels: StrictInt | None = Field(None, ge=0)
+    watch_s: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+
+class _Desired(_Lenient):
+    model: _BundleRef | None = None
+    deployment: dict[str, Any] | None = None
+    shadow: _ShadowRef | None = None
+    config: dict[str, Any] | None = None
+
+
+def check_desired(doc: Any) -> dict[str, Any]:
+    """The desired state as the hub sent it, once its shape is known to be right."""
+    try:
+        _Desired.model_validate(doc)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "the document"
+        raise DownloadError(f"the hub's desired state is malformed at {where}: {err['msg']}") from None
+    assert isinstance(doc, dict)
+    return doc
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    return url.scheme, url.host, url.port or default
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 class HubSync:
@@ -78,17 +136,26 @@ class HubSync:
     async def sync_once(self, client: httpx.AsyncClient) -> bool:
         """One poll; True when the desired state was new (and has been acted on)."""
         headers = {"If-None-Match": self.etag} if self.etag else {}
-        r = await client.get(f"/api/v1/gateways/{self.gateway_id}/desired", headers=headers)
-        self.polls += 1
+        limits = self.lifecycle.store.limits
+        async with client.stream("GET", f"/api/v1/gateways/{self.gateway_id}/desired",
+                                 headers=headers) as r:
+            self.polls += 1
+            if r.status_code == 304:
+                body = b""
+            elif r.status_code in (401, 403):
+                raise DownloadError(f"the hub refuses this gateway's token ({r.status_code}); "
+                                    "check hub.token")
+            else:
+                r.raise_for_status()
+                body = await _read_capped(r, DESIRED_MAX_BYTES)
         if r.status_code == 304:
             await self._retry_pending(client)
             return False
-        if r.status_code in (401, 403):
-            raise DownloadError(f"the hub refuses this gateway's token ({r.status_code}); check hub.token")
-        r.raise_for_status()
         try:
-            doc = r.json()
-        except ValueError:
+            doc = check_desired(loads_json(body, limits.json_max_depth, DESIRED_MAX_BYTES))
+        except InputLimitError as exc:
+            raise DownloadError(f"the hub's desired state is refused: {exc}") from None
+        except (ValueError, RecursionError):
             raise DownloadError("the hub's desired state is not JSON") from None
         self.desired = doc
         complete = await self.apply(client, doc)
@@ -178,30 +245,24 @@ class HubSync:
         if size is not None and not (isinstance(size, int) and 0 <= size <= cap):
             raise BundleError(f"the hub declares a bundle of {str(size)[:30]} bytes; "
                               f"limits.bundle_max_bytes is {cap}")
+        try:
+            url = httpx.URL(ref["url"])
+        except httpx.InvalidURL as exc:
+            raise BundleError(f"the hub names a bundle URL that is none ({exc})") from None
+        if url.is_absolute_url and (_origin(url) != _origin(client.base_url) or url.userinfo):
+            raise BundleError(f"the hub names a bundle URL on another origin ({url.host}:{url.port}); "
+                              "only the hub itself is asked (the gateway's token goes nowhere else)")
         part = self.lifecycle.store.staging / f"{sha}.part"
-        have = part.stat().st_size if part.exists() else 0
-        if size is not None and have > size:
-            part.unlink()
-            have = 0
-        headers = {"Range": f"bytes={have}-"} if have else {}
-        if not (size is not None and have == size):
-            async with client.stream("GET", ref["url"], headers=headers) as r:
-                if r.status_code == 416:  # nothing more to get: what we have is all there is
-                    pass
-                elif r.status_code not in (200, 206):
-                    raise DownloadError(f"bundle download answered {r.status_code}")
-                else:
-                    mode = "ab" if r.status_code == 206 else "wb"
-                    written = have if mode == "ab" else 0
-                    with part.open(mode) as fh:
-                        async for chunk in r.aiter_bytes(CHUNK):
-                            written += len(chunk)
-                            if written > (size if size is not None else cap):
-                                fh.close()
-                                part.unlink(missing_ok=True)
-                                raise BundleError(f"the hub sent more than the {size or cap} bytes "
-                                                  "it declared (limits.bundle_max_bytes); refused")
-                            fh.write(chunk)
+        deadline = self.config.download_timeout_s
+        try:
+            async with asyncio.timeout(deadline):
+                for _ in range(2):  # a second time only from scratch, after a 416
+                    if await self._get(client, ref["url"], part, size, cap):
+                        break
+        except TimeoutError:
+            got = part.stat().st_size if part.exists() else 0
+            raise DownloadError(f"bundle download did not finish in {deadline:g} s "
+                                f"(hub.download_timeout_s; {got} bytes so far); resumes next time") from None
         got = part.stat().st_size if part.exists() else 0
         if size is not None and got < size:
             raise DownloadError(f"bundle download incomplete: {got} of {size} bytes; resumes next time")
@@ -211,6 +272,47 @@ class HubSync:
                 raise BundleError(f"the downloaded archive's sha256 {digest[:12]} ({got} bytes) is not "
                                   f"the {want[:12]} ({size} bytes) the hub declared (tampered or corrupted)")
         return part
+
+    async def _get(self, client: httpx.AsyncClient, url: str, part: Any, size: int | None,
+                   cap: int) -> bool:
+        """Fetch what ``part`` lacks; False when it had to be dropped and fetched from scratch
+        (the hub no longer serves the range it started)."""
+        have = part.stat().st_size if part.exists() else 0
+        if size is not None and have > size:
+            part.unlink()
+            have = 0
+        if size is not None and have == size:
+            return True
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        async with client.stream("GET", url, headers=headers) as r:
+            if r.status_code == 416:
+                if size is not None and have < size:
+                    part.unlink()  # the offset means nothing to the hub (a rebuilt archive)
+                    return False
+                return True  # nothing more to get: what we have is all there is
+            if r.status_code not in (200, 206):
+                raise DownloadError(f"bundle download answered {r.status_code}")
+            start = 0
+            if r.status_code == 206:
+                match = _CONTENT_RANGE.fullmatch(r.headers.get("content-range", ""))
+                start = int(match.group(1)) if match else -1
+                if start not in (0, have):
+                    part.unlink(missing_ok=True)
+                    raise DownloadError(f"the hub answered the range request for bytes {have}- with "
+                                        f"{r.headers.get('content-range', 'no Content-Range')[:60]!r}; "
+                                        "the download starts over next time")
+            mode = "ab" if start == have and have else "wb"
+            written = have if mode == "ab" else 0
+            with part.open(mode) as fh:
+                async for chunk in r.aiter_bytes(CHUNK):
+                    written += len(chunk)
+                    if written > (size if size is not None else cap):
+                        fh.close()
+                        part.unlink(missing_ok=True)
+                        raise BundleError(f"the hub sent more than the {size or cap} bytes "
+                                          "it declared (limits.bundle_max_bytes); refused")
+                    fh.write(chunk)
+        return True
 
     async def send_report(self, client: httpx.AsyncClient) -> None:
         report = {**self.extra_report(), **self.lifecycle.report()}
@@ -234,6 +336,17 @@ class HubSync:
     def _failed(self, why: str) -> None:
         if self.status.mark_failed(why):
             log.warning("hub sync failed (%s); the active model keeps running", why)
+
+
+async def _read_capped(r: httpx.Response, cap: int) -> bytes:
+    """The body, but never more than ``cap`` bytes of it in memory."""
+    chunks, size = [], 0
+    async for chunk in r.aiter_bytes(CHUNK):
+        size += len(chunk)
+        if size > cap:
+            raise DownloadError(f"the hub's desired state is larger than {cap} bytes; refused")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _sha256(path: Any) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 
 from agent.config import TrainingDataConfig
 from agent.inference.batches import PredictionBatch, SampleBatch
+from agent.models.comparison import class_key, truth_value
 
 PENDING_LIMIT = 20_000
 
@@ -25,6 +26,7 @@ class TrainingSampler:
         self.kept_today = 0
         self.kept = 0
         self.skipped = 0
+        self.unknown_labels = 0
         self.out: list[dict[str, Any]] = []
         self._inputs: list[str] = []
         self._classes: list[str] = []
@@ -45,10 +47,17 @@ class TrainingSampler:
         self._classes = predictions.classes
 
     def labelled(self, sample_id: str, label: Any, drift_active: bool) -> bool:
-        """A label arrived for sample_id: keep the sample if the budget allows."""
-        entry = self._pending.pop(sample_id, None)
-        if entry is None:
+        """A label arrived for sample_id: keep the sample if the budget allows. A label the model
+        cannot learn from (none of its classes, or no finite number for a regressor) is counted
+        in ``unknown_labels`` and never becomes a training sample."""
+        if sample_id not in self._pending:
             return False
+        if truth_value(self._classes, label) is None:
+            self.unknown_labels += 1
+            return False
+        if self._classes:
+            label = class_key(label)  # as the model spells its class: "1", not 1.0
+        entry = self._pending.pop(sample_id)
         ts, row, model, version, sha, decided = entry
         predicted = (self._classes[int(decided)] if self._classes and 0 <= int(decided) < len(self._classes)
                      else decided)

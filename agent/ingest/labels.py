@@ -1,9 +1,19 @@
-"""Ground-truth labels from a QC station over MQTT, keyed by sample id (part serial)."""
+"""Ground-truth labels from a QC station over MQTT, keyed by sample id (part serial).
+
+A label is a sample id and a value, each checked before it is delivered: the id is text (at
+most 256 printable characters, so no line of the log or the outbox can be forged with it) or a
+whole number that fits 64 bits (a finite, exactly representable float is read as one, as the
+features format a numeric serial tag); the value is a class name of at most 256 printable
+characters, a Boolean, or a finite number (NaN or "inf" as a label would poison every figure
+computed from it). Anything else is counted as malformed and logged through the log limiter.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 from agent.aio.links import RateLimitedLog, SourceStatus
 from agent.config import MqttLabelsConfig
@@ -32,18 +42,65 @@ class LabelListener:
     def on_message(self, topic: str, payload: bytes) -> None:
         try:
             doc = loads_json(payload, self.limits.json_max_depth, self.limits.payload_max_bytes)
-            raw_id = field_at(doc, self.config.sample_id_field)
-            value = field_at(doc, self.config.label_field)
-            if isinstance(value, dict | list) or (isinstance(value, str) and len(value) > 256):
-                raise ValueError("a label is a class name or a number, not a structure")
-            if isinstance(raw_id, dict | list) or (isinstance(raw_id, str) and len(raw_id) > 256):
-                raise ValueError("a sample id is a serial, at most 256 characters")
+            sample_id = sample_id_of(field_at(doc, self.config.sample_id_field))
+            value = label_value(field_at(doc, self.config.label_field))
         except (ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:
             self.status.malformed += 1
-            self.malformed.report(topic[:200], f"labels: malformed message on {topic[:200]}: "
-                                               f"{str(exc)[:120]}")
+            shown = _printable(topic[:200])
+            self.malformed.report(shown, f"labels: malformed message on {shown}: "
+                                         f"{_printable(str(exc)[:120])}")
             return
-        sample_id = format_id(raw_id) if isinstance(raw_id, int | float) else str(raw_id)
         self.received += 1
         self.status.readings += 1
         self._deliver(Label(sample_id, value, time.time()))
+
+
+MAX_TEXT = 256
+_WHOLE = 2**63  # a serial beyond 64 bits is not one (and no float holds it exactly)
+
+
+def _text(value: str, what: str) -> str:
+    if not 0 < len(value) <= MAX_TEXT or not value.isprintable():
+        raise ValueError(f"a {what} is 1 to {MAX_TEXT} printable characters, not "
+                         f"{_printable(value[:40])!r} ({len(value)} characters)")
+    return value
+
+
+def sample_id_of(raw: Any) -> str:
+    """The sample id of a label as the features spell it; ValueError if it is none."""
+    if isinstance(raw, str):
+        return _text(raw, "sample id")
+    if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) < _WHOLE:
+        return str(raw)
+    if isinstance(raw, float) and math.isfinite(raw) and abs(raw) < 2**53:
+        return format_id(raw)
+    raise ValueError(f"a sample id is a serial (text, or a whole number within 64 bits), not "
+                     f"{_printable(repr(raw)[:40])}")
+
+
+def label_value(value: Any) -> Any:
+    """The label value if it can be one; ValueError if not."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer beyond any float
+            finite = False
+        if not finite:
+            raise ValueError(f"a label is a class or a finite number, not {repr(value)[:40]}")
+        return value
+    if isinstance(value, str):
+        text = _text(value, "label")
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        if not math.isfinite(number):
+            raise ValueError(f"a label is a class or a finite number, not {text!r}")
+        return text
+    raise ValueError(f"a label is a class name or a number, not {type(value).__name__}")
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

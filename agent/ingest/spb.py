@@ -28,7 +28,7 @@ except ImportError as exc:  # optional: only Sparkplug configs need it
         "'pysparkplug==0.6.1' 'protobuf>=5.28' (see docs/commissioning.md)") from exc
 
 __all__ = ["DecodeError", "MetricValue", "PbPayload", "SpbTopic", "decode", "parse_topic",
-           "rebirth_command", "spb"]
+           "rebirth_command", "spb", "valid_name", "whole"]
 
 NAMESPACE = "spBv1.0"
 REBIRTH = "Node Control/Rebirth"
@@ -68,19 +68,41 @@ class MetricValue:
     numeric: bool
 
 
+_INTEGER = {spb.DataType.INT8, spb.DataType.INT16, spb.DataType.INT32, spb.DataType.INT64,
+            spb.DataType.UINT8, spb.DataType.UINT16, spb.DataType.UINT32, spb.DataType.UINT64}
+MAX_NAME = 512  # characters of a metric name or an id in a topic
+
+
+def valid_name(text: str) -> bool:
+    """A metric name or topic id the agent turns into a tag name: printable (no control
+    characters, line breaks or escapes that would forge log lines or break a config) and short."""
+    return 0 < len(text) <= MAX_NAME and text.isprintable()
+
+
+def whole(value: float | None) -> int | None:
+    """A finite number as int (a bdSeq), else None."""
+    return int(value) if value is not None and math.isfinite(value) else None
+
+
 def _number(metric: Any, datatype: int) -> float | None:
+    """The metric's value as float; None for null and for datatypes that are not numbers. NaN
+    and infinities are returned as they are: the intake counts them (not_finite)."""
     if metric.is_null:
         return None
     field = metric.WhichOneof("value")
     if field is None or datatype not in NUMERIC:
         return None
+    # the value must sit in the field of its datatype: 7 in int_value is no BOOLEAN (Tahu puts
+    # UInt32 in long_value, pysparkplug in int_value: both are integers)
+    expected = {"int_value", "long_value"} if datatype in _INTEGER else {spb.DataType(datatype).field}
+    if field not in expected:
+        raise DecodeError(f"a {spb.DataType(datatype).name} value in {field}")
     raw = getattr(metric, field)
     try:
         value = spb.DataType(datatype).decode(raw)  # two's complement of signed ints, floats
-        number = float(value)  # type: ignore[arg-type]  # NUMERIC types decode to numbers
+        return float(value)  # type: ignore[arg-type]  # NUMERIC types decode to numbers
     except (ValueError, TypeError, OverflowError, NotImplementedError):
         raise DecodeError(f"metric value {raw!r} does not fit datatype {datatype}") from None
-    return number if math.isfinite(number) else None
 
 
 def _quality(metric: Any) -> int:
@@ -98,27 +120,37 @@ class Decoded:
     timestamp_ms: int | None
     seq: int | None
     metrics: list[MetricValue]
+    refused: list[str]  # why each metric left out was refused (a bad name, a value off its type)
 
 
 def decode(raw: bytes, datatypes: dict[str, int] | None = None,
-           alias_types: dict[int, int] | None = None) -> Decoded:
-    """Raise DecodeError on bytes that are not a Sparkplug payload. A data message may leave out
-    the datatype: the birth's (by name or alias) is used then."""
+           aliases: dict[int, tuple[str, int]] | None = None) -> Decoded:
+    """Raise DecodeError on bytes that are not a Sparkplug payload; a metric that is malformed
+    on its own is left out and said why in ``refused``. A data message may leave out the
+    datatype: the birth's (by name, or by alias: alias -> (name, datatype)) is used then."""
     payload = PbPayload.FromString(raw)
-    out = []
+    out, refused = [], []
     for m in payload.metrics:
         name = m.name if m.HasField("name") else None
         alias = m.alias if m.HasField("alias") else None
+        if name is not None and not valid_name(name):
+            refused.append(f"metric name {name[:40]!r} has control characters or is longer than "
+                           f"{MAX_NAME}")
+            continue
         datatype = m.datatype
         if not datatype:
-            datatype = ((datatypes or {}).get(name or "") or
-                        (alias_types or {}).get(alias if alias is not None else -1) or 0)
-        value = _number(m, datatype)
+            known = (aliases or {}).get(alias) if alias is not None else None
+            datatype = (datatypes or {}).get(name or "") or (known[1] if known else 0)
+        try:
+            value = _number(m, datatype)
+        except DecodeError as exc:
+            refused.append(f"{name or f'alias {alias}'}: {exc}")
+            continue
         out.append(MetricValue(name, alias, datatype, value, _quality(m),
                                m.timestamp if m.HasField("timestamp") else None,
                                datatype in NUMERIC))
     return Decoded(payload.timestamp if payload.HasField("timestamp") else None,
-                   payload.seq if payload.HasField("seq") else None, out)
+                   payload.seq if payload.HasField("seq") else None, out, refused)
 
 
 def rebirth_command(now_ms: int) -> bytes:

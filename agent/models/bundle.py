@@ -5,7 +5,8 @@ when signed, ``manifest.sig``: a detached Ed25519 signature over the exact manif
 The manifest lists the sha256 of every other file, so the signature covers the model too; a
 file it does not list is refused, so nothing unsigned rides along. Archives are unpacked within
 limits (``limits.bundle_*``): unpacked size, decompression ratio and file count are measured
-while the archive streams, before anything is written, and only regular files are extracted.
+while the archive streams, before anything is written, and only regular files are extracted,
+each name once.
 """
 
 from __future__ import annotations
@@ -231,6 +232,7 @@ def _decompressor(magic: bytes) -> Callable[[Path], io.BufferedIOBase] | None:
 
 def _checked_members(tar: tarfile.TarFile, path: Path, limits: InputLimits) -> list[tarfile.TarInfo]:
     members: list[tarfile.TarInfo] = []
+    names: set[str] = set()
     size = 0
     for member in tar:  # lazily: a million-entry archive stops at the limit, not in memory
         if member.isdir():
@@ -238,6 +240,10 @@ def _checked_members(tar: tarfile.TarFile, path: Path, limits: InputLimits) -> l
         if not member.isfile():
             raise BundleError(f"{path}: {member.name[:80]} is not a regular file (links, devices "
                               "and fifos are never part of a bundle)")
+        name = os.path.normpath(member.name)
+        if name in names:  # which copy is the bundle? readers differ (first or last wins)
+            raise BundleError(f"{path}: {member.name[:80]} is in the archive more than once")
+        names.add(name)
         members.append(member)
         size += member.size
         if len(members) > limits.bundle_max_files:

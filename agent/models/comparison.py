@@ -9,6 +9,7 @@ worse even when it is right more often. Regressors are compared on MAE."""
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict, deque
 from typing import Any
 
@@ -21,16 +22,22 @@ PENDING_LIMIT = 20_000  # predictions waiting for a label; the oldest go first
 LATENCY_WINDOW = 1_000  # inference batches kept for the p99 comparison
 
 
+def class_key(value: Any) -> str:
+    """A label as a class name: 1.0 (a JSON number) is the class "1"."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def truth_value(classes: list[str], value: Any) -> float | None:
-    """A label as the model's class index (classifier) or number (regression); None if unusable."""
+    """A label as the model's class index (classifier) or number (regression); None if unusable
+    (a NaN or an infinity would make every error sum NaN, and a rollback never decided)."""
     if not classes:
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
             return None
-    key = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+        return number if math.isfinite(number) else None
     try:
-        return float(classes.index(key))
+        return float(classes.index(class_key(value)))
     except ValueError:
         return None
 

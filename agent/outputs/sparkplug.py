@@ -1,9 +1,10 @@
 """The agent as its own Sparkplug B edge node (`outputs.sparkplug`), for SCADA hosts that read
 Sparkplug: NBIRTH declares one set of metrics per model (last score, label, sample id, version,
 prediction count, health), NDATA carries the newest prediction of each model, the MQTT will is
-the NDEATH (same bdSeq as the birth), and NCMD `Node Control/Rebirth` gets a new NBIRTH.
-Like the MQTT output it never blocks inference: only the newest values wait to be sent (the
-outbox keeps every prediction)."""
+the NDEATH (same bdSeq as the birth), and NCMD `Node Control/Rebirth` gets a new NBIRTH (at
+most one per `rebirth_min_interval_s`: a flood of commands is answered by one birth, not one
+each). Like the MQTT output it never blocks inference: only the newest values wait to be sent
+(the outbox keeps every prediction)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import aiomqtt
 from agent.aio.backoff import Backoff
 from agent.aio.links import SourceStatus
 from agent.config import SparkplugOutputConfig
+from agent.config.limits import DEFAULT_LIMITS, InputLimits
 from agent.inference.batches import PredictionBatch
 from agent.ingest import spb
 from agent.ingest.mqtt_session import run_session
@@ -38,8 +40,10 @@ class _ModelState:
 
 class SparkplugPublisher:
     def __init__(self, config: SparkplugOutputConfig, gateway_id: str,
-                 health: Callable[[], str] | None = None) -> None:
+                 health: Callable[[], str] | None = None,
+                 limits: InputLimits = DEFAULT_LIMITS) -> None:
         self.config = config
+        self.limits = limits
         self.edge_node = config.edge_node or gateway_id
         self.status = SourceStatus("sparkplug-out", "sparkplug-out", role="output")
         self._health = health or (lambda: "ok")
@@ -48,6 +52,8 @@ class SparkplugPublisher:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._rebirth = False
+        self._last_birth = -1e9  # monotonic time of the last NBIRTH
+        self.rebirth_requests = 0
         self.bd_seq = 0
         self._seq = 0
         self.births = 0
@@ -110,6 +116,7 @@ class SparkplugPublisher:
         self._born = set(self._models)
         self._dirty.clear()
         self.births += 1
+        self._last_birth = time.monotonic()
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         await self._birth(client)
@@ -118,14 +125,18 @@ class SparkplugPublisher:
             while True:
                 if commands.done():
                     commands.result()  # the broker went away: raises MqttError
-                if self._rebirth or set(self._models) - self._born:
+                wait = 1.0
+                if self._rebirth:  # asked for: at most one birth per rebirth_min_interval_s
+                    wait = self._last_birth + self.config.rebirth_min_interval_s - time.monotonic()
+                if (self._rebirth and wait <= 0) or set(self._models) - self._born:
                     self._rebirth = False
+                    wait = 1.0
                     await self._birth(client)  # a new model needs its metrics declared
                 if self._dirty:
                     await self._data(client)
                 self._wake.clear()
                 try:
-                    async with asyncio.timeout(1.0):
+                    async with asyncio.timeout(min(1.0, max(wait, 0.01))):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
@@ -150,12 +161,19 @@ class SparkplugPublisher:
             if not isinstance(payload, bytes | bytearray):
                 continue
             try:
+                if len(payload) > self.limits.payload_max_bytes:
+                    raise spb.DecodeError(f"{len(payload)} bytes, more than "
+                                          f"limits.payload_max_bytes ({self.limits.payload_max_bytes})")
                 decoded = spb.decode(bytes(payload))
-            except spb.DecodeError:
-                log.warning("sparkplug-out: malformed NCMD on %s ignored", message.topic)
+            except spb.DecodeError as exc:
+                log.warning("sparkplug-out: malformed NCMD on %s ignored (%s)", message.topic,
+                            str(exc)[:80], extra={"limit_key": "sparkplug-out:malformed-ncmd"})
                 continue
             if any(m.name == spb.REBIRTH and m.value for m in decoded.metrics):
-                log.info("sparkplug-out: rebirth requested by a host")
+                self.rebirth_requests += 1
+                if not self._rebirth:  # one line per birth it leads to, not one per command
+                    log.info("sparkplug-out: rebirth requested by a host (%d so far)",
+                             self.rebirth_requests)
                 self._rebirth = True
                 self._wake.set()
 

@@ -24,7 +24,7 @@ def build_source(config: SourceConfig, agent: AgentConfig, sink: ReadingSink) ->
     if config.type == "sparkplug":
         from agent.ingest.sources.sparkplug import SparkplugSource
 
-        return SparkplugSource(config, sink, client_prefix=agent.gateway_id)
+        return SparkplugSource(config, sink, client_prefix=agent.gateway_id, limits=agent.limits)
     from agent.ingest.sources.mqtt import MqttSource
 
     return MqttSource(config, sink, client_prefix=agent.gateway_id, limits=agent.limits)

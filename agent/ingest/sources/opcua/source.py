@@ -255,13 +255,18 @@ class OpcUaSource:
             quality = Quality.STALE
         else:  # a Bad value carries no usable number: the tag must invalidate samples, not linger
             quality = Quality.BAD
-        try:
-            number = float("nan") if quality == Quality.BAD else float(value)
-        except (TypeError, ValueError):
+        if quality == Quality.BAD:
+            number = float("nan")
+        elif isinstance(value, int | float):  # bool too: a Boolean tag is 0/1
+            number = float(value)
+        else:
+            # text ("12.5", Arabic-Indic digits), bytes, arrays, dates, structures: float() would
+            # read some of them as numbers; a tag that stops being a number is bad, not its last
+            # good value left standing
             self.status.malformed += 1
             self._bad_values.report(tag, f"opcua {self.config.name}: tag {tag} sent a "
                                          f"non-numeric value of type {type(value).__name__}")
-            return
+            number, quality = float("nan"), Quality.BAD
         src_ts = data_value.SourceTimestamp
         source_ts = src_ts.timestamp() if src_ts is not None else now
         self.status.readings += 1
