@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from bench import drift, drift_cases, hub, opcua_ingest, outbox, pipeline, soak, trainers
+from bench import drift, drift_cases, fleet, hub, opcua_ingest, outbox, pipeline, soak, trainers
 
 
 def main() -> None:
@@ -18,6 +18,7 @@ def main() -> None:
     trainers.main()
     opcua_ingest.main()
     hub.main()
+    fleet.main()
     soak.main()  # last: it runs for minutes
 
 

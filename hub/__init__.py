@@ -4,7 +4,9 @@ Layers, each importing only those below it (docs/hub.md has the map):
   hub.cli          the edge-hub command line (argparse; one handler per command)
   hub.app          create_app: assembles hub.api's routers, the context and hub.background
   hub.api          routers per resource; auth and the hub context as dependencies
-  hub.background   periodic jobs (rollouts, retrain triggers, audit sealing and gaps, snapshot)
+  hub.background   in an API process: the SQLite job loop, or the queue worker and LISTEN (PostgreSQL)
+  hub.fleet        several hub machines on one PostgreSQL: job queue and jobs, notices, shared
+                   artifacts, retention, the hub's /metrics (hub.fleet.pg, .artifacts: any layer)
   hub.context, hub.cache
   hub.retrain, hub.reproduce, hub.evaluation, hub.datasets, hub.trainer, hub.modelcard
   hub.registry (+ hub.intake), hub.rollouts, hub.overlays, hub.audit

@@ -15,23 +15,29 @@ from hub.api import ROUTERS
 from hub.api.schemas import TelemetryBatch
 from hub.background import lifespan
 from hub.context import HubContext
+from hub.fleet.metrics import MetricsMiddleware
 from hub.limits import HubLimits
 
 
 def create_app(engine: Engine, data_dir: Path, keys: list[Path] | None = None,
                evaluate_interval_s: float = 1.0, token_cache_s: float | None = None,
-               limits: HubLimits | None = None) -> FastAPI:
+               limits: HubLimits | None = None, run_queue: bool = True,
+               queues: list[str] | None = None) -> FastAPI:
+    """``run_queue``: on PostgreSQL, whether this process also works the job queue (``queues``
+    of it, default all)."""
     limits = limits or HubLimits()
     if token_cache_s is not None:
         limits = limits.model_copy(update={"token_cache_s": token_cache_s})
     hub = HubContext(engine, data_dir, list(keys or []), limits)
-    app = FastAPI(title="factory-edge hub", version="0.3.0", lifespan=lifespan(hub, evaluate_interval_s),
+    app = FastAPI(title="factory-edge hub", version="0.3.0",
+                  lifespan=lifespan(hub, evaluate_interval_s, run_queue, queues),
                   description="Model registry, rollouts, status and telemetry for edge gateways.",
                   strict_content_type=False)  # agents of before 0.3 may send JSON without a type
     app.state.hub = hub
     app.state.evaluate_now = hub.evaluate_now  # tests judge rollouts without waiting for the loop
     for router in ROUTERS:
         app.include_router(router)
+    app.add_middleware(MetricsMiddleware)
     _document_raw_bodies(app)
     return app
 

@@ -26,6 +26,7 @@ from agent.monitor.calibrate import Budget
 from hub import trainer as default_trainer
 from hub.datasets import Snapshot, snapshot, trained_until
 from hub.evaluation import compare, predictions_of_archive, predictions_of_bundle
+from hub.fleet.artifacts import local_bundle
 from hub.policy import DEFAULT_POLICY, policy_costs
 from hub.registry import publish, trusted_keys
 from hub.rollouts import RolloutPolicy, deploy
@@ -118,6 +119,7 @@ def retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
                               positive_class=positive, signing_key=hub_key(data_dir), lineage=lineage,
                               budget=budget, cost_missed_nok=costs.missed, cost_false_nok=costs.false)
         holdout = snap.path / "holdout.csv"
+        local_bundle(engine, data_dir, champ.sha256)  # published by another hub machine, maybe
         champ_pred, truth = predictions_of_archive(data_dir, champ.sha256, holdout, inputs)
         chall_pred, _ = predictions_of_bundle(bundle.path, holdout, inputs, trusted_keys(data_dir))
         publish_it, reason, figures = compare(truth, champ_pred, chall_pred, costs, float(policy["margin"]),

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from hub.cache import DesiredCache, TokenCache
+from hub.fleet.pg import exclusive
 from hub.limits import HubLimits
 from hub.registry import trusted_keys
 from hub.rollouts import evaluate
@@ -35,6 +36,7 @@ class HubContext:
 
     def evaluate_now(self) -> list[str]:
         """Judge rollouts at once (tests do not wait for the background loop)."""
-        decisions = evaluate(self.engine)
+        with exclusive(self.engine, "rollouts"):  # as the rollouts job: one judge at a time, fleet-wide
+            decisions = evaluate(self.engine)
         self.desired.changed()
         return decisions

@@ -17,6 +17,7 @@ from sqlalchemy import desc, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from hub.fleet import artifacts
 from hub.storage import Dataset, TrainingSample
 
 FILES = ("train.csv", "holdout.csv", "meta.json")
@@ -121,6 +122,8 @@ def snapshot(engine: Engine, data_dir: Path, model: str, inputs: list[str], clas
             s.add(Dataset(sha256=sha, model=model, rows=len(rows), first_ts=rows[0].ts,
                           last_ts=rows[-1].ts, gateways=sorted({r.gateway_id for r in rows}),
                           created=time.time()))
+            for key, name in zip(artifacts.dataset_keys(sha), FILES, strict=True):  # shared by the fleet
+                artifacts.put(s, key, "dataset", target / name)
     return Snapshot(sha, target, cut, len(rows) - cut, rows[0].ts, rows[-1].ts,
                     _count([r.label for r in rows[:cut]]), _count([r.label for r in rows[cut:]]))
 

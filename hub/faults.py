@@ -17,3 +17,15 @@ def pause_point(name: str) -> None:
         Path(marker).write_text(f"{os.getpid()} paused at {name}\n")
     while True:  # until the test's kill -9
         time.sleep(1)
+
+
+def slow_point(name: str) -> None:
+    """With ``EDGE_HUB_SLOW_AT=NAME:SECONDS[,NAME:SECONDS]``, wait that long here: race tests
+    widen the window between a decision read and its write (a lock must make it safe)."""
+    spec = os.environ.get("EDGE_HUB_SLOW_AT")
+    if not spec:
+        return
+    for item in spec.split(","):
+        point, _, seconds = item.partition(":")
+        if point == name:
+            time.sleep(float(seconds or 0))

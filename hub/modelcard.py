@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from agent.models.scoring import CostError, CostMatrix, classifier_scores
 from hub import field as field_reports
+from hub.fleet import retention
 from hub.registry import HubError
 from hub.storage import AgentAudit, Dataset, GatewayStatus, HistoryEntry, ModelPolicy, ModelVersion
 
@@ -45,7 +46,7 @@ def card_data(engine: Engine, model: str, version: str) -> dict[str, Any]:
             "dataset": {"sha256": dataset.sha256, "rows": dataset.rows, "first_ts": dataset.first_ts,
                         "last_ts": dataset.last_ts, "gateways": dataset.gateways} if dataset else None,
             "history": history, "field": _since_deployment(m, state, reports, model, version),
-            "alarms": alarms[-50:]}
+            "alarms": alarms[-50:], "kept": retention.covered(engine)}
 
 
 def _since_deployment(manifest: dict[str, Any], state: dict[str, Any],
@@ -73,6 +74,9 @@ def _since_deployment(manifest: dict[str, Any], state: dict[str, Any],
 
 def _when(ts: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime(float(ts))) + " UTC" if ts else "-"
+
+
+_KEPT_NAMES = {"telemetry": "telemetry", "samples": "labelled samples", "audit": "gateway audit entries"}
 
 
 def card_markdown(d: dict[str, Any]) -> str:
@@ -114,6 +118,11 @@ def card_markdown(d: dict[str, Any]) -> str:
         lines.append("- no labelled outcomes reported for this version")
     if since["scores"]:
         lines += ["", *_score_lines(since["scores"], "labelled outcomes, all gateways")]
+    kept = d.get("kept") or {}
+    if kept:  # what the figures above and below can cover: older data is gone by policy
+        lines += ["", "Period covered: the hub keeps " + ", ".join(
+            f"{_KEPT_NAMES.get(k, k)} {v['days']} days (since {_when(v['since'])})"
+            for k, v in kept.items()) + " (edge-hub retention show)."]
     lines += ["", "## Drift history", ""]
     lines += [f"- {_when(a.get('at'))}: {a.get('why')} (score {a.get('detail', {}).get('score')})"
               for a in d["alarms"]] or ["- no alarms reported"]

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from agent.errors import AgentError
 from agent.models.bundle import Bundle, sha256_file
+from hub.fleet import artifacts
 from hub.intake import accept
 from hub.limits import HubLimits
 from hub.storage import ModelVersion, record
@@ -64,6 +65,7 @@ def register(engine: Engine, data_dir: Path, bundle: Bundle) -> Bundle:
                 if (bundle.path / name).is_file():
                     tar.add(bundle.path / name, arcname=f"{m.name}-{m.version}/{name}")
         tmp.replace(target)
+        artifacts.put(s, artifacts.bundle_key(bundle.sha256), "bundle", target)  # every hub machine's
         s.add(ModelVersion(name=m.name, version=m.version, sha256=bundle.sha256,
                            manifest=json.loads((bundle.path / "manifest.json").read_text()),
                            created=time.time(), archive_sha256=sha256_file(target),

@@ -18,6 +18,7 @@ from agent.inference.runtimes import load_runtime
 from agent.ingest.csvio import read_table
 from agent.models.bundle import unpack, verify_bundle
 from hub.datasets import dataset_path
+from hub.fleet.artifacts import local_bundle, local_dataset
 from hub.registry import HubError, trusted_keys
 from hub.retrain import DEFAULT_POLICY, train
 from hub.storage import ModelVersion
@@ -35,6 +36,9 @@ def reproduce(engine: Engine, data_dir: Path, model: str, version: str) -> dict[
         sha = mv.sha256
         inputs = [i["name"] for i in mv.manifest["inputs"]]
     dataset = lineage.get("dataset_sha256")
+    if dataset:  # stored by another hub machine, maybe: fetched into this one's DATA
+        local_dataset(engine, data_dir, str(dataset))
+        local_bundle(engine, data_dir, sha)
     if not dataset or not dataset_path(data_dir, dataset).exists():
         raise HubError(f"{model} {version} was not trained by the hub from a stored dataset "
                        "(its lineage names none); nothing to reproduce")

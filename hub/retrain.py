@@ -25,7 +25,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -34,6 +34,8 @@ from sqlalchemy.orm import Session
 from hub import field
 from hub.challenger import champion, deploy_version, hub_key, retrain, train
 from hub.datasets import plan_split, trained_until
+from hub.faults import slow_point
+from hub.fleet.pg import exclusive
 from hub.policy import DEFAULT_POLICY, get_policy, set_policy
 from hub.registry import HubError
 from hub.storage import GatewayStatus, ModelPolicy, RetrainRun, TrainingSample, record
@@ -43,7 +45,14 @@ __all__ = ["DEFAULT_POLICY", "approve", "evaluate_triggers", "get_policy", "hub_
 
 log = logging.getLogger(__name__)
 
-_running = threading.Lock()  # one retrain at a time on this hub
+_running = threading.Lock()  # one retrain at a time in this process (exclusive(): per model, per hub)
+
+
+class RetrainStarter(Protocol):
+    """Starts a run elsewhere (a job on the task queue: hub.fleet.queue)."""
+
+    def busy(self, model: str) -> bool: ...
+    def __call__(self, model: str, why: str) -> None: ...
 
 
 def _reports(engine: Engine) -> dict[str, dict[str, Any]]:
@@ -53,8 +62,9 @@ def _reports(engine: Engine) -> dict[str, dict[str, Any]]:
 
 # -- triggers -------------------------------------------------------------------------------
 def evaluate_triggers(engine: Engine, data_dir: Path, now: float | None = None,
-                      background: bool = True) -> list[str]:
-    """Check every model's triggers; start a run when one holds. Returns what was decided."""
+                      background: bool = True, start: RetrainStarter | None = None) -> list[str]:
+    """Check every model's triggers; start a run when one holds (in a thread, here, or by
+    ``start``: a job). Returns what was decided."""
     now = time.time() if now is None else now
     started = []
     with Session(engine) as s:
@@ -66,11 +76,16 @@ def evaluate_triggers(engine: Engine, data_dir: Path, now: float | None = None,
         mine = field.model_reports(reports, model)
         field.remember(state, mine)
         why, fire = _judge(engine, model, policy, state, mine, now)
+        if fire and start is not None and start.busy(model):
+            why, fire = f"{why}; a retrain is already queued or running", False
         if fire and not _running.locked():
+            slow_point("retrain_trigger_judged")
             state["last_retrain"] = now
             state["acc_since"] = state["drift_since"] = None  # train_since stays for the run
             _save_state(engine, model, state, why, "started")
-            if background:
+            if start is not None:
+                start(model, why)
+            elif background:
                 threading.Thread(target=run_retrain, args=(engine, data_dir, model, why),
                                  daemon=True, name=f"retrain-{model}").start()
             else:
@@ -176,11 +191,17 @@ def _save_state(engine: Engine, model: str, state: dict[str, Any], why: str, sta
 
 # -- a run --------------------------------------------------------------------------------------
 def run_retrain(engine: Engine, data_dir: Path, model: str, trigger: str,
-                seed: int | None = None) -> RetrainRun:
-    with _running:
+                seed: int | None = None, run_id: int | None = None) -> RetrainRun:
+    """One run, recorded in RetrainRun ``run_id`` (queued by a trigger; a retried job runs it
+    again from the start) or a new one."""
+    with _running, exclusive(engine, f"retrain:{model}"):
         with Session(engine) as s, s.begin():
-            run = RetrainRun(model=model, at=time.time(), status="running", trigger=trigger[:1000], detail={})
-            s.add(run)
+            run = s.get(RetrainRun, run_id) if run_id is not None else None
+            if run is None:
+                run = RetrainRun(model=model, at=time.time(), status="running", trigger=trigger[:1000],
+                                 detail={})
+                s.add(run)
+            run.status = "running"
             s.flush()
             run_id = run.id
             record(s, model, "-", "retrain_started", detail=trigger)

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from agent.models import scoring
+from hub.faults import slow_point
 from hub.overlays import current_overlays, effective
 from hub.policy import policy_costs, stored_policy
 from hub.registry import HubError
@@ -239,6 +240,7 @@ def evaluate(engine: Engine, now: float | None = None) -> list[str]:
             if decision is None:
                 continue
             status, why = decision
+            slow_point("rollout_judged")
             d.status, d.decided, d.reason = status, now, why
             event = "promoted" if status == "active" else status
             record(s, d.model, d.version, event, detail=f"{d.target}: {why}")

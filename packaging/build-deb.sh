@@ -37,6 +37,11 @@ gzip -9n -c packaging/debian/changelog > "$STAGE/usr/share/doc/factory-edge-agen
 chmod 0644 "$STAGE/usr/share/doc/factory-edge-agent/changelog.gz"
 install -D -m 0644 packaging/debian/lintian-overrides \
     "$STAGE/usr/share/lintian/overrides/factory-edge-agent"
+# for the plant's Prometheus and Grafana: alert rules (agents and hub), the agents' dashboard
+install -D -m 0644 packaging/prometheus/edge-alerts.yml \
+    "$STAGE/usr/share/factory-edge-agent/prometheus/edge-alerts.yml"
+install -D -m 0644 packaging/grafana/edge-agents.json \
+    "$STAGE/usr/share/factory-edge-agent/grafana/edge-agents.json"
 for profile in firmware-configs/*.yaml; do
     install -D -m 0644 "$profile" "$STAGE/usr/share/factory-edge-agent/profiles/$(basename "$profile")"
 done

@@ -12,6 +12,7 @@ from hub.api import (
     config,
     dashboard,
     deployments,
+    fleet,
     gateways,
     history,
     models,
@@ -20,4 +21,5 @@ from hub.api import (
 )
 
 ROUTERS = [gateways.router, status.router, telemetry.router, bundles.router, models.router,
-           cards.router, deployments.router, config.router, history.router, dashboard.router]
+           cards.router, deployments.router, config.router, history.router, dashboard.router,
+           fleet.router]

@@ -14,6 +14,7 @@ from hub.api.auth import Admin
 from hub.api.bodies import BoundedRoute
 from hub.api.deps import HubDep
 from hub.api.schemas import errors
+from hub.fleet import retention
 from hub.storage import GatewayMetric
 
 router = APIRouter(route_class=BoundedRoute, tags=["dashboard"])
@@ -26,6 +27,12 @@ def dashboard() -> FileResponse:
     """The fleet, model health over time, versions with their cards, the audit trail.
     A static page: it asks for an admin token and reads the API with it."""
     return FileResponse(PAGE, media_type="text/html")
+
+
+@router.get("/api/v1/retention", responses=errors(401, 403))
+def kept(hub: HubDep, who: Admin) -> dict[str, Any]:
+    """Days kept per kind of data and the oldest time kept (edge-hub retention set KIND=DAYS)."""
+    return retention.covered(hub.engine)
 
 
 @router.get("/api/v1/metrics", responses=errors(401, 403, 422))

@@ -13,6 +13,7 @@ from hub.api.auth import OwnGateway
 from hub.api.bodies import BoundedRoute, read_stream, refuse
 from hub.api.deps import GatewayId, HubDep
 from hub.api.schemas import TelemetryBatch, TelemetryResult, errors
+from hub.fleet.metrics import INGESTED
 from hub.limits import HubLimits, Inflater, LimitError
 from hub.storage import store_batch
 
@@ -69,4 +70,5 @@ async def telemetry(gateway_id: GatewayId, request: Request, hub: HubDep, who: O
         raise refuse(exc) from None
     del raw, inflater  # the inflated body is not needed past here
     result = await asyncio.to_thread(store_batch, hub.engine, gateway_id, rows, limits)
+    INGESTED.inc(result.stored)
     return TelemetryResult(received=result.received, stored=result.stored, duplicates=result.duplicates)

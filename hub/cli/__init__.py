@@ -1,5 +1,6 @@
 """edge-hub: serve | limits | gateways | tokens | publish | models | deploy | rollback | config |
-policy | retrain | approve | reproduce | card | audit | deployments | history.
+policy | retrain | approve | reproduce | card | audit | deployments | history | worker |
+retention.
 
 argparse subcommands (as edge-agent), declared in hub.cli.parser; each command's handler lives
 in hub.cli.fleet, hub.cli.releases or hub.cli.lifecycle. Every failure a user can cause ends as
@@ -15,12 +16,12 @@ import sys
 from typing import Any
 
 from agent.errors import AgentError
-from hub.cli import fleet, lifecycle, releases
+from hub.cli import fleet, lifecycle, ops, releases
 from hub.cli.parser import DEFAULT_DB, build, resolve_common
 
 __all__ = ["DEFAULT_DB", "main"]
 
-HANDLERS = {**fleet.HANDLERS, **releases.HANDLERS, **lifecycle.HANDLERS}
+HANDLERS = {**fleet.HANDLERS, **releases.HANDLERS, **lifecycle.HANDLERS, **ops.HANDLERS}
 
 
 class Context:
@@ -93,6 +94,8 @@ def conflicts(args: argparse.Namespace) -> str | None:
             return "gateways group: give a GROUP or --none"
     if args.command == "serve" and bool(args.tls_cert) != bool(args.tls_key):
         return "serve: --tls-cert and --tls-key go together"
+    if args.command == "serve" and args.no_jobs and args.queues:
+        return "serve: --no-jobs or --queues, not both"
     if args.command == "deploy":
         only = {"canary_size": ("canary",), "watch": ("canary", "shadow"), "min_labels": ("shadow",),
                 "margin": ("shadow",)}

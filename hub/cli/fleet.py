@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import tempfile
 import time
 from typing import Any
 
+from agent.errors import AgentError
 from hub.limits import HubLimits
 
 
@@ -20,11 +23,50 @@ def serve(ctx: Any, args: argparse.Namespace) -> int:
     from hub.app import create_app
 
     limits = HubLimits.load(args.limits)
-    app = create_app(ctx.engine, args.data, args.trusted_key, limits=limits)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=log_config(),
-                ssl_certfile=str(args.tls_cert) if args.tls_cert else None,
-                ssl_keyfile=str(args.tls_key) if args.tls_key else None, log_level=args.log_level)
+    if args.queues is not None:
+        from hub.fleet.queue import check_queues
+
+        check_queues(args.queues)
+    cert = str(args.tls_cert) if args.tls_cert else None
+    key = str(args.tls_key) if args.tls_key else None
+    if args.workers > 1:
+        if ctx.engine.dialect.name != "postgresql":
+            raise AgentError("serve --workers N needs PostgreSQL (--db postgresql+psycopg://...): "
+                             "SQLite is the one-machine hub with one worker")
+        # each worker a process of its own, made from these settings (see app_factory)
+        os.environ[_SERVE_ENV] = json.dumps({
+            "db": ctx.engine.url.render_as_string(hide_password=False), "data": str(args.data),
+            "keys": [str(k) for k in args.trusted_key],
+            "limits": str(args.limits) if args.limits else None, "jobs": not args.no_jobs,
+            "queues": args.queues})
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # /metrics sums every worker
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="edge-hub-metrics-")
+        ctx.close()
+        uvicorn.run("hub.cli.fleet:app_factory", factory=True, workers=args.workers, host=args.host,
+                    port=args.port, log_level=args.log_level, log_config=log_config(),
+                    ssl_certfile=cert, ssl_keyfile=key)
+        return 0
+    app = create_app(ctx.engine, args.data, args.trusted_key, limits=limits, run_queue=not args.no_jobs,
+                     queues=args.queues)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=log_config(),
+                ssl_certfile=cert, ssl_keyfile=key)
     return 0
+
+
+_SERVE_ENV = "EDGE_HUB_SERVE_SETTINGS"
+
+
+def app_factory() -> Any:
+    """One worker of ``edge-hub serve --workers N`` (uvicorn starts each in its own process)."""
+    from pathlib import Path
+
+    from hub.app import create_app
+    from hub.storage import open_db
+
+    settings = json.loads(os.environ[_SERVE_ENV])
+    limits = HubLimits.load(Path(settings["limits"]) if settings["limits"] else None)
+    return create_app(open_db(settings["db"]), Path(settings["data"]), [Path(k) for k in settings["keys"]],
+                      limits=limits, run_queue=bool(settings["jobs"]), queues=settings["queues"])
 
 
 def log_config() -> dict[str, Any]:

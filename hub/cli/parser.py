@@ -87,6 +87,16 @@ def resolve_common(args: argparse.Namespace, env: dict[str, str] | None = None) 
     return None
 
 
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: use 1 or more")
+    return number
+
+
 def build(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     h = handlers
     p = argparse.ArgumentParser(
@@ -112,6 +122,36 @@ def build(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
                        help="YAML file of limit settings (edge-hub limits lists them and their defaults)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                        help="uvicorn's log level")
+    serve.add_argument("--workers", type=_positive, default=1, metavar="N",
+                       help="API worker processes on this port (PostgreSQL only; any number of "
+                            "edge-hub serve on other machines may share the database too)")
+    serve.add_argument("--no-jobs", action="store_true",
+                       help="PostgreSQL: do not work the job queue in this process (leave it to "
+                            "edge-hub worker processes)")
+    serve.add_argument("--queues", nargs="+", metavar="QUEUE",
+                       help="PostgreSQL: work only these queues in this process (as edge-hub worker)")
+
+    wk = c.add("worker", "work the hub's job queue (PostgreSQL): triggers, retrains, rollouts, "
+                         "audit sealing, retention; run as many as you like, on any machine",
+               h["worker"])
+    wk.add_argument("--queues", nargs="+", metavar="QUEUE",
+                    help="only these queues (triggers, retrain, rollouts, audit, retention; "
+                         "default: all)")
+    wk.add_argument("--concurrency", type=_positive, default=2, metavar="N",
+                    help="jobs run at the same time by this worker")
+    wk.add_argument("--metrics-port", type=int, metavar="PORT",
+                    help="serve this worker's job metrics for Prometheus on 127.0.0.1:PORT/metrics")
+    wk.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
+                    help="address of --metrics-port")
+
+    ret = c.group("retention", "how many days of telemetry, training samples and audit entries "
+                               "the hub keeps")
+    rset = ret.add("set", "set the days kept per kind and print the policy", h["retention set"], by=True)
+    rset.add_argument("settings", nargs="+", metavar="KIND=DAYS",
+                      help="telemetry=30 samples=365 audit=730 (whole days, at least 1)")
+    ret.add("show", "the days kept per kind and what the data covers", h["retention show"])
+    ret.add("run", "apply the policy now: drop old telemetry partitions, delete old samples and "
+                   "audit entries", h["retention run"], by=True)
 
     lim = c.add("limits", "print the limit settings in force (defaults, or those of --limits FILE)",
                 h["limits"])

@@ -20,6 +20,7 @@ from hub.storage.gateways import (
     set_group,
 )
 from hub.storage.history import acting_as, current_actor, record
+from hub.storage.shared import Artifact, ArtifactChunk, RetentionPolicy
 from hub.storage.tables import (
     AgentAudit,
     Base,
@@ -49,10 +50,11 @@ from hub.storage.tokens import (
 )
 
 __all__ = [
-    "AgentAudit", "Base", "ConfigOverlay", "Dataset", "Deployment", "Gateway", "GatewayMetric",
-    "GatewayStatus", "HistoryEntry", "Holder", "ModelPolicy", "ModelVersion", "RetrainRun", "Stored",
-    "Telemetry", "Token", "TokenError", "TrainingSample", "acting_as", "add_admin_token",
-    "add_gateway", "audit_chains", "current_actor", "current_revision", "hash_token", "head_revision",
-    "list_gateways", "list_tokens", "lookup", "migrate", "open_db", "record", "remove_gateway",
-    "revoke_token", "rotate_token", "set_group", "store_batch",
+    "AgentAudit", "Artifact", "ArtifactChunk", "Base", "ConfigOverlay", "Dataset", "Deployment",
+    "Gateway", "GatewayMetric", "GatewayStatus", "HistoryEntry", "Holder", "ModelPolicy",
+    "ModelVersion", "RetentionPolicy", "RetrainRun", "Stored", "Telemetry", "Token", "TokenError",
+    "TrainingSample", "acting_as", "add_admin_token", "add_gateway", "audit_chains",
+    "current_actor", "current_revision", "hash_token", "head_revision", "list_gateways",
+    "list_tokens", "lookup", "migrate", "open_db", "record", "remove_gateway", "revoke_token",
+    "rotate_token", "set_group", "store_batch",
 ]

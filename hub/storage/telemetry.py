@@ -40,12 +40,15 @@ def store_batch(engine: Engine, gateway_id: str, rows: list[dict[str, Any]],
         return Stored(0, 0, 0)
     now = time.time()
     values = [{**r, "gateway_id": gateway_id, "received": now, "ingested": True} for r in rows]
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    postgres = engine.dialect.name == "postgresql"
+    insert = postgresql.insert if postgres else sqlite.insert
+    # partitioned by day on PostgreSQL: its unique key holds the partition key (migration 0004)
+    once = ["gateway_id", "seq", "created"] if postgres else ["gateway_id", "seq"]
     with Session(engine) as s, s.begin():
         inserted: set[int] = set()
         for i in range(0, len(values), INSERT_CHUNK):  # SQLite binds at most 32,766 values
             stmt = insert(Telemetry).values(values[i:i + INSERT_CHUNK]).on_conflict_do_nothing(
-                index_elements=["gateway_id", "seq"]).returning(Telemetry.seq)
+                index_elements=once).returning(Telemetry.seq)
             inserted.update(int(r[0]) for r in s.execute(stmt).all())  # RETURNING: only new rows
         pause_point("after_telemetry_insert")
         ingest(s, gateway_id, [r for r in rows if r["seq"] in inserted], limits)

@@ -99,6 +99,7 @@ def test_dashboard_and_model_cards(hub: HubServer, hub_db: Engine, trained: dict
         html_card = c.get("/api/v1/models/moulding-nok/1.1.0/card", params={"format": "html"})
         points = c.get("/api/v1/metrics").json()
     assert "press-7: 200 labelled outcomes of this version" in cards["1.0.0"]
+    assert "Period covered: the hub keeps telemetry 30 days (since " in cards["1.0.0"]
     assert "no longer running" in cards["1.0.0"]
     assert "press-7: 90 labelled outcomes of this version" in cards["1.1.0"]
     assert "(now running)" in cards["1.1.0"]
@@ -128,7 +129,9 @@ def test_dashboard_and_model_cards(hub: HubServer, hub_db: Engine, trained: dict
     for text in ("press-7", "moulding-nok 1.1.0", "WARNING", "0.923", "NOK 0.667 · OK 0.950", "0.314",
                  "time (UTC)", "share of labelled parts (0-1)", "drift score (largest PSI)",
                  "balanced accuracy (last 0.923)", "NOK recall (last", "OK recall (last",
-                 "alarm (dashed line)", "deployed (dashed line)", "holdout recall per class", "published"):
+                 "alarm (dashed line)", "deployed (dashed line)", "holdout recall per class", "published",
+                 "Data kept: telemetry 30 days (since ", "labelled samples 365 days",
+                 "Chart covers " + time.strftime("%Y-%m-%d %H:%M", time.gmtime(now - 1800))):
         assert text in dom, text
     assert "0.66666" not in dom and "0.9234" not in dom  # figures are rounded
     ticks = re.findall(r'class="tick"[^>]*>(\d\d:\d\d)<', dom)

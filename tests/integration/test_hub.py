@@ -104,9 +104,13 @@ def test_publish_deploy_and_download_with_range(hub: HubServer, engine: Engine,
         publish(engine, hub.data, other, [trained["pub"]])
     with pytest.raises(HubError, match="not published"):
         deploy(engine, "moulding-nok", "9.9.9", "line-a", "immediate")
-    deploy(engine, "moulding-nok", "1.0.0", "group:press-shop", "immediate")
+    deploy(engine, "moulding-nok", "1.0.0", "group:press-shop", "immediate")  # as the CLI would
     with httpx.Client(base_url=hub.url, headers=auth(token)) as c:
+        deadline = time.monotonic() + 1.0  # a change made outside the hub reaches it within 1 s
         desired = c.get("/api/v1/gateways/line-a/desired").json()
+        while desired["model"] is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+            desired = c.get("/api/v1/gateways/line-a/desired").json()
         assert desired["model"]["version"] == "1.0.0" and desired["model"]["sha256"] == bundle.sha256
         whole = c.get(desired["model"]["url"])
         part = c.get(desired["model"]["url"], headers={"Range": "bytes=100-"})
