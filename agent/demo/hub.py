@@ -54,7 +54,8 @@ async def start_hub(out: Path, cfg: dict[str, Any], pub: Path, first: Path, spee
     from hub.retrain import hub_key, set_policy
 
     hub_pub = hub_key(hub_dir / "data").with_suffix(".pub")  # the hub signs what it retrains
-    cfg["model"]["trusted_keys"].append(str(hub_pub))
+    for model in cfg.get("models") or [cfg["model"]]:
+        model["trusted_keys"].append(str(hub_pub))
     set_policy(engine, "moulding-nok", demo_policy(speed))
     cfg["hub"] = {"url": "", "token": add_gateway(engine, cfg["gateway_id"], group=GROUP),
                   "upload_interval_s": 0.5, "poll_interval_s": 1.0, "report_interval_s": 1.0}

@@ -13,10 +13,11 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from agent.demo.bundles import CYCLE_MODEL, QUALITY_MODEL, prepare_cycle_time, prepare_models, signing_keys
+from agent.demo.config import agent_config, cycle_entry, quality_entry
 from agent.demo.hub import (
     CANARY_AT,
     drained,
@@ -27,16 +28,12 @@ from agent.demo.hub import (
     version_holdout,
 )
 from agent.demo.report import write_report
-from agent.demo.scoreboard import COSTS, Scoreboard, headline
+from agent.demo.scoreboard import Scoreboard, headline
 from agent.demo.sim.broker import any_broker, free_port
-from agent.demo.sim.line import SimOptions, SimulatedLine, node_id
-from agent.demo.sim.process import COUNTER_TAG, PROCESS_TAGS, DriftStep, history
+from agent.demo.sim.line import SimOptions, SimulatedLine
+from agent.demo.sim.process import DriftStep
 from agent.demo.story import Story, loop_figures
 from agent.demo.summary import CYCLE_S, attribute, counts, drift_story, print_summary
-from agent.models.builder import build_bundle
-from agent.models.bundle import generate_keypair
-from agent.models.training import class_weights, train_onnx, write_csv
-from agent.monitor.calibrate import Budget
 from agent.monitor.watch import ModelWatch, write_request
 from agent.service.agent import Agent
 from agent.service.logsetup import setup_logging
@@ -46,58 +43,6 @@ log = logging.getLogger(__name__)
 
 
 RESIN_AT, CONCEPT_AT = 0.25, 0.45  # where in the run the plant changes (share of the parts)
-
-
-def prepare_models(out: Path, rows: int = 4000) -> tuple[list[Path], Path]:
-    """Train on simulated drift-free history: 1.0.0, and 1.1.0 on a newer stretch of it (the
-    version the demo rolls out as a canary). Returns (bundle dirs, public key)."""
-    keys = out / "keys"
-    generate_keypair(keys / "signing.pem", keys / "signing.pub")
-    bundles = []
-    for version, seed, parent in (("1.0.0", 1, None), ("1.1.0", 2, "1.0.0")):
-        x, names, y = history(rows, seed=seed)
-        split = int(rows * 0.75)
-        data = out / "data" / version
-        data.mkdir(parents=True, exist_ok=True)
-        write_csv(data / "train.csv", x[:split], names, y[:split])
-        write_csv(data / "holdout.csv", x[split:], names, y[split:])
-        # the plant's costs weigh the training parts, as the hub's trainer does on a retrain
-        model = train_onnx(x[:split], y[:split], data / "model.onnx", kind="auto", seed=seed,
-                           class_weight=class_weights(COSTS.missed, COSTS.false, COSTS.positive))
-        bundle_dir = out / "bundles" / f"moulding-nok-{version}"
-        build_bundle(model, data / "train.csv", "label", "moulding-nok", version, bundle_dir,
-                     holdout_csv=data / "holdout.csv", positive_class="NOK",
-                     signing_key=keys / "signing.pem",
-                     lineage={"trainer": "sklearn, cost-weighted (auto: logistic or gradient boosting)",
-                              "parent_version": parent,
-                              "reason": "initial" if parent is None else "retrained on newer history"},
-                     # one part per 30 s: one false alarm per feature per week is one per 20,160 parts
-                     budget=Budget(sample_rate_hz=1 / CYCLE_S, window=200),
-                     cost_missed_nok=COSTS.missed, cost_false_nok=COSTS.false)
-        bundles.append(bundle_dir)
-    return bundles, keys / "signing.pub"
-
-
-def agent_config(out: Path, opcua_port: int, ns: int, mqtt_port: int, public_key: Path) -> dict[str, Any]:
-    broker = {"host": "127.0.0.1", "port": mqtt_port}
-    return {
-        "gateway_id": "demo-line-1",
-        "state_dir": str(out / "state"),
-        "sources": [{
-            "type": "opcua", "name": "plc", "endpoint": f"opc.tcp://127.0.0.1:{opcua_port}/sim",
-            "publishing_interval_ms": 50, "sampling_interval_ms": 0, "watchdog_s": 1.0,
-            "nodes": [{"tag": t, "node_id": node_id(t, ns)} for t in [*PROCESS_TAGS, COUNTER_TAG]],
-        }],
-        "features": {"mode": "trigger", "trigger_tag": COUNTER_TAG, "max_age_s": 5.0},
-        # no bundle here: the first version comes from the hub, like every later one
-        "model": {"trusted_keys": [str(public_key)],
-                  "rollback": {"watch_s": 6.0, "min_labels": 30, "accuracy_margin": 0.05}},
-        "outputs": {"mqtt": {"broker": broker, "topic": "edge/{gateway_id}/{model}/predictions"}},
-        "labels": {"type": "mqtt", "broker": broker, "topic": "plant/line1/qc", "sample_id_field": "serial",
-                   "label_field": "result"},
-        "outbox": {"flush_interval_s": 0.5},
-        "health": {"port": 0},  # any free port: the demo must not collide with a real agent
-    }
 
 
 def run_demo(duration: float, out: Path, speed: float = 300.0) -> int:
@@ -110,8 +55,11 @@ def run_demo(duration: float, out: Path, speed: float = 300.0) -> int:
 
 async def _demo(duration: float, out: Path, speed: float) -> int:
     t0 = time.monotonic()
-    _say(f"[demo] training models 1.0.0 and 1.1.0 on simulated history -> {out}/bundles")
-    bundles, pub = await asyncio.to_thread(prepare_models, out)
+    _say(f"[demo] training {QUALITY_MODEL} 1.0.0 and 1.1.0 and {CYCLE_MODEL} 1.0.0 on simulated "
+         f"history -> {out}/bundles")
+    signing_keys(out)  # once, before the trainers share it
+    (bundles, pub), cycle_bundle = await asyncio.gather(
+        asyncio.to_thread(prepare_models, out), asyncio.to_thread(prepare_cycle_time, out))
     async with any_broker() as broker:
         _say(f"[demo] MQTT broker ({broker.kind}) on 127.0.0.1:{broker.port}")
         parts = int(duration * speed / CYCLE_S)
@@ -123,7 +71,8 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
             _say(f"[demo] simulated moulding machine on opc.tcp://127.0.0.1:{options.opcua_port}"
                  f"/sim, {speed:g}x real time, about {parts} parts; new resin from part "
                  f"{onsets['resin']}, changed relation from part {onsets['concept']}")
-            cfg_dict = agent_config(out, options.opcua_port, line.ns, broker.port, pub)
+            cfg_dict = agent_config(out, options.opcua_port, line.ns, broker.port,
+                                    [quality_entry(pub), cycle_entry(pub, cycle_bundle, broker.port)])
             hub = await start_hub(out, cfg_dict, pub, bundles[0], speed)
             (out / "agent.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
             agent = Agent.from_raw(cfg_dict)
