@@ -10,7 +10,18 @@ from __future__ import annotations
 import logging
 import sys
 
-from bench import drift, drift_cases, fleet, hub, opcua_ingest, outbox, pipeline, soak, trainers
+from bench import (
+    drift,
+    drift_cases,
+    fleet,
+    hub,
+    opcua_ingest,
+    outbox,
+    pipeline,
+    pipeline_models,
+    soak,
+    trainers,
+)
 
 
 def main(argv: list[str]) -> None:
@@ -22,12 +33,14 @@ def main(argv: list[str]) -> None:
         return
     if argv[:1] == ["pipeline"]:
         pipeline.main()
+        pipeline_models.main()
         return
     if argv:
         sys.exit(f"python -m bench: unknown case {argv[0]!r}: run it with no argument, 'soak' or "
                  "'pipeline'")
     outbox.main()
-    pipeline.main()
+    pipeline.main()  # pins this process to one core
+    pipeline_models.main()
     drift.main()
     drift_cases.main()
     trainers.main()
