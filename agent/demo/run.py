@@ -136,6 +136,10 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                 model_cards(hub, out)
                 write_report(out, story, board, onsets, loop, summary)
             cycle_holdout = json.loads((cycle_bundle / "manifest.json").read_text())["metrics"]["holdout"]
+            # from every event the agent raised, whichever model: which models had incidents
+            summary["incidents_by_model"] = {
+                m: len({e.incident_id for e in agent.events if e.model == m})
+                for m in sorted({e.model for e in agent.events})}
             summary["models"] = {
                 QUALITY_MODEL: {"model": summary["model"], "predictions": quality.predictions,
                                 "labels_received": quality.labels_received,
