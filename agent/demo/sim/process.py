@@ -59,7 +59,10 @@ DRIFT_KINDS: dict[str, str] = {
                 "NOK share stays about 15-16%, but different parts are NOK"),
 }
 DRIFT_HELP = ("changes of the plant, KIND@SECONDS (simulated) separated by commas, e.g. "
-              "resin@3600,concept@7200. " + "; ".join(f"{k}: {v}" for k, v in DRIFT_KINDS.items()))
+              "resin@3600,concept@7200. " + "; ".join(f"{k}: {v}" for k, v in DRIFT_KINDS.items())
+              + ". Neither touches the cycle time of a part (mould temperature, screw speed and the "
+                "programmed cycle, plus noise), sent with each QC result on plant/line1/cycle as "
+                '{"serial": N, "cycle_s": seconds}')
 
 # resin: set-point offsets in spreads, per tag index (barrel temps, pressure, cushion)
 RESIN_OFFSET = np.array([1.6, 1.6, 1.6, -1.2, 0.0, 0.0, 0.0, 0.6])
