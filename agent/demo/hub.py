@@ -140,6 +140,10 @@ def version_holdout(hub: Any, version: str | None) -> dict[str, Any] | None:
     return ((manifest or {}).get("metrics") or {}).get("holdout")
 
 
+def _subject(model: str, version: str) -> str:
+    return " ".join(x for x in (model, version) if x != "-") or "-"
+
+
 def hub_figures(hub: Any, agent: Agent) -> dict[str, Any]:
     from sqlalchemy import func, select
     from sqlalchemy.orm import Session
@@ -149,7 +153,8 @@ def hub_figures(hub: Any, agent: Agent) -> dict[str, Any]:
     with Session(hub.engine) as s:
         rows = s.scalar(select(func.count()).select_from(Telemetry)) or 0
         items = s.scalar(select(func.sum(Telemetry.items))) or 0
-        history = [f"{h.version} {h.event}{' on ' + h.gateway_id if h.gateway_id else ''}"
+        # with two models on the gateway, each line names its model
+        history = [f"{_subject(h.model, h.version)} {h.event}{' on ' + h.gateway_id if h.gateway_id else ''}"
                    f"{': ' + _short(h.detail) if h.detail and h.event != 'published' else ''}"
                    for h in s.scalars(select(HistoryEntry).order_by(HistoryEntry.id))]
     stats = agent.outbox_stats

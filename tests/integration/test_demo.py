@@ -28,7 +28,7 @@ def test_demo_closes_the_loop(tmp_path: Path) -> None:
     assert summary["records_at_hub"] == summary["records_written_by_agent"] > 0
     assert summary["false_alarms_before_drift"] == 0
     history = summary["version_history"]
-    assert any(h.startswith("1.0.0 activated on demo-line-1") for h in history)
+    assert any(h.startswith("moulding-nok 1.0.0 activated on demo-line-1") for h in history)
     loop = summary["loop"]
     # the relation change keeps a realistic share of NOK parts, but other parts are NOK
     assert 0.10 <= loop["nok_share_after_relation_change"] <= 0.20
@@ -36,7 +36,7 @@ def test_demo_closes_the_loop(tmp_path: Path) -> None:
     assert loop["drift_onset_part"] <= loop["first_warning_part"] <= loop["first_alarm_part"]
     assert loop["first_alarm_part"] < loop["retrain_started_part"] < loop["new_version_active_part"]
     assert loop["retrain_result"] == "deployed" and summary["model"] == f"moulding-nok {loop['new_version']}"
-    assert any(h.startswith(f"{loop['new_version']} promoted") for h in history)
+    assert any(h.startswith(f"moulding-nok {loop['new_version']} promoted") for h in history)
     # at most one retrain per change, each with the reason it was published
     onsets = summary["drift_onsets_part"]
     after = [r for r in loop["retrains"] if r["part"] is not None and r["part"] >= onsets["concept"]]
