@@ -127,14 +127,6 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
             quality_events = [e for e in agent.events if e.model == QUALITY_MODEL]
             summary = counts(agent, quality, board, line, broker.kind, time.monotonic() - t0)
             summary.update(drift_story(quality_events, board, onsets))
-            if hub is not None:
-                summary.update(hub_figures(hub, agent))
-                story.watch_hub(hub.engine, line.parts, time.monotonic(), None)
-                await asyncio.to_thread(hub.stop)
-                summary["loop"] = loop = loop_figures(story, board, onsets, line.results, summary)
-                loop["new_version_holdout"] = headline(version_holdout(hub, story.retrain_version))
-                model_cards(hub, out)
-                write_report(out, story, board, onsets, loop, summary)
             cycle_holdout = json.loads((cycle_bundle / "manifest.json").read_text())["metrics"]["holdout"]
             # from every event the agent raised, whichever model: which models had incidents
             summary["incidents_by_model"] = {
@@ -146,6 +138,15 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                                 "incidents": summary["incidents"], "figures": "see loop"},
                 CYCLE_MODEL: cycle_section(cycle_board, cycle, line.cycle_times, onsets, cycle_holdout),
             }
+            if hub is not None:
+                summary.update(hub_figures(hub, agent))
+                story.watch_hub(hub.engine, line.parts, time.monotonic(), None)
+                await asyncio.to_thread(hub.stop)
+                summary["loop"] = loop = loop_figures(story, board, onsets, line.results, summary)
+                loop["new_version_holdout"] = headline(version_holdout(hub, story.retrain_version))
+                model_cards(hub, out)
+                write_report(out, story, board, onsets, loop, summary)
+            summary["models"] = summary.pop("models")  # printed last, after the loop
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print_summary(summary, say)
     say(f"[demo] written to {out}/summary.json, {out}/report.html, {out}/accuracy.png; "
