@@ -1,1 +1,2 @@
-"""Simulated injection moulding line: OPC UA machine, MQTT quality station (OK/NOK and the cycle time per part)."""
+"""Simulated injection moulding line: OPC UA machine, MQTT quality station (OK/NOK and the
+cycle time of each part)."""
