@@ -36,8 +36,9 @@ def main(argv: list[str]) -> None:
         pipeline_models.main()
         return
     if argv:
-        sys.exit(f"python -m bench: unknown case {argv[0]!r}: run it with no argument, 'soak' or "
-                 "'pipeline'")
+        print(f"python -m bench: unknown case {argv[0]!r}: run it with no argument, 'soak' or "
+              "'pipeline'", file=sys.stderr)
+        sys.exit(2)
     outbox.main()
     pipeline.main()  # pins this process to one core
     pipeline_models.main()

@@ -90,12 +90,23 @@ def per_model(status: dict[str, object]) -> dict[str, object]:
             for name, m in models.items() if isinstance(m, dict)}
 
 
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
+    if not 0 < value <= 24 * 60:
+        raise argparse.ArgumentTypeError(f"{text}: give 0 < minutes <= 1440")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     """`make bench`: the short case, unless arguments say otherwise."""
     p = argparse.ArgumentParser(prog="python -m bench soak", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", type=int, default=3, help="models on the gateway, 1 to 3 (default 3)")
-    p.add_argument("--minutes", type=float, default=None, help=(
+    p.add_argument("--models", type=int, default=3, choices=(1, 2, 3),
+                   help="models on the gateway, 1 to 3 (default 3)")
+    p.add_argument("--minutes", type=_minutes, default=None, help=(
         "how long (default: BENCH_SOAK_S seconds, else 10 minutes, 1 with BENCH_QUICK)"))
     args = p.parse_args(argv)
     if args.minutes is not None:
