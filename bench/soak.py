@@ -60,7 +60,8 @@ async def run(seconds: float, models: int, sample_s: float = SAMPLE_S) -> None:
                 agent.stop()
     emit(**figures(samples, seconds), bench="agent_rss_models", models=[e["name"] for e in entries],
          parts=line.parts, predictions=status.get("predictions"),
-         per_model=per_model(status), sample_every_s=sample_s, goal=f"<= {GOAL_MB:g} MB, growth < 5%")
+         per_model=per_model(status), sample_every_s=sample_s, goal=f"<= {GOAL_MB:g} MB, growth < 5%",
+         rss_mb_by_minute={f"{t / 60:.1f}": round(rss, 1) for t, rss in samples})
 
 
 def rss_at(samples: list[tuple[float, float]], t: float) -> float:
