@@ -62,7 +62,7 @@ class DesiredHub:
                     return False
                 return True
 
-            def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+            def do_GET(self) -> None:
                 if not self._authorised():
                     return
                 if self.path.endswith("/desired"):
@@ -83,7 +83,7 @@ class DesiredHub:
                     return
                 self._send(404, b"{}")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 if not self._authorised():
                     return
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
