@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client import generate_latest
 
 from agent.demo.sim.process import COUNTER_TAG, NOMINAL, PROCESS_TAGS
 from agent.service.agent import Agent
@@ -24,7 +25,7 @@ from agent.store.codec import decode_readings
 from agent.store.outbox import Outbox
 from tests.helpers.desired_hub import DesiredHub, bundle_ref
 from tests.helpers.multimodel import holdout_rows, line_source, own_inputs_model, publish_parts, renamed
-from tests.helpers.running import base_config, running_agent, wait_for
+from tests.helpers.running import base_config, http_get, running_agent, wait_for
 from tests.helpers.versions import fragile_model
 
 PREFIX = "b_"  # the second model's tags
@@ -147,6 +148,16 @@ async def test_slow_model_never_delays_another(tmp_path: Path, broker: Any, trai
             gated.gate.set()
         await wait_for(lambda: slow.predictions >= 39, what="cycle catches up: its channel kept all")
         assert slow.channel.dropped == 0 and unit(agent, "quality").inference_errors == 0
+        assert agent.health_server is not None  # per-model series carry the model's name
+        metrics = generate_latest(agent.health_server.registry).decode()
+        for name in ("quality", "cycle"):
+            assert f'edge_predictions_total{{model="{name}"}} ' in metrics
+            assert f'edge_unknown_labels_total{{model="{name}"}} 0.0' in metrics
+            assert f'edge_channel_dropped_total{{channel="readings:{name}"}} 0.0' in metrics
+        code, body = await http_get(agent.health_server.port, "/readyz")
+        ready = json.loads(body)
+        assert code == 200 and set(ready["models"]) == {"quality", "cycle"}
+        assert ready["models"]["cycle"]["ready"] and ready["models"]["cycle"]["version"] == "1.0.0"
 
 
 # -- the hub: each model its own version, shadow and rollback --------------------------------------
