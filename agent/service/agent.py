@@ -91,7 +91,7 @@ class Agent(FirstModel):
                                                     health=self.worst_health, limits=config.limits)
         self.label_listeners: dict[str, LabelListener] = label_listeners(config, self.units,
                                                                          self._on_route_label)
-        self.outbox: AsyncOutbox | None = None
+        self._outbox: AsyncOutbox | None = None
         self.outbox_stats: OutboxStats | None = None
         self.ready = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
@@ -104,6 +104,14 @@ class Agent(FirstModel):
         self.uploader: Uploader | None = None
         self.health_server = HealthServer(self, config.health.listen, config.health.port) if (
             config.health.enabled) else None
+
+    @property
+    def outbox(self) -> AsyncOutbox | None:
+        return self._outbox
+
+    @outbox.setter
+    def outbox(self, outbox: AsyncOutbox | None) -> None:
+        self._outbox = self.recorder.outbox = outbox  # the recorder writes where the agent opened
 
     # -- ReadingSink: called by sources from the event loop, must not block ---------------
     def offer(self, reading: Reading) -> None:
@@ -128,7 +136,6 @@ class Agent(FirstModel):
         async with AsyncExitStack() as stack:
             self.outbox = await stack.enter_async_context(
                 AsyncOutbox(cfg.outbox_path, cfg.outbox.disk_budget_bytes, cfg.outbox.synchronous))
-            self.recorder.outbox = self.outbox
             await self.outbox.catch_up_audit(self.audit)  # the log and its outbox copy agree
             await self._load_initial_model()
             async with asyncio.TaskGroup() as group:
