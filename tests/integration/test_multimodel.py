@@ -346,3 +346,17 @@ async def test_shutdown_under_load_loses_nothing(tmp_path: Path, broker: Any, tr
     assert predicted == sum(u.predictions for u in agent.units)
     status = json.loads((Path(cfg["state_dir"]) / "status.json").read_text())
     assert status["readings_recorded"] == status["readings_offered"] == agent.offered
+
+
+async def test_bundle_of_another_name_is_refused_for_a_slot(tmp_path: Path, broker: Any,
+                                                           trained: dict[str, Path]) -> None:
+    cfg = base_config(tmp_path / "state", [line_source(broker.port, PROCESS_TAGS)],
+                      models=[{"name": "quality", "bundle": str(trained["bundle"]),
+                               "trusted_keys": [str(trained["pub"])]}])
+    async with running_agent(cfg) as agent:  # runs on, without inference, and says why
+        assert agent.model is None and agent.units[0].name == "quality"
+        error = agent.units[0].model_error or ""
+        assert "models[quality]" in error and "'moulding-nok'" in error
+        assert agent.health_server is not None
+        code, body = await http_get(agent.health_server.port, "/readyz")
+        assert code == 503 and "model quality: no model" in body
