@@ -104,7 +104,7 @@ def shorthand_dir_name(state_dir: Path, configured: Path | None) -> str:
     except OSError:
         pass
     if old_layout(state_dir):
-        return old_active_name(state_dir) or _manifest_name(configured) or SHORTHAND_NAME
+        return old_active_name(state_dir) or manifest_name(configured) or SHORTHAND_NAME
     try:
         existing = sorted(d.name for d in models.iterdir()
                           if d.is_dir() and (d / STATE_FILE).is_file())
@@ -112,7 +112,7 @@ def shorthand_dir_name(state_dir: Path, configured: Path | None) -> str:
         existing = []
     if len(existing) == 1:
         return existing[0]
-    name = _manifest_name(configured)
+    name = manifest_name(configured)
     if name and (not existing or name in existing):
         return name
     return SHORTHAND_NAME if not existing or SHORTHAND_NAME in existing else existing[0]
@@ -121,7 +121,7 @@ def shorthand_dir_name(state_dir: Path, configured: Path | None) -> str:
 MANIFEST_MAX = 1 << 20
 
 
-def _manifest_name(bundle: Path | None) -> str | None:
+def manifest_name(bundle: Path | None) -> str | None:
     """The name in a bundle's manifest (a folder or a tar), without unpacking it; None if it
     cannot be read (installing it says why)."""
     if bundle is None:

@@ -36,6 +36,7 @@ from agent.ingest.sources import build_source
 from agent.ingest.sources.opcua import OpcUaSource
 from agent.monitor.incidents import IncidentEvent, audit_record
 from agent.outputs.publish import MqttPublisher, OpcUaWriteback
+from agent.service import liveness
 from agent.service.compat import FirstModel
 from agent.service.graph import LabelRoute, label_listeners, unit_dir_names, upgrade_state
 from agent.service.health import HealthServer
@@ -91,7 +92,7 @@ class Agent(FirstModel):
                                                     health=self.worst_health, limits=config.limits)
         self.label_listeners: dict[str, LabelListener] = label_listeners(config, self.units,
                                                                          self._on_route_label)
-        self.outbox: AsyncOutbox | None = None
+        self._outbox: AsyncOutbox | None = None
         self.outbox_stats: OutboxStats | None = None
         self.ready = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
@@ -104,6 +105,14 @@ class Agent(FirstModel):
         self.uploader: Uploader | None = None
         self.health_server = HealthServer(self, config.health.listen, config.health.port) if (
             config.health.enabled) else None
+
+    @property
+    def outbox(self) -> AsyncOutbox | None:
+        return self._outbox
+
+    @outbox.setter
+    def outbox(self, outbox: AsyncOutbox | None) -> None:
+        self._outbox = self.recorder.outbox = outbox  # the recorder writes where the agent opened
 
     # -- ReadingSink: called by sources from the event loop, must not block ---------------
     def offer(self, reading: Reading) -> None:
@@ -128,7 +137,6 @@ class Agent(FirstModel):
         async with AsyncExitStack() as stack:
             self.outbox = await stack.enter_async_context(
                 AsyncOutbox(cfg.outbox_path, cfg.outbox.disk_budget_bytes, cfg.outbox.synchronous))
-            self.recorder.outbox = self.outbox
             await self.outbox.catch_up_audit(self.audit)  # the log and its outbox copy agree
             await self._load_initial_model()
             async with asyncio.TaskGroup() as group:
@@ -183,17 +191,21 @@ class Agent(FirstModel):
 
     async def _drain(self) -> None:
         """Stop the graph stage by stage: inputs, then models (each drains its channel)."""
-        inputs = [n for n in self._tasks if n.startswith(("source:", "labels"))]
-        for name in inputs:
-            self._tasks[name].cancel()
-        await asyncio.wait([self._tasks[n] for n in inputs], timeout=10) if inputs else None
+        inputs = [self._tasks[n] for n in self._tasks if n.startswith(("source:", "labels"))]
+        for task in inputs:
+            task.cancel()
+        if inputs:
+            await asyncio.wait(inputs, timeout=10)
         for unit in self.units:
             unit.channel.close()
-        models = [self._tasks[n] for n in self._tasks if n.startswith("model:")]
+        models = {u: self._tasks[f"model:{u.dir_name}"] for u in self.units
+                  if f"model:{u.dir_name}" in self._tasks}
         if models:
-            await asyncio.wait(models, timeout=30)
-        for unit in self.units:
-            unit.process_now()  # a unit that failed or timed out: its queue is still worked through
+            await asyncio.wait(models.values(), timeout=30)
+        for unit, task in models.items():
+            if not task.done():  # a hung runtime: say what is left rather than hang the stop
+                log.error("model %s did not drain its channel within 30 s: %d reading(s) left",
+                          unit.name, len(unit.channel))
         for task in reversed(list(self._tasks.values())):
             task.cancel()
 
@@ -216,47 +228,17 @@ class Agent(FirstModel):
             await asyncio.wait({task}, timeout=10)
 
     def worst_health(self) -> str:
-        levels = [u.health() for u in self.units]
-        for level in ("alarm", "warning"):
-            if level in levels:
-                return level
-        return "ok"
+        return liveness.worst_health(self)
 
     def status_line(self) -> str:
-        connected = sum(1 for s in self.sources if s.status.connected)
-        models = ", ".join(f"{u.model.bundle.label if u.model else u.name + ' (no model)'}"
-                           for u in self.units)
-        depth = self.outbox_stats.depth if self.outbox_stats else 0
-        return (f"{connected}/{len(self.sources)} sources, {models}, {self.predictions} predictions, "
-                f"health {self.worst_health()}, outbox {depth}")
+        return liveness.status_line(self)
 
     def stuck_components(self, now: float | None = None) -> list[str]:
         """Loops whose heartbeat is older than they may be: the watchdog must then not ping."""
-        now = time.monotonic() if now is None else now
-        # each loop beats at least once per period; allow several missed beats before judging
-        floor = 2 * (self.notifier.watchdog_interval_s or 1.0)
-        periods = {"status": 2.0, "flusher": self.config.outbox.flush_interval_s}
-        limits = {name: max(5 * period, floor) for name, period in periods.items()}
-        stuck = [name for name, limit in limits.items()
-                 if name in self.health and now - self.health[name].heartbeat > limit]
-        for unit in self.units:  # a model whose loop stopped turning (a hung runtime)
-            name = f"model:{unit.dir_name}"
-            running = name in self.health and self.health[name].running
-            if running and now - unit.heartbeat > max(5 * max(1.0, unit.features.period_s), floor):
-                stuck.append(name)
-        return stuck
+        return liveness.stuck_components(self, now)
 
     async def _watchdog_loop(self) -> None:
-        """WATCHDOG=1 only while the event loop turns and every loop shows progress: a hung
-        component stops the pings and systemd restarts the agent (WatchdogSec=)."""
-        interval = self.notifier.watchdog_interval_s or 1.0
-        while True:
-            stuck = self.stuck_components()
-            if stuck:
-                log.error("not feeding the watchdog: %s made no progress", ", ".join(stuck))
-            else:
-                self.notifier.watchdog(self.status_line())
-            await asyncio.sleep(interval)
+        await liveness.watchdog_loop(self)
 
     async def _load_initial_model(self) -> None:
         moved = upgrade_state(self.config, [u.dir_name for u in self.units])
