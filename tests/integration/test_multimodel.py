@@ -170,10 +170,15 @@ async def test_each_model_gets_its_own_version_and_shadow(tmp_path: Path, broker
     with DesiredHub(archives) as hub:
         cfg = with_hub(two_models(tmp_path, broker, trained, bundles), hub)
         async with running_agent(cfg) as agent:
+            # a canary of quality (the hub put this gateway in it): cycle is not touched
+            cycle_history = list(unit(agent, "cycle").store.state.history)
             hub.set_desired(desired({"quality": {"model": refs["quality-1.1"], "shadow": None,
-                                                 "deployment": {"id": 1, "strategy": "immediate"}}}))
+                                                 "deployment": {"id": 1, "strategy": "canary"}}}))
             await wait_for(lambda: version(agent, "quality") == "1.1.0", what="quality 1.1.0")
             assert version(agent, "cycle") == "1.0.0"  # absent from `models`: keeps what it runs
+            assert unit(agent, "cycle").store.state.history == cycle_history
+            quality_report = unit(agent, "quality").lifecycle.report()
+            assert "canary" in quality_report["active"]["reason"]
 
             # a shadow of cycle: quality runs on without one
             shadow = {**refs["cycle-1.1"], "min_labels": 5, "watch_s": 60, "deployment": 2}
