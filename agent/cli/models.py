@@ -33,19 +33,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], default
     imp.add_argument("--no-activate", action="store_true", help="install only (for a later rollback)")
     model_help = ("which model (a name of models:); default: the only one, or for import the "
                   "one the bundle's manifest names")
-    imp.add_argument("--model", default=None, help=model_help)
+    imp.add_argument("--model", default=None, metavar="NAME", help=model_help)
     ls = msub.add_parser("list", help="versions on this gateway: active, previous, rejected")
     ls.add_argument("--config", type=Path, default=default_config, metavar="FILE",
                     help="the agent's YAML config")
     ls.add_argument("--json", action="store_true", help="versions and history as JSON")
-    ls.add_argument("--model", default=None, help=model_help)
     rb = msub.add_parser("rollback", help="go back to the previous version, or to VERSION")
     rb.add_argument("target_version", nargs="?", metavar="VERSION",
                     help="version to go back to (default: the previous one)")
     rb.add_argument("--config", type=Path, default=default_config, metavar="FILE",
                     help="the agent's YAML config")
     rb.add_argument("--reason", default="rolled back by the operator", help="why, for the audit log")
-    rb.add_argument("--model", default=None, help=model_help)
+    ls.add_argument("--model", default=None, metavar="NAME", help=model_help)
+    rb.add_argument("--model", default=None, metavar="NAME", help=model_help)
 
 
 def model_store(cfg: AgentConfig, wanted: str | None, bundle: Path | None = None) -> tuple[

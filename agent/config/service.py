@@ -80,9 +80,11 @@ class AgentConfig(Strict):
                                description="Readings buffered before dropping.")
     sources: list[SourceConfig] = Field(min_length=1, description="Protocol sources.")
     features: FeaturesConfig = Field(default_factory=FeaturesConfig, description="Sampling.")
-    models: list[ModelEntry] = Field(min_length=1, max_length=MAX_MODELS, description=(
-        "The models this gateway runs, one entry each (`model:` is the one-model shorthand: "
-        "the same settings without `name`, taken from the bundle)."))
+    models: list[ModelEntry] = Field(
+        default_factory=lambda: [ModelEntry()], min_length=1, max_length=MAX_MODELS, description=(
+            "The models this gateway runs, one entry each, at most 32. `model:` is the one-model "
+            "shorthand: one entry's settings without `name` (taken from the bundle); giving both "
+            "is refused. Neither: one model, hub-managed."))
     outputs: OutputsConfig = Field(default_factory=OutputsConfig, description="Where predictions go.")
     labels: LabelsConfig | None = Field(None, description="Where ground-truth labels come from.")
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig,

@@ -9,7 +9,14 @@ from collections.abc import Callable
 
 from agent.config import AgentConfig, LabelsConfig, MqttLabelsConfig
 from agent.ingest.labels import LabelListener
-from agent.models.layout import model_dir, old_active_name, old_layout, shorthand_dir_name, upgrade
+from agent.models.layout import (
+    WORK_PREFIX,
+    model_dir,
+    old_active_name,
+    old_layout,
+    shorthand_dir_name,
+    upgrade,
+)
 from agent.service.unit import ModelUnit
 from agent.types import Label
 
@@ -25,10 +32,12 @@ def unit_dir_names(config: AgentConfig) -> list[str]:
 def upgrade_state(config: AgentConfig, dir_names: list[str]) -> str | None:
     """Move a single-model state (release 0.x) into the folder of the model it ran; returns the
     folder's name when it did."""
-    if not old_layout(config.state_dir) and not any(
-            (config.state_dir / "models" / f".upgrade-{n}").is_dir() for n in dir_names):
+    interrupted = sorted((config.state_dir / "models").glob(f"{WORK_PREFIX}*"))
+    if not old_layout(config.state_dir) and not interrupted:
         return None
-    name = old_active_name(config.state_dir) or dir_names[0]
+    # an upgrade a crash interrupted is finished for the model it began with
+    name = (interrupted[0].name.removeprefix(WORK_PREFIX) if interrupted
+            else old_active_name(config.state_dir) or dir_names[0])
     if name not in dir_names:
         log.warning("state upgrade: the single-model state belongs to model %s, which no entry of "
                     "models: names; it is kept in %s", name, model_dir(config.state_dir, name))

@@ -73,8 +73,11 @@ def hub_report(agent: Agent) -> dict[str, Any]:
     sync adds those of the first model at the top level): one `models` entry per model."""
     stats = agent.outbox_stats
     errors = [f"{k}: {h.last_error}" for k, h in agent.health.items() if h.last_error]
-    entries = [u.hub_entry() for u in agent.units][:32]
-    first = entries[0]
+    first = agent.units[0].hub_entry()
+    # a `model:` agent that runs nothing yet does not know its model's name: it reports as a
+    # one-model agent does (the hub reads the top level as the model it deploys there)
+    entries = [u.hub_entry() for u in agent.units
+               if not (u.entry.shorthand and u.model is None)][:32]
     metrics = {**first["metrics"], "dropped_readings": agent.dropped_readings}
     return {
         "agent_version": __version__, "updated": time.time(),
@@ -84,5 +87,5 @@ def hub_report(agent: Agent) -> dict[str, Any]:
                                             "labels", "dropped_readings", "monitor")},
         "last_error": agent.units[0].model_error or (errors[-1] if errors else None),
         "config": agent.remote.report() if agent.remote else None,
-        "models": entries,
+        **({"models": entries} if entries else {}),
     }

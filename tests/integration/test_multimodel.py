@@ -15,17 +15,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import numpy as np
 import pytest
 from prometheus_client import generate_latest
 
+from agent.aio.links import links
 from agent.demo.sim.process import COUNTER_TAG, NOMINAL, PROCESS_TAGS
 from agent.service.agent import Agent
 from agent.store.codec import decode_readings
 from agent.store.outbox import Outbox
 from tests.helpers.desired_hub import DesiredHub, bundle_ref
 from tests.helpers.multimodel import holdout_rows, line_source, own_inputs_model, publish_parts, renamed
-from tests.helpers.running import base_config, http_get, running_agent, wait_for
+from tests.helpers.running import base_config, collect_json, http_get, running_agent, wait_for
 from tests.helpers.versions import fragile_model
 
 PREFIX = "b_"  # the second model's tags
@@ -170,10 +172,15 @@ async def test_each_model_gets_its_own_version_and_shadow(tmp_path: Path, broker
     with DesiredHub(archives) as hub:
         cfg = with_hub(two_models(tmp_path, broker, trained, bundles), hub)
         async with running_agent(cfg) as agent:
+            # a canary of quality (the hub put this gateway in it): cycle is not touched
+            cycle_history = list(unit(agent, "cycle").store.state.history)
             hub.set_desired(desired({"quality": {"model": refs["quality-1.1"], "shadow": None,
-                                                 "deployment": {"id": 1, "strategy": "immediate"}}}))
+                                                 "deployment": {"id": 1, "strategy": "canary"}}}))
             await wait_for(lambda: version(agent, "quality") == "1.1.0", what="quality 1.1.0")
             assert version(agent, "cycle") == "1.0.0"  # absent from `models`: keeps what it runs
+            assert unit(agent, "cycle").store.state.history == cycle_history
+            quality_report = unit(agent, "quality").lifecycle.report()
+            assert "canary" in quality_report["active"]["reason"]
 
             # a shadow of cycle: quality runs on without one
             shadow = {**refs["cycle-1.1"], "min_labels": 5, "watch_s": 60, "deployment": 2}
@@ -360,3 +367,41 @@ async def test_bundle_of_another_name_is_refused_for_a_slot(tmp_path: Path, brok
         assert agent.health_server is not None
         code, body = await http_get(agent.health_server.port, "/readyz")
         assert code == 503 and "model quality: no model" in body
+
+
+async def test_topics_and_label_sources_per_model(tmp_path: Path, broker: Any, trained: dict[str, Path],
+                                                  bundles: dict[str, Path]) -> None:
+    mqtt = {"host": "127.0.0.1", "port": broker.port}
+    cfg = two_models(tmp_path, broker, trained, bundles, outputs={"mqtt": {"broker": mqtt}},
+                     labels={"type": "mqtt", "broker": mqtt, "topic": "qc/quality"})
+    cfg["models"][1]["outputs"] = {"topic": "cycle/{gateway_id}/{version}"}
+    cfg["models"][1]["labels"] = {"type": "mqtt", "broker": mqtt, "topic": "qc/cycle"}
+    received: list[dict[str, Any]] = []
+    listener = asyncio.create_task(collect_json(broker.port, "#", received))
+    try:
+        async with running_agent(cfg) as agent:
+            await connected(agent)
+            await wait_for(lambda: all(lst.status.connected for lst in agent.label_listeners.values()),
+                           what="both label sources")
+            assert {link.name for link in links(agent) if link.role == "labels"} == {"labels", "labels-cycle"}
+            await publish_parts(broker.port, 1, parts(trained, 11))
+            await wait_for(lambda: sum(1 for m in received if m["topic"].startswith("cycle/")) >= 10,
+                           what="cycle's predictions on its own topic")
+            await wait_for(lambda: any(m["topic"] == "edge/test-gw/quality/predictions" for m in received),
+                           what="quality's on the default topic")
+            assert {m["model"] for m in received if m["topic"].startswith("cycle/")} == {"cycle"}
+            assert received_topic(received, "cycle") == "cycle/test-gw/1.0.0"
+            async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+                await client.publish("qc/quality", json.dumps({"serial": "3", "result": "OK"}), qos=1)
+                await client.publish("qc/cycle", json.dumps({"serial": "4", "result": "NOK"}), qos=1)
+            quality, cycle = unit(agent, "quality"), unit(agent, "cycle")
+            await wait_for(lambda: quality.labels_received == 1 and cycle.labels_received == 1,
+                           what="each label reaches its own model only")
+            pending = agent.recorder.pending.labels
+            assert {(d["model"], d["id"]) for d in pending} == {("quality", "3"), ("cycle", "4")}
+    finally:
+        listener.cancel()
+
+
+def received_topic(received: list[dict[str, Any]], model: str) -> str:
+    return str(next(m["topic"] for m in received if m.get("model") == model))
