@@ -102,7 +102,7 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                 f"the quality relation, neither the cycle time)")
             cfg_dict = agent_config(out, options.opcua_port, line.ns, broker.port,
                                     [quality_entry(pub), cycle_entry(pub, cycle_bundle, broker.port)])
-            hub = await start_hub(out, cfg_dict, pub, bundles[0], speed)
+            hub = await start_hub(out, cfg_dict, pub, bundles[0], speed, others=(cycle_bundle,))
             (out / "agent.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
             agent = Agent.from_raw(cfg_dict)
             quality, cycle = unit_named(agent, QUALITY_MODEL), unit_named(agent, CYCLE_MODEL)
@@ -110,9 +110,10 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
             agent.prediction_listeners += [board.on_predictions, cycle_board.on_predictions]
             agent.event_listeners += [board.on_event, cycle_board.on_event]
             _tee_labels(agent, board)
+            source = "from the hub" if hub is not None else f"from {cycle_bundle}"
             say(f"[demo] one agent, two models: {QUALITY_MODEL} (OK/NOK, from the hub; labels: the "
-                f"QC verdicts) and {CYCLE_MODEL} (seconds per part, from {cycle_bundle}; labels: "
-                "the measured cycle times)")
+                f"QC verdicts) and {CYCLE_MODEL} (seconds per part, {source}; labels: the measured "
+                "cycle times)")
             stop = asyncio.Event()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(agent.run(stop))
