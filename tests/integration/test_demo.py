@@ -37,6 +37,10 @@ def test_demo_closes_the_loop(tmp_path: Path) -> None:
     assert loop["first_alarm_part"] < loop["retrain_started_part"] < loop["new_version_active_part"]
     assert loop["retrain_result"] == "deployed" and summary["model"] == f"moulding-nok {loop['new_version']}"
     assert any(h.startswith(f"moulding-nok {loop['new_version']} promoted") for h in history)
+    # each model got its version from the hub; the quality model's canaries never touched it
+    activations = [h for h in history if h.startswith("cycle-time ") and " activated on " in h]
+    assert len(activations) == 1, history
+    assert activations[0].startswith("cycle-time 1.0.0 activated on demo-line-1: deployed by the hub")
     # at most one retrain per change, each with the reason it was published
     onsets = summary["drift_onsets_part"]
     after = [r for r in loop["retrains"] if r["part"] is not None and r["part"] >= onsets["concept"]]
