@@ -75,3 +75,11 @@ def test_per_model_sections_default_to_the_top_level() -> None:
     assert cfg.features_of(a).period_s == 2.0 and cfg.features_of(b).mode == "trigger"
     assert cfg.monitoring_of(a).enabled and not cfg.monitoring_of(b).enabled
     assert b.outputs.topic == "x/{model}" and a.outputs.topic is None
+
+
+def test_a_dumped_config_validates_again() -> None:
+    for doc in (config(model={"batch_max": 8}), config(models=[{"name": "a"}, {"name": "b"}])):
+        cfg = parse_config(doc)
+        again = parse_config(cfg.model_dump(mode="json"))
+        assert again == cfg
+    assert "models[1].name: required" in problems(config(models=[{"name": "a"}, {"name": None}]))
