@@ -1,0 +1,134 @@
+"""Gateways' status reports, stored per (gateway, model).
+
+A report of a several-model agent carries ``models: [...]``, one entry per model with that
+model's fields (active, shadow, watch, rejected, alarms, health, metrics, last_error); a report
+of a one-model agent (no ``models``) is one entry named by its active model, or, while it runs
+none, by the model the hub serves it. The whole report is kept as well (``GatewayStatus``: the
+gateway's own figures, backlog, config); each entry replaces the gateway's entry of that model
+and a model the report no longer names is dropped. Rollouts, retrain triggers, the fleet table
+and cards read the entries (``model_reports``), so a report of one model never judges another.
+
+May import: hub.storage. Never hub.api, hub.rollouts (which imports this) or the CLI.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import desc, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from hub.storage import Deployment, Gateway, GatewayMetric, GatewayModel, GatewayStatus, record
+
+# the per-model fields of a report, at the top level of a one-model agent's report
+MODEL_FIELDS = ("active", "shadow", "watch", "rejected", "alarms", "health", "metrics", "last_error")
+METRIC_EVERY_S = 5.0  # one chart point per (gateway, model) per this many seconds
+_SKIPPED = ("rolled_back", "rejected", "superseded")  # hub.rollouts.SKIPPED
+
+
+def model_entries(report: dict[str, Any], fallback: str | None = None) -> dict[str, dict[str, Any]]:
+    """{model name: its entry} of a report; ``fallback`` names the entry of a one-model report
+    that names no active model."""
+    models = report.get("models")
+    if isinstance(models, list):
+        return {str(e["name"]): dict(e) for e in models if isinstance(e, dict) and e.get("name")}
+    name = (report.get("active") or {}).get("name") or fallback
+    if not name:
+        return {}
+    return {str(name): {"name": name, **{k: report.get(k) for k in MODEL_FIELDS}}}
+
+
+def served_model(s: Session, gateway: Gateway) -> str | None:
+    """The model of the newest deployment that applies to the gateway (a canary only if it is
+    one of its canaries): what a one-model agent running nothing is being sent."""
+    targets = [gateway.id] + ([f"group:{gateway.group}"] if gateway.group else [])
+    for d in s.scalars(select(Deployment).where(Deployment.target.in_(targets),
+                                                Deployment.status.not_in(_SKIPPED))
+                       .order_by(desc(Deployment.id))):
+        if d.status != "canary" or gateway.id in (d.canary or []):
+            return d.model
+    return None
+
+
+def store_report(engine: Engine, gateway_id: str, report: dict[str, Any]) -> str | None:
+    """Keep the report and its per-model entries; return the model the gateway last named
+    active (its ``active_model``), which picks the legacy top level of its desired state."""
+    now = time.time()
+    with Session(engine) as s, s.begin():
+        row = s.get(GatewayStatus, gateway_id)
+        if row is None:
+            s.add(GatewayStatus(gateway_id=gateway_id, report=report, updated=now))
+        else:
+            row.report, row.updated = report, now
+        gw = s.get(Gateway, gateway_id)
+        named = (report.get("active") or {}).get("name")
+        if gw is not None and isinstance(named, str) and named and gw.active_model != named:
+            gw.active_model = named
+        fallback = None
+        if gw is not None and not isinstance(report.get("models"), list) and not named:
+            fallback = gw.active_model or served_model(s, gw)
+        entries = model_entries(report, fallback)
+        kept = {m.model: m for m in s.scalars(select(GatewayModel).where(
+            GatewayModel.gateway_id == gateway_id))}
+        for name, entry in entries.items():
+            prev = kept.pop(name, None)
+            _record_changes(s, gateway_id, prev.report if prev else {}, entry)
+            due = prev is None or prev.metric_at is None or now - prev.metric_at >= METRIC_EVERY_S
+            if prev is None:
+                prev = GatewayModel(gateway_id=gateway_id, model=name, report=entry, updated=now)
+                s.add(prev)
+            else:
+                prev.report, prev.updated = entry, now
+            if due:
+                prev.metric_at = now
+                s.add(_metric_point(gateway_id, now, name, entry))
+        for gone in kept.values():  # a model the gateway no longer runs
+            s.delete(gone)
+        s.query(Gateway).filter(Gateway.id == gateway_id).update({"last_seen": now})
+        return gw.active_model if gw is not None else None
+
+
+def model_reports(s: Session, models: list[str] | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """{model: {gateway: its entry}} of the latest reports (of ``models`` only, when given)."""
+    q = select(GatewayModel.model, GatewayModel.gateway_id, GatewayModel.report)
+    if models is not None:
+        q = q.where(GatewayModel.model.in_(models))
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for model, gateway_id, entry in s.execute(q):
+        out.setdefault(model, {})[gateway_id] = entry if isinstance(entry, dict) else {}
+    return out
+
+
+def reports_of(engine: Engine, model: str) -> dict[str, dict[str, Any]]:
+    """{gateway: its entry of ``model``}."""
+    with Session(engine) as s:
+        return model_reports(s, [model]).get(model, {})
+
+
+def _metric_point(gateway_id: str, now: float, model: str, entry: dict[str, Any]) -> GatewayMetric:
+    active = entry.get("active") or {}
+    monitor = (entry.get("metrics") or {}).get("monitor") or {}
+    psi = [*(monitor.get("psi") or {}).values(), monitor.get("prediction_psi")]
+    scores = [float(v) for v in psi if isinstance(v, (int, float))]  # the largest PSI now
+    acc = monitor.get("rolling_accuracy")
+    figures = {k: monitor.get(k) for k in ("rolling_balanced_accuracy", "rolling_cost_per_part")}
+    figures["recall"] = {c: v.get("recall") for c, v in (monitor.get("rolling_per_class") or {}).items()
+                         if isinstance(v, dict)}
+    return GatewayMetric(gateway_id=gateway_id, at=now, model=model, version=active.get("version"),
+                         accuracy=float(acc) if isinstance(acc, (int, float)) else None,
+                         drift_score=max(scores) if scores else None, health=entry.get("health"),
+                         figures=figures)
+
+
+def _record_changes(s: Session, gateway_id: str, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """History entries for what a model's entry shows changed on the gateway."""
+    was, now = (before.get("active") or {}), (after.get("active") or {})
+    if now.get("sha256") and now.get("sha256") != was.get("sha256"):
+        record(s, now.get("name", "?"), now.get("version", "?"), "activated", gateway_id,
+               now.get("reason"))
+    seen = {r.get("sha256") for r in before.get("rejected") or []}
+    for r in after.get("rejected") or []:
+        if r.get("sha256") not in seen:
+            record(s, r.get("name", "?"), r.get("version", "?"), "rejected", gateway_id, r.get("reason"))
