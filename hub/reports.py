@@ -8,6 +8,8 @@ gateway's own figures, backlog, config); each entry replaces the gateway's entry
 and a model the report no longer names is dropped. Rollouts, retrain triggers, the fleet table
 and cards read the entries (``model_reports``), so a report of one model never judges another.
 
+``MODEL_FIELDS``, ``model_entries``: hub.storage.reports (the fleet table reads entries too).
+
 May import: hub.storage. Never hub.api, hub.rollouts (which imports this) or the CLI.
 """
 
@@ -21,23 +23,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from hub.storage import Deployment, Gateway, GatewayMetric, GatewayModel, GatewayStatus, record
+from hub.storage.reports import MODEL_FIELDS, current_entries, model_entries
 
-# the per-model fields of a report, at the top level of a one-model agent's report
-MODEL_FIELDS = ("active", "shadow", "watch", "rejected", "alarms", "health", "metrics", "last_error")
+__all__ = ["METRIC_EVERY_S", "MODEL_FIELDS", "model_entries", "model_reports", "served_model",
+           "store_report"]
+
 METRIC_EVERY_S = 5.0  # one chart point per (gateway, model) per this many seconds
 _SKIPPED = ("rolled_back", "rejected", "superseded")  # hub.rollouts.SKIPPED
-
-
-def model_entries(report: dict[str, Any], fallback: str | None = None) -> dict[str, dict[str, Any]]:
-    """{model name: its entry} of a report; ``fallback`` names the entry of a one-model report
-    that names no active model."""
-    models = report.get("models")
-    if isinstance(models, list):
-        return {str(e["name"]): dict(e) for e in models if isinstance(e, dict) and e.get("name")}
-    name = (report.get("active") or {}).get("name") or fallback
-    if not name:
-        return {}
-    return {str(name): {"name": name, **{k: report.get(k) for k in MODEL_FIELDS}}}
 
 
 def served_model(s: Session, gateway: Gateway) -> str | None:
@@ -92,19 +84,11 @@ def store_report(engine: Engine, gateway_id: str, report: dict[str, Any]) -> str
 
 def model_reports(s: Session, models: list[str] | None = None) -> dict[str, dict[str, dict[str, Any]]]:
     """{model: {gateway: its entry}} of the latest reports (of ``models`` only, when given)."""
-    q = select(GatewayModel.model, GatewayModel.gateway_id, GatewayModel.report)
-    if models is not None:
-        q = q.where(GatewayModel.model.in_(models))
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for model, gateway_id, entry in s.execute(q):
-        out.setdefault(model, {})[gateway_id] = entry if isinstance(entry, dict) else {}
+    for gateway_id, mine in current_entries(s, models).items():
+        for model, (entry, _updated) in mine.items():
+            out.setdefault(model, {})[gateway_id] = entry
     return out
-
-
-def reports_of(engine: Engine, model: str) -> dict[str, dict[str, Any]]:
-    """{gateway: its entry of ``model``}."""
-    with Session(engine) as s:
-        return model_reports(s, [model]).get(model, {})
 
 
 def _metric_point(gateway_id: str, now: float, model: str, entry: dict[str, Any]) -> GatewayMetric:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from hub.ids import check_gateway_id, check_group
 from hub.storage.history import record
+from hub.storage.reports import current_entries
 from hub.storage.tables import AgentAudit, Gateway, GatewayModel, GatewayStatus, Token
 from hub.storage.tokens import hash_token, new_token
 
@@ -44,9 +45,8 @@ def list_gateways(engine: Engine) -> list[dict[str, Any]]:
         rows = s.execute(select(Gateway, GatewayStatus).outerjoin(
             GatewayStatus, GatewayStatus.gateway_id == Gateway.id).order_by(Gateway.id)).all()
         chains = audit_chains(s)
-        models: dict[str, list[dict[str, Any]]] = {}
-        for m in s.scalars(select(GatewayModel).order_by(GatewayModel.gateway_id, GatewayModel.model)):
-            models.setdefault(m.gateway_id, []).append(model_row(m.model, m.report, m.updated))
+        models = {g: [model_row(name, entry, updated) for name, (entry, updated) in sorted(mine.items())]
+                  for g, mine in current_entries(s).items()}
         return [{"id": g.id, "group": g.group, "created": g.created, "last_seen": g.last_seen,
                  "retired": g.retired,
                  "status": st.report if st else None, "status_updated": st.updated if st else None,

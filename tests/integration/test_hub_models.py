@@ -268,3 +268,32 @@ def test_triggers_and_cards_count_their_own_model(hub: HubServer, engine: Engine
     assert get_policy(engine, CYCLE)["state"]["acc_since"] is not None
     assert [g["labelled"] for g in card_data(engine, QUALITY, "1.0.0")["field"]["gateways"]] == [50]
     assert [g["labelled"] for g in card_data(engine, CYCLE, "1.0.0")["field"]["gateways"]] == [4]
+
+
+def test_a_status_row_written_directly_is_read_as_a_one_model_report(
+        engine: Engine, tmp_path: Path, trained: dict[str, Path],
+        bundles: dict[tuple[str, str], Path]) -> None:
+    """A gateway_status row newer than the gateway's entries (written by an older hub, or a tool
+    writing the row itself as bench.fleet does) counts, not the stale entries."""
+    from hub.rollouts import RolloutPolicy, evaluate, store_report
+    from hub.rollouts import deploy as deploy_now
+    from hub.storage import GatewayStatus, ModelVersion, list_gateways
+
+    add_gateway(engine, "gw-1", group="press")
+    for bundle in bundles.values():
+        publish(engine, tmp_path / "data", bundle, [trained["pub"]])
+    deploy_now(engine, QUALITY, "1.0.0", "group:press", "immediate")
+    deploy_now(engine, QUALITY, "2.0.0", "group:press", "canary", RolloutPolicy(watch_s=1))
+    store_report(engine, "gw-1", {"models": [entry(QUALITY, "1.0.0", "x"), entry(CYCLE, "1.0.0", "y")]})
+    assert evaluate(engine) == []  # the canary runs 1.0.0: nothing to decide
+    with Session(engine) as s, s.begin():
+        sha = s.scalars(select(ModelVersion.sha256).where(ModelVersion.name == QUALITY,
+                                                          ModelVersion.version == "2.0.0")).one()
+        row = s.get(GatewayStatus, "gw-1")
+        assert row is not None
+        row.report = {"active": {"name": QUALITY, "version": "2.0.0", "sha256": sha, "since": 1.0}}
+        row.updated = time.time() + 1
+    decided = evaluate(engine)
+    assert len(decided) == 1 and "promoted" in decided[0], decided
+    models = [m["name"] for m in list_gateways(engine)[0]["models"]]
+    assert models == [QUALITY]  # the row written last says what the gateway runs

@@ -24,7 +24,7 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-# the per-model fields of a report (hub.reports.MODEL_FIELDS at this revision)
+# the per-model fields of a report (hub.storage.reports.MODEL_FIELDS at this revision)
 MODEL_FIELDS = ("active", "shadow", "watch", "rejected", "alarms", "health", "metrics", "last_error")
 
 
