@@ -33,15 +33,16 @@ _SKIPPED = ("rolled_back", "rejected", "superseded")  # hub.rollouts.SKIPPED
 
 
 def served_model(s: Session, gateway: Gateway) -> str | None:
-    """The model of the newest deployment that applies to the gateway (a canary only if it is
-    one of its canaries): what a one-model agent running nothing is being sent."""
+    """The model whose entry is the top level of the gateway's desired state, what a one-model
+    agent is being sent: the model it last named active if a deployment of it applies, else
+    the model of the newest deployment that applies (a canary only to its canaries)."""
     targets = [gateway.id] + ([f"group:{gateway.group}"] if gateway.group else [])
-    for d in s.scalars(select(Deployment).where(Deployment.target.in_(targets),
-                                                Deployment.status.not_in(_SKIPPED))
-                       .order_by(desc(Deployment.id))):
-        if d.status != "canary" or gateway.id in (d.canary or []):
-            return d.model
-    return None
+    applying = [d.model for d in s.scalars(select(Deployment).where(
+        Deployment.target.in_(targets), Deployment.status.not_in(_SKIPPED)).order_by(desc(Deployment.id)))
+        if d.status != "canary" or gateway.id in (d.canary or [])]
+    if gateway.active_model in applying:
+        return gateway.active_model
+    return applying[0] if applying else gateway.active_model
 
 
 def store_report(engine: Engine, gateway_id: str, report: dict[str, Any]) -> str | None:
@@ -60,7 +61,7 @@ def store_report(engine: Engine, gateway_id: str, report: dict[str, Any]) -> str
             gw.active_model = named
         fallback = None
         if gw is not None and not isinstance(report.get("models"), list) and not named:
-            fallback = gw.active_model or served_model(s, gw)
+            fallback = served_model(s, gw)
         entries = model_entries(report, fallback)
         kept = {m.model: m for m in s.scalars(select(GatewayModel).where(
             GatewayModel.gateway_id == gateway_id))}

@@ -24,8 +24,18 @@ from hub.cli import main as hub_main
 from hub.modelcard import card_data
 from hub.registry import publish
 from hub.retrain import evaluate_triggers, get_policy, set_policy
+from hub.rollouts import RolloutPolicy, desired_state, evaluate, store_report
+from hub.rollouts import deploy as deploy_now
 from hub.server import HubServer
-from hub.storage import Deployment, GatewayMetric, add_admin_token, add_gateway
+from hub.storage import (
+    Deployment,
+    GatewayMetric,
+    GatewayStatus,
+    ModelVersion,
+    add_admin_token,
+    add_gateway,
+    list_gateways,
+)
 
 QUALITY, CYCLE = "quality", "cycle-time"
 
@@ -275,10 +285,6 @@ def test_a_status_row_written_directly_is_read_as_a_one_model_report(
         bundles: dict[tuple[str, str], Path]) -> None:
     """A gateway_status row newer than the gateway's entries (written by an older hub, or a tool
     writing the row itself as bench.fleet does) counts, not the stale entries."""
-    from hub.rollouts import RolloutPolicy, evaluate, store_report
-    from hub.rollouts import deploy as deploy_now
-    from hub.storage import GatewayStatus, ModelVersion, list_gateways
-
     add_gateway(engine, "gw-1", group="press")
     for bundle in bundles.values():
         publish(engine, tmp_path / "data", bundle, [trained["pub"]])
@@ -297,3 +303,24 @@ def test_a_status_row_written_directly_is_read_as_a_one_model_report(
     assert len(decided) == 1 and "promoted" in decided[0], decided
     models = [m["name"] for m in list_gateways(engine)[0]["models"]]
     assert models == [QUALITY]  # the row written last says what the gateway runs
+
+
+def test_a_rejection_of_a_one_model_agent_counts_for_the_model_it_is_sent(
+        engine: Engine, tmp_path: Path, trained: dict[str, Path],
+        bundles: dict[tuple[str, str], Path]) -> None:
+    """It once ran quality (a local bundle, never deployed to it); the hub sends it a canary of
+    cycle-time, which it refuses and runs nothing: the rejection stops cycle-time's canary."""
+    add_gateway(engine, "gw-1")
+    for bundle in bundles.values():
+        publish(engine, tmp_path / "data", bundle, [trained["pub"]])
+    deploy_now(engine, CYCLE, "2.0.0", "gw-1", "canary", RolloutPolicy(watch_s=3600))
+    store_report(engine, "gw-1", {"active": entry(QUALITY, "1.0.0", "x")["active"]})
+    doc = desired_state(engine, "gw-1")
+    assert (doc["model"]["name"], list(doc["models"])) == (CYCLE, [CYCLE])  # quality is not deployed
+    with Session(engine) as s:
+        sha = s.scalars(select(ModelVersion.sha256).where(ModelVersion.name == CYCLE,
+                                                          ModelVersion.version == "2.0.0")).one()
+    store_report(engine, "gw-1", {"active": None, "rejected": [
+        {"name": CYCLE, "version": "2.0.0", "sha256": sha, "reason": "self-test failed"}]})
+    decided = evaluate(engine)
+    assert len(decided) == 1 and "rolled_back" in decided[0] and "self-test failed" in decided[0], decided
