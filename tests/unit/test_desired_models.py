@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from agent.hublink.sync import DownloadError, check_desired, desired_for
+from agent.hublink.desired import DownloadError, check_desired, desired_for
 
 SHA = "b" * 64
 
