@@ -56,12 +56,15 @@ def model_store(cfg: AgentConfig, wanted: str | None, bundle: Path | None = None
     upgrade_state(cfg, names)
     slots = list(zip(cfg.models, names, strict=True))
     if wanted is None and len(slots) > 1 and bundle is not None:
-        wanted = manifest_name(bundle)
+        wanted = manifest_name(bundle, cfg.state_dir / "staging")
     if wanted is None:
         if len(slots) > 1:
             raise ConfigError([f"--model: this gateway runs {len(slots)} models "
                                f"({', '.join(names)}); say which"])
         entry, name = slots[0]
+        if entry.shorthand and bundle is not None and not (cfg.state_dir / "models" / name).exists():
+            # a first import names the model's folder
+            name = manifest_name(bundle, cfg.state_dir / "staging") or name
     else:
         found = next(((e, n) for e, n in slots if wanted in (e.name, n)), None)
         if found is None:
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                                else None)
     who = _who()
     if args.models_command == "import":
-        named = manifest_name(args.bundle)
+        named = manifest_name(args.bundle, cfg.state_dir / "staging")
         if entry.name is not None and named is not None and named != entry.name:
             raise BundleError(f"{args.bundle}: the bundle is named '{named}' in its manifest, "
                               f"not '{entry.name}' (use --model {named})")

@@ -58,7 +58,10 @@ def normalise_models(data: Any) -> Any:
         entries = data["models"]
         if isinstance(entries, list):
             for i, entry in enumerate(entries):
-                if isinstance(entry, dict) and not entry.get("name"):
+                # `name: null` in a one-entry list is the shorthand as a config dump writes it
+                dumped_shorthand = (isinstance(entry, dict) and len(entries) == 1
+                                    and "name" in entry and entry["name"] is None)
+                if isinstance(entry, dict) and not entry.get("name") and not dumped_shorthand:
                     raise ValueError(f"models[{i}].name: required (the name of the model's "
                                      "bundles, as in their manifest)")
             names = [e.get("name") for e in entries if isinstance(e, dict)]

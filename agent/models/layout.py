@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tarfile
+import shutil
+import tempfile
 from pathlib import Path
 
 from agent.config.slots import SHORTHAND_NAME
+from agent.errors import AgentError
+from agent.models.bundle import unpack
 from agent.models.store import REQUEST_FILE, SHA256_DIR, STATE_FILE
 from agent.monitor.watch import LABELS_FILE, MONITOR_STATE_FILE
 
@@ -104,7 +107,8 @@ def shorthand_dir_name(state_dir: Path, configured: Path | None) -> str:
     except OSError:
         pass
     if old_layout(state_dir):
-        return old_active_name(state_dir) or manifest_name(configured) or SHORTHAND_NAME
+        return (old_active_name(state_dir) or manifest_name(configured, state_dir / "staging")
+                or SHORTHAND_NAME)
     try:
         existing = sorted(d.name for d in models.iterdir()
                           if d.is_dir() and (d / STATE_FILE).is_file())
@@ -112,33 +116,31 @@ def shorthand_dir_name(state_dir: Path, configured: Path | None) -> str:
         existing = []
     if len(existing) == 1:
         return existing[0]
-    name = manifest_name(configured)
+    name = manifest_name(configured, state_dir / "staging")
     if name and (not existing or name in existing):
         return name
     return SHORTHAND_NAME if not existing or SHORTHAND_NAME in existing else existing[0]
 
 
-MANIFEST_MAX = 1 << 20
-
-
-def manifest_name(bundle: Path | None) -> str | None:
-    """The name in a bundle's manifest (a folder or a tar), without unpacking it; None if it
-    cannot be read (installing it says why)."""
+def manifest_name(bundle: Path | None, staging: Path | None = None) -> str | None:
+    """The name in a bundle's manifest (a folder, or a tar unpacked under the input limits into
+    ``staging`` and removed again); None if it cannot be read (installing it says why)."""
     if bundle is None:
         return None
+    work = None
     try:
         if bundle.is_dir():
-            doc = json.loads((bundle / "manifest.json").read_text())
+            directory = bundle
         else:
-            with tarfile.open(bundle) as tar:
-                member = next((m for m in tar if m.isfile() and m.size <= MANIFEST_MAX
-                               and Path(m.name).name == "manifest.json"
-                               and len(Path(m.name).parts) <= 2), None)
-                if member is None:
-                    return None
-                fh = tar.extractfile(member)
-                doc = json.loads(fh.read(MANIFEST_MAX)) if fh else {}
-    except (OSError, ValueError, tarfile.TarError):
+            base = staging or Path(tempfile.gettempdir())
+            base.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=f"install-{os.getpid()}-", dir=base))
+            directory = unpack(bundle, work)
+        doc = json.loads((directory / "manifest.json").read_text())
+    except (OSError, ValueError, RecursionError, AgentError):
         return None
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
     name = doc.get("name") if isinstance(doc, dict) else None
     return name if isinstance(name, str) and name else None

@@ -18,17 +18,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.aio.channel import Channel
-from agent.config import AgentConfig, ModelEntry, OpcUaLabelsConfig
+from agent.config import AgentConfig, FeaturesConfig, ModelEntry, MonitoringConfig, OpcUaLabelsConfig
 from agent.errors import AgentError
 from agent.hublink.training_data import TrainingSampler
 from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.inference.model import LoadedModel
 from agent.ingest.features import FeatureBuilder, TagSpec, format_id
+from agent.models.batchrun import Computed
 from agent.models.layout import model_dir
 from agent.models.lifecycle import ModelLifecycle
 from agent.models.store import ModelStore
 from agent.monitor.incidents import IncidentEvent
 from agent.monitor.watch import REQUESTS_DIR, ModelWatch
+from agent.service.recorder import Recorder
 from agent.types import Label, Quality, Reading
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 class UnitPorts:
     """Where a unit's output goes; the agent wires them to its sinks."""
 
-    record: Any  # the Recorder: predictions, shadow, lifecycle events, labels
+    record: Recorder  # predictions, shadow predictions, labels
     deliver: Callable[[ModelUnit, PredictionBatch], None]  # MQTT, OPC UA write-back, Sparkplug
     emit: Callable[[ModelUnit, list[IncidentEvent]], None]  # alarms: MQTT, outbox, audit
     lifecycle_event: Callable[[dict[str, Any]], None]
@@ -81,11 +83,11 @@ class ModelUnit:
         return self.model.name if self.model is not None else self.dir_name
 
     @property
-    def features(self) -> Any:
+    def features(self) -> FeaturesConfig:
         return self.config.features_of(self.entry)
 
     @property
-    def monitoring(self) -> Any:
+    def monitoring(self) -> MonitoringConfig:
         return self.config.monitoring_of(self.entry)
 
     @property
@@ -215,20 +217,17 @@ class ModelUnit:
         for chunk in self.take():
             self._settle(chunk, self._compute(chunk))
 
-    def _compute(self, chunk: SampleBatch) -> Any:
+    def _compute(self, chunk: SampleBatch) -> tuple[Computed, float]:
+        """On the unit's worker thread: the models' work, timed."""
         assert self.lifecycle is not None
         started = time.perf_counter()
-        try:
-            return self.lifecycle.compute(chunk), time.perf_counter() - started
-        except AgentError as exc:  # pragma: no cover - compute catches model errors itself
-            return exc, 0.0
+        return self.lifecycle.compute(chunk), time.perf_counter() - started
 
-    def _settle(self, chunk: SampleBatch, computed: Any) -> None:
+    def _settle(self, chunk: SampleBatch, computed: tuple[Computed, float]) -> None:
+        """Back on the event loop: judge, count, deliver."""
         result, elapsed = computed
         assert self.lifecycle is not None
         try:
-            if isinstance(result, AgentError):
-                raise result
             predictions, out, shadow = self.lifecycle.settle(chunk, result)
         except AgentError as exc:
             self.inference_errors += 1

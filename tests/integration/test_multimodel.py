@@ -1,6 +1,7 @@
 """Several models on one gateway (issue 14): real ONNX models, a real MQTT broker feeding one
-JSON message per part, and a hub's gateway API over loopback HTTP serving the desired state of
-the multi-model contract (tests/helpers/desired_hub.py).
+JSON message per part, the repository's hub over loopback HTTP (per (gateway, model)), and a
+hub's gateway API serving documents of the multi-model contract exactly as written
+(tests/helpers/desired_hub.py: the legacy top level of an old hub, a bundle of the wrong name).
 
 Each model has its own version from the hub, its own shadow, its own rollback and its own
 alarms; a slow or failing model never holds up another; `models:` and the `model:` shorthand
@@ -16,15 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import httpx
 import numpy as np
 import pytest
 from prometheus_client import generate_latest
+from sqlalchemy import create_engine
 
 from agent.aio.links import links
 from agent.demo.sim.process import COUNTER_TAG, NOMINAL, PROCESS_TAGS
 from agent.service.agent import Agent
 from agent.store.codec import decode_readings
 from agent.store.outbox import Outbox
+from hub.registry import publish
+from hub.server import HubServer
+from hub.storage import add_admin_token, add_gateway, migrate
 from tests.helpers.desired_hub import DesiredHub, bundle_ref
 from tests.helpers.multimodel import holdout_rows, line_source, own_inputs_model, publish_parts, renamed
 from tests.helpers.running import base_config, collect_json, http_get, running_agent, wait_for
@@ -82,8 +88,8 @@ def version(agent: Agent, name: str) -> str | None:
     return model.version if model is not None else None
 
 
-def with_hub(cfg: dict[str, Any], hub: DesiredHub) -> dict[str, Any]:
-    return {**cfg, "hub": {"url": hub.url, "token": hub.token, "poll_interval_s": 0.2,
+def with_hub(cfg: dict[str, Any], url: str, token: str) -> dict[str, Any]:
+    return {**cfg, "hub": {"url": url, "token": token, "poll_interval_s": 0.2,
                            "report_interval_s": 0.2, "reconnect": {"initial_s": 0.1, "max_s": 0.5}}}
 
 
@@ -170,7 +176,7 @@ async def test_each_model_gets_its_own_version_and_shadow(tmp_path: Path, broker
     archives.mkdir()
     refs = {k: bundle_ref(v, trained["pub"], archives) for k, v in bundles.items()}
     with DesiredHub(archives) as hub:
-        cfg = with_hub(two_models(tmp_path, broker, trained, bundles), hub)
+        cfg = with_hub(two_models(tmp_path, broker, trained, bundles), hub.url, hub.token)
         async with running_agent(cfg) as agent:
             # a canary of quality (the hub put this gateway in it): cycle is not touched
             cycle_history = list(unit(agent, "cycle").store.state.history)
@@ -225,7 +231,7 @@ async def test_failing_model_is_rolled_back_alone(tmp_path: Path, broker: Any, t
     archives.mkdir()
     bad = bundle_ref(bundles["cycle-2.0"], trained["pub"], archives)
     with DesiredHub(archives) as hub:
-        cfg = with_hub(two_models(tmp_path, broker, trained, bundles), hub)
+        cfg = with_hub(two_models(tmp_path, broker, trained, bundles), hub.url, hub.token)
         async with running_agent(cfg) as agent:
             await connected(agent)
             hub.set_desired(desired({"cycle": {"model": bad, "deployment": {"id": 3}}}))
@@ -243,6 +249,58 @@ async def test_failing_model_is_rolled_back_alone(tmp_path: Path, broker: Any, t
             cycle_lc = unit(agent, "cycle").lifecycle
             assert cycle_lc is not None and bad["sha256"] in cycle_lc.store.state.rejected
             await wait_for(lambda: quality.predictions >= counter - 2, what="quality scored every part")
+
+
+async def test_two_models_with_the_real_hub(tmp_path: Path, broker: Any, trained: dict[str, Path],
+                                           bundles: dict[str, Path]) -> None:
+    """The hub of this repository (per (gateway, model) since issue 14) over loopback HTTP: each
+    model gets its own version, a canary of one leaves the other's, the fleet table has both."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    migrate(engine)
+    data = tmp_path / "hub-data"
+    for key in ("quality", "quality-1.1", "cycle", "cycle-1.1"):
+        publish(engine, data, bundles[key], [trained["pub"]])
+    server = HubServer(engine, data, evaluate_interval_s=0.2)
+    server.start()
+    try:
+        token = add_gateway(engine, "test-gw", group="press")
+        admin = {"Authorization": f"Bearer {add_admin_token(engine, 'alice')}"}
+
+        def deploy(model: str, version: str, **more: Any) -> None:
+            with httpx.Client(base_url=server.url, timeout=10) as c:
+                r = c.post("/api/v1/deployments", headers=admin,
+                           json={"model": model, "version": version, "to": "test-gw", **more})
+                assert r.status_code == 201, r.text
+
+        keys = [str(trained["pub"])]  # hub-managed: the versions come from the hub alone
+        tags = [*PROCESS_TAGS, *(PREFIX + t for t in PROCESS_TAGS)]
+        cfg = with_hub(base_config(
+            tmp_path / "state", [line_source(broker.port, tags)],
+            features={"mode": "trigger", "trigger_tag": COUNTER_TAG, "max_age_s": 600},
+            models=[{"name": "quality", "trusted_keys": keys},
+                    {"name": "cycle", "trusted_keys": keys}]), server.url, token)
+        deploy("quality", "1.0.0")
+        deploy("cycle", "1.0.0")
+        async with running_agent(cfg) as agent:
+            await wait_for(lambda: version(agent, "quality") == version(agent, "cycle") == "1.0.0", 30,
+                           "each model's version from the hub")
+            cycle_history = list(unit(agent, "cycle").store.state.history)
+            deploy("quality", "1.1.0", strategy="canary", canary_size=1, watch_s=3600)
+            await wait_for(lambda: version(agent, "quality") == "1.1.0", 30, "quality's canary")
+            assert version(agent, "cycle") == "1.0.0"
+            assert unit(agent, "cycle").store.state.history == cycle_history
+
+            def fleet() -> dict[str, Any]:
+                with httpx.Client(base_url=server.url, timeout=10) as c:
+                    rows = c.get("/api/v1/gateways", headers=admin).json()
+                row = next(r for r in rows if "test-gw" in (r.get("id"), r.get("gateway_id")))
+                return {m["name"]: m.get("version") for m in row.get("models") or []}
+
+            await wait_for(lambda: fleet() == {"quality": "1.1.0", "cycle": "1.0.0"}, 30,
+                           "the fleet table: one row per (gateway, model)")
+    finally:
+        server.stop()
+        engine.dispose()
 
 
 # -- monitoring: an alarm belongs to its model --------------------------------------------------------
