@@ -31,6 +31,7 @@ from agent.monitor.laws import (
     long_run_inflation,
     scale_cusum_h,
     scale_k,
+    slowest,
     window_alpha,
     window_mean_z,
 )
@@ -97,6 +98,9 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
                         **(source or {})},
     }
     infl = long_run_inflation(x_num, safe=True)
+    # the model's outputs are measured on the held-out rows only, too few to show their own
+    # time scale: their long-run spreads use at least the bandwidth of the inputs' (all rows)
+    span = slowest(x_num)
     num_profiles = [profiles[i] for i in numeric]
     mean, std = x_num.mean(axis=0), x_num.std(axis=0)
     monitoring["data"] = _stream_thresholds(x_num, x_num, num_profiles, mean, std, infl, budget,
@@ -107,7 +111,7 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     # the held-out distribution mapped onto N(0, 1), which its law assumes
     table = normal_scores_table(score)
     s_cusum = score_transform(score, "normal_scores", table)
-    s_mean, s_std, s_infl = _cross_fitted(score)
+    s_mean, s_std, s_infl = _cross_fitted(score, span)
     monitoring["prediction"] = _stream_thresholds(
         score[:, None], s_cusum[:, None], [score_profile], np.array([s_mean]), np.array([s_std]),
         np.array([s_infl]), budget, shares["prediction_psi"], shares["prediction_cusum"])
@@ -124,7 +128,7 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
         monitoring["cbpe"] = _cbpe(confidence, holdout, budget, shares["cbpe"])
     if labels:
         monitoring["labels"] = label_thresholds(holdout, error_bits, outcomes, budget,
-                                                shares["error_cusum"])
+                                                shares["error_cusum"], span)
     elif "mae" in holdout:
         monitoring["labels"] = {"mae": holdout["mae"], "rmse": holdout.get("rmse")}
     monitoring["autocorrelation"] = ar1(x_num).round(4).tolist()
@@ -147,19 +151,20 @@ def normal_scores_table(score: np.ndarray) -> dict[str, list[float]]:
     return {"values": uniq.tolist(), "z": z_mean.tolist()}
 
 
-def _cross_fitted(score: np.ndarray) -> tuple[float, float, float]:
+def _cross_fitted(score: np.ndarray, span: float = 0.0) -> tuple[float, float, float]:
     """Mean, spread and long-run inflation of the normal scores, each half of the held-out rows
     mapped by the table of the other half: the table fitted on the same rows would make them look
     exactly normal, narrower than new data will be."""
     half = len(score) // 2
     if half < 20:
         z = score_transform(score, "normal_scores", normal_scores_table(score))
-        return float(z.mean()), float(z.std()), float(long_run_inflation(z, safe=True)[0])
+        return float(z.mean()), float(z.std()), float(long_run_inflation(z, safe=True, slow=span)[0])
     parts = [(score[:half], score[half:]), (score[half:], score[:half])]
     stats = []
     for fit, use in parts:
         z = score_transform(use, "normal_scores", normal_scores_table(fit))
-        stats.append((float(z.mean()), float(z.var()), float(long_run_inflation(z, safe=True)[0])))
+        stats.append((float(z.mean()), float(z.var()),
+                      float(long_run_inflation(z, safe=True, slow=span)[0])))
     mean = sum(m for m, _, _ in stats) / 2
     spread = math.sqrt(sum(v for _, v, _ in stats) / 2 + sum((m - mean) ** 2 for m, _, _ in stats) / 2)
     return mean, spread, max(i for _, _, i in stats)
