@@ -22,25 +22,32 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def add_parser(sub: Any, default_config: Path) -> None:
     alarms = sub.add_parser("alarms", help="model health incidents: list, acknowledge, shelve")
-    asub = alarms.add_subparsers(dest="alarms_command", required=True, metavar="ACTION")
+    alarms.set_defaults(handler=run)
+    asub = alarms.add_subparsers(dest="alarms_command", required=True, metavar="ACTION",
+                                 title="actions")
     alist = asub.add_parser("list", help="open incidents (and the latest closed ones with --all)")
-    alist.add_argument("--config", type=Path, default=default_config)
-    alist.add_argument("--json", action="store_true")
+    alist.add_argument("--config", type=Path, default=default_config, metavar="FILE",
+                       help="the agent's YAML config")
+    alist.add_argument("--json", action="store_true", help="incidents as JSON")
     alist.add_argument("--all", action="store_true", help="also the latest closed incidents")
     aack = asub.add_parser("ack", help="acknowledge an incident (all open ones without ID)")
     aack.add_argument("incident", nargs="?", help="incident id (see `alarms list`)")
-    aack.add_argument("--config", type=Path, default=default_config)
+    aack.add_argument("--config", type=Path, default=default_config, metavar="FILE",
+                      help="the agent's YAML config")
     aack.add_argument("--by", default="operator", help="who acknowledges (for the record)")
     shelve = asub.add_parser("shelve", help="silence an incident for a while (audited, it expires)")
     shelve.add_argument("incident", help="incident id (see `alarms list`)")
-    shelve.add_argument("--for", dest="duration", required=True, help="how long: 30m, 8h, 1d (at most 7d)")
+    shelve.add_argument("--for", dest="duration", required=True, metavar="DURATION",
+                        help="how long: 30m, 8h, 1d (at most 7d)")
     shelve.add_argument("--by", required=True, help="who shelves it")
     shelve.add_argument("--reason", required=True, help="why (kept in the audit log)")
-    shelve.add_argument("--config", type=Path, default=default_config)
+    shelve.add_argument("--config", type=Path, default=default_config, metavar="FILE",
+                        help="the agent's YAML config")
     unshelve = asub.add_parser("unshelve", help="end a shelving before it expires")
     unshelve.add_argument("incident", help="incident id")
-    unshelve.add_argument("--by", default="operator")
-    unshelve.add_argument("--config", type=Path, default=default_config)
+    unshelve.add_argument("--by", default="operator", help="who ends it (for the record)")
+    unshelve.add_argument("--config", type=Path, default=default_config, metavar="FILE",
+                          help="the agent's YAML config")
 
 
 def parse_duration(text: str) -> float:

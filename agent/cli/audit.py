@@ -15,11 +15,15 @@ from agent.store.audit import AuditLog
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], default_config: Path) -> None:
     audit = sub.add_parser("audit", help="verify or export the hash-chained audit log")
-    asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    audit.set_defaults(handler=run)
+    asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION",
+                                title="actions")
     verify = asub.add_parser("verify", help="exit 2 naming the first edited, removed or reordered entry")
-    verify.add_argument("--config", type=Path, default=default_config)
+    verify.add_argument("--config", type=Path, default=default_config, metavar="FILE",
+                        help="the agent's YAML config")
     export = asub.add_parser("export", help="entries as JSON lines")
-    export.add_argument("--config", type=Path, default=default_config)
+    export.add_argument("--config", type=Path, default=default_config, metavar="FILE",
+                        help="the agent's YAML config")
     export.add_argument("--since", default=None,
                         help="ISO date/time (2026-11-26T08:00) or epoch seconds")
 

@@ -20,19 +20,25 @@ from agent.models.store import ModelStore
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], default_config: Path) -> None:
     models = sub.add_parser("models", help="import, list and roll back model versions locally")
-    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    models.set_defaults(handler=run)
+    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION",
+                                 title="actions")
     imp = msub.add_parser("import", help="verify a bundle (.tar or folder) and activate it")
-    imp.add_argument("bundle", type=Path)
-    imp.add_argument("--config", type=Path, default=default_config)
-    imp.add_argument("--reason", default="imported offline")
+    imp.add_argument("bundle", type=Path, metavar="PATH", help="bundle folder or .tar")
+    imp.add_argument("--config", type=Path, default=default_config, metavar="FILE",
+                     help="the agent's YAML config")
+    imp.add_argument("--reason", default="imported offline", help="why, for the audit log")
     imp.add_argument("--no-activate", action="store_true", help="install only (for a later rollback)")
     ls = msub.add_parser("list", help="versions on this gateway: active, previous, rejected")
-    ls.add_argument("--config", type=Path, default=default_config)
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--config", type=Path, default=default_config, metavar="FILE",
+                    help="the agent's YAML config")
+    ls.add_argument("--json", action="store_true", help="versions and history as JSON")
     rb = msub.add_parser("rollback", help="go back to the previous version, or to VERSION")
-    rb.add_argument("target_version", nargs="?", metavar="VERSION")
-    rb.add_argument("--config", type=Path, default=default_config)
-    rb.add_argument("--reason", default="rolled back by the operator")
+    rb.add_argument("target_version", nargs="?", metavar="VERSION",
+                    help="version to go back to (default: the previous one)")
+    rb.add_argument("--config", type=Path, default=default_config, metavar="FILE",
+                    help="the agent's YAML config")
+    rb.add_argument("--reason", default="rolled back by the operator", help="why, for the audit log")
 
 
 def run(args: argparse.Namespace) -> int:

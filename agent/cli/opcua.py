@@ -25,29 +25,33 @@ from agent.errors import ConfigError
 
 def add_parser(sub: Any, default_config: Path) -> None:
     opcua = sub.add_parser("opcua", help="OPC UA commissioning: certificates, endpoints, browse")
-    osub = opcua.add_subparsers(dest="opcua_command", required=True, metavar="ACTION")
+    opcua.set_defaults(handler=run)
+    osub = opcua.add_subparsers(dest="opcua_command", required=True, metavar="ACTION",
+                                title="actions")
     certs = osub.add_parser("certs", help="the agent's client certificate")
-    csub = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
+    csub = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION",
+                                title="actions")
     create = csub.add_parser("create", help="make the certificate and key the config names")
-    create.add_argument("--config", type=Path, default=default_config)
+    create.add_argument("--config", type=Path, default=default_config, metavar="FILE",
+                        help="the agent's YAML config")
     create.add_argument("--source", help="only this OPC UA source (default: every secured one)")
     create.add_argument("--force", action="store_true", help="replace existing files")
     eps = osub.add_parser("endpoints", help="security policies and modes the server offers")
-    eps.add_argument("url")
-    eps.add_argument("--timeout", type=float, default=5.0)
+    eps.add_argument("url", help="the server, opc.tcp://HOST:PORT")
+    eps.add_argument("--timeout", type=float, default=5.0, help="seconds per request")
     eps.add_argument("--save-certificate", type=Path, metavar="FILE",
                      help="write the server's certificate (DER) here, e.g. into security.trust_dir")
     br = osub.add_parser("browse", help="list nodes: ids, names, data types, current values")
-    br.add_argument("url")
+    br.add_argument("url", help="the server, opc.tcp://HOST:PORT")
     br.add_argument("--node", default="i=85", help="start node (default: the Objects folder)")
-    br.add_argument("--depth", type=int, default=3)
+    br.add_argument("--depth", type=int, default=3, help="levels below the start node")
     br.add_argument("--limit", type=int, default=1000, help="stop after this many nodes")
     br.add_argument("--yaml", action="store_true", help="print a sources entry ready to paste")
-    br.add_argument("--timeout", type=float, default=5.0)
+    br.add_argument("--timeout", type=float, default=5.0, help="seconds per request")
     br.add_argument("--max-time", type=float, default=None, metavar="S",
                     help="stop after this many seconds and print what was found (default: "
                          "ten request timeouts, at least 30 s)")
-    br.add_argument("--config", type=Path,
+    br.add_argument("--config", type=Path, metavar="FILE",
                     help="take security and user from this config's OPC UA source")
     br.add_argument("--source", help="which OPC UA source of --config (default: the first)")
 

@@ -14,26 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
+from agent.cli.helpformat import Formatter
 
 DEFAULT_DB = "sqlite:///hub.db"
 DEFAULT_DATA = "hub-data"
 ENV_DB, ENV_DATA = "EDGE_HUB_DB", "EDGE_HUB_DATA"
 
 Handler = Callable[[Any, argparse.Namespace], int]
-
-
-class Formatter(argparse.RawDescriptionHelpFormatter):
-    """Help that shows every option's default, and is never cut to a narrow terminal."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=32, width=100)
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "%(default)" in text or action.default in (None, argparse.SUPPRESS, False, []) or \
-                not action.option_strings:
-            return text
-        return f"{text} (default: %(default)s)"
 
 
 def _common(parser: argparse.ArgumentParser, level: str) -> None:
@@ -166,13 +153,13 @@ def build(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     gls.add_argument("--json", action="store_true", help="JSON instead of a table")
     grp = gw.add("group", "move a gateway to a group, or out of any with --none", h["gateways group"],
                  by=True)
-    grp.add_argument("gateway_id")
+    grp.add_argument("gateway_id", help="the gateway's id")
     grp.add_argument("group", nargs="?", help="the group (leave out with --none)")
     grp.add_argument("--none", action="store_true", help="take the gateway out of its group")
     tok = gw.add("token", "revoke the gateway's tokens and print a new one", h["gateways token"], by=True)
-    tok.add_argument("gateway_id")
+    tok.add_argument("gateway_id", help="the gateway's id")
     rm = gw.add("remove", "retire a gateway: tokens revoked, telemetry kept", h["gateways remove"], by=True)
-    rm.add_argument("gateway_id")
+    rm.add_argument("gateway_id", help="the gateway's id")
 
     tk = c.group("tokens", "named admin tokens")
     tc = tk.add("create", "make an admin token for NAME and print it (shown once)", h["tokens create"],
@@ -183,10 +170,10 @@ def build(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     tl.add_argument("--json", action="store_true", help="JSON instead of a table")
     tr = tk.add("revoke", "revoke the admin token of NAME (the running hub refuses it within "
                           "its token cache time)", h["tokens revoke"], by=True)
-    tr.add_argument("name")
+    tr.add_argument("name", help="the admin token's name")
 
     pub = c.add("publish", "check and register a model bundle (folder, .tar or .tar.gz)", h["publish"])
-    pub.add_argument("bundle", type=Path)
+    pub.add_argument("bundle", type=Path, help="bundle folder, .tar or .tar.gz")
     pub.add_argument("--trusted-key", type=Path, action="append", default=[], metavar="KEY.pub",
                      help="public key trusted to sign it, besides DATA/trusted-keys/*.pub (repeatable)")
     pub.add_argument("--limits", type=Path, metavar="FILE", help="YAML file of limit settings")
@@ -198,8 +185,8 @@ def build(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     mls.add_argument("--json", action="store_true", help="JSON with the manifests")
 
     dep = c.add("deploy", "deploy a published version to a gateway or group", h["deploy"])
-    dep.add_argument("model")
-    dep.add_argument("model_version", metavar="VERSION")
+    dep.add_argument("model", help="model name")
+    dep.add_argument("model_version", metavar="VERSION", help="model version")
     dep.add_argument("--to", required=True, help="a gateway id, or a group (NAME or group:NAME)")
     dep.add_argument("--strategy", default="immediate", choices=["immediate", "canary", "shadow"],
                      help="how it rolls out")
@@ -214,7 +201,7 @@ def build(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
 
     rb = c.add("rollback", "stop rollouts of MODEL and deploy an earlier version wherever it runs",
                h["rollback"])
-    rb.add_argument("model")
+    rb.add_argument("model", help="model name")
     rb.add_argument("--to", required=True, dest="to_version", metavar="VERSION",
                     help="the version to go back to")
     rb.add_argument("--target", help="only this gateway or group:NAME")
@@ -222,48 +209,48 @@ def build(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
 
     cfg = c.group("config", "config overlays for gateways and groups")
     cset = cfg.add("set", "hold a YAML overlay for a gateway or group:NAME", h["config set"])
-    cset.add_argument("target")
+    cset.add_argument("target", help="a gateway id or group:NAME")
     cset.add_argument("file", type=Path, help="YAML file of agent config sections")
     cset.add_argument("--by", help="who, for the record (default: the local user)")
     cset.add_argument("--comment", help="why, for the record")
     cclear = cfg.add("clear", "remove the overlay of a gateway or group:NAME", h["config clear"])
-    cclear.add_argument("target")
+    cclear.add_argument("target", help="a gateway id or group:NAME")
     cclear.add_argument("--by", help="who, for the record (default: the local user)")
     cfg.add("show", "the overlays held and what each gateway reported", h["config show"])
 
     pol = c.group("policy", "how the hub keeps a model working: triggers, trainer, rollout")
     pset = pol.add("set", "change settings of a model's policy and print it", h["policy set"])
-    pset.add_argument("model")
+    pset.add_argument("model", help="model name")
     pset.add_argument("settings", nargs="+", metavar="KEY=VALUE",
                       help="e.g. accuracy_below=0.85 sustain_s=300 strategy=canary require_approval=true "
                            "trainer=rf trainer='{\"command\": [\"/opt/train.sh\"]}'")
     pset.add_argument("--by", help="who, for the audit trail (default: the local user)")
     pshow = pol.add("show", "print a model's policy and trigger state", h["policy show"])
-    pshow.add_argument("model")
+    pshow.add_argument("model", help="model name")
 
     rt = c.group("retrain", "retrain now, or show why retrains ran or did not")
     rnow = rt.add("now", "retrain MODEL at once (snapshot, train, evaluate, publish if better)",
                   h["retrain now"])
-    rnow.add_argument("model")
+    rnow.add_argument("model", help="model name")
     rnow.add_argument("--reason", default="requested by an operator", help="recorded as the trigger")
     rnow.add_argument("--by", help="who, for the audit trail (default: the local user)")
     rst = rt.add("status", "every retrain decision for MODEL, with its reason", h["retrain status"])
-    rst.add_argument("model")
+    rst.add_argument("model", help="model name")
 
     ap = c.add("approve", "release a retrained version held for approval", h["approve"])
-    ap.add_argument("model")
-    ap.add_argument("model_version", metavar="VERSION")
+    ap.add_argument("model", help="model name")
+    ap.add_argument("model_version", metavar="VERSION", help="model version")
     ap.add_argument("--by", required=True, help="who approves (recorded)")
     ap.add_argument("--reason", required=True, help="why (recorded)")
 
     rp = c.add("reproduce", "retrain a version from its stored dataset and compare predictions",
                h["reproduce"])
-    rp.add_argument("model")
-    rp.add_argument("model_version", metavar="VERSION")
+    rp.add_argument("model", help="model name")
+    rp.add_argument("model_version", metavar="VERSION", help="model version")
 
     cd = c.add("card", "a version's model card (Markdown, or HTML with --html)", h["card"])
-    cd.add_argument("model")
-    cd.add_argument("model_version", metavar="VERSION")
+    cd.add_argument("model", help="model name")
+    cd.add_argument("model_version", metavar="VERSION", help="model version")
     cd.add_argument("--html", action="store_true", help="a standalone HTML page instead of Markdown")
 
     au = c.group("audit", "the hub's hash-chained audit trail")
