@@ -28,6 +28,7 @@ from agent.monitor.laws import (
     chi2_quantile,
     cusum_h,
     long_run_inflation,
+    robust_scale_h,
     scale_cusum_h,
     scale_k,
     slowest,
@@ -35,6 +36,8 @@ from agent.monitor.laws import (
     window_mean_z,
 )
 from agent.monitor.scores import cross_fitted, normal_scores_table, score_transform
+
+SCALE_CAP = 9.0  # z^2 beyond this (3 standard deviations) counts as 9 in the scale CUSUM
 
 __all__ = ["Budget", "calibrate", "pad_profiles", "prediction_errors", "reconstruction_log_error",
            "score_transform"]
@@ -254,9 +257,10 @@ def _scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget,
            share: float, resid_share: float) -> dict[str, Any]:
     """Scale CUSUM per numeric stream on its squared standardized prediction error (from the
     other streams and the previous values): a spread growing to ``scale_ratio`` times the
-    reference, or a stream that no longer follows the others, moves it up. Its law is that of
-    z^2 for independent N(0, 1) z; errors whose squares still come in runs stretch the
-    threshold by their long-run inflation."""
+    reference, or a stream that no longer follows the others, moves it up. z^2 is clipped at
+    SCALE_CAP (a single outlier of heavy-tailed noise must not be an alarm by itself) and its
+    law is the Markov chain of the reference rows' own clipped z^2 (robust_scale_h); errors
+    whose squares still come in runs stretch the threshold by their long-run inflation."""
     safe = np.where(std > 0, std, 1.0)
     u = (x - mean) / safe
     coef = _predictor(u) if len(u) > 2 * u.shape[1] + 10 else np.zeros((2 * u.shape[1], u.shape[1]))
@@ -265,13 +269,17 @@ def _scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget,
     # two standard errors up (1/sqrt(2n) each): a spread estimated low shifts the scale CUSUM's
     # in-control drift, and a short reference (a retrained model's) has a wide one
     resid_std = np.where(resid_std > 0, resid_std, 1.0) * (1 + 2 / math.sqrt(2 * max(1, len(err))))
-    y = (err / resid_std) ** 2
+    y = np.minimum((err / resid_std) ** 2, SCALE_CAP)
     infl = np.clip(long_run_inflation(y), 1.0, 4.0) if len(y) > 20 else np.ones(len(safe))
     k = scale_k(budget.scale_ratio)
     warn_rate, alarm_rate = _rates(budget, share)
     week = budget.samples_per_week
-    h_warn = scale_cusum_h(week / warn_rate, k) * infl
-    h_alarm = scale_cusum_h(week / alarm_rate, k) * infl
+    if len(y) >= 200:  # enough rows to show the tails of their own law
+        h_warn = np.array([robust_scale_h(week / warn_rate, y[:, j], k) for j in range(y.shape[1])]) * infl
+        h_alarm = np.array([robust_scale_h(week / alarm_rate, y[:, j], k) for j in range(y.shape[1])]) * infl
+    else:
+        h_warn = scale_cusum_h(week / warn_rate, k) * infl
+        h_alarm = scale_cusum_h(week / alarm_rate, k) * infl
     # the mean of the same prediction errors: a shift of a few streams that breaks from what the
     # others and their own past predict (a mean CUSUM on them, as on the raw streams)
     z = err / resid_std
@@ -302,10 +310,12 @@ def _scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget,
     return {"mean": mean.tolist(), "std": safe.tolist(), "coef": coef.round(6).tolist(),
             "resid_std": resid_std.tolist(), "k": k, "ratio": budget.scale_ratio,
             "inflation": infl.round(3).tolist(), "h_warn": h_warn.tolist(), "h_alarm": h_alarm.tolist(),
+            "cap": SCALE_CAP,
             "resid_mean": z_mean.tolist(), "resid_cusum_std": z_std.tolist(),
             "resid_h_warn": m_warn.tolist(), "resid_h_alarm": m_alarm.tolist(),
-            "law": "Brook-Evans Markov chain for z^2 of independent N(0,1) z, exponential tail "
-                   "beyond ARL 3e4; h times the long-run inflation of z^2",
+            "law": "Brook-Evans Markov chain of the reference rows' own z^2 clipped at the cap, "
+                   "exponential tail beyond h = 40 (theta at most the Gaussian one); h times the "
+                   "long-run inflation of z^2",
             "replay_adjusted": adjusted}
 
 

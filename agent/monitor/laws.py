@@ -108,7 +108,8 @@ def empirical_cusum_h(arl: float, increments: np.ndarray, anchor: float = 5.0,
     return hi
 
 
-def _scale_theta(k: float) -> float:
+def scale_theta(k: float) -> float:
+    """theta of the exponential tail of the scale CUSUM's ARL for Gaussian z."""
     lo, hi = 1e-6, 0.5 - 1e-9
     for _ in range(100):  # -ln(1-2t)/2 - t k is < 0 below the root, > 0 above it
         mid = (lo + hi) / 2
@@ -116,12 +117,23 @@ def _scale_theta(k: float) -> float:
     return (lo + hi) / 2
 
 
+def robust_scale_h(arl: float, y: np.ndarray, k: float) -> float:
+    """Threshold of the scale CUSUM S = max(0, S + y - k) for an in-control ARL, from the
+    reference's own (clipped) squared errors ``y`` rather than the chi-square law: heavy-tailed
+    measurement noise makes large z^2 far more common than for Gaussian z (Student t with 5
+    degrees of freedom: 10 times as often beyond 9), and the Gaussian law then promises a run
+    length the line never shows. The Markov chain of the empirical increments up to h = 40,
+    beyond it the exponential tail with the sample's theta, at most the Gaussian one."""
+    return empirical_cusum_h(arl, np.asarray(y, dtype=np.float64) - k, anchor=40.0,
+                             theta_max=scale_theta(k))
+
+
 def scale_cusum_h(arl: float, k: float) -> float:
     """Threshold of the scale CUSUM for an in-control ARL."""
     anchor = 40.0
     at_anchor = scale_cusum_arl(anchor, k)
     if arl > at_anchor:  # far tail: the exponential law, exact enough beyond the anchor
-        return anchor + math.log(arl / at_anchor) / _scale_theta(k)
+        return anchor + math.log(arl / at_anchor) / scale_theta(k)
     lo, hi = 0.5, anchor
     for _ in range(30):
         mid = (lo + hi) / 2

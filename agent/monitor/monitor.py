@@ -97,6 +97,7 @@ class ModelMonitor:
             sc = self.scale_spec
             self._sc_mean, self._sc_std = np.array(sc["mean"]), np.array(sc["std"])
             self._sc_coef, self._sc_resid = np.array(sc["coef"]), np.array(sc["resid_std"])
+            self._sc_cap = float(sc.get("cap", math.inf))  # bundles before the cap clip nothing
             mean = [*mean, *sc["resid_mean"], *[0.0] * k]
             std = [*std, *sc["resid_cusum_std"], *[1.0] * k]
             ref_k = [*ref_k, *[d["cusum_k"]] * k, *[sc["k"]] * k]
@@ -173,7 +174,7 @@ class ModelMonitor:
             self._prev = u[-1].copy()
             at = self.scale_at
             bank[:, at:at + k] = e
-            np.multiply(e, e, out=bank[:, at + k:])
+            np.minimum(np.multiply(e, e, out=bank[:, at + k:]), self._sc_cap, out=bank[:, at + k:])
         dets = self.cusum.update(bank)
         events += self._cusum_events([d for d in dets if d.column < self.scale_at], first, z)
         if self.has_scale:
