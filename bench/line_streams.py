@@ -103,6 +103,12 @@ OTHER = (
           quality=(1, 4, 6, 3), after_concept=(0, 5, 2, 6), shift_tags=(2, 4, 6),
           variance_tags=(1, 6), broken_tag=5, nok_rate=0.13, label_noise=0.35,
           extra={"period": 45.0, "noise_df": 5.0}),
+    # defined after loop-7 had shown the scale CUSUM's heavy-tail problem and before anything
+    # of it was run: the held-out check of that fix
+    Shape("loop-9", 9, ((0, 1), (2, 3, 4, 5), (7, 8)), 0.9, 0.5, (0.45, 0.25, 0.30),
+          quality=(0, 3, 7, 6), after_concept=(1, 5, 8, 2), shift_tags=(1, 3, 6),
+          variance_tags=(4, 8), broken_tag=2, nok_rate=0.12, label_noise=0.3,
+          extra={"period": 70.0, "noise_df": 4.0}),
 )
 
 
