@@ -109,6 +109,12 @@ OTHER = (
           quality=(0, 3, 7, 6), after_concept=(1, 5, 8, 2), shift_tags=(1, 3, 6),
           variance_tags=(4, 8), broken_tag=2, nok_rate=0.12, label_noise=0.3,
           extra={"period": 70.0, "noise_df": 4.0}),
+    # defined after loop-9 had shown single wild values raising mean-CUSUM alarms (and the
+    # clip that followed), before anything of it was run: the held-out check of that fix
+    Shape("loop-11", 11, ((0, 1, 2), (3, 4), (6, 7, 8, 9)), 0.88, 0.55, (0.4, 0.3, 0.3),
+          quality=(2, 4, 8, 10), after_concept=(0, 3, 9, 5), shift_tags=(0, 4, 10),
+          variance_tags=(5, 7), broken_tag=8, nok_rate=0.14, label_noise=0.35,
+          extra={"period": 30.0, "noise_df": 4.5}),
 )
 
 

@@ -127,13 +127,16 @@ class Cusum:
     calls whatever its length and width; exact per sample through the cumulative-sum form of
     the Lindley recursion, S_t = C_t - min(-S_0, min_{j<=t} C_j).
 
+    With ``clip``, a standardized value beyond +-clip (per column, in the CUSUM's standard
+    deviations) counts as +-clip before k is subtracted.
+
     With ``quiet`` set, a column that was above its warning level reports a return to normal
     (a Detection of level "quiet") once it has stayed at or below it for ``quiet`` samples:
     the off-delay after which its alarm condition may end."""
 
     def __init__(self, mean: np.ndarray, std: np.ndarray, k: float | np.ndarray, h: float | np.ndarray,
                  one_sided: bool | np.ndarray = False, h_warn: float | np.ndarray | None = None,
-                 quiet: int | None = None) -> None:
+                 quiet: int | None = None, clip: float | np.ndarray | None = None) -> None:
         self.mean = np.asarray(mean, dtype=np.float64)
         cols = self.mean.shape[0]
         std = np.asarray(std, dtype=np.float64)
@@ -151,6 +154,11 @@ class Cusum:
         self._k_side = self.k[self._col]
         self._mean_side = self.mean[self._col]
         self._scale_side = self._sign / self.std[self._col]
+        # standardized values beyond +-clip count as +-clip (a Huber-type CUSUM): one outlier
+        # of heavy-tailed noise must not be an alarm by itself, nor wipe out the evidence
+        self._clip_side: np.ndarray | None = None
+        if clip is not None:
+            self._clip_side = np.broadcast_to(np.asarray(clip, dtype=np.float64), (cols,))[self._col].copy()
         sides = len(self._col)
         self.s = np.zeros(sides)  # current sums
         self.start = np.zeros(sides, dtype=np.int64)  # index after the sum was last zero
@@ -174,6 +182,8 @@ class Cusum:
         z = x[:, self._col]  # a copy (fancy indexing): standardized in place
         z -= self._mean_side
         z *= self._scale_side
+        if self._clip_side is not None:
+            np.clip(z, -self._clip_side, self._clip_side, out=z)
         z -= self._k_side
         out: list[Detection] = []
         while len(z):

@@ -22,6 +22,7 @@ from agent.monitor.labelcal import outcome_llr
 from agent.monitor.performance import ClassPerformance
 
 HYSTERESIS = 0.8  # a window detector's condition ends below 80% of its warning level
+OUTLIER = 4.0  # a mean CUSUM counts a value beyond 4 of its sample's standard deviations as 4
 TOP = 3
 
 
@@ -86,6 +87,8 @@ class ModelMonitor:
             self.cusum_kinds.append("multivariate_drift")
             self.cusum_columns.append(None)
         ref_k = [d["cusum_k"]] * len(mean)
+        # in the CUSUM's (long-run) standard deviations; the score's normal scores are bounded
+        clip = [math.inf] * len(mean)
         # the prediction errors of every numeric stream in the same bank: their mean (two-sided,
         # resid_cusum) and their squares (one-sided, scale_cusum); bundles of the per-stream era
         # have no scale section
@@ -101,6 +104,8 @@ class ModelMonitor:
             mean = [*mean, *sc["resid_mean"], *[0.0] * k]
             std = [*std, *sc["resid_cusum_std"], *[1.0] * k]
             ref_k = [*ref_k, *[d["cusum_k"]] * k, *[sc["k"]] * k]
+            clip[:k] = (OUTLIER * self._sc_std / np.array(d["cusum_std"])).tolist()
+            clip += [*(OUTLIER / np.array(sc["resid_cusum_std"])).tolist(), *[math.inf] * k]
             h = [*h, *sc["resid_h_alarm"], *sc["h_alarm"]]
             h_warn = [*h_warn, *sc["resid_h_warn"], *sc["h_warn"]]
             one_sided = [*one_sided, *[False] * k, *[True] * k]
@@ -108,7 +113,7 @@ class ModelMonitor:
             self.cusum_kinds += ["data_drift"] * (2 * k)
             self.cusum_columns += [f"{n}:resid" for n in self.names] + [f"{n}:scale" for n in self.names]
         self.cusum = Cusum(np.array(mean), np.array(std), np.array(ref_k), np.array(h),
-                           np.array(one_sided), np.array(h_warn), quiet=self.quiet)
+                           np.array(one_sided), np.array(h_warn), quiet=self.quiet, clip=np.array(clip))
         self.cbpe: dict[str, Any] | None = mon.get("cbpe")
         self.confidence = RingMean(self.window)
         lab = mon.get("labels") or {}

@@ -57,6 +57,25 @@ def test_no_alarm_on_50000_samples_without_drift(train: np.ndarray) -> None:
     assert sum(e.level == "warning" for e in events) <= 2
 
 
+def test_one_wild_value_is_no_alarm_and_a_clipped_cusum_keeps_its_exact_index(train: np.ndarray) -> None:
+    """Heavy-tailed noise makes single values of 40-60 standard deviations (Student t with 4
+    degrees of freedom, in bench loop-9): one such value in one input raised a mean CUSUM alarm
+    by itself. Counted as 4 standard deviations, it raises none; a real shift is found at the
+    same sample as by the textbook CUSUM."""
+    x = np.random.default_rng(16).normal(size=(6000, 8))
+    x[2500, 4] = 60.0
+    assert alarms(run(x, train)) == []
+    unclipped = Cusum(np.zeros(1), np.ones(1), 0.25, 20.0, h_warn=1e9)
+    assert [d.index for d in unclipped.update(x[:, 4:5]) if d.level == "alarm"] == [2500]
+    y = np.random.default_rng(17).normal(size=(4000, 1))
+    y[2000:] += 0.6
+    got = {}
+    for clip in (None, 4.0):
+        cusum = Cusum(np.zeros(1), np.ones(1), 0.25, 20.0, h_warn=1e9, clip=clip)
+        got[clip] = [d.index for d in cusum.update(y) if d.level == "alarm"][:1]
+    assert got[None] == got[4.0] and got[4.0][0] > 2000
+
+
 def test_half_sigma_mean_shift_exact_index(train: np.ndarray) -> None:
     x = np.random.default_rng(13).normal(size=(6000, 8))
     x[CHANGE:, 2] += 0.5
@@ -93,12 +112,13 @@ def test_broken_correlation_is_named_and_marginal_detectors_stay_quiet() -> None
     x = np.column_stack([a, b, rng.normal(size=(4000, 6))])
     events = run(x, train, score_fn=only_first_feature)
     fired = alarms(events)
-    # f1 no longer follows f0: their prediction errors jump at once (their mean CUSUM, then the
-    # scale CUSUM, whose z^2 counts at most 9 a row so that one outlier is no alarm), and the PCA
-    # error grows; the marginal detectors (PSI, mean CUSUM) see nothing: the marginals are the same
-    assert fired == [("data_drift", "resid_cusum", "f0", 3002), ("data_drift", "resid_cusum", "f1", 3002),
-                     ("data_drift", "scale_cusum", "f0", 3010), ("data_drift", "scale_cusum", "f1", 3010),
-                     ("multivariate_drift", "pca_cusum", None, 3014)]
+    # f1 no longer follows f0: their prediction errors jump at once (14 of their standard
+    # deviations), and the PCA error grows; the scale CUSUM counts z^2 as at most 9 and the
+    # mean CUSUM z as at most 4 (one outlier is no alarm), so they take 10-14 rows, not 1-2; the
+    # marginal detectors (PSI, mean CUSUM) see nothing: the marginals are the same
+    assert fired == [("data_drift", "scale_cusum", "f0", 3010), ("data_drift", "scale_cusum", "f1", 3010),
+                     ("multivariate_drift", "pca_cusum", None, 3014),
+                     ("data_drift", "resid_cusum", "f0", 3014), ("data_drift", "resid_cusum", "f1", 3014)]
     pca = next(e for e in events if e.level == "alarm" and e.detector == "pca_cusum")
     assert set(pca.top_features[:2]) == {"f0", "f1"}  # the pair whose tie broke
 
