@@ -159,6 +159,7 @@ class Cusum:
         self._clip_side: np.ndarray | None = None
         if clip is not None:
             self._clip_side = np.broadcast_to(np.asarray(clip, dtype=np.float64), (cols,))[self._col].copy()
+            self._clip_low = -self._clip_side
         sides = len(self._col)
         self.s = np.zeros(sides)  # current sums
         self.start = np.zeros(sides, dtype=np.int64)  # index after the sum was last zero
@@ -182,8 +183,9 @@ class Cusum:
         z = x[:, self._col]  # a copy (fancy indexing): standardized in place
         z -= self._mean_side
         z *= self._scale_side
-        if self._clip_side is not None:
-            np.clip(z, -self._clip_side, self._clip_side, out=z)
+        if self._clip_side is not None:  # minimum and maximum: a fraction of np.clip's cost
+            np.minimum(z, self._clip_side, out=z)
+            np.maximum(z, self._clip_low, out=z)
         z -= self._k_side
         out: list[Detection] = []
         while len(z):
