@@ -10,6 +10,7 @@ Layers, each importing only those below it (docs/hub.md has the map):
   hub.context, hub.cache
   hub.retrain, hub.reproduce, hub.evaluation, hub.datasets, hub.trainer, hub.modelcard
   hub.registry (+ hub.intake), hub.rollouts, hub.overlays, hub.audit
+  hub.reports      status reports per (gateway, model)
   hub.storage      tables, Alembic migrations, queries (gateways, tokens, telemetry + ingest)
   hub.limits, hub.ids, hub.ratelimit, hub.faults
 The hub may import agent.* (bundle format, codec, audit hash, runtimes, config models); the

@@ -69,11 +69,16 @@ class DesiredCache:
         groups = {t.removeprefix("group:") for t in targets if t.startswith("group:")}
         with Session(self.engine) as s:
             membership = dict(old.groups)
-            found: dict[str, str | None] = dict(s.execute(select(Gateway.id, Gateway.group)
-                                   .where(Gateway.id.in_(gateways))).all())
+            reported = dict(old.reported)
+            found: dict[str, tuple[str | None, str | None]] = {
+                g: (grp, named) for g, grp, named in s.execute(
+                    select(Gateway.id, Gateway.group, Gateway.active_model).where(Gateway.id.in_(gateways)))}
             for gateway_id in gateways:
+                reported.pop(gateway_id, None)
                 if gateway_id in found:
-                    membership[gateway_id] = found[gateway_id]
+                    membership[gateway_id], named = found[gateway_id]
+                    if named:
+                        reported[gateway_id] = named
                 else:
                     membership.pop(gateway_id, None)
             # a gateway seen for the first time or moved: its group's rollouts are read as well
@@ -111,7 +116,7 @@ class DesiredCache:
             g for g, grp in old.groups.items() if grp in groups}
         for gateway_id in gateways:  # a gateway that moved: its old and new group's rollouts apply
             affected.add(gateway_id)
-        return FleetSnapshot(membership, by_target, versions, overlays), affected
+        return FleetSnapshot(membership, by_target, versions, overlays, reported), affected
 
 
 class TokenCache:

@@ -1,6 +1,7 @@
 """What the gateways report about a model in service: the one place that reads the status
-reports for retrain triggers and model cards (a report says which version is active, its
-rolling figures per class and its labelled outcomes since that version was activated).
+reports for retrain triggers and model cards, per (gateway, model): each gateway's entry of the
+model (hub.reports) says which version is active, its rolling figures per class and its
+labelled outcomes since that version was activated; another model's entry never counts.
 
 The hub keeps the last outcomes each gateway reported for each version in the model's policy
 state (``field``), so a card still shows what a version did after it was replaced."""
@@ -51,7 +52,8 @@ class FieldReport:
 
 
 def model_reports(reports: dict[str, dict[str, Any]], model: str) -> list[FieldReport]:
-    """The reports of the gateways whose active version is of ``model``."""
+    """Of the gateways' entries of ``model`` (hub.reports: {gateway: entry}), those whose
+    active version is of ``model``."""
     out = []
     for gateway, report in sorted(reports.items()):
         active = (report or {}).get("active") or {}

@@ -19,7 +19,8 @@ from agent.models.scoring import CostError, CostMatrix, classifier_scores
 from hub import field as field_reports
 from hub.fleet import retention
 from hub.registry import HubError
-from hub.storage import AgentAudit, Dataset, GatewayStatus, HistoryEntry, ModelPolicy, ModelVersion
+from hub.reports import model_reports
+from hub.storage import AgentAudit, Dataset, HistoryEntry, ModelPolicy, ModelVersion
 
 
 def card_data(engine: Engine, model: str, version: str) -> dict[str, Any]:
@@ -36,7 +37,7 @@ def card_data(engine: Engine, model: str, version: str) -> dict[str, Any]:
                    for h in s.scalars(select(HistoryEntry).where(HistoryEntry.model == model,
                                                                  HistoryEntry.version == version)
                                       .order_by(HistoryEntry.id))]
-        reports = {st.gateway_id: st.report for st in s.scalars(select(GatewayStatus))}
+        reports = model_reports(s, [model]).get(model, {})  # this model's entries only
         policy_row = s.get(ModelPolicy, model)
         state = dict(policy_row.state or {}) if policy_row else {}
         alarms = [a.entry for a in s.scalars(select(AgentAudit).order_by(AgentAudit.id))

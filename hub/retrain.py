@@ -1,6 +1,6 @@
 """Retraining when performance slips, never on a calendar alone.
 
-Triggers, per model, from the gateways' status reports (``hub.field``): rolling balanced
+Triggers, per model, from the gateways' reports of that model (``hub.field``): rolling balanced
 accuracy below ``balanced_accuracy_below``, or a class recall below ``min_class_recall`` (on at
 least ``min_per_class`` parts of that class), for ``sustain_s``; or a drift alarm held for
 ``drift_sustain_s`` with at least ``min_new_labels`` labelled samples since the last retrain. At
@@ -38,7 +38,8 @@ from hub.faults import slow_point
 from hub.fleet.pg import exclusive
 from hub.policy import DEFAULT_POLICY, get_policy, set_policy
 from hub.registry import HubError
-from hub.storage import GatewayStatus, ModelPolicy, RetrainRun, TrainingSample, record
+from hub.reports import model_reports
+from hub.storage import ModelPolicy, RetrainRun, TrainingSample, record
 
 __all__ = ["DEFAULT_POLICY", "approve", "evaluate_triggers", "get_policy", "hub_key", "run_retrain",
            "set_policy", "train"]
@@ -55,9 +56,10 @@ class RetrainStarter(Protocol):
     def __call__(self, model: str, why: str) -> None: ...
 
 
-def _reports(engine: Engine) -> dict[str, dict[str, Any]]:
+def _reports(engine: Engine) -> dict[str, dict[str, dict[str, Any]]]:
+    """{model: {gateway: its entry}}: each model's triggers read its own entries only."""
     with Session(engine) as s:
-        return {st.gateway_id: st.report for st in s.scalars(select(GatewayStatus))}
+        return model_reports(s)
 
 
 # -- triggers -------------------------------------------------------------------------------
@@ -73,7 +75,7 @@ def evaluate_triggers(engine: Engine, data_dir: Path, now: float | None = None,
     reports = _reports(engine)
     for model, (stored, state) in policies.items():
         policy = {**DEFAULT_POLICY, **stored}
-        mine = field.model_reports(reports, model)
+        mine = field.model_reports(reports.get(model, {}), model)
         field.remember(state, mine)
         why, fire = _judge(engine, model, policy, state, mine, now)
         if fire and start is not None and start.busy(model):

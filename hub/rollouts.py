@@ -19,7 +19,11 @@ from hub.faults import slow_point
 from hub.overlays import current_overlays, effective
 from hub.policy import policy_costs, stored_policy
 from hub.registry import HubError
-from hub.storage import Deployment, Gateway, GatewayMetric, GatewayStatus, ModelVersion, record
+from hub.reports import model_reports, store_report
+from hub.storage import Deployment, Gateway, ModelVersion, record
+
+__all__ = ["RolloutPolicy", "deploy", "desired_state", "evaluate", "load_snapshot", "rollback",
+           "store_report"]
 
 STRATEGIES = ("immediate", "canary", "shadow")
 IN_FLIGHT = ("canary", "shadow")
@@ -66,8 +70,10 @@ def deploy(engine: Engine, model: str, version: str, target: str, strategy: str,
                 raise HubError(f"--to {target}: no such gateway or group (edge-hub gateways add "
                                f"{target}, or edge-hub gateways list)")
             members = [target]
-        # a newer decision replaces rollouts still in flight for the same target
+        # a newer decision replaces rollouts of the model still in flight for the same target
+        # (another model's rollouts there go on: each model has its own)
         for old in s.scalars(select(Deployment).where(Deployment.target == target,
+                                                      Deployment.model == model,
                                                       Deployment.status.in_(IN_FLIGHT))):
             old.status, old.decided, old.reason = "superseded", time.time(), "a newer deployment"
         status = {"immediate": "active", "canary": "canary", "shadow": "shadow"}[strategy]
@@ -123,15 +129,40 @@ class FleetSnapshot:
     by_target: dict[str, list[_Rollout]]  # newest first
     versions: dict[tuple[str, str], dict[str, Any]]
     overlays: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reported: dict[str, str] = field(default_factory=dict)  # gateway -> model it last named active
 
     def desired(self, gateway_id: str) -> dict[str, Any]:
-        """The newest deployment that applies to this gateway, walking back past rollouts that
-        were stopped and canaries it is not part of; a shadow newer than that rides along."""
+        """Per model that has a rollout applying to this gateway, that model's entry; the top
+        level (for one-model agents) is the entry of the model the gateway last reported
+        active, else of the model deployed most recently."""
         group = self.groups.get(gateway_id)
         rollouts = list(self.by_target.get(gateway_id, []))
         if group:
             rollouts += self.by_target.get(f"group:{group}", [])
         rollouts.sort(key=lambda r: r.id, reverse=True)
+        by_model: dict[str, list[_Rollout]] = {}
+        for d in rollouts:
+            by_model.setdefault(d.model, []).append(d)
+        models: dict[str, dict[str, Any]] = {}
+        newest: dict[str, int] = {}
+        for name, mine in by_model.items():
+            entry, newest_id = self._model_entry(gateway_id, mine)
+            if entry is not None:
+                models[name], newest[name] = entry, newest_id
+        doc: dict[str, Any] = {"gateway_id": gateway_id, "models": models, "model": None,
+                               "shadow": None, "deployment": None,
+                               "config": effective(self.overlays, gateway_id, group)}
+        legacy = self.reported.get(gateway_id)
+        if legacy not in models:
+            legacy = max(newest, key=lambda n: newest[n]) if newest else None
+        if legacy is not None:
+            doc.update(models[legacy])
+        return doc
+
+    def _model_entry(self, gateway_id: str, rollouts: list[_Rollout]) -> tuple[dict[str, Any] | None, int]:
+        """One model's newest deployment that applies to this gateway, walking back past
+        rollouts that were stopped and canaries it is not part of; a shadow newer than that
+        rides along. (None, 0) when nothing applies."""
         active: _Rollout | None = None
         shadow: _Rollout | None = None
         for d in rollouts:
@@ -144,21 +175,27 @@ class FleetSnapshot:
                 continue
             active = d
             break
-        doc: dict[str, Any] = {"gateway_id": gateway_id, "model": None, "shadow": None,
-                               "config": effective(self.overlays, gateway_id, group)}
+        if active is None and shadow is None:
+            return None, 0
+        entry: dict[str, Any] = {"model": None, "shadow": None, "deployment": None}
         if active is not None:
-            doc["model"] = dict(self.versions[(active.model, active.version)])
-            doc["deployment"] = {"id": active.id, "strategy": active.strategy,
-                                 "status": active.status, "created": active.created}
+            entry["model"] = dict(self.versions[(active.model, active.version)])
+            entry["deployment"] = {"id": active.id, "strategy": active.strategy,
+                                   "status": active.status, "created": active.created}
         if shadow is not None:
-            doc["shadow"] = {**self.versions[(shadow.model, shadow.version)], "deployment": shadow.id,
-                             "min_labels": shadow.min_labels, "watch_s": shadow.watch_s}
-        return doc
+            entry["shadow"] = {**self.versions[(shadow.model, shadow.version)], "deployment": shadow.id,
+                               "min_labels": shadow.min_labels, "watch_s": shadow.watch_s}
+        return entry, max(d.id for d in (active, shadow) if d is not None)
 
 
 def load_snapshot(engine: Engine) -> FleetSnapshot:
     with Session(engine) as s:
-        groups = {g: grp for g, grp in s.execute(select(Gateway.id, Gateway.group))}
+        groups: dict[str, str | None] = {}
+        reported: dict[str, str] = {}
+        for g, grp, named in s.execute(select(Gateway.id, Gateway.group, Gateway.active_model)):
+            groups[g] = grp
+            if named:
+                reported[g] = named
         by_target: dict[str, list[_Rollout]] = {}
         for d in s.scalars(select(Deployment).where(Deployment.status.not_in(SKIPPED))
                            .order_by(desc(Deployment.id))):
@@ -172,58 +209,11 @@ def load_snapshot(engine: Engine) -> FleetSnapshot:
             "url": f"/api/v1/bundles/{sha}"}
             for name, version, sha, archive, size in s.execute(select(*columns))}
         overlays = current_overlays(s)
-    return FleetSnapshot(groups, by_target, versions, overlays)
+    return FleetSnapshot(groups, by_target, versions, overlays, reported)
 
 
 def desired_state(engine: Engine, gateway_id: str) -> dict[str, Any]:
     return load_snapshot(engine).desired(gateway_id)
-
-
-def store_report(engine: Engine, gateway_id: str, report: dict[str, Any]) -> None:
-    now = time.time()
-    with Session(engine) as s, s.begin():
-        row = s.get(GatewayStatus, gateway_id)
-        before = row.report if row else {}
-        if row is None:
-            s.add(GatewayStatus(gateway_id=gateway_id, report=report, updated=now))
-        else:
-            row.report, row.updated = report, now
-        s.query(Gateway).filter(Gateway.id == gateway_id).update({"last_seen": now})
-        _record_changes(s, gateway_id, before or {}, report)
-        if row is None or now - float((before or {}).get("_metric_at", 0)) >= METRIC_EVERY_S:
-            report["_metric_at"] = now
-            s.add(_metric_point(gateway_id, now, report))
-
-
-METRIC_EVERY_S = 5.0  # one chart point per gateway per this many seconds
-
-
-def _metric_point(gateway_id: str, now: float, report: dict[str, Any]) -> GatewayMetric:
-    active = report.get("active") or {}
-    monitor = (report.get("metrics") or {}).get("monitor") or {}
-    psi = [*(monitor.get("psi") or {}).values(), monitor.get("prediction_psi")]
-    scores = [float(v) for v in psi if isinstance(v, (int, float))]  # the largest PSI now
-    acc = monitor.get("rolling_accuracy")
-    figures = {k: monitor.get(k) for k in ("rolling_balanced_accuracy", "rolling_cost_per_part")}
-    figures["recall"] = {c: v.get("recall") for c, v in (monitor.get("rolling_per_class") or {}).items()
-                         if isinstance(v, dict)}
-    return GatewayMetric(gateway_id=gateway_id, at=now, model=active.get("name"),
-                         version=active.get("version"),
-                         accuracy=float(acc) if isinstance(acc, (int, float)) else None,
-                         drift_score=max(scores) if scores else None, health=report.get("health"),
-                         figures=figures)
-
-
-def _record_changes(s: Session, gateway_id: str, before: dict[str, Any], after: dict[str, Any]) -> None:
-    """History entries for what a report shows changed on the gateway."""
-    was, now = (before.get("active") or {}), (after.get("active") or {})
-    if now.get("sha256") and now.get("sha256") != was.get("sha256"):
-        record(s, now.get("name", "?"), now.get("version", "?"), "activated", gateway_id,
-               now.get("reason"))
-    seen = {r.get("sha256") for r in before.get("rejected") or []}
-    for r in after.get("rejected") or []:
-        if r.get("sha256") not in seen:
-            record(s, r.get("name", "?"), r.get("version", "?"), "rejected", gateway_id, r.get("reason"))
 
 
 def evaluate(engine: Engine, now: float | None = None) -> list[str]:
@@ -231,10 +221,13 @@ def evaluate(engine: Engine, now: float | None = None) -> list[str]:
     now = time.time() if now is None else now
     decisions: list[str] = []
     with Session(engine) as s, s.begin():
-        reports = {st.gateway_id: st.report for st in s.scalars(select(GatewayStatus))}
-        for d in s.scalars(select(Deployment).where(Deployment.status.in_(IN_FLIGHT))):
+        in_flight = list(s.scalars(select(Deployment).where(Deployment.status.in_(IN_FLIGHT))))
+        # each rollout is judged on its own model's entries of the gateways' reports only
+        entries = model_reports(s, sorted({d.model for d in in_flight})) if in_flight else {}
+        for d in in_flight:
             sha = s.scalars(select(ModelVersion.sha256).where(
                 ModelVersion.name == d.model, ModelVersion.version == d.version)).one()
+            reports = entries.get(d.model, {})
             decision = (_judge_canary(d, sha, reports, now, s) if d.status == "canary"
                         else _judge_shadow(s, d, sha, reports, now))
             if decision is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from hub.ids import GATEWAY_ID_MAX, GATEWAY_ID_PATTERN, TARGET_MAX, TARGET_PATTERN
 from hub.limits import INT64_MAX
@@ -91,21 +91,49 @@ class ReportMetrics(_Gateway):
     monitor: MonitorFigures | None = None
 
 
-class StatusReport(_Gateway):
-    """A gateway's state: versions, comparison figures, alarms, backlog. Fields the hub does not
-    read are kept as sent (within the JSON limits) so that newer agents can report more."""
-    agent_version: Annotated[str, StringConstraints(max_length=64)] | None = None
-    updated: Epoch | None = None
+class _ModelState(_Gateway):
+    """The per-model fields of a report."""
     active: VersionRef | None = None
     shadow: ShadowState | None = None
     watch: WatchState | None = None
     rejected: list[Rejected] = Field(default_factory=list, max_length=100)
     alarms: dict[str, Any] | list[Any] | None = None
     health: Annotated[str, StringConstraints(max_length=16)] | None = None
-    outbox_depth: Count | None = None
     last_error: Text | None = None
     metrics: ReportMetrics | None = None
+
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+MAX_MODELS = 32
+
+
+class ModelReport(_ModelState):
+    """One model of a several-model gateway: its name (the bundles' manifest name) and state."""
+    name: Annotated[str, StringConstraints(pattern=MODEL_NAME_PATTERN, max_length=64)] = Field(
+        description="The model's name (its bundles' manifest name), unique within a report.")
+
+
+def _unique_names(models: list[ModelReport] | None) -> list[ModelReport] | None:
+    names = [m.name for m in models or []]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"models: {', '.join(twice)} reported twice; one entry per model name")
+    return models
+
+
+class StatusReport(_ModelState):
+    """A gateway's state: versions, comparison figures, alarms, backlog. The top level describes
+    its first (or only) model; ``models`` (from agents running several) has one entry per model.
+    Fields the hub does not read are kept as sent (within the JSON limits) so that newer agents
+    can report more."""
+    agent_version: Annotated[str, StringConstraints(max_length=64)] | None = None
+    updated: Epoch | None = None
+    outbox_depth: Count | None = None
     config: dict[str, Any] | None = None
+    models: Annotated[list[ModelReport] | None, AfterValidator(_unique_names)] = Field(
+        None, max_length=MAX_MODELS,
+        description=f"One entry per model the gateway runs (at most {MAX_MODELS}); absent from a "
+                    "one-model agent, whose top level is its model's entry.")
 
 
 # -- admin bodies ------------------------------------------------------------------------------

@@ -127,24 +127,25 @@ def gateways_group(ctx: Any, args: argparse.Namespace) -> int:
 
 
 def gateways_list(ctx: Any, args: argparse.Namespace) -> int:
+    """The fleet table: one line per (gateway, model); a gateway that reported no model yet has
+    one line with its model columns empty."""
     from hub.storage import list_gateways
 
     rows = list_gateways(ctx.engine)
     if args.json:
         print(json.dumps(rows, indent=1, default=str))
         return 0
-    print(f"{'GATEWAY':<20} {'GROUP':<14} {'LAST SEEN':<20} {'ACTIVE':<24} {'SHADOW':<18} "
-          f"{'BACKLOG':<8} AUDIT")
+    print(f"{'GATEWAY':<20} {'GROUP':<14} {'LAST SEEN':<20} {'MODEL':<18} {'VERSION':<12} "
+          f"{'SHADOW':<12} {'HEALTH':<8} {'BACKLOG':<8} AUDIT")
     for g in rows:
         st = g["status"] or {}
-        active = st.get("active") or {}
-        shadow = st.get("shadow") or {}
         chain = g["audit_chain"]
         name = f"{g['id']}{' (retired)' if g['retired'] else ''}"
         audit = chain["state"] + (f": {chain['reason']}" if chain["reason"] else "")
-        print(f"{name:<20} {g['group'] or '-':<14} {when(g['last_seen']):<20} "
-              f"{((active.get('name') or '-') + ' ' + (active.get('version') or '')).strip():<24} "
-              f"{shadow.get('version') or '-':<18} {st.get('outbox_depth', '-')!s:<8} {audit}")
+        for m in g["models"] or [{}]:
+            print(f"{name:<20} {g['group'] or '-':<14} {when(g['last_seen']):<20} "
+                  f"{m.get('name') or '-':<18} {m.get('version') or '-':<12} {m.get('shadow') or '-':<12} "
+                  f"{m.get('health') or '-':<8} {st.get('outbox_depth', '-')!s:<8} {audit}")
     return 0
 
 
@@ -177,6 +178,6 @@ def tokens_revoke(ctx: Any, args: argparse.Namespace) -> int:
 
 
 HANDLERS = {"serve": serve, "limits": limits, "gateways add": gateways_add,
-            "gateways list": gateways_list, "gateways group": gateways_group,
+            "gateways list": gateways_list, "fleet": gateways_list, "gateways group": gateways_group,
             "gateways token": gateways_token, "gateways remove": gateways_remove,
             "tokens create": tokens_create, "tokens list": tokens_list, "tokens revoke": tokens_revoke}

@@ -145,11 +145,15 @@ def build(handlers: Mapping[str, Handler]) -> argparse.ArgumentParser:
     lim.add_argument("--limits", type=Path, metavar="FILE", help="YAML file of limit settings to check")
     lim.add_argument("--json", action="store_true", help="JSON with each setting's description")
 
+    fl = c.add("fleet", "the fleet, one line per (gateway, model) (as gateways list)", h["fleet"])
+    fl.add_argument("--json", action="store_true", help="JSON instead of a table")
+
     gw = c.group("gateways", "register gateways, groups, tokens, retirement")
     add = gw.add("add", "register a gateway and print its token (shown once)", h["gateways add"], by=True)
     add.add_argument("gateway_id", help="1-128 letters, digits, '.', '_', '-' (docs/hub.md)")
     add.add_argument("--group", help="its group (the same pattern)")
-    gls = gw.add("list", "the fleet: group, last contact, versions, backlog, audit chain", h["gateways list"])
+    gls = gw.add("list", "the fleet, one line per (gateway, model): group, last contact, version, "
+                         "shadow, health, backlog, audit chain", h["gateways list"])
     gls.add_argument("--json", action="store_true", help="JSON instead of a table")
     grp = gw.add("group", "move a gateway to a group, or out of any with --none", h["gateways group"],
                  by=True)

@@ -29,6 +29,7 @@ from hub.storage.tables import (
     Deployment,
     Gateway,
     GatewayMetric,
+    GatewayModel,
     GatewayStatus,
     HistoryEntry,
     ModelPolicy,
@@ -51,7 +52,7 @@ from hub.storage.tokens import (
 
 __all__ = [
     "AgentAudit", "Artifact", "ArtifactChunk", "Base", "ConfigOverlay", "Dataset", "Deployment",
-    "Gateway", "GatewayMetric", "GatewayStatus", "HistoryEntry", "Holder", "ModelPolicy",
+    "Gateway", "GatewayMetric", "GatewayModel", "GatewayStatus", "HistoryEntry", "Holder", "ModelPolicy",
     "ModelVersion", "RetentionPolicy", "RetrainRun", "Stored", "Telemetry", "Token", "TokenError",
     "TrainingSample", "acting_as", "add_admin_token", "add_gateway", "audit_chains",
     "current_actor", "current_revision", "hash_token", "head_revision", "list_gateways",

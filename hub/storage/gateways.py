@@ -1,5 +1,6 @@
 """The fleet's gateways: registration (with its token), groups, token rotation, retirement,
-and the fleet table with each gateway's latest status and audit chain state."""
+and the fleet table with each gateway's latest status, its models (one row per (gateway, model))
+and audit chain state."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from hub.ids import check_gateway_id, check_group
 from hub.storage.history import record
-from hub.storage.tables import AgentAudit, Gateway, GatewayStatus, Token
+from hub.storage.reports import current_entries
+from hub.storage.tables import AgentAudit, Gateway, GatewayModel, GatewayStatus, Token
 from hub.storage.tokens import hash_token, new_token
 
 
@@ -43,11 +45,27 @@ def list_gateways(engine: Engine) -> list[dict[str, Any]]:
         rows = s.execute(select(Gateway, GatewayStatus).outerjoin(
             GatewayStatus, GatewayStatus.gateway_id == Gateway.id).order_by(Gateway.id)).all()
         chains = audit_chains(s)
+        models = {g: [model_row(name, entry, updated) for name, (entry, updated) in sorted(mine.items())]
+                  for g, mine in current_entries(s).items()}
         return [{"id": g.id, "group": g.group, "created": g.created, "last_seen": g.last_seen,
                  "retired": g.retired,
                  "status": st.report if st else None, "status_updated": st.updated if st else None,
+                 "models": models.get(g.id, []),
                  "audit_chain": chains.get(g.id, {"state": "empty", "entries": 0, "reason": None})}
                 for g, st in rows]
+
+
+def model_row(name: str, entry: dict[str, Any], updated: float) -> dict[str, Any]:
+    """One (gateway, model) of the fleet table: its version, shadow, watch, health, and the
+    model's entry of the gateway's latest report as sent."""
+    entry = entry if isinstance(entry, dict) else {}
+    active, shadow = (entry.get("active") or {}), (entry.get("shadow") or {})
+    watch = entry.get("watch") or {}
+    return {"name": name, "version": active.get("version"), "sha256": active.get("sha256"),
+            "since": active.get("since"), "shadow": shadow.get("version"),
+            "watching": watch.get("version"), "health": entry.get("health"),
+            "rejected": len(entry.get("rejected") or []), "last_error": entry.get("last_error"),
+            "updated": updated, "report": entry}
 
 
 def audit_chains(s: Session) -> dict[str, dict[str, Any]]:
@@ -99,5 +117,6 @@ def remove_gateway(engine: Engine, gateway_id: str) -> None:
             raise LookupError(gateway_id)
         s.query(Token).filter(Token.gateway_id == gateway_id).delete()
         s.query(GatewayStatus).filter(GatewayStatus.gateway_id == gateway_id).delete()
+        s.query(GatewayModel).filter(GatewayModel.gateway_id == gateway_id).delete()
         gw.group, gw.retired = None, time.time()
         record(s, "-", "-", "gateway_retired", gateway_id)

@@ -39,6 +39,9 @@ class Gateway(Base):
     created: Mapped[float] = mapped_column(Float)
     last_seen: Mapped[float | None] = mapped_column(Float, nullable=True)
     retired: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # revision 0005: the model named active in its last report (the top level of a report: a
+    # one-model agent's only model); picks the legacy top level of its desired state
+    active_model: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class Token(Base):
@@ -93,6 +96,18 @@ class GatewayStatus(Base):
     gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id"), primary_key=True)
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated: Mapped[float] = mapped_column(Float)
+
+
+class GatewayModel(Base):
+    """Revision 0005: the latest report of each model on each gateway (a status report's
+    ``models`` entries; an old agent's report is one entry named by its active model): what
+    rollouts, retrain triggers, the fleet table and cards read per (gateway, model)."""
+    __tablename__ = "gateway_models"
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated: Mapped[float] = mapped_column(Float)
+    metric_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # its last chart point
 
 
 class ConfigOverlay(Base):

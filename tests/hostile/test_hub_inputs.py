@@ -131,6 +131,16 @@ def test_bad_status_reports_and_admin_requests(hub: HubServer, engine: Engine) -
         ({"extra": json.loads(deep(60))}, "nested deeper"),
         ({"extra": BIG * 4}, "64-bit"),
         ({"extra": "x" * 100_000}, "longer"),
+        # several models: the same limits per entry, a name per entry, at most 32, each once
+        ({"models": [{"name": f"m{i}"} for i in range(33)]}, "at most 32"),
+        ({"models": [{"name": "quality"}, {"name": "quality"}]}, "quality reported twice"),
+        ({"models": [{"name": "no spaces"}]}, "name"),
+        ({"models": [{"name": "q" * 65}]}, "name"),
+        ({"models": [{"active": {"version": "1"}}]}, "name"),
+        ({"models": [{"name": "q", "active": {"since": "yesterday"}}]}, "since"),
+        ({"models": [{"name": "q", "rejected": "x"}]}, "rejected"),
+        ({"models": [{"name": "q", "metrics": {"monitor": {"psi": {"a": "high"}}}}]}, "psi"),
+        ({"models": "quality"}, "models"),
     ]
     with httpx.Client(base_url=hub.url, timeout=10) as c:
         for report, field in bad_reports:

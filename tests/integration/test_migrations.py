@@ -163,3 +163,70 @@ def test_a_resend_completes_the_ingest_an_older_hub_missed(engine: Engine) -> No
         chain = [(a.seq, a.chain_ok, a.chain_reason) for a in s.scalars(select(AgentAudit))]
     assert ids == [f"p{i}" for i in range(5)]  # p0 was there already: not twice
     assert chain == [(1, True, None)]
+
+
+def test_a_revision_4_database_upgrades_in_place(blank_engine: Engine) -> None:
+    """A hub at revision 0004 (one report per gateway) upgrades to per-(gateway, model) reports:
+    each report becomes the entry of its active model, which also picks the legacy top level of
+    the desired state; the next report of that model records no second activation."""
+    from alembic import command
+
+    from hub.rollouts import store_report
+    from hub.storage import Gateway, GatewayModel, HistoryEntry, add_gateway
+    from hub.storage.engine import alembic_config
+
+    with blank_engine.connect() as conn:
+        command.upgrade(alembic_config(conn), "0004")
+        conn.commit()
+    assert current_revision(blank_engine) == "0004"
+    old = MetaData()
+    for name, columns in (
+            ("gateways", [Column("id", String(128), primary_key=True), Column("group", String(128)),
+                          Column("created", Float)]),
+            ("gateway_status", [Column("gateway_id", String(128), primary_key=True),
+                                Column("report", JSON), Column("updated", Float)]),
+            ("model_versions", [Column("id", Integer, primary_key=True), Column("name", String(128)),
+                                Column("version", String(64)), Column("sha256", String(64)),
+                                Column("manifest", JSON), Column("created", Float)]),
+            ("deployments", [Column("id", Integer, primary_key=True), Column("target", String(128)),
+                             Column("model", String(128)), Column("version", String(64)),
+                             Column("strategy", String(16)), Column("created", Float),
+                             Column("status", String(16)), Column("canary", JSON),
+                             Column("watch_s", Float), Column("min_labels", Integer),
+                             Column("margin", Float)])):
+        Table(name, old, *columns)
+    active = {"name": "m", "version": "1", "sha256": "a" * 64, "since": 5.0}
+    with blank_engine.begin() as conn:
+        conn.execute(insert(old.tables["gateways"]), [{"id": "gw", "group": None, "created": 1.0},
+                                                      {"id": "quiet", "group": None, "created": 1.0}])
+        conn.execute(insert(old.tables["gateway_status"]), [
+            {"gateway_id": "gw", "report": {"active": active, "health": "warning", "outbox_depth": 4,
+                                            "_metric_at": 9.0}, "updated": 10.0},
+            {"gateway_id": "quiet", "report": {"active": None}, "updated": 10.0}])
+        for name, version, sha in (("m", "1", "a"), ("n", "1", "b")):
+            conn.execute(insert(old.tables["model_versions"]).values(
+                name=name, version=version, sha256=sha * 64, manifest={"name": name}, created=1.0))
+        for model in ("m", "n"):  # n deployed last: without the report, n would be the top level
+            conn.execute(insert(old.tables["deployments"]).values(
+                target="gw", model=model, version="1", strategy="immediate", created=1.0,
+                status="active", canary=[], watch_s=0.0, min_labels=0, margin=0.0))
+
+    migrate(blank_engine)
+    assert current_revision(blank_engine) == head_revision()
+    assert schema_differences(blank_engine) == []
+    with Session(blank_engine) as s:
+        rows = [(m.gateway_id, m.model, m.report["active"]["version"], m.report["health"], m.metric_at)
+                for m in s.scalars(select(GatewayModel))]
+        assert rows == [("gw", "m", "1", "warning", 9.0)]  # "quiet" named no model
+        assert s.get(Gateway, "gw").active_model == "m"  # type: ignore[union-attr]
+    doc = desired_state(blank_engine, "gw")
+    assert set(doc["models"]) == {"m", "n"} and doc["model"]["name"] == "m"
+    store_report(blank_engine, "gw", {"active": active, "health": "ok"})
+    add_gateway(blank_engine, "new")  # the upgraded schema takes new gateways and their reports
+    store_report(blank_engine, "new", {"models": [
+        {"name": "n", "active": {"name": "n", "version": "1", "sha256": "b" * 64}}]})
+    with Session(blank_engine) as s:
+        activated = s.scalars(select(HistoryEntry.gateway_id).where(HistoryEntry.event == "activated")).all()
+        assert activated == ["new"]  # gw's m 1 was active before the upgrade: not again
+        assert {(m.gateway_id, m.model, m.report.get("health")) for m in s.scalars(select(GatewayModel))} == {
+            ("gw", "m", "ok"), ("new", "n", None)}
