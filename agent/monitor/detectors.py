@@ -44,10 +44,16 @@ class Binner:
         self.offset = 2.0 * np.arange(k)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        u = np.clip((x - self.lo) / self.span, -0.5, 1.5) + self.offset
-        idx = np.searchsorted(self.flat, u, side="right") - self.first
+        u = x - self.lo
+        u /= self.span
+        np.maximum(u, -0.5, out=u)  # minimum and maximum in place: a fraction of np.clip's cost
+        np.minimum(u, 1.5, out=u)
+        u += self.offset
+        idx = np.searchsorted(self.flat, u, side="right")
+        idx -= self.first
         # a value equal to the training maximum belongs to the last inner bin, not the overflow
-        return np.asarray(np.where(x == self.top, idx - 1, idx))
+        idx -= x == self.top
+        return np.asarray(idx)
 
 
 class WindowPSI:
