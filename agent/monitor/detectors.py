@@ -162,10 +162,12 @@ class Cusum:
         self._scale_side = self._sign / self.std[self._col]
         # standardized values beyond +-clip count as +-clip (a Huber-type CUSUM): one outlier
         # of heavy-tailed noise must not be an alarm by itself, nor wipe out the evidence
+        self._offset_side = self._mean_side * self._scale_side + self._k_side
         self._clip_side: np.ndarray | None = None
-        if clip is not None:
-            self._clip_side = np.broadcast_to(np.asarray(clip, dtype=np.float64), (cols,))[self._col].copy()
-            self._clip_low = -self._clip_side
+        if clip is not None:  # the bounds shifted by k, which is subtracted first
+            bound = np.broadcast_to(np.asarray(clip, dtype=np.float64), (cols,))[self._col]
+            self._clip_side = bound - self._k_side
+            self._clip_low = -bound - self._k_side
         sides = len(self._col)
         self.s = np.zeros(sides)  # current sums
         self.start = np.zeros(sides, dtype=np.int64)  # index after the sum was last zero
@@ -186,13 +188,12 @@ class Cusum:
         """Feed a batch (n, cols); return warnings, alarms (and with ``quiet``, returns to
         normal). A column that alarms restarts from zero, as after an alarm is raised."""
         x = np.asarray(x, dtype=np.float64)
-        z = x[:, self._col]  # a copy (fancy indexing): standardized in place
-        z -= self._mean_side
+        z = x[:, self._col]  # a copy (fancy indexing): standardized in place, k subtracted
         z *= self._scale_side
+        z -= self._offset_side
         if self._clip_side is not None:  # minimum and maximum: a fraction of np.clip's cost
             np.minimum(z, self._clip_side, out=z)
             np.maximum(z, self._clip_low, out=z)
-        z -= self._k_side
         out: list[Detection] = []
         while len(z):
             s = np.cumsum(z, axis=0)
@@ -203,9 +204,10 @@ class Cusum:
             fired_rows = over.any(axis=1)
             end = int(fired_rows.argmax()) + 1 if fired_rows.any() else len(z)
             above = s[:end] > self._warn_side
-            out += self._warnings(s[:end], above)
+            hot = above.any(axis=0)
+            out += self._warnings(s[:end], hot)
             if self.quiet is not None:
-                out += self._quiet(above)
+                out += self._quiet(above, hot)
             self._record_zero(s[:end])
             if end == len(z) and not fired_rows[-1]:
                 self.s = s[-1].copy()
@@ -228,10 +230,9 @@ class Cusum:
             z = z[row + 1:]
         return out
 
-    def _warnings(self, s: np.ndarray, above: np.ndarray) -> list[Detection]:
+    def _warnings(self, s: np.ndarray, hot: np.ndarray) -> list[Detection]:
         """First crossing of the warning level per column, until its sums return to zero."""
-        hot = above.any(axis=0)
-        if not hot.any() and not self.warned.any():
+        if not hot.any() and not self.warned.any():  # hot: sides above the warning level
             return []
         cols_n = len(self.mean)
         score = np.zeros((len(s), cols_n))
@@ -264,12 +265,11 @@ class Cusum:
         zeros = np.flatnonzero(s[: row + 1, side] <= 0)
         return self.seen + int(zeros[-1]) + 1 if len(zeros) else int(self.start[side])
 
-    def _quiet(self, above: np.ndarray) -> list[Detection]:
+    def _quiet(self, above: np.ndarray, hot_sides: np.ndarray) -> list[Detection]:
         """Returns to normal: ``quiet`` samples in a row at or below the warning level after the
         column was last above it (exact per sample, whatever the batch size)."""
         assert self.quiet is not None
         cols_n = len(self.mean)
-        hot_sides = above.any(axis=0)
         if not hot_sides.any() and not self.pending.any():
             return []
         col_above = np.zeros((len(above), cols_n), dtype=bool)
