@@ -10,6 +10,7 @@ import numpy as np
 
 from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.models.bundle import Manifest
+from agent.monitor import readout
 from agent.monitor.alarms import AlarmBook, Key, MonitorEvent
 from agent.monitor.calibrate import (
     pad_profiles,
@@ -360,68 +361,10 @@ class ModelMonitor:
 
     # -- reading -----------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "samples": self.samples, "labels": self.labels,
-            "psi": dict(zip(self.names, np.round(self.psi.last[:-1], 5).tolist(), strict=True)),
-            "cusum": dict(zip(self.names, np.round(self.cusum.score[: len(self.names)], 3).tolist(),
-                              strict=True)),
-            "prediction_psi": round(float(self.psi.last[len(self.names)]), 5),
-            "prediction_cusum": round(float(self.cusum.score[len(self.names)]), 3),
-            "alarm_state": self.book.worst(),
-        }
-        if self.has_scale:
-            k = len(self.names)
-            score = np.round(self.cusum.score[self.scale_at:], 3).tolist()
-            out["resid_cusum"] = dict(zip(self.names, score[:k], strict=True))
-            out["scale_cusum"] = dict(zip(self.names, score[k:], strict=True))
-        if self.pca is not None:
-            out["pca_cusum"] = round(float(self.cusum.score[len(self.names) + 1]), 3)
-        if self.categorical is not None:
-            out["js"] = dict(zip(self.cat_names, np.round(self.categorical.last, 5).tolist(), strict=True))
-            out["unseen_category_rate"] = dict(zip(
-                self.cat_names, np.round(self.categorical.unseen_rate, 5).tolist(), strict=True))
-        if self.cbpe is not None:
-            out["cbpe_expected_accuracy"] = None if math.isnan(self.cbpe_expected) else round(
-                self.cbpe_expected, 4)
-            out["holdout_accuracy"] = self.cbpe.get("holdout_accuracy")
-        if self.correct.count:
-            out["rolling_accuracy"] = round(self.correct.mean, 4)
-            if self.positive is not None:
-                tp, fp, fn = self.tp.total, self.fp.total, self.fn.total
-                out["rolling_f1"] = round(2 * tp / (2 * tp + fp + fn), 4) if tp + fp + fn else None
-        if self.performance is not None:
-            out.update(self.performance.metrics())
-        if self.abs_err.count:
-            out["rolling_mae"] = round(self.abs_err.mean, 6)
-            out["rolling_rmse"] = round(math.sqrt(self.sq_err.mean), 6)
-        return out
+        return readout.metrics(self)
 
     def parts(self) -> dict[str, Any]:
-        parts: dict[str, Any] = {"psi": self.psi, "cusum": self.cusum,
-                                 "confidence": self.confidence, "correct": self.correct,
-                                 "abs_err": self.abs_err, "sq_err": self.sq_err, "tp": self.tp,
-                                 "fp": self.fp, "fn": self.fn}
-        if hasattr(self, "label_cusum"):
-            parts["label_cusum"] = self.label_cusum
-            parts["label_rows"] = _Array(self._label_rows)
-        if self.performance is not None:
-            parts["performance"] = self.performance
-        if self.categorical is not None:
-            parts["categorical"] = self.categorical
-        return parts
-
-
-class _Array:
-    """A plain array as a snapshot part."""
-
-    def __init__(self, values: np.ndarray) -> None:
-        self.values = values
-
-    def state(self) -> dict[str, Any]:
-        return {"values": self.values}
-
-    def restore(self, s: dict[str, Any]) -> None:
-        self.values[:] = s["values"]
+        return readout.parts(self)
 
 
 def _top(scores: np.ndarray, kinds: list[str], columns: list[str | None], kind: str,
