@@ -23,7 +23,7 @@ from hub.storage import ConfigOverlay, record
 def check_overlay(overlay: Any) -> dict[str, Any]:
     if not isinstance(overlay, dict):
         raise HubError("a config overlay is a mapping of agent config sections (YAML or JSON)")
-    known = set(AgentConfig.model_fields)
+    known = set(AgentConfig.model_fields) | {"model"}  # `model:`: the agent's one-model shorthand
     unknown = sorted(set(overlay) - known)
     if unknown:
         raise HubError(f"unknown agent config section(s): {', '.join(unknown)} "

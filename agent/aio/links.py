@@ -87,7 +87,9 @@ def links(holder: Any) -> list[SourceStatus]:
     a new link shows up in health, metrics and status without new code there."""
     found: list[SourceStatus] = [s.status for s in getattr(holder, "sources", [])]
     for value in list(vars(holder).values()):
-        status = getattr(value, "status", None)
-        if isinstance(status, SourceStatus) and all(status is not f for f in found):
-            found.append(status)
+        # a component, or a mapping of them (the label listeners by name)
+        for item in (list(value.values()) if isinstance(value, dict) else [value]):
+            status = getattr(item, "status", None)
+            if isinstance(status, SourceStatus) and all(status is not f for f in found):
+                found.append(status)
     return found

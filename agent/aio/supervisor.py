@@ -32,8 +32,9 @@ def raise_if_cancelling() -> None:
 
 
 async def supervise(name: str, factory: Callable[[], Awaitable[None]], health: ComponentHealth,
-                    backoff: BackoffConfig | None = None) -> None:
-    """Run ``factory()`` until cancelled; an exception restarts it after a jittered delay."""
+                    backoff: BackoffConfig | None = None, finite: bool = False) -> None:
+    """Run ``factory()`` until cancelled; an exception restarts it after a jittered delay.
+    ``finite``: a normal return is the component's end (a stage whose input channel closed)."""
     delays = Backoff(backoff or BackoffConfig(initial_s=0.5, max_s=30.0))
     while True:
         health.running = True
@@ -41,6 +42,9 @@ async def supervise(name: str, factory: Callable[[], Awaitable[None]], health: C
         started = time.monotonic()
         try:
             await factory()
+            if finite:
+                health.running = False
+                return
             log.warning("component %s returned; restarting it", name)
         except asyncio.CancelledError:
             health.running = False

@@ -66,10 +66,18 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def model_monitors(status: dict[str, Any]) -> list[Any]:
+    """Each model's monitor figures: status.json's `models` (by name), or the one model at the
+    top level that an agent of the single-model release wrote."""
+    models = status.get("models")
+    if isinstance(models, dict) and models:
+        return [m.get("monitor") for m in models.values() if isinstance(m, dict)]
+    return [status.get("monitor")]
+
+
 def open_incidents(status: dict[str, Any], closed: bool = False) -> list[dict[str, Any]]:
     """Incidents from status.json: of the model's monitor, or of every model's."""
-    monitors = [status.get("monitor")] + [m.get("monitor") for m in status.get("models") or []
-                                          if isinstance(m, dict)]
+    monitors = model_monitors(status)
     out: list[dict[str, Any]] = []
     for mon in monitors:
         figures = (mon or {}).get("incidents") or {}
@@ -152,7 +160,7 @@ def _list(incidents: list[dict[str, Any]], status: dict[str, Any], as_json: bool
               f"{start if start is not None else '?'} ({inc.get('start_from')}); "
               f"{inc['notifications']} notification(s)"
               + (f"; grouped: {', '.join(inc['consequential'])}" if inc.get("consequential") else ""))
-    for mon in [status.get("monitor")] + [m.get("monitor") for m in status.get("models") or []]:
+    for mon in model_monitors(status):
         figures = (mon or {}).get("incidents") or {}
         if figures.get("held_back_total"):
             print(f"flood guard: {figures['held_back_total']} notification(s) held back "

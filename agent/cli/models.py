@@ -13,9 +13,11 @@ import json
 import time
 from pathlib import Path
 
-from agent.config import load_config
-from agent.errors import AgentError, BundleError
+from agent.config import AgentConfig, ModelEntry, load_config
+from agent.errors import AgentError, BundleError, ConfigError
+from agent.models.layout import manifest_name
 from agent.models.store import ModelStore
+from agent.service.graph import unit_dir_names, upgrade_state
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], default_config: Path) -> None:
@@ -29,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], default
                      help="the agent's YAML config")
     imp.add_argument("--reason", default="imported offline", help="why, for the audit log")
     imp.add_argument("--no-activate", action="store_true", help="install only (for a later rollback)")
+    model_help = ("which model (a name of models:); default: the only one, or for import the "
+                  "one the bundle's manifest names")
+    imp.add_argument("--model", default=None, metavar="NAME", help=model_help)
     ls = msub.add_parser("list", help="versions on this gateway: active, previous, rejected")
     ls.add_argument("--config", type=Path, default=default_config, metavar="FILE",
                     help="the agent's YAML config")
@@ -39,16 +44,52 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], default
     rb.add_argument("--config", type=Path, default=default_config, metavar="FILE",
                     help="the agent's YAML config")
     rb.add_argument("--reason", default="rolled back by the operator", help="why, for the audit log")
+    ls.add_argument("--model", default=None, metavar="NAME", help=model_help)
+    rb.add_argument("--model", default=None, metavar="NAME", help=model_help)
+
+
+def model_store(cfg: AgentConfig, wanted: str | None, bundle: Path | None = None) -> tuple[
+        ModelEntry, ModelStore]:
+    """The store of the model the operator means (the state directory upgraded first, as the
+    agent does at its start, so both read the same folders)."""
+    names = unit_dir_names(cfg)
+    upgrade_state(cfg, names)
+    slots = list(zip(cfg.models, names, strict=True))
+    if wanted is None and len(slots) > 1 and bundle is not None:
+        wanted = manifest_name(bundle, cfg.state_dir / "staging")
+    if wanted is None:
+        if len(slots) > 1:
+            raise ConfigError([f"--model: this gateway runs {len(slots)} models "
+                               f"({', '.join(names)}); say which"])
+        entry, name = slots[0]
+        if entry.shorthand and bundle is not None and not (cfg.state_dir / "models" / name).exists():
+            # a first import names the model's folder
+            name = manifest_name(bundle, cfg.state_dir / "staging") or name
+    else:
+        found = next(((e, n) for e, n in slots if wanted in (e.name, n)), None)
+        if found is None:
+            raise ConfigError([f"--model: no model named {wanted!r} here; the config's models "
+                               f"are {', '.join(names)}"])
+        entry, name = found
+    return entry, ModelStore(cfg.state_dir, entry.keep_versions, cfg.limits, name=name)
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    store = ModelStore(cfg.state_dir, cfg.model.keep_versions, cfg.limits)
+    entry, store = model_store(cfg, args.model, args.bundle if args.models_command == "import"
+                               else None)
     who = _who()
     if args.models_command == "import":
+        named = manifest_name(args.bundle, cfg.state_dir / "staging")
+        if entry.name is not None and named is not None and named != entry.name:
+            raise BundleError(f"{args.bundle}: the bundle is named '{named}' in its manifest, "
+                              f"not '{entry.name}' (use --model {named})")
         # loaded and self-tested before it is installed: garbage is refused here, with the reason
-        bundle = store.install(args.bundle, list(cfg.model.trusted_keys), cfg.model.allow_unsigned,
+        bundle = store.install(args.bundle, list(entry.trusted_keys), entry.allow_unsigned,
                                check_model=True)
+        if entry.name is not None and bundle.manifest.name != entry.name:
+            raise BundleError(f"{args.bundle}: the bundle is named '{bundle.manifest.name}' in its "
+                              f"manifest, not '{entry.name}' (use --model {bundle.manifest.name})")
         print(f"verified {bundle.label} ({bundle.sha256[:16]}), signed by {bundle.signed_by or 'nobody'}, "
               "self-test passed")
         if not args.no_activate:

@@ -44,6 +44,7 @@ from agent.config.service import (
     RemoteConfigPolicy,
     TrainingDataConfig,
 )
+from agent.config.slots import MODEL_NAME_PATTERN, ModelEntry, ModelOutputs
 from agent.config.sources import (
     MonitoredQueue,
     MqttBroker,
@@ -60,6 +61,7 @@ from agent.config.sources import (
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "MODEL_NAME_PATTERN",
     "AgentConfig",
     "BackoffConfig",
     "FeaturesConfig",
@@ -67,6 +69,8 @@ __all__ = [
     "HubConfig",
     "LabelsConfig",
     "ModelConfig",
+    "ModelEntry",
+    "ModelOutputs",
     "MonitoredQueue",
     "MonitoringConfig",
     "MqttBroker",

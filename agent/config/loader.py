@@ -82,6 +82,8 @@ def parse_config(data: Any) -> AgentConfig:
         problems = []
         for err in exc.errors():
             place = format_location(tuple(err["loc"]))
+            if "model" in data and place.startswith("models[0]"):
+                place = "model" + place.removeprefix("models[0]")  # as the user wrote it
             problems.append(f"{place}: {_friendly(err)}")
         problems = list(dict.fromkeys(problems))
         if len(problems) > MAX_PROBLEMS:  # a pasted file gives thousands: the first ones say it
@@ -193,8 +195,10 @@ def preflight(cfg: AgentConfig, credentials_dir: Path | None = None,
         need(cfg.hub.ca_file, "hub.ca_file")
         if isinstance(cfg.hub.token, SecretFile):
             need(cfg.hub.token.file, "hub.token.file")
-    for i, key in enumerate(cfg.model.trusted_keys):
-        need(key, f"model.trusted_keys[{i}]")
+    for m, entry in enumerate(cfg.models):
+        for i, key in enumerate(entry.trusted_keys):
+            need(key, f"models[{m}].trusted_keys[{i}]" if len(cfg.models) > 1 or not entry.shorthand
+                 else f"model.trusted_keys[{i}]")
     return problems
 
 

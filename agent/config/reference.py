@@ -74,6 +74,8 @@ def _default(field: FieldInfo) -> str:
             return "(computed)"
         if isinstance(value, BaseModel):
             return "(section defaults)"
+        if isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value):
+            return f"{len(value)} entry with its defaults"
     elif field.default is PydanticUndefined:
         return "**required**"
     else:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from agent.config.common import BackoffConfig, Secret, Strict
 from agent.config.limits import InputLimits
-from agent.config.model import FeaturesConfig, ModelConfig
+from agent.config.model import FeaturesConfig
 from agent.config.outputs import LabelsConfig, MonitoringConfig, OutputsConfig
 from agent.config.overlay import DEFAULT_PINS
+from agent.config.slots import MAX_MODELS, ModelEntry, normalise_models
 from agent.config.sources import SourceConfig
 
 # the same pattern the hub enforces for `edge-hub gateways add`: no path separators, no "..",
@@ -79,7 +80,11 @@ class AgentConfig(Strict):
                                description="Readings buffered before dropping.")
     sources: list[SourceConfig] = Field(min_length=1, description="Protocol sources.")
     features: FeaturesConfig = Field(default_factory=FeaturesConfig, description="Sampling.")
-    model: ModelConfig = Field(default_factory=ModelConfig, description="Model and runtime.")
+    models: list[ModelEntry] = Field(
+        default_factory=lambda: [ModelEntry()], min_length=1, max_length=MAX_MODELS, description=(
+            "The models this gateway runs, one entry each, at most 32. `model:` is the one-model "
+            "shorthand: one entry's settings without `name` (taken from the bundle); giving both "
+            "is refused. Neither: one model, hub-managed."))
     outputs: OutputsConfig = Field(default_factory=OutputsConfig, description="Where predictions go.")
     labels: LabelsConfig | None = Field(None, description="Where ground-truth labels come from.")
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig,
@@ -98,6 +103,11 @@ class AgentConfig(Strict):
     limits: InputLimits = Field(default_factory=InputLimits, description=(
         "Limits on input from outside (payloads, bundles, readings); see docs/hostile-input.md."))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_list_of_models(cls, data: Any) -> Any:
+        return normalise_models(data)
+
     @model_validator(mode="after")
     def _cross_checks(self) -> AgentConfig:
         names = [s.name for s in self.sources]
@@ -108,6 +118,24 @@ class AgentConfig(Strict):
         if wb and not any(s.name == wb.source and s.type == "opcua" for s in self.sources):
             raise ValueError(f"outputs.opcua_writeback.source '{wb.source}' is not an opcua source")
         return self
+
+    @property
+    def model(self) -> ModelEntry:
+        """The first model (all of it for a `model:` agent)."""
+        return self.models[0]
+
+    def features_of(self, entry: ModelEntry) -> FeaturesConfig:
+        return entry.features or self.features
+
+    def monitoring_of(self, entry: ModelEntry) -> MonitoringConfig:
+        return entry.monitoring or self.monitoring
+
+    def labels_of(self, entry: ModelEntry) -> LabelsConfig | None:
+        return entry.labels if entry.labels is not None else self.labels
+
+    def prediction_topic(self, entry: ModelEntry) -> str | None:
+        mqtt = self.outputs.mqtt
+        return entry.outputs.topic or (mqtt.topic if mqtt else None)
 
     @property
     def outbox_path(self) -> Path:

@@ -23,65 +23,27 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from agent.aio.backoff import Backoff
 from agent.aio.links import SourceStatus
 from agent.config import HubConfig
 from agent.config.limits import InputLimitError, loads_json
-from agent.errors import AgentError, BundleError
+from agent.errors import BundleError
 from agent.hublink.client import hub_client
+from agent.hublink.desired import (
+    DESIRED_MAX_BYTES,
+    DownloadError,
+    check_desired,
+    desired_for,
+)
 from agent.models.lifecycle import ModelLifecycle
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
-DESIRED_MAX_BYTES = 4 << 20  # a desired state is a few KB: model, shadow, config overlay
-
-
-class DownloadError(AgentError):
-    """A bundle download that did not complete; it resumes at the next attempt."""
-
-
-_SHA256 = r"^[0-9a-f]{64}$"
-
-
-class _Lenient(BaseModel):
-    # the hub may add fields in later versions; the ones the agent uses must have their types
-    model_config = ConfigDict(extra="allow")
-
-
-class _BundleRef(_Lenient):
-    sha256: str = Field(pattern=_SHA256)
-    url: str = Field(min_length=1, max_length=4096)
-    size: StrictInt | None = Field(None, ge=0)
-    archive_sha256: str | None = Field(None, pattern=_SHA256)
-    name: str | None = Field(None, max_length=256)
-    version: str | None = Field(None, max_length=256)
-
-
-class _ShadowRef(_BundleRef):
-    min_labels: StrictInt | None = Field(None, ge=0)
-    watch_s: float | None = Field(None, ge=0, allow_inf_nan=False)
-
-
-class _Desired(_Lenient):
-    model: _BundleRef | None = None
-    deployment: dict[str, Any] | None = None
-    shadow: _ShadowRef | None = None
-    config: dict[str, Any] | None = None
-
-
-def check_desired(doc: Any) -> dict[str, Any]:
-    """The desired state as the hub sent it, once its shape is known to be right."""
-    try:
-        _Desired.model_validate(doc)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "the document"
-        raise DownloadError(f"the hub's desired state is malformed at {where}: {err['msg']}") from None
-    assert isinstance(doc, dict)
-    return doc
+# one model slot of the agent: its name, its lifecycle, and whether it is the `model:` shorthand
+# (whose name comes from its bundle, so a hub's legacy top level may speak for it)
+Slot = tuple[str, ModelLifecycle, bool]
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -93,13 +55,22 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 class HubSync:
-    def __init__(self, config: HubConfig, gateway_id: str, lifecycle: ModelLifecycle,
+    def __init__(self, config: HubConfig, gateway_id: str,
+                 lifecycle: ModelLifecycle | Callable[[], list[Slot]],
                  extra_report: Callable[[], dict[str, Any]],
                  transport: httpx.AsyncBaseTransport | None = None,
                  on_config: Callable[[dict[str, Any] | None], Awaitable[bool]] | None = None) -> None:
+        """``lifecycle``: the one model's, or a function listing the agent's model slots (the
+        first is the one the legacy top level of the status report describes)."""
         self.config = config
         self.gateway_id = gateway_id
-        self.lifecycle = lifecycle
+        if isinstance(lifecycle, ModelLifecycle):
+            one = lifecycle
+            self.slots: Callable[[], list[Slot]] = lambda: [
+                (one.name or (one.active.name if one.active else "default"), one, one.name is None)]
+        else:
+            self.slots = lifecycle
+        self.lifecycle = self.slots()[0][1]  # the first model's (limits, legacy callers)
         self.extra_report = extra_report
         self.on_config = on_config
         self.status = SourceStatus("hub-sync", "hub", role="hub")
@@ -110,7 +81,7 @@ class HubSync:
         self.polls = 0
         self.reports = 0
         # bundles refused on download or verification: retried later with backoff, and reported
-        self.refused: dict[str, dict[str, Any]] = {}
+        self.refused: dict[str, dict[str, Any]] = {}  # by sha256, with the slot's name
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._rng = random.Random()
@@ -168,13 +139,24 @@ class HubSync:
             await self.apply(client, self.desired)
 
     async def apply(self, client: httpx.AsyncClient, doc: dict[str, Any]) -> bool:
-        lc = self.lifecycle
+        complete = True
+        slots = self.slots()
+        for name, lc, shorthand in slots:
+            part = desired_for(doc, name, shorthand, len(slots))
+            if part is not None and not await self._apply_slot(client, name, lc, part):
+                complete = False
+        if self.on_config is not None and await self.on_config(doc.get("config")):
+            await self.send_report(client)  # the hub hears about a config change at once
+        return complete
+
+    async def _apply_slot(self, client: httpx.AsyncClient, slot: str, lc: ModelLifecycle,
+                          doc: dict[str, Any]) -> bool:
         complete = True
         model = doc.get("model")
         deployment = doc.get("deployment") or {}
         active_sha = lc.active.bundle.sha256 if lc.active else None
-        if model and model.get("sha256") != active_sha and self._wanted(model["sha256"]):
-            if await self._fetch(client, model):
+        if model and model.get("sha256") != active_sha and self._wanted(lc, model["sha256"]):
+            if await self._fetch(client, slot, lc, model):
                 reason = (f"deployed by the hub (deployment {deployment.get('id')}, "
                           f"{deployment.get('strategy', 'immediate')})")
                 await lc.activate(model["sha256"], reason, actor="hub")
@@ -184,42 +166,49 @@ class HubSync:
         current_shadow = lc.shadow.bundle.sha256 if lc.shadow else None
         if shadow is None and current_shadow is not None:
             lc.stop_shadow("the hub withdrew it")
-        elif shadow and shadow.get("sha256") != current_shadow and self._wanted(shadow["sha256"]):
+        elif shadow and shadow.get("sha256") != current_shadow and self._wanted(lc, shadow["sha256"]):
             if shadow["sha256"] == (lc.active.bundle.sha256 if lc.active else None):
                 pass  # already promoted
-            elif await self._fetch(client, shadow):
+            elif await self._fetch(client, slot, lc, shadow):
                 lc.stop_shadow("replaced by a newer shadow")
                 terms = {"min_labels": shadow.get("min_labels"), "watch_s": shadow.get("watch_s")}
                 await lc.start_shadow(shadow["sha256"], f"shadow deployment {shadow.get('deployment')}",
                                       terms)
             else:
                 complete = False
-        if self.on_config is not None and await self.on_config(doc.get("config")):
-            await self.send_report(client)  # the hub hears about a config change at once
         return complete
 
-    def _wanted(self, sha: str) -> bool:
-        if sha in self.lifecycle.store.state.rejected:
+    def _wanted(self, lc: ModelLifecycle, sha: str) -> bool:
+        if sha in lc.store.state.rejected:
             return False  # rejected here before: never again on the hub's say-so (no loops)
         return time.monotonic() >= self._retry_at.get(sha, 0.0)
 
-    async def _fetch(self, client: httpx.AsyncClient, ref: dict[str, Any]) -> bool:
+    async def _fetch(self, client: httpx.AsyncClient, slot: str, lc: ModelLifecycle,
+                     ref: dict[str, Any]) -> bool:
         """Make sure the bundle is installed; False if it is not (yet)."""
         sha = ref["sha256"]
-        store = self.lifecycle.store
+        store = lc.store
         if store.has(sha):
             return True
         label = f"{ref.get('name', '?')} {ref.get('version', '?')}"
+        refusal = lc.name_refusal(ref["name"]) if isinstance(ref.get("name"), str) else None
+        if refusal:  # before a byte is downloaded: the hub says what it is
+            self._refuse(slot, lc, sha, ref, f"{label} refused: {refusal}")
+            return False
         try:
-            archive = await self._download(client, ref)
-            cfg = self.lifecycle.config.model
-            await asyncio.to_thread(store.install, archive, list(cfg.trusted_keys), cfg.allow_unsigned, sha)
+            archive = await self._download(client, lc, ref)
+            cfg = lc.config
+            bundle = await asyncio.to_thread(store.install, archive, list(cfg.trusted_keys),
+                                             cfg.allow_unsigned, sha)
             archive.unlink(missing_ok=True)
+            refusal = lc.name_refusal(bundle.manifest.name)
+            if refusal:
+                raise BundleError(refusal)
         except DownloadError as exc:  # the hub sent less than it declared: resume later
-            self._refuse(sha, ref, f"{label} not installed: {exc}")
+            self._refuse(slot, lc, sha, ref, f"{label} not installed: {exc}")
             return False
         except BundleError as exc:
-            self._refuse(sha, ref, f"{label} refused: {exc}")
+            self._refuse(slot, lc, sha, ref, f"{label} refused: {exc}")
             (store.staging / f"{sha}.part").unlink(missing_ok=True)
             return False
         self.refused.pop(sha, None)
@@ -228,18 +217,20 @@ class HubSync:
         log.info("installed %s from the hub", label)
         return True
 
-    def _refuse(self, sha: str, ref: dict[str, Any], reason: str) -> None:
+    def _refuse(self, slot: str, lc: ModelLifecycle, sha: str, ref: dict[str, Any],
+                reason: str) -> None:
         log.error("%s", reason)
-        self.lifecycle.last_error = reason
+        lc.last_error = reason
         failures = self._failures[sha] = self._failures.get(sha, 0) + 1
         delay = min(3600.0, 30.0 * 2 ** (failures - 1))
         self._retry_at[sha] = time.monotonic() + delay
         self.refused[sha] = {"sha256": sha, "name": ref.get("name"), "version": ref.get("version"),
-                             "reason": reason, "at": time.time(), "retry_in_s": delay}
+                             "reason": reason, "at": time.time(), "retry_in_s": delay, "slot": slot}
 
-    async def _download(self, client: httpx.AsyncClient, ref: dict[str, Any]) -> Any:
+    async def _download(self, client: httpx.AsyncClient, lc: ModelLifecycle,
+                        ref: dict[str, Any]) -> Any:
         sha, size, want = ref["sha256"], ref.get("size"), ref.get("archive_sha256")
-        cap = self.lifecycle.store.limits.bundle_max_bytes
+        cap = lc.store.limits.bundle_max_bytes
         if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
             raise BundleError(f"the hub named a bundle {str(sha)[:80]!r}, not a sha256")
         if size is not None and not (isinstance(size, int) and 0 <= size <= cap):
@@ -252,7 +243,7 @@ class HubSync:
         if url.is_absolute_url and (_origin(url) != _origin(client.base_url) or url.userinfo):
             raise BundleError(f"the hub names a bundle URL on another origin ({url.host}:{url.port}); "
                               "only the hub itself is asked (the gateway's token goes nowhere else)")
-        part = self.lifecycle.store.staging / f"{sha}.part"
+        part = lc.store.staging / f"{sha}.part"
         deadline = self.config.download_timeout_s
         try:
             async with asyncio.timeout(deadline):
@@ -314,9 +305,17 @@ class HubSync:
                     fh.write(chunk)
         return True
 
+    def refused_for(self, slot: str) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k != "slot"} for r in self.refused.values()
+                if r.get("slot") == slot]
+
     async def send_report(self, client: httpx.AsyncClient) -> None:
-        report = {**self.extra_report(), **self.lifecycle.report()}
-        report["rejected"] = report["rejected"] + list(self.refused.values())
+        slots = self.slots()
+        first_name, first, _ = slots[0]
+        report = {**self.extra_report(), **first.report()}
+        report["rejected"] = report["rejected"] + self.refused_for(first_name)
+        for entry in report.get("models") or []:  # each model with its own download refusals
+            entry["rejected"] = entry.get("rejected", []) + self.refused_for(str(entry.get("name")))
         report["sync"] = {"polls": self.polls, "last_success": self.last_success,
                           "last_error": self.status.last_error}
         body = json.dumps(report, default=str).encode()

@@ -26,11 +26,14 @@ from agent.types import Label
 
 class LabelListener:
     def __init__(self, config: MqttLabelsConfig, gateway_id: str,
-                 deliver: Callable[[Label], None], limits: InputLimits = DEFAULT_LIMITS) -> None:
+                 deliver: Callable[[Label], None], limits: InputLimits = DEFAULT_LIMITS,
+                 name: str = "labels") -> None:
+        """``name``: 'labels', or 'labels-MODEL' for a model's own label source (its link
+        name and MQTT client id)."""
         self.config = config
-        self.status = SourceStatus("labels", "mqtt-labels", role="labels")
+        self.status = SourceStatus(name, "mqtt-labels", role="labels")
         self._deliver = deliver
-        self._identifier = f"edge-{gateway_id}-labels"
+        self._identifier = f"edge-{gateway_id}-{name}"
         self.limits = limits
         self.malformed = RateLimitedLog("labels: malformed message")
         self.received = 0

@@ -17,11 +17,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.config import AgentConfig
-from agent.errors import AgentError
+from agent.config import ModelConfig
+from agent.errors import AgentError, BundleError
 from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.inference.model import LoadedModel, load_model
 from agent.inference.runtimes import RuntimeOutput
+from agent.models.batchrun import Computed, decision, timed, watch_reason
 from agent.models.comparison import Comparison
 from agent.models.scoring import manifest_costs
 from agent.models.store import ModelStore
@@ -32,11 +33,12 @@ MAX_BOOTS_IN_WATCH = 2  # unclean restarts during a watch: the new version may b
 
 
 class ModelLifecycle:
-    def __init__(self, config: AgentConfig, store: ModelStore,
+    def __init__(self, config: ModelConfig, store: ModelStore,
                  use_model: Callable[[LoadedModel], None],
-                 record_event: Callable[[dict[str, Any]], None]) -> None:
+                 record_event: Callable[[dict[str, Any]], None], name: str | None = None) -> None:
         self.config = config
-        self.policy = config.model.rollback
+        self.name = name  # the slot: a bundle of another manifest name is refused
+        self.policy = config.rollback
         self.store = store
         self._use_model = use_model
         self._record_event = record_event  # lifecycle events go to the outbox like alarms
@@ -55,8 +57,18 @@ class ModelLifecycle:
 
     # -- loading and switching ----------------------------------------------------------------
     async def load(self, sha256: str) -> LoadedModel:
-        cfg = self.config.model
-        return await asyncio.to_thread(load_model, cfg, self.store.path(sha256), self.store.staging)
+        model = await asyncio.to_thread(load_model, self.config, self.store.path(sha256),
+                                        self.store.staging)
+        refusal = self.name_refusal(model.name)
+        if refusal:
+            raise BundleError(refusal)
+        return model
+
+    def name_refusal(self, bundle_name: str) -> str | None:
+        if self.name is None or bundle_name == self.name:
+            return None
+        return (f"models[{self.name}]: the bundle is named '{bundle_name}' in its manifest, not "
+                f"'{self.name}'; deploy it to the model of that name (or rename the entry)")
 
     async def start(self, configured: str | None) -> None:
         """At startup: an operator request, else a watch to resume, else the remembered active
@@ -241,45 +253,57 @@ class ModelLifecycle:
     # -- the data path --------------------------------------------------------------------------
     def infer(self, chunk: SampleBatch) -> tuple[PredictionBatch, RuntimeOutput, PredictionBatch | None]:
         """Run the active version (and beside it the incumbent under watch, and the shadow)."""
-        model = self.active
+        return self.settle(chunk, self.compute(chunk))
+
+    def compute(self, chunk: SampleBatch) -> Computed:
+        """The inference itself: safe in a worker thread (it only reads which versions run)."""
+        model, incumbent, shadow = self.active, self.incumbent, self.shadow
         assert model is not None
-        started = time.perf_counter()
-        try:
-            predictions, out = model.predict(chunk)
-        except AgentError as exc:
-            incumbent = self.incumbent
-            if incumbent is None:
-                raise
+        result, elapsed = timed(model, chunk)
+        if isinstance(result, AgentError):
+            inc, inc_s = timed(incumbent, chunk)
+            return Computed(model, None, result, elapsed, incumbent, inc, inc_s, None, None, 0.0)
+        inc, inc_s = timed(incumbent, chunk) if self.watch_cmp is not None else (None, 0.0)
+        sh, sh_s = timed(shadow, chunk) if self.shadow_cmp is not None else (None, 0.0)
+        return Computed(model, result, None, elapsed, incumbent, inc, inc_s, shadow, sh, sh_s)
+
+    def settle(self, chunk: SampleBatch, c: Computed) -> tuple[
+            PredictionBatch, RuntimeOutput, PredictionBatch | None]:
+        """Book what ``compute`` found, in the event loop: errors, comparisons, a rollback."""
+        if c.error is not None:
+            if c.incumbent is None or not isinstance(c.incumbent_result, tuple):
+                raise c.error
             # the version it replaced is still loaded: it answers for this batch, nothing is lost
-            self.watch_errors += 1
-            log.warning("%s failed on a batch during its watch (%d so far), %s answered: %s",
-                        model.bundle.label, self.watch_errors, incumbent.bundle.label, exc)
-            if self.watch_errors >= self.policy.max_inference_errors:
-                self.rollback(f"{self.watch_errors} inference errors during the watch ({exc})")
-            predictions, out = incumbent.predict(chunk)
+            if self.active is c.model:
+                self.watch_errors += 1
+                log.warning("%s failed on a batch during its watch (%d so far), %s answered: %s",
+                            c.model.bundle.label, self.watch_errors, c.incumbent.bundle.label, c.error)
+                if self.watch_errors >= self.policy.max_inference_errors:
+                    self.rollback(f"{self.watch_errors} inference errors during the watch ({c.error})")
+            predictions, out = c.incumbent_result
             return predictions, out, None
-        elapsed = time.perf_counter() - started
-        if self.incumbent is not None and self.watch_cmp is not None:
-            self._side_by_side(self.watch_cmp, self.incumbent, chunk, predictions, elapsed,
-                               incumbent_is_candidate=False)
+        assert c.result is not None
+        predictions, out = c.result
+        if c.incumbent is not None and c.incumbent is self.incumbent and self.watch_cmp is not None:
+            self._side_by_side(self.watch_cmp, c.incumbent, chunk, c.incumbent_result, c.incumbent_s,
+                               predictions, c.elapsed, incumbent_is_candidate=False)
         shadow_batch = None
-        if self.shadow is not None and self.shadow_cmp is not None:
-            shadow_batch = self._side_by_side(self.shadow_cmp, self.shadow, chunk, predictions,
-                                              elapsed, incumbent_is_candidate=True)
+        if c.shadow is not None and c.shadow is self.shadow and self.shadow_cmp is not None:
+            shadow_batch = self._side_by_side(self.shadow_cmp, c.shadow, chunk, c.shadow_result,
+                                              c.shadow_s, predictions, c.elapsed,
+                                              incumbent_is_candidate=True)
         return predictions, out, shadow_batch
 
     def _side_by_side(self, cmp: Comparison, other: LoadedModel, chunk: SampleBatch,
-                      mine: PredictionBatch, mine_s: float,
+                      result: tuple[PredictionBatch, RuntimeOutput] | AgentError | None,
+                      other_s: float, mine: PredictionBatch, mine_s: float,
                       incumbent_is_candidate: bool) -> PredictionBatch | None:
-        started = time.perf_counter()
-        try:
-            theirs, _ = other.predict(chunk)
-        except AgentError as exc:
+        if not isinstance(result, tuple):
             cmp.candidate_failures += 1
-            log.warning("%s failed beside the active version: %s", other.bundle.label, exc)
+            log.warning("%s failed beside the active version: %s", other.bundle.label, result)
             return None
-        other_s = time.perf_counter() - started
-        mine_v, theirs_v = _decision(mine), _decision(theirs)
+        theirs = result[0]
+        mine_v, theirs_v = decision(mine), decision(theirs)
         if incumbent_is_candidate:  # shadow: the active version is the incumbent
             cmp.record(chunk.ids, mine_v, theirs_v, mine_s, other_s)
         else:  # watch: the version replaced is the incumbent, the active one the candidate
@@ -308,7 +332,7 @@ class ModelLifecycle:
         if cmp is not None:
             if cmp.labelled >= p.min_labels and cmp.candidate_worse(p.cost_margin, p.significance,
                                                                     mae_margin=p.accuracy_margin):
-                self.rollback(_watch_reason(cmp, p.cost_margin, p.accuracy_margin, p.significance))
+                self.rollback(watch_reason(cmp, p.cost_margin, p.accuracy_margin, p.significance))
                 return
             p99 = cmp.p99()
             if (p99 is not None and cmp.latency_batches >= p.min_latency_batches
@@ -359,20 +383,3 @@ class ModelLifecycle:
         rejected = sorted(self.store.state.rejected.values(), key=lambda r: r.get("at", 0))[-20:]
         return {"active": active, "watch": watch, "shadow": shadow, "rejected": rejected,
                 "last_error": self.last_error}
-
-
-def _watch_reason(cmp: Comparison, cost_margin: float, mae_margin: float, significance: float) -> str:
-    f = cmp.figures(significance)
-    if cmp.costs is None:
-        return (f"MAE {f['candidate_mae']:.3g} vs {f['active_mae']:.3g} of the previous version on "
-                f"{f['labelled']} labelled outcomes (margin {mae_margin:g} of it)")
-    test = f["paired"] or {}
-    return (f"expected cost {f['candidate_cost_per_part']:.3g} vs {f['active_cost_per_part']:.3g} per "
-            f"part of the previous version on {f['labelled']} labelled outcomes (margin "
-            f"{cost_margin:g}, paired bootstrap p={test.get('p_higher')}; recall "
-            f"{f['candidate_recall']} vs {f['active_recall']}, accuracy {f['candidate_accuracy']} "
-            f"vs {f['active_accuracy']})")
-
-
-def _decision(batch: PredictionBatch) -> Any:
-    return batch.label_idx if batch.label_idx is not None else batch.score

@@ -29,6 +29,7 @@ REQUEST_FILE = "request.json"
 HISTORY_LIMIT = 200
 
 
+SHA256_DIR = re.compile(r"[0-9a-f]{64}")  # an installed version's folder
 _PARTIAL_DOWNLOAD = re.compile(r"[0-9a-f]{64}\.part")
 
 
@@ -91,8 +92,11 @@ class StoreState:
 
 
 class ModelStore:
-    def __init__(self, state_dir: Path, keep: int = 3, limits: InputLimits = DEFAULT_LIMITS) -> None:
-        self.root = state_dir / "models"
+    def __init__(self, state_dir: Path, keep: int = 3, limits: InputLimits = DEFAULT_LIMITS,
+                 name: str | None = None) -> None:
+        """The versions of one model: STATE/models/<name>/ (``name`` None: STATE/models/, the
+        single-model layout of release 0.x, still read by the upgrade). Staging is shared."""
+        self.root = state_dir / "models" / name if name else state_dir / "models"
         self.staging = state_dir / "staging"
         self.keep = keep
         self.limits = limits
@@ -169,7 +173,8 @@ class ModelStore:
         removed = []
         fresh = time.time() - 600  # just imported by the operator, request not yet taken
         for d in self.root.iterdir():
-            if d.is_dir() and d.name not in keep and d.stat().st_mtime < fresh:
+            if (d.is_dir() and SHA256_DIR.fullmatch(d.name) and d.name not in keep
+                    and d.stat().st_mtime < fresh):
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(d.name)
         return removed

@@ -30,6 +30,8 @@ from agent.types import Label
 log = logging.getLogger(__name__)
 
 REQUESTS_DIR = "alarm-requests"
+MONITOR_STATE_FILE = "monitor-state.npz"
+LABELS_FILE = "labels.db"
 STALE_REQUEST_S = 24 * 3600.0
 
 
@@ -51,12 +53,15 @@ def write_request(state_dir: Path, action: str, incident: str, model: str, by: s
 
 class ModelWatch:
     def __init__(self, model: LoadedModel, config: MonitoringConfig, state_dir: Path,
-                 flood: FloodGuard | None = None) -> None:
+                 flood: FloodGuard | None = None, requests_dir: Path | None = None) -> None:
+        """``state_dir``: this model's folder (its monitor state and label table);
+        ``requests_dir``: where operators' requests arrive (shared by the models of a gateway,
+        each takes those naming it)."""
         self.model = model
         self.config = config
         self.state_dir = state_dir
-        self.state_path = state_dir / "monitor-state.npz"
-        self.requests = state_dir / REQUESTS_DIR
+        self.state_path = state_dir / MONITOR_STATE_FILE
+        self.requests = requests_dir or state_dir / REQUESTS_DIR
         manifest = model.bundle.manifest
         self.monitor = ModelMonitor(manifest)
         self.incidents = IncidentBook(model.name, model.version, model.bundle.sha256,
@@ -69,7 +74,7 @@ class ModelWatch:
         self.budget = describe(monitoring)
         if not self.monitor.budget_per_model:
             log.warning("%s: %s", model.bundle.label, self.budget)
-        self.labels = LabelJoin(state_dir / "labels.db", config.label_ttl_s, config.max_pending_labels,
+        self.labels = LabelJoin(state_dir / LABELS_FILE, config.label_ttl_s, config.max_pending_labels,
                                 config.label_match, config.label_time_offset_s,
                                 config.label_tolerance_s, bundle=model.bundle.sha256)
         self._class_pos = {c: i for i, c in enumerate(model.classes)}

@@ -43,26 +43,30 @@ class MqttPublisher:
         self._drops = RateLimitedLog("mqtt-out: predictions dropped")
         self._queue: deque[list[Any]] = deque()  # [topic, batch, next row to send, rows]
         self._queued = 0
-        self._topics: dict[tuple[str, str], str] = {}
+        self._topics: dict[tuple[str, str, str], str] = {}
         self._urgent: deque[tuple[str, bytes]] = deque(maxlen=1000)
         self._wake = asyncio.Event()
         self.published = 0
         self.published_raw = 0
         self.dropped = 0
 
-    def topic_for(self, batch: PredictionBatch) -> str:
-        key = (batch.model_name, batch.model_version)
+    def topic_for(self, batch: PredictionBatch, template: str | None = None) -> str:
+        """``template``: a model's own topic (models[].outputs.topic), else outputs.mqtt.topic."""
+        template = template or self.config.topic
+        key = (template, batch.model_name, batch.model_version)
         topic = self._topics.get(key)
         if topic is None:
-            topic = self._topics[key] = self.config.topic.format(
+            if len(self._topics) > 1024:  # versions come and go: never an unbounded cache
+                self._topics.clear()
+            topic = self._topics[key] = template.format(
                 gateway_id=self.gateway_id, model=batch.model_name, version=batch.model_version)
         return topic
 
-    def offer(self, batch: PredictionBatch) -> None:
+    def offer(self, batch: PredictionBatch, template: str | None = None) -> None:
         if not len(batch):
             return
         n = len(batch)
-        self._queue.append([self.topic_for(batch), batch, 0, n])
+        self._queue.append([self.topic_for(batch, template), batch, 0, n])
         self._queued += n
         if self._queued > self.config.queue_size:
             self._drop_oldest()

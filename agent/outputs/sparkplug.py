@@ -59,6 +59,11 @@ class SparkplugPublisher:
         self.births = 0
         self.published = 0
 
+    def counters(self) -> dict[str, int]:
+        """For status.json and /metrics."""
+        return {"rebirth_requests": self.rebirth_requests, "births": self.births,
+                "published": self.published}
+
     def topic(self, kind: str) -> str:
         return f"{spb.NAMESPACE}/{self.config.group}/{kind}/{self.edge_node}"
 

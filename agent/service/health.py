@@ -50,26 +50,29 @@ class AgentCollector:
             reconnects.add_metric([st.name], st.reconnects)
         yield from (readings, malformed, connected, reconnects)
         yield from self._links()
-        builder = a.builder
-        yield CounterMetricFamily("edge_samples", "Valid samples built",
-                                  value=builder.samples if builder else 0)
-        invalid = CounterMetricFamily("edge_invalid_samples", "Invalid samples", labels=["reason"])
-        for reason, count in (builder.invalid.items() if builder else []):
-            invalid.add_metric([reason], count)
-        yield invalid
-        yield CounterMetricFamily("edge_predictions", "Predictions made", value=a.predictions)
-        yield CounterMetricFamily("edge_inference_errors", "Failed inference batches",
-                                  value=a.inference_errors)
-        yield CounterMetricFamily("edge_dropped_readings", "Readings dropped: queue full",
+        yield from self._models()
+        yield CounterMetricFamily("edge_readings_offered", "Readings the sources offered",
+                                  value=a.offered)
+        recorder = a.recorder.snapshot()
+        yield CounterMetricFamily("edge_readings_recorded", "Readings written to the outbox",
+                                  value=recorder.readings_recorded)
+        yield CounterMetricFamily("edge_dropped_readings", "Readings dropped: a queue was full",
                                   value=a.dropped_readings)
-        yield CounterMetricFamily("edge_parts_missed", "Parts the trigger counter skipped",
-                                  value=builder.parts_missed if builder else 0)
+        channel_drops = CounterMetricFamily("edge_channel_dropped", "Items a full pipeline channel "
+                                            "dropped", labels=["channel"])
+        depth = GaugeMetricFamily("edge_channel_depth", "Items waiting in a pipeline channel",
+                                  labels=["channel"])
+        for ch in [u.channel.snapshot() for u in a.units]:
+            channel_drops.add_metric([ch.name], ch.dropped)
+            depth.add_metric([ch.name], ch.depth)
+        channel_drops.add_metric(["recorder:readings"], recorder.readings_dropped)
+        yield from (channel_drops, depth)
         bad = CounterMetricFamily("edge_bad_readings", "Readings marked bad at the intake (limits:)",
                                   labels=["reason"])
         for reason, count in a.intake.bad.items():
             bad.add_metric([reason], count)
         yield bad
-        yield CounterMetricFamily("edge_labels", "Ground-truth labels received", value=a.labels_received)
+        yield from self._counters()
         if a.publisher is not None:
             yield CounterMetricFamily("edge_mqtt_published", "Predictions published",
                                       value=a.publisher.published)
@@ -86,14 +89,59 @@ class AgentCollector:
             yield evicted
             yield GaugeMetricFamily("edge_outbox_refused", "Records the hub refused as malformed, "
                                     "kept aside in the outbox", value=stats.refused_records)
-        if a.model is not None:
-            info = InfoMetricFamily("edge_model", "Active model version")
-            b = a.model.bundle
-            info.add_metric([], {"name": b.manifest.name, "version": b.manifest.version,
-                                 "sha256": b.sha256})
-            yield info
         yield from self._hub()
         yield from self._monitor()
+
+    def _models(self) -> Iterator[Any]:
+        """Series per model carry a `model` label."""
+        units = self.agent.units
+        m = ["model"]
+        fams = {
+            "samples": CounterMetricFamily("edge_samples", "Valid samples built", labels=m),
+            "predictions": CounterMetricFamily("edge_predictions", "Predictions made", labels=m),
+            "inference_errors": CounterMetricFamily("edge_inference_errors",
+                                                    "Failed inference batches", labels=m),
+            "parts_missed": CounterMetricFamily("edge_parts_missed",
+                                                "Parts the trigger counter skipped", labels=m),
+            "labels": CounterMetricFamily("edge_labels", "Ground-truth labels received", labels=m),
+            "unknown_labels": CounterMetricFamily("edge_unknown_labels", "Labels none of the "
+                                                  "model's classes (never training samples)",
+                                                  labels=m),
+        }
+        invalid = CounterMetricFamily("edge_invalid_samples", "Invalid samples",
+                                      labels=["model", "reason"])
+        info = InfoMetricFamily("edge_model", "Active model version", labels=m)
+        for u in units:
+            figures = u.metrics()
+            for key, fam in fams.items():
+                fam.add_metric([u.name], figures[key])
+            for reason, count in figures["invalid_samples"].items():
+                invalid.add_metric([u.name, reason], count)
+            if u.model is not None:
+                b = u.model.bundle
+                info.add_metric([u.name], {"name": b.manifest.name, "version": b.manifest.version,
+                                           "sha256": b.sha256})
+        yield from fams.values()
+        yield invalid
+        yield info
+
+    def _counters(self) -> Iterator[Any]:
+        """What the Sparkplug links refused or asked for (their counters())."""
+        fams: dict[str, CounterMetricFamily] = {}
+        for src in self.agent.sources:
+            counters = getattr(src, "counters", None)
+            for key, value in (counters() if counters else {}).items():
+                fam = fams.get(key)
+                if fam is None:
+                    fam = fams[key] = CounterMetricFamily(
+                        f"edge_sparkplug_{key}", f"Sparkplug source: {key.replace('_', ' ')}",
+                        labels=["source"])
+                fam.add_metric([src.status.name], value)
+        yield from fams.values()
+        out = self.agent.sparkplug_out
+        if out is not None:
+            yield CounterMetricFamily("edge_sparkplug_out_rebirth_requests", "Rebirth requests a "
+                                      "host application sent", value=out.counters()["rebirth_requests"])
 
     def _links(self) -> Iterator[Any]:
         labels = ["link", "kind", "role"]
@@ -130,41 +178,49 @@ class AgentCollector:
         if a.sync is not None and a.sync.last_success is not None:
             yield GaugeMetricFamily("edge_hub_sync_last_success_timestamp_seconds",
                                     "When the desired state was last fetched", value=a.sync.last_success)
-        if a.lifecycle is not None:
-            yield CounterMetricFamily("edge_model_switches", "Model activations and rollbacks",
-                                      value=a.lifecycle.switches)
-            yield GaugeMetricFamily("edge_model_rejected", "Versions rejected on this gateway",
-                                    value=len(a.lifecycle.store.state.rejected))
-            yield GaugeMetricFamily("edge_model_watch_active", "1 while a new version is watched",
-                                    value=1.0 if a.lifecycle.watch_until is not None else 0.0)
+        m = ["model"]
+        switches = CounterMetricFamily("edge_model_switches", "Model activations and rollbacks", labels=m)
+        rejected = GaugeMetricFamily("edge_model_rejected", "Versions rejected on this gateway", labels=m)
+        watching = GaugeMetricFamily("edge_model_watch_active", "1 while a new version is watched",
+                                     labels=m)
+        for u in a.units:
+            lc = u.lifecycle
+            if lc is None:
+                continue
+            switches.add_metric([u.name], lc.switches)
+            rejected.add_metric([u.name], len(lc.store.state.rejected))
+            watching.add_metric([u.name], 1.0 if lc.watch_until is not None else 0.0)
+        yield from (switches, rejected, watching)
 
     def _monitor(self) -> Iterator[Any]:
-        watch = self.agent.watch
-        if watch is None:
-            return
-        m = watch.monitor
-        psi = GaugeMetricFamily("edge_drift_psi", "PSI of the window", labels=["feature"])
-        cusum = GaugeMetricFamily("edge_drift_cusum", "CUSUM statistic", labels=["feature"])
-        for name, value in zip([*m.names, "score"], m.psi.last.tolist(), strict=True):
-            psi.add_metric([name], value)
-        for name, value in zip(m.cusum_columns, m.cusum.score.tolist(), strict=True):
-            cusum.add_metric([name or "pca"], value)
-        yield psi
-        yield cusum
+        psi = GaugeMetricFamily("edge_drift_psi", "PSI of the window", labels=["model", "feature"])
+        cusum = GaugeMetricFamily("edge_drift_cusum", "CUSUM statistic", labels=["model", "feature"])
         state = GaugeMetricFamily("edge_alarm_state", "0 ok, 1 warning, 2 alarm",
-                                  labels=["kind", "detector", "feature"])
-        for (kind, detector, feature), level in m.book.states.items():
-            state.add_metric([kind, detector, feature or ""], LEVELS[level])
-        yield state
-        yield GaugeMetricFamily("edge_model_health", "Worst alarm level of the active model",
-                                value=LEVELS[m.book.worst()])
-        coverage = watch.labels.figures().get("coverage")
-        if coverage is not None:
-            yield GaugeMetricFamily("edge_label_coverage", "Share of predictions with a label",
-                                    value=coverage)
-        if m.correct.count:
-            yield GaugeMetricFamily("edge_rolling_accuracy", "Accuracy on recent labels",
-                                    value=m.correct.mean)
+                                  labels=["model", "kind", "detector", "feature"])
+        health = GaugeMetricFamily("edge_model_health", "Worst alarm level of the active model",
+                                   labels=["model"])
+        coverage = GaugeMetricFamily("edge_label_coverage", "Share of predictions with a label",
+                                     labels=["model"])
+        accuracy = GaugeMetricFamily("edge_rolling_accuracy", "Accuracy on recent labels",
+                                     labels=["model"])
+        for u in self.agent.units:
+            watch = u.watch
+            if watch is None:
+                continue
+            m, name = watch.monitor, u.name
+            for feature, value in zip([*m.names, "score"], m.psi.last.tolist(), strict=True):
+                psi.add_metric([name, feature], value)
+            for feature, value in zip(m.cusum_columns, m.cusum.score.tolist(), strict=True):
+                cusum.add_metric([name, feature or "pca"], value)
+            for (kind, detector, feature), level in m.book.states.items():
+                state.add_metric([name, kind, detector, feature or ""], LEVELS[level])
+            health.add_metric([name], LEVELS[m.book.worst()])
+            cov = watch.labels.figures().get("coverage")
+            if cov is not None:
+                coverage.add_metric([name], cov)
+            if m.correct.count:
+                accuracy.add_metric([name], m.correct.mean)
+        yield from (psi, cusum, state, health, coverage, accuracy)
 
 
 class HealthServer:
@@ -174,7 +230,7 @@ class HealthServer:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(AgentCollector(agent))
         self.latency = Histogram("edge_inference_seconds", "Inference time per batch",
-                                 registry=self.registry,
+                                 labelnames=["model"], registry=self.registry,
                                  buckets=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 1.0))
         self._server: asyncio.Server | None = None
 
@@ -211,8 +267,8 @@ class HealthServer:
             return 200, "text/plain", b"ok\n"
         if path == "/readyz":
             ready, reasons = self.readiness()
-            doc = json.dumps({"ready": ready, "reasons": reasons,
-                              "degraded": self.degraded()}).encode() + b"\n"
+            doc = json.dumps({"ready": ready, "reasons": reasons, "degraded": self.degraded(),
+                              "models": self.models()}).encode() + b"\n"
             return (200 if ready else 503), "application/json", doc
         if path == "/metrics":
             return 200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(self.registry)
@@ -223,8 +279,9 @@ class HealthServer:
         reasons = []
         if a.outbox is None:
             reasons.append("outbox not open")
-        if a.model is None:
-            reasons.append(f"no model: {a.model_error}")
+        for u in a.units:
+            if u.model is None:
+                reasons.append(f"model {u.name}: no model: {u.model_error}")
         for link in links(a):
             if link.role == "source" and not link.connected:
                 why = link.last_error or "connecting"
@@ -232,13 +289,27 @@ class HealthServer:
                                + (f" [{link.reason}]" if link.reason else ""))
         return not reasons, reasons
 
+    def models(self) -> dict[str, dict[str, Any]]:
+        """/readyz per model: does it serve the line, and what it runs."""
+        out = {}
+        for u in self.agent.units:
+            lc = u.lifecycle
+            out[u.name] = {"ready": u.model is not None,
+                           "version": u.model.version if u.model else None,
+                           "reason": None if u.model else u.model_error,
+                           "health": u.health(),
+                           "under_watch": bool(lc and lc.watch_until is not None)}
+        return out
+
     def degraded(self) -> list[str]:
         """Worth knowing, but the agent serves the line without them: outputs, labels and the
         hub (the outbox keeps everything until they are back)."""
         a = self.agent
         out = [describe(link) for link in links(a) if link.role != "source" and not link.connected]
-        if a.lifecycle is not None and a.lifecycle.watch_until is not None and a.model is not None:
-            out.append(f"model {a.model.version} under watch")
+        for u in a.units:
+            lc = u.lifecycle
+            if lc is not None and lc.watch_until is not None and u.model is not None:
+                out.append(f"model {u.name} {u.model.version} under watch")
         return out
 
 

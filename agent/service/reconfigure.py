@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from agent.config import AgentConfig, MqttLabelsConfig
-from agent.ingest.labels import LabelListener
+from agent.config import AgentConfig
 from agent.ingest.sources import build_source
 from agent.outputs.publish import MqttPublisher
+from agent.service.graph import label_listeners
 from agent.service.health import HealthServer
 
 if TYPE_CHECKING:
@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 
 # dotted settings that only a restart applies
 RESTART_ONLY = ("gateway_id", "state_dir", "reading_queue", "log_json", "hub", "outbox.path",
-                "outbox.synchronous", "outbox.disk_budget_bytes", "model.bundle", "model.runtime",
-                "outputs.opcua_writeback")
+                "outbox.synchronous", "outbox.disk_budget_bytes", "outputs.opcua_writeback")
+# per model: which models run, and what each loads, need a restart too
+RESTART_ONLY_PER_MODEL = ("name", "bundle", "runtime", "labels")
 
 
 def _get(doc: dict[str, Any], path: str) -> Any:
@@ -40,6 +41,12 @@ def _dump(cfg: AgentConfig) -> dict[str, Any]:
 def restart_only_changes(old: AgentConfig, new: AgentConfig) -> list[str]:
     a, b = _dump(old), _dump(new)
     changed = [p for p in RESTART_ONLY if _get(a, p) != _get(b, p)]
+    if len(a["models"]) != len(b["models"]):
+        changed.append("models")
+    else:
+        for i, (x, y) in enumerate(zip(a["models"], b["models"], strict=True)):
+            label = "model" if old.models[i].shorthand else f"models[{x['name']}]"
+            changed += [f"{label}.{k}" for k in RESTART_ONLY_PER_MODEL if x.get(k) != y.get(k)]
     kinds = (type(old.labels).__name__, type(new.labels).__name__)
     if kinds[0] != kinds[1] and "MqttLabelsConfig" not in kinds:
         changed.append("labels")  # OPC UA labels shape the feature builder's tags
@@ -57,7 +64,7 @@ def changed_components(old: AgentConfig, new: AgentConfig) -> list[str]:
     out += [f"source:{n}" for n in old_sources if n not in {s["name"] for s in b["sources"]}]
     for section, component in (("outputs", "mqtt-out"), ("labels", "labels"), ("health", "health"),
                                ("features", "features"), ("monitoring", "monitoring"),
-                               ("model", "model-policy"), ("log_level", "logging")):
+                               ("models", "model-policy"), ("log_level", "logging")):
         if a.get(section) != b.get(section):
             out.append(component)
     return out
@@ -73,8 +80,9 @@ async def apply(agent: Agent, new: AgentConfig) -> list[str]:
              if f"source:{name}" in changed}
     publisher = MqttPublisher(new.outputs.mqtt, new.gateway_id) if (
         "mqtt-out" in changed and new.outputs.mqtt) else None
-    listener = LabelListener(new.labels, new.gateway_id, agent.on_label) if (
-        "labels" in changed and isinstance(new.labels, MqttLabelsConfig)) else None
+    # the top-level label source (a model's own needs a restart: it is part of its entry)
+    listener = label_listeners(new, agent.units, agent._on_route_label).get("labels") if (
+        "labels" in changed) else None
     health = HealthServer(agent, new.health.listen, new.health.port) if (
         "health" in changed and new.health.enabled) else None
 
@@ -94,21 +102,17 @@ async def apply(agent: Agent, new: AgentConfig) -> list[str]:
             agent.start_component("mqtt-out", publisher.run)
     if "labels" in changed:
         await agent.stop_component("labels")
-        agent.labels = listener
+        agent.label_listeners.pop("labels", None)
         if listener is not None:
+            agent.label_listeners["labels"] = listener
             agent.start_component("labels", listener.run)
     if "health" in changed:
         await agent.stop_component("health")
         agent.health_server = health
         if health is not None:
             agent.start_component("health", health.run)
-    if "features" in changed and agent.model is not None:
-        agent.builder = agent.feature_builder(agent.model)
-    if "monitoring" in changed and agent.model is not None:
-        agent.rebuild_watch(agent.model)
-    if "model-policy" in changed and agent.lifecycle is not None:
-        agent.lifecycle.config, agent.lifecycle.policy = new, new.model.rollback
-        agent.lifecycle.store.keep = new.model.keep_versions
+    for unit, entry in zip(agent.units, new.models, strict=True):  # same models: checked above
+        unit.reconfigure(new, entry)
     if "logging" in changed:
         logging.getLogger().setLevel(new.log_level)
     log.info("config applied: %s", ", ".join(changed) or "no running component changed")

@@ -70,21 +70,25 @@ def _link_line(link: dict[str, Any], running: bool) -> str:
     return line
 
 
+MODEL_KEYS = ("model", "model_error", "samples", "samples_per_s", "predictions", "labels",
+              "invalid_samples", "dropped_readings", "parts_missed", "monitor", "lifecycle")
+
+
 def print_status(cfg: AgentConfig, as_json: bool) -> int:
     status = read_status(cfg.state_dir) or {}
     outbox = outbox_figures(cfg)
     running = bool(status) and time.time() - status.get("updated", 0) < 10
+    # an agent of the single-model release wrote one model at the top level
+    models = status.get("models") or ({(status.get("model") or {}).get("name") or "model":
+                                       {k: status.get(k) for k in MODEL_KEYS}} if status else {})
     report: dict[str, Any] = {"gateway_id": cfg.gateway_id, "state_dir": str(cfg.state_dir),
               "running": running,
-              **{k: status.get(k) for k in ("model", "model_error", "sources", "links", "samples",
-                                            "samples_per_s", "predictions", "labels",
-                                            "invalid_samples", "dropped_readings", "parts_missed",
-                                            "updated", "started", "monitor", "lifecycle", "sync")},
-              "outbox": outbox}
+              **{k: status.get(k) for k in (*MODEL_KEYS, "sources", "links", "updated", "started",
+                                            "sync", "channels", "bad_readings")},
+              "models": models, "outbox": outbox}
     if as_json:
         print(json.dumps(report, indent=1))
         return 0
-    model: dict[str, Any] | None = report["model"]
     if running:
         print(f"gateway       {cfg.gateway_id} (running since {when(report['started'])})")
     elif status:
@@ -92,46 +96,12 @@ def print_status(cfg: AgentConfig, as_json: bool) -> int:
               "what follows is its state then)")
     else:
         print(f"gateway       {cfg.gateway_id} (NOT RUNNING; it never wrote {cfg.state_dir}/status.json)")
-    print(f"model         {model['name'] + ' ' + model['version'] if model else 'none'}"
-          + (f"  [{report['model_error']}]" if report["model_error"] else ""))
     for link in report["links"] or report["sources"] or []:
         print(f"{link.get('role', 'source'):14}{_link_line(link, running)}")
-    print(f"samples       {report['samples'] or 0} ({report['samples_per_s'] or 0}/s), "
-          f"predictions {report['predictions'] or 0}, labels {report['labels'] or 0}, "
-          f"parts missed {report['parts_missed'] or 0}, readings dropped "
-          f"{report['dropped_readings'] or 0}")
-    monitor: dict[str, Any] | None = report["monitor"]
-    if monitor:
-        join = monitor.get("labels_join") or {}
-        print(f"health        {str(monitor.get('alarm_state', 'ok')).upper()}, "
-              f"{len(monitor.get('alarms') or [])} active, rolling accuracy "
-              f"{monitor.get('rolling_accuracy')}, expected (CBPE) {monitor.get('cbpe_expected_accuracy')}")
-        if monitor.get("rolling_per_class"):  # what matters for a classifier, not accuracy alone
-            recall = ", ".join(f"{c} {v.get('recall')}" for c, v in monitor["rolling_per_class"].items())
-            print(f"per class     balanced accuracy {monitor.get('rolling_balanced_accuracy')}, recall "
-                  f"{recall}, cost {monitor.get('rolling_cost_per_part')} per part")
-        print(f"labels        coverage {join.get('coverage')}, mean latency {join.get('mean_latency_s')} s, "
-              f"{join.get('pending')} waiting")
-        incidents = monitor.get("incidents") or {}
-        for inc in incidents.get("open") or []:
-            print(f"incident      {inc['id']} {inc['level'].upper()} {inc['state']}"
-                  + (f", acknowledged by {inc['acknowledged_by']}" if inc.get("acknowledged_by") else "")
-                  + (", shelved" if inc.get("shelved_until") else "")
-                  + f": {', '.join(inc['detectors'])}; {inc['notifications']} notification(s)")
-        if monitor.get("budget"):
-            print(f"budget        {monitor['budget']}")
-    lifecycle: dict[str, Any] | None = report["lifecycle"]
-    if lifecycle:
-        watch, shadow = lifecycle.get("watch"), lifecycle.get("shadow")
-        if watch:
-            against = (watch.get("against") or {}).get("version", "-")
-            print(f"watch         {watch['version']} against {against} until "
-                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(watch['until']))}: "
-                  f"{_comparison(watch.get('comparison'))}")
-        if shadow:
-            print(f"shadow        {shadow['version']}: {_comparison(shadow.get('comparison'))}")
-        for r in (lifecycle.get("rejected") or [])[-3:]:
-            print(f"rejected      {r.get('version')}: {r.get('reason')}")
+    if not models:
+        print("model         none")
+    for name, doc in models.items():  # one block per model
+        _print_model(name, doc)
     sync: dict[str, Any] | None = report["sync"]
     if sync:
         last = sync.get("last_success")
@@ -147,6 +117,49 @@ def print_status(cfg: AgentConfig, as_json: bool) -> int:
     else:
         print("outbox        not created yet")
     return 0
+
+
+def _print_model(name: str, report: dict[str, Any]) -> None:
+    model: dict[str, Any] | None = report.get("model")
+    print(f"model {name}")
+    print(f"  version     {model['name'] + ' ' + model['version'] if model else 'none'}"
+          + (f"  [{report['model_error']}]" if report.get("model_error") else ""))
+    print(f"  samples     {report.get('samples') or 0} ({report.get('samples_per_s') or 0}/s), "
+          f"predictions {report.get('predictions') or 0}, labels {report.get('labels') or 0}, "
+          f"parts missed {report.get('parts_missed') or 0}, readings dropped "
+          f"{report.get('dropped_readings') or 0}")
+    monitor: dict[str, Any] | None = report.get("monitor")
+    if monitor:
+        join = monitor.get("labels_join") or {}
+        print(f"  health      {str(monitor.get('alarm_state', 'ok')).upper()}, "
+              f"{len(monitor.get('alarms') or [])} active, rolling accuracy "
+              f"{monitor.get('rolling_accuracy')}, expected (CBPE) {monitor.get('cbpe_expected_accuracy')}")
+        if monitor.get("rolling_per_class"):  # what matters for a classifier, not accuracy alone
+            recall = ", ".join(f"{c} {v.get('recall')}" for c, v in monitor["rolling_per_class"].items())
+            print(f"  per class   balanced accuracy {monitor.get('rolling_balanced_accuracy')}, recall "
+                  f"{recall}, cost {monitor.get('rolling_cost_per_part')} per part")
+        print(f"  labels      coverage {join.get('coverage')}, mean latency {join.get('mean_latency_s')} s, "
+              f"{join.get('pending')} waiting")
+        incidents = monitor.get("incidents") or {}
+        for inc in incidents.get("open") or []:
+            print(f"  incident    {inc['id']} {inc['level'].upper()} {inc['state']}"
+                  + (f", acknowledged by {inc['acknowledged_by']}" if inc.get("acknowledged_by") else "")
+                  + (", shelved" if inc.get("shelved_until") else "")
+                  + f": {', '.join(inc['detectors'])}; {inc['notifications']} notification(s)")
+        if monitor.get("budget"):
+            print(f"  budget      {monitor['budget']}")
+    lifecycle: dict[str, Any] | None = report.get("lifecycle")
+    if lifecycle:
+        watch, shadow = lifecycle.get("watch"), lifecycle.get("shadow")
+        if watch:
+            against = (watch.get("against") or {}).get("version", "-")
+            print(f"  watch       {watch['version']} against {against} until "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(watch['until']))}: "
+                  f"{_comparison(watch.get('comparison'))}")
+        if shadow:
+            print(f"  shadow      {shadow['version']}: {_comparison(shadow.get('comparison'))}")
+        for r in (lifecycle.get("rejected") or [])[-3:]:
+            print(f"  rejected    {r.get('version')}: {r.get('reason')}")
 
 
 def _comparison(c: dict[str, Any] | None) -> str:

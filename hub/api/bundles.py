@@ -38,7 +38,9 @@ async def bundle(sha256: Sha256, hub: HubDep, who: Caller, request: Request) -> 
         raise HTTPException(404, "no such bundle")
     if who.role != "admin":
         doc, _ = hub.desired.get(str(who.gateway_id))
-        allowed = {(doc.get(k) or {}).get("sha256") for k in ("model", "shadow")}
+        # every model's entry, not only the legacy top level (a gateway runs several models)
+        parts = [doc, *(doc.get("models") or {}).values()]
+        allowed = {(part.get(k) or {}).get("sha256") for part in parts for k in ("model", "shadow")}
         if sha256 not in allowed:
             raise HTTPException(403, "this bundle is not deployed to this gateway")
     if stored is None:

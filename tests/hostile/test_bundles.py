@@ -190,11 +190,11 @@ def gateway(tmp_path: Path, trained: dict[str, Path]) -> dict[str, Path]:
                      "topics": [{"topic": "a", "tags": [{"tag": "t"}]}]}],
         "model": {"trusted_keys": [str(trained["pub"])]}}))
     assert main(["models", "import", str(trained["bundle"]), "--config", str(config)]) == 0
-    store = ModelStore(state)
+    store = ModelStore(state, name="moulding-nok")  # the folder the first import named
     (sha,) = [v["sha256"] for v in store.versions()]
     store.state.active = sha
     store.save()
-    (state / "models" / "request.json").unlink()
+    (state / "models" / "moulding-nok" / "request.json").unlink()
     return {"config": config, "state": state, "active": Path(sha)}
 
 
@@ -209,16 +209,17 @@ def test_hostile_bundle_is_refused_and_the_active_version_stays(
     capsys.readouterr()
     state = gateway["state"]
     before = _tree(tmp_path, state)
-    installed = sorted(p.name for p in (state / "models").iterdir())
+    installed = sorted(p.name for p in (state / "models" / "moulding-nok").iterdir())
     assert main(["models", "import", str(bundle), "--config", str(gateway["config"])]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 1, err
     assert reason in err, err
     assert len(err) < 1000
-    store = ModelStore(state)
+    store = ModelStore(state, name="moulding-nok")
     assert store.state.active == str(gateway["active"])
-    assert not (state / "models" / "request.json").exists()  # nothing handed to the agent
-    assert sorted(p.name for p in (state / "models").iterdir()) == installed
+    assert not (store.root / "request.json").exists()  # nothing handed to the agent
+    assert sorted(p.name for p in store.root.iterdir()) == installed
+    assert sorted(p.name for p in (state / "models").iterdir()) == ["moulding-nok"]
     assert list((state / "staging").iterdir()) == []
     assert _tree(tmp_path, state) == before  # nothing written outside the state dir
     assert not Path("/tmp/hostile-absolute.txt").exists()

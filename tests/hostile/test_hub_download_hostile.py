@@ -133,7 +133,7 @@ class Rig:
             hub={"url": hub.url, "token": TOKEN, "timeout_s": 2.0, **hub_cfg})
         self.config = AgentConfig.model_validate(raw)
         self.store = ModelStore(self.config.state_dir)
-        self.lifecycle = ModelLifecycle(self.config, self.store, lambda m: None, lambda e: None)
+        self.lifecycle = ModelLifecycle(self.config.model, self.store, lambda m: None, lambda e: None)
         assert self.config.hub is not None
         self.sync = HubSync(self.config.hub, GW, self.lifecycle, lambda: {})
         self.manifest_sha = hashlib.sha256((trained["bundle"] / "manifest.json").read_bytes()).hexdigest()

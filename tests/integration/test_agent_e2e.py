@@ -86,7 +86,9 @@ async def test_predictions_labels_and_outbox(tmp_path: Path, trained: dict[str, 
     assert main(["status", "--config", str(config_file)]) == 0
     text = capsys.readouterr().out
     assert "moulding-nok 1.0.0" in text
-    assert "budget        1 false alarm(s) and 5 warning(s) per week per model" in text
+    assert "model moulding-nok\n" in text  # one block per model
+    assert "  budget      1 false alarm(s) and 5 warning(s) per week per model" in text
+    assert status["models"]["moulding-nok"]["model"]["version"] == "1.0.0"
 
 
 async def test_broker_down_never_blocks_inference(tmp_path: Path, trained: dict[str, Path]) -> None:

@@ -72,7 +72,7 @@ async def test_import_list_rollback_offline(tmp_path: Path, trained: dict[str, P
             assert again.lifecycle is not None and again.lifecycle.incumbent is not None
 
         # the agent dies during the watch (no clean shutdown): at the next start it rolls back
-        state_file = tmp_path / "state" / "models" / "state.json"
+        state_file = tmp_path / "state" / "models" / "moulding-nok" / "state.json"  # per model
         state = json.loads(state_file.read_text())
         assert state["history"][-1]["event"] == "activated" and state["history"][-1]["boots"] == 0
         state["history"][-1]["boots"] = 1  # as a crash after the last start leaves it

@@ -84,7 +84,7 @@ async def test_a_counter_gap_is_counted_in_metrics_and_status(
             assert agent.builder.counter_gaps == 1
             assert agent.health_server is not None
             _, metrics = await http_get(agent.health_server.port, "/metrics")
-            assert "edge_parts_missed_total 9.0" in metrics
+            assert "edge_parts_missed_total{model=\"moulding-nok\"} 9.0" in metrics
             await wait_for(lambda: '"parts_missed": 9' in (tmp_path / "status.json").read_text(),
                            10, "status.json")
     assert main(["status", "--config", str(write(tmp_path, cfg))]) == 0

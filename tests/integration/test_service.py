@@ -113,11 +113,15 @@ async def test_health_ready_and_metrics(tmp_path: Path, trained: dict[str, Path]
             assert code == 200 and '"ready": true' in body
             code, metrics = await http_get(server.port, "/metrics")
             assert code == 200
-            for needle in ('edge_readings_total{source="plc"}', "edge_predictions_total 5.0",
-                           'edge_model_info{name="moulding-nok"', 'version="1.0.0"',
-                           "edge_inference_seconds_bucket", 'edge_drift_psi{feature="mould_temp"}',
+            # series of one model carry its name (a gateway may run several)
+            for needle in ('edge_readings_total{source="plc"}',
+                           'edge_predictions_total{model="moulding-nok"} 5.0',
+                           'edge_model_info{model="moulding-nok",name="moulding-nok"', 'version="1.0.0"',
+                           'edge_inference_seconds_bucket{le="1e-05",model="moulding-nok"}',
+                           'edge_drift_psi{feature="mould_temp",model="moulding-nok"}',
                            'edge_source_connected{source="plc"} 1.0', "edge_outbox_records",
-                           "edge_model_health 0.0"):
+                           'edge_model_health{model="moulding-nok"} 0.0',
+                           'edge_channel_dropped_total{channel="readings:moulding-nok"} 0.0'):
                 assert needle in metrics, needle
             assert (await http_get(server.port, "/nope"))[0] == 404
 

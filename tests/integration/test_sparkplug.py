@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from prometheus_client import generate_latest
 
 from agent.ingest.sources.sparkplug import SparkplugSource
 from tests.helpers.running import base_config, running_agent, wait_for
@@ -90,6 +91,15 @@ async def test_sparkplug_edge_node_lifecycle(tmp_path: Path, broker: Any,
             await wait_for(lambda: source.unknown_aliases == 1 and edge.rebirth_requests == 3, 10,
                            "unknown alias -> rebirth")
             gaps_before = source.sequence_gaps
+            # what the source refused or asked for is in status.json and /metrics
+            counters = next(s["counters"] for s in agent.snapshot()["sources"] if s["name"] == "spb")
+            assert counters["unknown_aliases"] == 1 and counters["sequence_gaps"] == 1
+            assert {"alias_collisions", "not_numeric", "refused_nodes",
+                    "rebirths_suppressed"} <= set(counters)
+            assert agent.health_server is not None
+            metrics = generate_latest(agent.health_server.registry).decode()
+            assert 'edge_sparkplug_unknown_aliases_total{source="spb"} 1.0' in metrics
+            assert 'edge_sparkplug_alias_collisions_total{source="spb"} 0.0' in metrics
 
             # malformed protobuf: counted, the source keeps going
             await edge.publish(edge.topic("NDATA"), b"\xff\xfe not protobuf \x00\x01")

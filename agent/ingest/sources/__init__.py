@@ -10,9 +10,12 @@ from agent.ingest.sources.base import ReadingSink, Source
 def event_tags(agent: AgentConfig) -> frozenset[str]:
     """Tags whose every change matters (a part counter, a serial, a QC verdict), not only the
     newest value: sources that can queue changes (OPC UA monitored items) do so for these."""
-    tags = {agent.features.trigger_tag, agent.features.sample_id_tag}
-    if isinstance(agent.labels, OpcUaLabelsConfig):
-        tags |= {agent.labels.tag, agent.labels.sample_id_tag}
+    tags: set[str | None] = set()
+    for entry in agent.models:  # every model's trigger and label tags
+        features, labels = agent.features_of(entry), agent.labels_of(entry)
+        tags |= {features.trigger_tag, features.sample_id_tag}
+        if isinstance(labels, OpcUaLabelsConfig):
+            tags |= {labels.tag, labels.sample_id_tag}
     return frozenset(t for t in tags if t)
 
 

@@ -78,6 +78,13 @@ class SparkplugSource:
         self._named = {(m.edge_node, m.device, m.metric): m.tag for m in config.metrics}
         self._pending_rebirths: list[str] = []
 
+    def counters(self) -> dict[str, int]:
+        """What this source refused or asked for, for status.json and /metrics."""
+        return {"sequence_gaps": self.sequence_gaps, "unknown_aliases": self.unknown_aliases,
+                "alias_collisions": self.alias_collisions, "not_numeric": self.not_numeric,
+                "refused_nodes": self.refused_nodes, "rebirths_requested": self.rebirths_requested,
+                "rebirths_suppressed": self.rebirths_suppressed, "deaths": self.deaths}
+
     def subscriptions(self) -> list[tuple[str, int]]:
         group, qos = self.config.group, int(self.config.qos)
         if not self.config.edge_nodes:

@@ -1,0 +1,85 @@
+"""The `models:` list and the `model:` shorthand: one normalisation, clear refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.cli import main
+from agent.config import parse_config
+from agent.errors import ConfigError
+
+SOURCE = {"type": "opcua", "name": "plc", "endpoint": "opc.tcp://127.0.0.1:4840",
+          "nodes": [{"tag": "t1", "node_id": "ns=2;i=1001"}]}
+
+
+def config(**extra: Any) -> dict[str, Any]:
+    return {"gateway_id": "gw-1", "state_dir": "/tmp/x", "sources": [SOURCE], **extra}
+
+
+def problems(doc: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(doc)
+    return "\n".join(caught.value.problems)
+
+
+def test_shorthand_is_a_one_entry_list_named_by_its_bundle() -> None:
+    short = parse_config(config(model={"batch_max": 8, "keep_versions": 4}))
+    listed = parse_config(config(models=[{"name": "quality", "batch_max": 8, "keep_versions": 4}]))
+    assert len(short.models) == 1 and short.models[0].shorthand and short.models[0].name is None
+    assert not listed.models[0].shorthand
+    assert short.models[0].model_dump(exclude={"name"}) == listed.models[0].model_dump(exclude={"name"})
+    assert short.model is short.models[0]  # the first model, for one-model callers
+    none = parse_config(config())  # neither: one hub-managed model, as `model:` with defaults was
+    assert len(none.models) == 1 and none.models[0].bundle is None
+
+
+def test_both_keys_are_refused_naming_both(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = problems(config(model={}, models=[{"name": "a"}]))
+    assert "'model'" in text and "'models'" in text
+    path = tmp_path / "agent.yaml"
+    path.write_text("gateway_id: gw\nsources: [{type: opcua, name: p, endpoint: 'opc.tcp://h:1', "
+                    "nodes: [{tag: t, node_id: 'ns=2;i=1'}]}]\nmodel: {}\nmodels: [{name: a}]\n")
+    assert main(["check-config", "--schema-only", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "'model'" in err and "'models'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("models", "expected"), [
+    ([{"name": "a"}, {"name": "a"}], "names must be unique, repeated: a"),
+    ([{"bundle": "/x"}], "models[0].name: required"),
+    ([{"name": "../etc"}], "models[0].name"),
+    ([{"name": "a", "batch_max": 0}], "models[0].batch_max"),
+    ([], "models"),
+    ([{"name": f"m{i}"} for i in range(33)], "models"),
+])
+def test_bad_models_lists_name_the_place(models: list[Any], expected: str) -> None:
+    assert expected in problems(config(models=models))
+
+
+def test_shorthand_errors_point_at_what_the_user_wrote() -> None:
+    text = problems(config(model={"batch_max": 0}))
+    assert text.startswith("model.batch_max:"), text
+    assert "takes its name from the bundle" in problems(config(model={"name": "q"}))
+
+
+def test_per_model_sections_default_to_the_top_level() -> None:
+    cfg = parse_config(config(
+        features={"mode": "periodic", "period_s": 2.0},
+        models=[{"name": "a"},
+                {"name": "b", "features": {"mode": "trigger", "trigger_tag": "t1"},
+                 "monitoring": {"enabled": False}, "outputs": {"topic": "x/{model}"}}]))
+    a, b = cfg.models
+    assert cfg.features_of(a).period_s == 2.0 and cfg.features_of(b).mode == "trigger"
+    assert cfg.monitoring_of(a).enabled and not cfg.monitoring_of(b).enabled
+    assert b.outputs.topic == "x/{model}" and a.outputs.topic is None
+
+
+def test_a_dumped_config_validates_again() -> None:
+    for doc in (config(model={"batch_max": 8}), config(models=[{"name": "a"}, {"name": "b"}])):
+        cfg = parse_config(doc)
+        again = parse_config(cfg.model_dump(mode="json"))
+        assert again == cfg
+    assert "models[1].name: required" in problems(config(models=[{"name": "a"}, {"name": None}]))
