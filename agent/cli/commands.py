@@ -63,7 +63,7 @@ def status(args: argparse.Namespace) -> int:
 def replay(args: argparse.Namespace) -> int:
     from agent.monitor.replay import load_replay_config, run_replay
 
-    return run_replay(load_replay_config(args.config), args.csv, args.out)
+    return run_replay(load_replay_config(args.config, args.model), args.csv, args.out)
 
 
 def sim(args: argparse.Namespace) -> int:

@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--csv", type=Path, required=True, metavar="FILE",
                         help="timestamp column, one column per tag, optional label column")
     replay.add_argument("--out", type=Path, required=True, metavar="FILE", help="REPORT.json to write")
+    replay.add_argument("--model", default=None, metavar="NAME",
+                        help="which model of a config that runs several (a name of models:)")
     replay.set_defaults(handler=commands.replay)
 
     from agent.cli import alarms, audit, models, opcua

@@ -50,13 +50,23 @@ class ReplayConfig(Strict):
                                    "(default: a temporary directory).")
 
 
-def load_replay_config(path: Path) -> ReplayConfig:
-    """A whole agent config (validated as `run` would) or one with only model and monitoring."""
+def load_replay_config(path: Path, model: str | None = None) -> ReplayConfig:
+    """A whole agent config (validated as `run` would) or one with only model and monitoring.
+    ``model``: which of the config's models (needed when it runs several)."""
     raw = load_config_dict(path)
     if isinstance(raw, dict) and "sources" in raw:
         cfg = parse_config(raw)
-        return ReplayConfig(model=cfg.model, monitoring=cfg.monitoring, gateway_id=cfg.gateway_id,
-                            state_dir=cfg.state_dir)
+        names = [e.name or "(the model: shorthand)" for e in cfg.models]
+        if model is None and len(cfg.models) > 1:
+            raise ConfigError([f"--model: {path} runs {len(names)} models ({', '.join(names)}); "
+                               "say which to replay"])
+        entry = next((e for e in cfg.models if model is None or e.name == model or e.shorthand),
+                     None)
+        if entry is None:
+            raise ConfigError([f"--model: no model named {model!r} in {path}; its models are "
+                               f"{', '.join(names)}"])
+        return ReplayConfig(model=entry, monitoring=cfg.monitoring_of(entry),
+                            gateway_id=cfg.gateway_id, state_dir=cfg.state_dir)
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: expected a mapping with model (and monitoring)"])
     try:

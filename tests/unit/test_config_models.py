@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +84,20 @@ def test_a_dumped_config_validates_again() -> None:
         again = parse_config(cfg.model_dump(mode="json"))
         assert again == cfg
     assert "models[1].name: required" in problems(config(models=[{"name": "a"}, {"name": None}]))
+
+
+def test_replay_reads_the_model_it_is_asked_for(tmp_path: Path) -> None:
+    from agent.monitor.replay import load_replay_config
+
+    path = tmp_path / "agent.yaml"
+    path.write_text(json.dumps(config(
+        monitoring={"label_ttl_s": 60},
+        models=[{"name": "a", "bundle": "/b/a"},
+                {"name": "b", "bundle": "/b/b", "monitoring": {"label_ttl_s": 99}}])))
+    replay = load_replay_config(path, "b")
+    assert replay.model.bundle == Path("/b/b") and replay.monitoring.label_ttl_s == 99
+    assert load_replay_config(path, "a").monitoring.label_ttl_s == 60  # the top level's
+    with pytest.raises(ConfigError, match="runs 2 models"):
+        load_replay_config(path)
+    with pytest.raises(ConfigError, match="no model named 'c'"):
+        load_replay_config(path, "c")
