@@ -96,6 +96,28 @@ class Stream:
         return labelled
 
 
+# a second generator (LoopLine below), never looked at while the monitor was developed: the
+# check that its figures do not hold only for streams of the first one
+OTHER = (
+    Shape("loop-7", 7, ((0, 1, 2), (4, 5)), 0.93, 0.6, (0.5, 0.2, 0.3),
+          quality=(1, 4, 6, 3), after_concept=(0, 5, 2, 6), shift_tags=(2, 4, 6),
+          variance_tags=(1, 6), broken_tag=5, nok_rate=0.13, label_noise=0.35,
+          extra={"period": 45.0, "noise_df": 5.0}),
+    # defined after loop-7 had shown the scale CUSUM's heavy-tail problem and before anything
+    # of it was run: the held-out check of that fix
+    Shape("loop-9", 9, ((0, 1), (2, 3, 4, 5), (7, 8)), 0.9, 0.5, (0.45, 0.25, 0.30),
+          quality=(0, 3, 7, 6), after_concept=(1, 5, 8, 2), shift_tags=(1, 3, 6),
+          variance_tags=(4, 8), broken_tag=2, nok_rate=0.12, label_noise=0.3,
+          extra={"period": 70.0, "noise_df": 4.0}),
+    # defined after loop-9 had shown single wild values raising mean-CUSUM alarms (and the
+    # clip that followed), before anything of it was run: the held-out check of that fix
+    Shape("loop-11", 11, ((0, 1, 2), (3, 4), (6, 7, 8, 9)), 0.88, 0.55, (0.4, 0.3, 0.3),
+          quality=(2, 4, 8, 10), after_concept=(0, 3, 9, 5), shift_tags=(0, 4, 10),
+          variance_tags=(5, 7), broken_tag=8, nok_rate=0.14, label_noise=0.35,
+          extra={"period": 30.0, "noise_df": 4.5}),
+)
+
+
 def _ar1(rng: np.random.Generator, rows: int, cols: int, rho: float) -> np.ndarray:
     """AR(1) columns with unit stationary variance, started in their stationary law."""
     e = rng.standard_normal((rows, cols)) * np.sqrt(1 - rho * rho)
@@ -121,6 +143,13 @@ class Line:
         self.group_of = {t: g for g, members in enumerate(shape.groups) for t in members}
         self.threshold = self._threshold(rng)
 
+    def _factors(self, rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+        """The latent factors shared by a group: AR(1) of unit variance."""
+        return _ar1(rng, rows, cols, self.shape.factor_rho)
+
+    def _noise(self, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+        return rng.standard_normal(size)
+
     def _risk(self, z: np.ndarray, tags: tuple[int, ...], w: np.ndarray) -> np.ndarray:
         risk = z[:, list(tags)] @ w
         return np.asarray(risk + 0.5 * z[:, tags[0]] * z[:, tags[1]])
@@ -135,9 +164,9 @@ class Line:
         """A stream of ``rows`` rows with change ``kind`` from row ``change`` ('clean': none)."""
         s = self.shape
         rng = np.random.default_rng(seed)
-        factors = _ar1(rng, rows, max(1, len(s.groups)), s.factor_rho)
+        factors = self._factors(rng, rows, max(1, len(s.groups)))
         wander = _ar1(rng, rows, s.tags, s.wander_rho)
-        noise = rng.standard_normal((rows, s.tags))
+        noise = self._noise(rng, (rows, s.tags))
         z = np.empty((rows, s.tags))
         fa, wa, na = (np.sqrt(v) for v in s.shares)
         for t in range(s.tags):
@@ -159,7 +188,7 @@ class Line:
             scaled[:, list(s.variance_tags)] *= factor
         elif kind == "correlation":
             # the same law (same autocorrelation, same variance), no longer tied to the group
-            lone = _ar1(rng, rows, 1, s.factor_rho)[:, 0]
+            lone = self._factors(rng, rows, 1)[:, 0]
             t = s.broken_tag
             scaled[change:, t] = fa * lone[change:] + wa * wander[change:, t] + na * noise[change:, t]
         risk_before = self._risk(z, s.quality, self.weights)
@@ -176,3 +205,31 @@ class Line:
         nok = risk > self.threshold
         x = self.mean + self.sd * scaled
         return Stream(x, nok, self.names, None if kind == "clean" else change)
+
+
+class LoopLine(Line):
+    """Another generator: tags of a group follow a control loop that rings (an AR(2) factor
+    with complex roots of modulus ``factor_rho`` and a period of ``extra['period']`` rows),
+    and the measurement noise is heavy-tailed (Student t with ``extra['noise_df']`` degrees of
+    freedom, unit variance). The rest (own wander, operating points, quality, cases) as Line."""
+
+    def _factors(self, rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+        r, period = self.shape.factor_rho, self.shape.extra.get("period", 45.0)
+        a1, a2 = 2 * r * np.cos(2 * np.pi / period), -r * r
+        burn = 500  # started far enough back to be in its stationary law
+        e = rng.standard_normal((rows + burn, cols))
+        out = np.zeros((rows + burn, cols))
+        for t in range(2, rows + burn):
+            out[t] = a1 * out[t - 1] + a2 * out[t - 2] + e[t]
+        # stationary variance of an AR(2): (1 - a2) / ((1 + a2) ((1 - a2)^2 - a1^2))
+        var = (1 - a2) / ((1 + a2) * ((1 - a2) ** 2 - a1 * a1))
+        return np.asarray(out[burn:] / np.sqrt(var))
+
+    def _noise(self, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
+        df = self.shape.extra.get("noise_df", 5.0)
+        return np.asarray(rng.standard_t(df, size) / np.sqrt(df / (df - 2)))
+
+
+def line_for(shape: Shape, seed: int) -> Line:
+    """The line of a shape, from its own generator."""
+    return LoopLine(shape, seed) if shape in OTHER else Line(shape, seed)

@@ -68,7 +68,10 @@ def store_report(engine: Engine, gateway_id: str, report: dict[str, Any]) -> str
         for name, entry in entries.items():
             prev = kept.pop(name, None)
             _record_changes(s, gateway_id, prev.report if prev else {}, entry)
-            due = prev is None or prev.metric_at is None or now - prev.metric_at >= METRIC_EVERY_S
+            # a chart point at most every few seconds, but always when the version or the
+            # health changed: the chart must show the moment a model was switched or alarmed
+            due = prev is None or prev.metric_at is None or now - prev.metric_at >= METRIC_EVERY_S \
+                or _turning_point(prev.report or {}, entry)
             if prev is None:
                 prev = GatewayModel(gateway_id=gateway_id, model=name, report=entry, updated=now)
                 s.add(prev)
@@ -90,6 +93,11 @@ def model_reports(s: Session, models: list[str] | None = None) -> dict[str, dict
         for model, (entry, _updated) in mine.items():
             out.setdefault(model, {})[gateway_id] = entry
     return out
+
+
+def _turning_point(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    was, now = before.get("active") or {}, after.get("active") or {}
+    return was.get("version") != now.get("version") or before.get("health") != after.get("health")
 
 
 def _metric_point(gateway_id: str, now: float, model: str, entry: dict[str, Any]) -> GatewayMetric:

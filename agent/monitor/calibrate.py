@@ -15,7 +15,6 @@ they would cross is raised (they contain no drift by definition).
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -29,11 +28,16 @@ from agent.monitor.laws import (
     chi2_quantile,
     cusum_h,
     long_run_inflation,
+    robust_scale_h,
     scale_cusum_h,
     scale_k,
+    slowest,
     window_alpha,
     window_mean_z,
 )
+from agent.monitor.scores import cross_fitted, normal_scores_table, score_transform
+
+SCALE_CAP = 9.0  # z^2 beyond this (3 standard deviations) counts as 9 in the scale CUSUM
 
 __all__ = ["Budget", "calibrate", "pad_profiles", "prediction_errors", "reconstruction_log_error",
            "score_transform"]
@@ -97,6 +101,9 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
                         **(source or {})},
     }
     infl = long_run_inflation(x_num, safe=True)
+    # the model's outputs are measured on the held-out rows only, too few to show their own
+    # time scale: their long-run spreads use at least the bandwidth of the inputs' (all rows)
+    span = slowest(x_num)
     num_profiles = [profiles[i] for i in numeric]
     mean, std = x_num.mean(axis=0), x_num.std(axis=0)
     monitoring["data"] = _stream_thresholds(x_num, x_num, num_profiles, mean, std, infl, budget,
@@ -107,7 +114,7 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     # the held-out distribution mapped onto N(0, 1), which its law assumes
     table = normal_scores_table(score)
     s_cusum = score_transform(score, "normal_scores", table)
-    s_mean, s_std, s_infl = _cross_fitted(score)
+    s_mean, s_std, s_infl = cross_fitted(score, span)
     monitoring["prediction"] = _stream_thresholds(
         score[:, None], s_cusum[:, None], [score_profile], np.array([s_mean]), np.array([s_std]),
         np.array([s_infl]), budget, shares["prediction_psi"], shares["prediction_cusum"])
@@ -124,57 +131,12 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
         monitoring["cbpe"] = _cbpe(confidence, holdout, budget, shares["cbpe"])
     if labels:
         monitoring["labels"] = label_thresholds(holdout, error_bits, outcomes, budget,
-                                                shares["error_cusum"])
+                                                shares["error_cusum"], span)
     elif "mae" in holdout:
         monitoring["labels"] = {"mae": holdout["mae"], "rmse": holdout.get("rmse")}
     monitoring["autocorrelation"] = ar1(x_num).round(4).tolist()
     monitoring["long_run_inflation"] = infl.round(3).tolist()
     return monitoring
-
-
-NORMAL_SCORE_POINTS = 200
-
-
-def normal_scores_table(score: np.ndarray) -> dict[str, list[float]]:
-    """Quantiles of the held-out scores and the standard normal quantiles they map to."""
-    n = len(score)
-    probs = (np.arange(NORMAL_SCORE_POINTS) + 0.5) / NORMAL_SCORE_POINTS
-    probs = np.clip(probs, 0.5 / n, 1 - 0.5 / n)
-    values = np.quantile(np.asarray(score, dtype=np.float64), probs)
-    z = np.array([NormalDist().inv_cdf(float(p)) for p in probs])
-    uniq, first = np.unique(values, return_index=True)  # ties (tree models): one z per value
-    z_mean = np.array([z[values == v].mean() for v in uniq]) if len(uniq) < len(values) else z[first]
-    return {"values": uniq.tolist(), "z": z_mean.tolist()}
-
-
-def _cross_fitted(score: np.ndarray) -> tuple[float, float, float]:
-    """Mean, spread and long-run inflation of the normal scores, each half of the held-out rows
-    mapped by the table of the other half: the table fitted on the same rows would make them look
-    exactly normal, narrower than new data will be."""
-    half = len(score) // 2
-    if half < 20:
-        z = score_transform(score, "normal_scores", normal_scores_table(score))
-        return float(z.mean()), float(z.std()), float(long_run_inflation(z, safe=True)[0])
-    parts = [(score[:half], score[half:]), (score[half:], score[:half])]
-    stats = []
-    for fit, use in parts:
-        z = score_transform(use, "normal_scores", normal_scores_table(fit))
-        stats.append((float(z.mean()), float(z.var()), float(long_run_inflation(z, safe=True)[0])))
-    mean = sum(m for m, _, _ in stats) / 2
-    spread = math.sqrt(sum(v for _, v, _ in stats) / 2 + sum((m - mean) ** 2 for m, _, _ in stats) / 2)
-    return mean, spread, max(i for _, _, i in stats)
-
-
-def score_transform(score: np.ndarray, transform: str,
-                    table: dict[str, list[float]] | None = None) -> np.ndarray:
-    if transform == "normal_scores" and table is not None:
-        if len(table["values"]) < 2:
-            return np.zeros(len(score))
-        return np.asarray(np.interp(score, table["values"], table["z"]))
-    if transform == "logit":
-        p = np.clip(score, 1e-6, 1 - 1e-6)
-        return np.asarray(np.log(p / (1 - p)))
-    return np.asarray(score, dtype=np.float64)
 
 
 def _rates(budget: Budget, share: float) -> tuple[float, float]:
@@ -295,9 +257,10 @@ def _scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget,
            share: float, resid_share: float) -> dict[str, Any]:
     """Scale CUSUM per numeric stream on its squared standardized prediction error (from the
     other streams and the previous values): a spread growing to ``scale_ratio`` times the
-    reference, or a stream that no longer follows the others, moves it up. Its law is that of
-    z^2 for independent N(0, 1) z; errors whose squares still come in runs stretch the
-    threshold by their long-run inflation."""
+    reference, or a stream that no longer follows the others, moves it up. z^2 is clipped at
+    SCALE_CAP (a single outlier of heavy-tailed noise must not be an alarm by itself) and its
+    law is the Markov chain of the reference rows' own clipped z^2 (robust_scale_h); errors
+    whose squares still come in runs stretch the threshold by their long-run inflation."""
     safe = np.where(std > 0, std, 1.0)
     u = (x - mean) / safe
     coef = _predictor(u) if len(u) > 2 * u.shape[1] + 10 else np.zeros((2 * u.shape[1], u.shape[1]))
@@ -306,13 +269,17 @@ def _scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget,
     # two standard errors up (1/sqrt(2n) each): a spread estimated low shifts the scale CUSUM's
     # in-control drift, and a short reference (a retrained model's) has a wide one
     resid_std = np.where(resid_std > 0, resid_std, 1.0) * (1 + 2 / math.sqrt(2 * max(1, len(err))))
-    y = (err / resid_std) ** 2
+    y = np.minimum((err / resid_std) ** 2, SCALE_CAP)
     infl = np.clip(long_run_inflation(y), 1.0, 4.0) if len(y) > 20 else np.ones(len(safe))
     k = scale_k(budget.scale_ratio)
     warn_rate, alarm_rate = _rates(budget, share)
     week = budget.samples_per_week
-    h_warn = scale_cusum_h(week / warn_rate, k) * infl
-    h_alarm = scale_cusum_h(week / alarm_rate, k) * infl
+    if len(y) >= 200:  # enough rows to show the tails of their own law
+        h_warn = np.array([robust_scale_h(week / warn_rate, y[:, j], k) for j in range(y.shape[1])]) * infl
+        h_alarm = np.array([robust_scale_h(week / alarm_rate, y[:, j], k) for j in range(y.shape[1])]) * infl
+    else:
+        h_warn = scale_cusum_h(week / warn_rate, k) * infl
+        h_alarm = scale_cusum_h(week / alarm_rate, k) * infl
     # the mean of the same prediction errors: a shift of a few streams that breaks from what the
     # others and their own past predict (a mean CUSUM on them, as on the raw streams)
     z = err / resid_std
@@ -343,10 +310,12 @@ def _scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget,
     return {"mean": mean.tolist(), "std": safe.tolist(), "coef": coef.round(6).tolist(),
             "resid_std": resid_std.tolist(), "k": k, "ratio": budget.scale_ratio,
             "inflation": infl.round(3).tolist(), "h_warn": h_warn.tolist(), "h_alarm": h_alarm.tolist(),
+            "cap": SCALE_CAP,
             "resid_mean": z_mean.tolist(), "resid_cusum_std": z_std.tolist(),
             "resid_h_warn": m_warn.tolist(), "resid_h_alarm": m_alarm.tolist(),
-            "law": "Brook-Evans Markov chain for z^2 of independent N(0,1) z, exponential tail "
-                   "beyond ARL 3e4; h times the long-run inflation of z^2",
+            "law": "Brook-Evans Markov chain of the reference rows' own z^2 clipped at the cap, "
+                   "exponential tail beyond h = 40 (theta at most the Gaussian one); h times the "
+                   "long-run inflation of z^2",
             "replay_adjusted": adjusted}
 
 

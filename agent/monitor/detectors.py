@@ -44,10 +44,16 @@ class Binner:
         self.offset = 2.0 * np.arange(k)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        u = np.clip((x - self.lo) / self.span, -0.5, 1.5) + self.offset
-        idx = np.searchsorted(self.flat, u, side="right") - self.first
+        u = x - self.lo
+        u /= self.span
+        np.maximum(u, -0.5, out=u)  # minimum and maximum in place: a fraction of np.clip's cost
+        np.minimum(u, 1.5, out=u)
+        u += self.offset
+        idx = np.searchsorted(self.flat, u, side="right")
+        idx -= self.first
         # a value equal to the training maximum belongs to the last inner bin, not the overflow
-        return np.asarray(np.where(x == self.top, idx - 1, idx))
+        idx -= x == self.top
+        return np.asarray(idx)
 
 
 class WindowPSI:
@@ -127,13 +133,16 @@ class Cusum:
     calls whatever its length and width; exact per sample through the cumulative-sum form of
     the Lindley recursion, S_t = C_t - min(-S_0, min_{j<=t} C_j).
 
+    With ``clip``, a standardized value beyond +-clip (per column, in the CUSUM's standard
+    deviations) counts as +-clip before k is subtracted.
+
     With ``quiet`` set, a column that was above its warning level reports a return to normal
     (a Detection of level "quiet") once it has stayed at or below it for ``quiet`` samples:
     the off-delay after which its alarm condition may end."""
 
     def __init__(self, mean: np.ndarray, std: np.ndarray, k: float | np.ndarray, h: float | np.ndarray,
                  one_sided: bool | np.ndarray = False, h_warn: float | np.ndarray | None = None,
-                 quiet: int | None = None) -> None:
+                 quiet: int | None = None, clip: float | np.ndarray | None = None) -> None:
         self.mean = np.asarray(mean, dtype=np.float64)
         cols = self.mean.shape[0]
         std = np.asarray(std, dtype=np.float64)
@@ -151,6 +160,14 @@ class Cusum:
         self._k_side = self.k[self._col]
         self._mean_side = self.mean[self._col]
         self._scale_side = self._sign / self.std[self._col]
+        # standardized values beyond +-clip count as +-clip (a Huber-type CUSUM): one outlier
+        # of heavy-tailed noise must not be an alarm by itself, nor wipe out the evidence
+        self._offset_side = self._mean_side * self._scale_side + self._k_side
+        self._clip_side: np.ndarray | None = None
+        if clip is not None:  # the bounds shifted by k, which is subtracted first
+            bound = np.broadcast_to(np.asarray(clip, dtype=np.float64), (cols,))[self._col]
+            self._clip_side = bound - self._k_side
+            self._clip_low = -bound - self._k_side
         sides = len(self._col)
         self.s = np.zeros(sides)  # current sums
         self.start = np.zeros(sides, dtype=np.int64)  # index after the sum was last zero
@@ -171,10 +188,12 @@ class Cusum:
         """Feed a batch (n, cols); return warnings, alarms (and with ``quiet``, returns to
         normal). A column that alarms restarts from zero, as after an alarm is raised."""
         x = np.asarray(x, dtype=np.float64)
-        z = x[:, self._col]  # a copy (fancy indexing): standardized in place
-        z -= self._mean_side
+        z = x[:, self._col]  # a copy (fancy indexing): standardized in place, k subtracted
         z *= self._scale_side
-        z -= self._k_side
+        z -= self._offset_side
+        if self._clip_side is not None:  # minimum and maximum: a fraction of np.clip's cost
+            np.minimum(z, self._clip_side, out=z)
+            np.maximum(z, self._clip_low, out=z)
         out: list[Detection] = []
         while len(z):
             s = np.cumsum(z, axis=0)
@@ -185,9 +204,10 @@ class Cusum:
             fired_rows = over.any(axis=1)
             end = int(fired_rows.argmax()) + 1 if fired_rows.any() else len(z)
             above = s[:end] > self._warn_side
-            out += self._warnings(s[:end], above)
+            hot = above.any(axis=0)
+            out += self._warnings(s[:end], hot)
             if self.quiet is not None:
-                out += self._quiet(above)
+                out += self._quiet(above, hot)
             self._record_zero(s[:end])
             if end == len(z) and not fired_rows[-1]:
                 self.s = s[-1].copy()
@@ -210,10 +230,9 @@ class Cusum:
             z = z[row + 1:]
         return out
 
-    def _warnings(self, s: np.ndarray, above: np.ndarray) -> list[Detection]:
+    def _warnings(self, s: np.ndarray, hot: np.ndarray) -> list[Detection]:
         """First crossing of the warning level per column, until its sums return to zero."""
-        hot = above.any(axis=0)
-        if not hot.any() and not self.warned.any():
+        if not hot.any() and not self.warned.any():  # hot: sides above the warning level
             return []
         cols_n = len(self.mean)
         score = np.zeros((len(s), cols_n))
@@ -246,12 +265,11 @@ class Cusum:
         zeros = np.flatnonzero(s[: row + 1, side] <= 0)
         return self.seen + int(zeros[-1]) + 1 if len(zeros) else int(self.start[side])
 
-    def _quiet(self, above: np.ndarray) -> list[Detection]:
+    def _quiet(self, above: np.ndarray, hot_sides: np.ndarray) -> list[Detection]:
         """Returns to normal: ``quiet`` samples in a row at or below the warning level after the
         column was last above it (exact per sample, whatever the batch size)."""
         assert self.quiet is not None
         cols_n = len(self.mean)
-        hot_sides = above.any(axis=0)
         if not hot_sides.any() and not self.pending.any():
             return []
         col_above = np.zeros((len(above), cols_n), dtype=bool)

@@ -30,11 +30,19 @@ MIN_OUTCOME_ROWS, MIN_OUTCOME_ERRORS = 300, 15  # fewer: the error-rate CUSUM in
 
 def label_thresholds(holdout: dict[str, Any], error_bits: np.ndarray | None,
                      outcomes: tuple[np.ndarray, np.ndarray] | None, budget: Budget,
-                     share: float) -> dict[str, Any]:
-    """The manifest's ``monitoring.labels`` for a classifier with held-out ``accuracy``."""
+                     share: float, span: float = 0.0) -> dict[str, Any]:
+    """The manifest's ``monitoring.labels`` for a classifier with held-out ``accuracy``.
+
+    ``span``: the time scale of the inputs (agent.monitor.laws.slowest, from all rows). Outcomes
+    come in runs as long as the process stays in a region where the model errs; a thousand
+    held-out outcomes are too few to show that time scale themselves (their sample
+    correlations sit within noise of zero, each of them small, their sum not), so their
+    long-run inflation is estimated over at least the bandwidth of the inputs' time scale, raised by one
+    standard error as every other detector's: estimated low, it makes a one-a-week CUSUM
+    alarm several times a week (measured: 1.3-5x its law on the fresh-10 shape)."""
     if outcomes is not None and len(outcomes[0]) and _enough_outcomes(outcomes[0], holdout):
-        return _outcomes(outcomes[0], outcomes[1], holdout, budget, share)
-    return _error_rate(holdout, error_bits, budget, share)
+        return _outcomes(outcomes[0], outcomes[1], holdout, budget, share, span)
+    return _error_rate(holdout, error_bits, budget, share, span)
 
 
 def _rates(budget: Budget, share: float) -> tuple[float, float]:
@@ -42,7 +50,7 @@ def _rates(budget: Budget, share: float) -> tuple[float, float]:
 
 
 def _error_rate(holdout: dict[str, Any], error_bits: np.ndarray | None, budget: Budget,
-            share: float) -> dict[str, Any]:
+                share: float, span: float = 0.0) -> dict[str, Any]:
     """Bernoulli CUSUM for the error rate doubling. The in-control rate is the held-out error
     rate plus two standard errors (a rate estimated low would make the CUSUM drift up); errors
     that come in runs stretch the threshold by their long-run inflation (the diffusion law)."""
@@ -50,8 +58,9 @@ def _error_rate(holdout: dict[str, Any], error_bits: np.ndarray | None, budget: 
     p_hat = 1 - float(holdout["accuracy"])
     infl = 1.0
     if error_bits is not None and len(error_bits) >= 20:
-        lags = min(100, len(error_bits) // 5)
-        infl = float(long_run_inflation(error_bits.astype(np.float64), max_lag=lags)[0])
+        lags = min(200, len(error_bits) // 5)
+        infl = float(long_run_inflation(error_bits.astype(np.float64), max_lag=lags, safe=True,
+                                        slow=span)[0])
     se = math.sqrt(max(p_hat, MIN_ERROR_RATE) * (1 - p_hat) * infl / n)
     p0 = float(np.clip(p_hat + 2 * se, MIN_ERROR_RATE, 0.45))
     p1 = min(0.95, ERROR_RISE * p0)
@@ -107,7 +116,7 @@ def _enough_outcomes(p: np.ndarray, holdout: dict[str, Any]) -> bool:
 
 
 def _outcomes(p: np.ndarray, positive: np.ndarray, holdout: dict[str, Any], budget: Budget,
-              share: float) -> dict[str, Any]:
+              share: float, span: float = 0.0) -> dict[str, Any]:
     """Label CUSUM of a binary classifier: the likelihood ratio of the outcomes against its own
     probabilities, calibrated on held-out rows (Platt). Confident mistakes weigh most, which is
     what a changed relation makes. Law: the Markov chain of the held-out log ratios (iid),
@@ -115,8 +124,8 @@ def _outcomes(p: np.ndarray, positive: np.ndarray, holdout: dict[str, Any], budg
     outcomes in runs stretch h by the long-run inflation of the held-out log ratios."""
     a, b = platt(p, positive)
     llr = outcome_llr(p, positive, a, b)
-    infl = float(long_run_inflation(llr, max_lag=max(2, min(100, len(llr) // 5)))[0]) if (
-        len(llr) >= 20) else 1.0
+    infl = float(long_run_inflation(llr, max_lag=max(2, min(200, len(llr) // 5)), safe=True,
+                                    slow=span)[0]) if len(llr) >= 20 else 1.0
     warn_rate, alarm_rate = _rates(budget, share)
     week = budget.samples_per_week  # labels at the sample rate at most
     law = ("Markov chain of the held-out log ratios, exponential tail (theta <= 1); at least "

@@ -108,7 +108,8 @@ def empirical_cusum_h(arl: float, increments: np.ndarray, anchor: float = 5.0,
     return hi
 
 
-def _scale_theta(k: float) -> float:
+def scale_theta(k: float) -> float:
+    """theta of the exponential tail of the scale CUSUM's ARL for Gaussian z."""
     lo, hi = 1e-6, 0.5 - 1e-9
     for _ in range(100):  # -ln(1-2t)/2 - t k is < 0 below the root, > 0 above it
         mid = (lo + hi) / 2
@@ -116,12 +117,23 @@ def _scale_theta(k: float) -> float:
     return (lo + hi) / 2
 
 
+def robust_scale_h(arl: float, y: np.ndarray, k: float) -> float:
+    """Threshold of the scale CUSUM S = max(0, S + y - k) for an in-control ARL, from the
+    reference's own (clipped) squared errors ``y`` rather than the chi-square law: heavy-tailed
+    measurement noise makes large z^2 far more common than for Gaussian z (Student t with 5
+    degrees of freedom: 10 times as often beyond 9), and the Gaussian law then promises a run
+    length the line never shows. The Markov chain of the empirical increments up to h = 40,
+    beyond it the exponential tail with the sample's theta, at most the Gaussian one."""
+    return empirical_cusum_h(arl, np.asarray(y, dtype=np.float64) - k, anchor=40.0,
+                             theta_max=scale_theta(k))
+
+
 def scale_cusum_h(arl: float, k: float) -> float:
     """Threshold of the scale CUSUM for an in-control ARL."""
     anchor = 40.0
     at_anchor = scale_cusum_arl(anchor, k)
     if arl > at_anchor:  # far tail: the exponential law, exact enough beyond the anchor
-        return anchor + math.log(arl / at_anchor) / _scale_theta(k)
+        return anchor + math.log(arl / at_anchor) / scale_theta(k)
     lo, hi = 0.5, anchor
     for _ in range(30):
         mid = (lo + hi) / 2
@@ -203,7 +215,7 @@ def inflation(rho: np.ndarray) -> np.ndarray:
     return np.asarray((1 + rho) / (1 - rho))
 
 
-def _bartlett(d: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
+def _bartlett(d: np.ndarray, cap: int, slow_floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Long-run variance per column of centred ``d``, and the bandwidth used: Bartlett weights,
     twice Andrews' (1991) bandwidth for an AR(1) of the slowest decay seen up to lag 10 (lags
     within noise of zero say nothing about it; twice, as the estimate is biased low)."""
@@ -216,7 +228,7 @@ def _bartlett(d: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
     early = rho[: min(10, cap)]
     early = np.where(early > 2 / math.sqrt(n), np.clip(early, 0.0, 0.995), 0.0)
     lag = np.arange(1, len(early) + 1)[:, None]
-    slow = np.clip((early ** (1.0 / lag)).max(axis=0), 0.0, 0.995)
+    slow = np.clip(np.maximum((early ** (1.0 / lag)).max(axis=0), slow_floor), 0.0, 0.995)
     alpha = 4 * slow**2 / ((1 - slow) ** 2 * (1 + slow) ** 2)
     bandwidth = np.clip(2 * 1.1447 * (alpha * n) ** (1 / 3), 1.0, float(cap))
     out = np.empty(d.shape[1])
@@ -227,12 +239,16 @@ def _bartlett(d: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
     return out, bandwidth
 
 
-def long_run_inflation(x: np.ndarray, max_lag: int | None = None, safe: bool = False) -> np.ndarray:
+def long_run_inflation(x: np.ndarray, max_lag: int | None = None, safe: bool = False,
+                       slow: float = 0.0) -> np.ndarray:
     """Long-run variance over variance per column (1 for white noise), the variance of sums
     relative to independent samples. Andrews and Monahan (1992): an AR(1) prewhitens each
     column, the Bartlett estimate of the residuals' long-run variance is recoloured by
     1 / (1 - phi)^2 (the Bartlett estimate alone is biased low for slowly wandering process
     values). Never below the AR(1) formula of lag 1; capped at 400 (rho 0.995).
+
+    ``slow``: the bandwidth is at least Andrews' for an AR(1) of this lag-1 correlation (the
+    time scale of the process a short series derives from, see ``slowest``).
 
     ``safe``: raised by one standard error of the estimate, (1 + sqrt(L / 3n))^2 for
     bandwidth L and n rows: a long-run spread estimated low by 10% makes a CUSUM at a
@@ -249,8 +265,21 @@ def long_run_inflation(x: np.ndarray, max_lag: int | None = None, safe: bool = F
     var = np.where(d.var(axis=0) > 0, d.var(axis=0), 1.0)
     phi = np.clip(ar1(x), 0.0, 0.97)
     resid = d[1:] - phi * d[:-1]
-    lrv, bandwidth = _bartlett(resid - resid.mean(axis=0), cap)
+    lrv, bandwidth = _bartlett(resid - resid.mean(axis=0), cap, slow)
     est = np.maximum(lrv / (1 - phi) ** 2 / var, floor)
     if safe:
         est = est * (1 + np.sqrt(bandwidth / (3 * n))) ** 2
     return np.asarray(np.clip(est, 1.0, 400.0))
+
+
+def slowest(x: np.ndarray) -> float:
+    """The lag-1 correlation of an AR(1) as slow as the slowest column of ``x`` (from its
+    long-run inflation, (1 + rho) / (1 - rho)): the time scale of a process, for series
+    derived from it that are too short or too noisy to show their own."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if len(x) < 20 or not x.shape[1]:
+        return 0.0
+    infl = float(long_run_inflation(x).max())
+    return min(0.995, (infl - 1) / (infl + 1))

@@ -10,6 +10,7 @@ import numpy as np
 
 from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.models.bundle import Manifest
+from agent.monitor import readout
 from agent.monitor.alarms import AlarmBook, Key, MonitorEvent
 from agent.monitor.calibrate import (
     pad_profiles,
@@ -22,6 +23,7 @@ from agent.monitor.labelcal import outcome_llr
 from agent.monitor.performance import ClassPerformance
 
 HYSTERESIS = 0.8  # a window detector's condition ends below 80% of its warning level
+OUTLIER = 4.0  # a mean CUSUM counts a value beyond 4 of its sample's standard deviations as 4
 TOP = 3
 
 
@@ -86,6 +88,8 @@ class ModelMonitor:
             self.cusum_kinds.append("multivariate_drift")
             self.cusum_columns.append(None)
         ref_k = [d["cusum_k"]] * len(mean)
+        # in the CUSUM's (long-run) standard deviations; the score's normal scores are bounded
+        clip = [math.inf] * len(mean)
         # the prediction errors of every numeric stream in the same bank: their mean (two-sided,
         # resid_cusum) and their squares (one-sided, scale_cusum); bundles of the per-stream era
         # have no scale section
@@ -97,9 +101,12 @@ class ModelMonitor:
             sc = self.scale_spec
             self._sc_mean, self._sc_std = np.array(sc["mean"]), np.array(sc["std"])
             self._sc_coef, self._sc_resid = np.array(sc["coef"]), np.array(sc["resid_std"])
+            self._sc_cap = float(sc.get("cap", math.inf))  # bundles before the cap clip nothing
             mean = [*mean, *sc["resid_mean"], *[0.0] * k]
             std = [*std, *sc["resid_cusum_std"], *[1.0] * k]
             ref_k = [*ref_k, *[d["cusum_k"]] * k, *[sc["k"]] * k]
+            clip[:k] = (OUTLIER * self._sc_std / np.array(d["cusum_std"])).tolist()
+            clip += [*(OUTLIER / np.array(sc["resid_cusum_std"])).tolist(), *[math.inf] * k]
             h = [*h, *sc["resid_h_alarm"], *sc["h_alarm"]]
             h_warn = [*h_warn, *sc["resid_h_warn"], *sc["h_warn"]]
             one_sided = [*one_sided, *[False] * k, *[True] * k]
@@ -107,7 +114,7 @@ class ModelMonitor:
             self.cusum_kinds += ["data_drift"] * (2 * k)
             self.cusum_columns += [f"{n}:resid" for n in self.names] + [f"{n}:scale" for n in self.names]
         self.cusum = Cusum(np.array(mean), np.array(std), np.array(ref_k), np.array(h),
-                           np.array(one_sided), np.array(h_warn), quiet=self.quiet)
+                           np.array(one_sided), np.array(h_warn), quiet=self.quiet, clip=np.array(clip))
         self.cbpe: dict[str, Any] | None = mon.get("cbpe")
         self.confidence = RingMean(self.window)
         lab = mon.get("labels") or {}
@@ -173,7 +180,7 @@ class ModelMonitor:
             self._prev = u[-1].copy()
             at = self.scale_at
             bank[:, at:at + k] = e
-            np.multiply(e, e, out=bank[:, at + k:])
+            np.minimum(np.multiply(e, e, out=bank[:, at + k:]), self._sc_cap, out=bank[:, at + k:])
         dets = self.cusum.update(bank)
         events += self._cusum_events([d for d in dets if d.column < self.scale_at], first, z)
         if self.has_scale:
@@ -354,68 +361,10 @@ class ModelMonitor:
 
     # -- reading -----------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "samples": self.samples, "labels": self.labels,
-            "psi": dict(zip(self.names, np.round(self.psi.last[:-1], 5).tolist(), strict=True)),
-            "cusum": dict(zip(self.names, np.round(self.cusum.score[: len(self.names)], 3).tolist(),
-                              strict=True)),
-            "prediction_psi": round(float(self.psi.last[len(self.names)]), 5),
-            "prediction_cusum": round(float(self.cusum.score[len(self.names)]), 3),
-            "alarm_state": self.book.worst(),
-        }
-        if self.has_scale:
-            k = len(self.names)
-            score = np.round(self.cusum.score[self.scale_at:], 3).tolist()
-            out["resid_cusum"] = dict(zip(self.names, score[:k], strict=True))
-            out["scale_cusum"] = dict(zip(self.names, score[k:], strict=True))
-        if self.pca is not None:
-            out["pca_cusum"] = round(float(self.cusum.score[len(self.names) + 1]), 3)
-        if self.categorical is not None:
-            out["js"] = dict(zip(self.cat_names, np.round(self.categorical.last, 5).tolist(), strict=True))
-            out["unseen_category_rate"] = dict(zip(
-                self.cat_names, np.round(self.categorical.unseen_rate, 5).tolist(), strict=True))
-        if self.cbpe is not None:
-            out["cbpe_expected_accuracy"] = None if math.isnan(self.cbpe_expected) else round(
-                self.cbpe_expected, 4)
-            out["holdout_accuracy"] = self.cbpe.get("holdout_accuracy")
-        if self.correct.count:
-            out["rolling_accuracy"] = round(self.correct.mean, 4)
-            if self.positive is not None:
-                tp, fp, fn = self.tp.total, self.fp.total, self.fn.total
-                out["rolling_f1"] = round(2 * tp / (2 * tp + fp + fn), 4) if tp + fp + fn else None
-        if self.performance is not None:
-            out.update(self.performance.metrics())
-        if self.abs_err.count:
-            out["rolling_mae"] = round(self.abs_err.mean, 6)
-            out["rolling_rmse"] = round(math.sqrt(self.sq_err.mean), 6)
-        return out
+        return readout.metrics(self)
 
     def parts(self) -> dict[str, Any]:
-        parts: dict[str, Any] = {"psi": self.psi, "cusum": self.cusum,
-                                 "confidence": self.confidence, "correct": self.correct,
-                                 "abs_err": self.abs_err, "sq_err": self.sq_err, "tp": self.tp,
-                                 "fp": self.fp, "fn": self.fn}
-        if hasattr(self, "label_cusum"):
-            parts["label_cusum"] = self.label_cusum
-            parts["label_rows"] = _Array(self._label_rows)
-        if self.performance is not None:
-            parts["performance"] = self.performance
-        if self.categorical is not None:
-            parts["categorical"] = self.categorical
-        return parts
-
-
-class _Array:
-    """A plain array as a snapshot part."""
-
-    def __init__(self, values: np.ndarray) -> None:
-        self.values = values
-
-    def state(self) -> dict[str, Any]:
-        return {"values": self.values}
-
-    def restore(self, s: dict[str, Any]) -> None:
-        self.values[:] = s["values"]
+        return readout.parts(self)
 
 
 def _top(scores: np.ndarray, kinds: list[str], columns: list[str | None], kind: str,

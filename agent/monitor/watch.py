@@ -76,9 +76,10 @@ class ModelWatch:
             log.warning("%s: %s", model.bundle.label, self.budget)
         self.labels = LabelJoin(state_dir / LABELS_FILE, config.label_ttl_s, config.max_pending_labels,
                                 config.label_match, config.label_time_offset_s,
-                                config.label_tolerance_s)
+                                config.label_tolerance_s, bundle=model.bundle.sha256)
         self._class_pos = {c: i for i, c in enumerate(model.classes)}
         self.unknown_label_values = 0
+        self.non_finite_label_values = 0  # regression labels NaN or infinite: refused
         self.last_joined_id: str | None = None  # the sample the last label was matched to
         self.last_snapshot = time.monotonic()
 
@@ -106,10 +107,17 @@ class ModelWatch:
     def _truth(self, value: Any) -> float | None:
         if not self.model.classes:
             try:
-                return float(value)
-            except (TypeError, ValueError):
+                truth = float(value)
+            except (TypeError, ValueError, OverflowError):
                 self.unknown_label_values += 1
                 return None
+            if not math.isfinite(truth):  # would poison every error sum it enters
+                self.non_finite_label_values += 1
+                if self.non_finite_label_values == 1 or self.non_finite_label_values % 1000 == 0:
+                    log.warning("label value %r is not a finite number; refused (%d so far)",
+                                value, self.non_finite_label_values)
+                return None
+            return truth
         key = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
         if key not in self._class_pos:
             self.unknown_label_values += 1
@@ -187,4 +195,5 @@ class ModelWatch:
         return {**metrics, "labels_join": self.labels.figures(), "alarms": self.monitor.book.active(),
                 "incidents": self.incidents.figures(), "incident_state": self.incidents.worst(),
                 "budget": self.budget, "budget_per_model": self.monitor.budget_per_model,
-                "unknown_label_values": self.unknown_label_values, "restored": self.restored}
+                "unknown_label_values": self.unknown_label_values,
+                "non_finite_label_values": self.non_finite_label_values, "restored": self.restored}

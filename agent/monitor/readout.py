@@ -1,0 +1,82 @@
+"""What a model's monitor reads out: its detectors' statistics and rolling performance, for
+status, reports and replay, and the parts a snapshot keeps (agent.monitor.monitor holds the
+detectors and feeds them)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from agent.monitor.monitor import ModelMonitor
+
+
+def metrics(monitor: ModelMonitor) -> dict[str, Any]:
+    """The figures of a monitor (status, reports, replay): its detectors' statistics and the
+    rolling performance."""
+    out: dict[str, Any] = {
+        "samples": monitor.samples, "labels": monitor.labels,
+        "psi": dict(zip(monitor.names, np.round(monitor.psi.last[:-1], 5).tolist(), strict=True)),
+        "cusum": dict(zip(monitor.names, np.round(monitor.cusum.score[: len(monitor.names)], 3).tolist(),
+                          strict=True)),
+        "prediction_psi": round(float(monitor.psi.last[len(monitor.names)]), 5),
+        "prediction_cusum": round(float(monitor.cusum.score[len(monitor.names)]), 3),
+        "alarm_state": monitor.book.worst(),
+    }
+    if monitor.has_scale:
+        k = len(monitor.names)
+        score = np.round(monitor.cusum.score[monitor.scale_at:], 3).tolist()
+        out["resid_cusum"] = dict(zip(monitor.names, score[:k], strict=True))
+        out["scale_cusum"] = dict(zip(monitor.names, score[k:], strict=True))
+    if monitor.pca is not None:
+        out["pca_cusum"] = round(float(monitor.cusum.score[len(monitor.names) + 1]), 3)
+    if monitor.categorical is not None:
+        out["js"] = dict(zip(monitor.cat_names, np.round(monitor.categorical.last, 5).tolist(), strict=True))
+        out["unseen_category_rate"] = dict(zip(
+            monitor.cat_names, np.round(monitor.categorical.unseen_rate, 5).tolist(), strict=True))
+    if monitor.cbpe is not None:
+        out["cbpe_expected_accuracy"] = None if math.isnan(monitor.cbpe_expected) else round(
+            monitor.cbpe_expected, 4)
+        out["holdout_accuracy"] = monitor.cbpe.get("holdout_accuracy")
+    if monitor.correct.count:
+        out["rolling_accuracy"] = round(monitor.correct.mean, 4)
+        if monitor.positive is not None:
+            tp, fp, fn = monitor.tp.total, monitor.fp.total, monitor.fn.total
+            out["rolling_f1"] = round(2 * tp / (2 * tp + fp + fn), 4) if tp + fp + fn else None
+    if monitor.performance is not None:
+        out.update(monitor.performance.metrics())
+    if monitor.abs_err.count:
+        out["rolling_mae"] = round(monitor.abs_err.mean, 6)
+        out["rolling_rmse"] = round(math.sqrt(monitor.sq_err.mean), 6)
+    return out
+
+
+def parts(monitor: ModelMonitor) -> dict[str, Any]:
+    """The parts of a monitor whose state a snapshot keeps (agent.monitor.state)."""
+    parts: dict[str, Any] = {"psi": monitor.psi, "cusum": monitor.cusum,
+                             "confidence": monitor.confidence, "correct": monitor.correct,
+                             "abs_err": monitor.abs_err, "sq_err": monitor.sq_err, "tp": monitor.tp,
+                             "fp": monitor.fp, "fn": monitor.fn}
+    if hasattr(monitor, "label_cusum"):
+        parts["label_cusum"] = monitor.label_cusum
+        parts["label_rows"] = _Array(monitor._label_rows)
+    if monitor.performance is not None:
+        parts["performance"] = monitor.performance
+    if monitor.categorical is not None:
+        parts["categorical"] = monitor.categorical
+    return parts
+
+
+class _Array:
+    """A plain array as a snapshot part."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def state(self) -> dict[str, Any]:
+        return {"values": self.values}
+
+    def restore(self, s: dict[str, Any]) -> None:
+        self.values[:] = s["values"]
