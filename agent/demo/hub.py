@@ -1,9 +1,11 @@
-"""The demo's hub: embedded (SQLite, loopback), given the first model over its admin API, a
-canary part-way, the retrain policy; and what it recorded, for the summary and the report."""
+"""The demo's hub: embedded (SQLite, loopback), given the first version of each model over its
+admin API (the gateway then takes both from it, each model on its own), a canary of the quality
+model part-way, the retrain policy; and what it recorded, for the summary and the report."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from pathlib import Path
@@ -36,9 +38,12 @@ def demo_policy(speed: float, cycle_s: float = 30.0) -> dict[str, Any]:
 GROUP = "press-shop"
 
 
-async def start_hub(out: Path, cfg: dict[str, Any], pub: Path, first: Path, speed: float = 300.0) -> Any:
+async def start_hub(out: Path, cfg: dict[str, Any], pub: Path, first: Path, speed: float = 300.0,
+                    others: tuple[Path, ...] = ()) -> Any:
     """An embedded hub (SQLite, loopback): it trusts the demo's signing key, gets version 1.0.0
-    published over its admin API and deploys it; the agent syncs it from there."""
+    of the quality model (``first``) and of every other model (``others``) published over its
+    admin API and deploys each to the gateway's group; the agent syncs them from there (the
+    config's entries of the other models lose their bundle from disk: None waits for the hub)."""
     try:
         from hub.server import HubServer
         from hub.storage import add_admin_token, add_gateway, open_db
@@ -54,7 +59,8 @@ async def start_hub(out: Path, cfg: dict[str, Any], pub: Path, first: Path, spee
     from hub.retrain import hub_key, set_policy
 
     hub_pub = hub_key(hub_dir / "data").with_suffix(".pub")  # the hub signs what it retrains
-    cfg["model"]["trusted_keys"].append(str(hub_pub))
+    for model in cfg.get("models") or [cfg["model"]]:
+        model["trusted_keys"].append(str(hub_pub))
     set_policy(engine, "moulding-nok", demo_policy(speed))
     cfg["hub"] = {"url": "", "token": add_gateway(engine, cfg["gateway_id"], group=GROUP),
                   "upload_interval_s": 0.5, "poll_interval_s": 1.0, "report_interval_s": 1.0}
@@ -64,10 +70,19 @@ async def start_hub(out: Path, cfg: dict[str, Any], pub: Path, first: Path, spee
     cfg["hub"]["url"] = hub.url
     _say(f"[demo] hub on {hub.url} (SQLite {hub_dir / 'hub.db'}); the agent syncs models from it "
          "and uploads its outbox to it")
-    await _admin(hub, "POST", "/api/v1/models", content=_tar(first))
-    await _admin(hub, "POST", "/api/v1/deployments",
-                 json={"model": "moulding-nok", "version": "1.0.0", "to": f"group:{GROUP}"})
-    _say(f"[demo] published moulding-nok 1.0.0 to the hub and deployed it to group {GROUP}")
+    deployed = []
+    for bundle in (first, *others):
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        name, version = manifest["name"], manifest["version"]
+        await _admin(hub, "POST", "/api/v1/models", content=_tar(bundle))
+        await _admin(hub, "POST", "/api/v1/deployments",
+                     json={"model": name, "version": version, "to": f"group:{GROUP}"})
+        for entry in cfg.get("models") or []:
+            if entry.get("name") == name:
+                entry["bundle"] = None
+        deployed.append(f"{name} {version}")
+    _say(f"[demo] published {' and '.join(deployed)} to the hub and deployed "
+         f"{'them' if len(deployed) > 1 else 'it'} to group {GROUP}")
     return hub
 
 
@@ -124,7 +139,7 @@ def _short(text: str, limit: int = 240) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def version_holdout(hub: Any, version: str | None) -> dict[str, Any] | None:
+def version_holdout(hub: Any, version: str | None, name: str = "moulding-nok") -> dict[str, Any] | None:
     """The holdout figures the bundle builder wrote into a version's manifest (its card shows
     the same)."""
     from sqlalchemy import select
@@ -135,8 +150,13 @@ def version_holdout(hub: Any, version: str | None) -> dict[str, Any] | None:
     if version is None:
         return None
     with Session(hub.engine) as s:
-        manifest = s.scalars(select(ModelVersion.manifest).where(ModelVersion.version == version)).first()
+        manifest = s.scalars(select(ModelVersion.manifest).where(
+            ModelVersion.name == name, ModelVersion.version == version)).first()
     return ((manifest or {}).get("metrics") or {}).get("holdout")
+
+
+def _subject(model: str, version: str) -> str:
+    return " ".join(x for x in (model, version) if x != "-") or "-"
 
 
 def hub_figures(hub: Any, agent: Agent) -> dict[str, Any]:
@@ -148,7 +168,8 @@ def hub_figures(hub: Any, agent: Agent) -> dict[str, Any]:
     with Session(hub.engine) as s:
         rows = s.scalar(select(func.count()).select_from(Telemetry)) or 0
         items = s.scalar(select(func.sum(Telemetry.items))) or 0
-        history = [f"{h.version} {h.event}{' on ' + h.gateway_id if h.gateway_id else ''}"
+        # with two models on the gateway, each line names its model
+        history = [f"{_subject(h.model, h.version)} {h.event}{' on ' + h.gateway_id if h.gateway_id else ''}"
                    f"{': ' + _short(h.detail) if h.detail and h.event != 'published' else ''}"
                    for h in s.scalars(select(HistoryEntry).order_by(HistoryEntry.id))]
     stats = agent.outbox_stats

@@ -153,6 +153,8 @@ def page(loop: dict[str, Any], summary: dict[str, Any], onsets: dict[str, int],
     incidents = "".join(f"<tr><th>{esc(k.replace('_', ' '))}</th><td>{v['incidents']}</td>"
                         f"<td>{v['notifications']}</td></tr>" for k, v in inc.items() if isinstance(v, dict))
     history = "".join(f"<li>{esc(h)}</li>" for h in summary.get("version_history", []))
+    others = "".join(_regressor_section(name, m) for name, m in (summary.get("models") or {}).items()
+                     if isinstance(m, dict) and "before_drift" in m)
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>factory-edge demo report</title>"
         "<style>body{font-family:system-ui,sans-serif;max-width:72em;margin:2em auto;color:#1d2a33}"
@@ -174,5 +176,23 @@ def page(loop: dict[str, Any], summary: dict[str, Any], onsets: dict[str, int],
         f"<th>version</th><th>why</th><th>verdict</th></tr>{decisions}</table>"
         f"<h2>Alarms the operators saw</h2><table><tr><th>phase</th><th>incidents</th><th>notifications</th>"
         f"</tr>{incidents}</table>"
-        f"<h2>Version history (from the hub)</h2><ul>{history}</ul>"
+        f"{others}<h2>Version history (from the hub)</h2><ul>{history}</ul>"
         "<p>Model cards: cards/. All figures: summary.json.</p></body></html>\n")
+
+
+def _regressor_section(name: str, m: dict[str, Any]) -> str:
+    """The other model on the gateway: its error before and after each change, its incidents."""
+    esc = html.escape
+    cols = [("holdout", "on its holdout"), ("before_drift", "before the drift"),
+            ("after_resin", "after the new resin"), ("after_relation_change", "after the relation change")]
+    rows = "".join(f"<tr><th>{esc(label)}</th>" + "".join(
+        f"<td>{_fmt((m.get(c) or {}).get(key))}</td>" for c, _ in cols) + "</tr>"
+        for key, label in (("mae_s", "mean absolute error (seconds)"),
+                           ("rmse_s", "root mean square error (seconds)"), ("parts", "parts")))
+    flat = ("Its error stayed flat" if m.get("mae_flat") else "Its error did NOT stay flat") + (
+        f" ({m.get('flat_rule')}); incidents of this model: {m.get('incidents')}.")
+    return (f"<h2>The other model on the gateway: {esc(name)} ({esc(str(m.get('model')))})</h2>"
+            "<p>The same agent predicts each part's cycle time from the mould temperature, the screw "
+            "speed and the programmed cycle; neither change touches these or the cycle time.</p>"
+            "<table><tr><th></th>" + "".join(f"<th>{esc(n)}</th>" for _, n in cols) + f"</tr>{rows}"
+            f"</table><p class='verdict'>{esc(flat)}</p>")

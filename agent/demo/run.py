@@ -1,7 +1,9 @@
 """edge-agent demo: the whole product on one machine, no setup.
 
-Starts an MQTT broker, the simulated moulding line, trains a first model on simulated history,
-builds and signs its bundle, runs the agent against the line, and reports what happened.
+Starts an MQTT broker, the simulated moulding line, trains the line's two models on simulated
+history (the quality classifier and the cycle-time regressor), builds and signs their bundles,
+runs one agent with both models against the line (the quality model comes from the hub, the
+cycle-time model from disk), and reports what happened to each.
 """
 
 from __future__ import annotations
@@ -10,13 +12,22 @@ import asyncio
 import json
 import logging
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from agent.demo.bundles import (
+    CYCLE_MODEL,
+    QUALITY_MODEL,
+    prepare_cycle_time,
+    prepare_models,
+    signing_keys,
+)
+from agent.demo.config import agent_config, cycle_entry, quality_entry
+from agent.demo.console import drift_score, progress, say, shift_lead, show_events, show_versions
+from agent.demo.cycletime import CycleBoard, cycle_section
 from agent.demo.hub import (
     CANARY_AT,
     drained,
@@ -27,19 +38,15 @@ from agent.demo.hub import (
     version_holdout,
 )
 from agent.demo.report import write_report
-from agent.demo.scoreboard import COSTS, Scoreboard, headline
+from agent.demo.scoreboard import Scoreboard, headline
 from agent.demo.sim.broker import any_broker, free_port
-from agent.demo.sim.line import SimOptions, SimulatedLine, node_id
-from agent.demo.sim.process import COUNTER_TAG, PROCESS_TAGS, DriftStep, history
+from agent.demo.sim.line import SimOptions, SimulatedLine
+from agent.demo.sim.process import DriftStep
 from agent.demo.story import Story, loop_figures
 from agent.demo.summary import CYCLE_S, attribute, counts, drift_story, print_summary
-from agent.models.builder import build_bundle
-from agent.models.bundle import generate_keypair
-from agent.models.training import class_weights, train_onnx, write_csv
-from agent.monitor.calibrate import Budget
-from agent.monitor.watch import ModelWatch, write_request
 from agent.service.agent import Agent
 from agent.service.logsetup import setup_logging
+from agent.service.unit import ModelUnit
 from agent.types import Label
 
 log = logging.getLogger(__name__)
@@ -48,145 +55,90 @@ log = logging.getLogger(__name__)
 RESIN_AT, CONCEPT_AT = 0.25, 0.45  # where in the run the plant changes (share of the parts)
 
 
-def prepare_models(out: Path, rows: int = 4000) -> tuple[list[Path], Path]:
-    """Train on simulated drift-free history: 1.0.0, and 1.1.0 on a newer stretch of it (the
-    version the demo rolls out as a canary). Returns (bundle dirs, public key)."""
-    keys = out / "keys"
-    generate_keypair(keys / "signing.pem", keys / "signing.pub")
-    bundles = []
-    for version, seed, parent in (("1.0.0", 1, None), ("1.1.0", 2, "1.0.0")):
-        x, names, y = history(rows, seed=seed)
-        split = int(rows * 0.75)
-        data = out / "data" / version
-        data.mkdir(parents=True, exist_ok=True)
-        write_csv(data / "train.csv", x[:split], names, y[:split])
-        write_csv(data / "holdout.csv", x[split:], names, y[split:])
-        # the plant's costs weigh the training parts, as the hub's trainer does on a retrain
-        model = train_onnx(x[:split], y[:split], data / "model.onnx", kind="auto", seed=seed,
-                           class_weight=class_weights(COSTS.missed, COSTS.false, COSTS.positive))
-        bundle_dir = out / "bundles" / f"moulding-nok-{version}"
-        build_bundle(model, data / "train.csv", "label", "moulding-nok", version, bundle_dir,
-                     holdout_csv=data / "holdout.csv", positive_class="NOK",
-                     signing_key=keys / "signing.pem",
-                     lineage={"trainer": "sklearn, cost-weighted (auto: logistic or gradient boosting)",
-                              "parent_version": parent,
-                              "reason": "initial" if parent is None else "retrained on newer history"},
-                     # one part per 30 s: one false alarm per feature per week is one per 20,160 parts
-                     budget=Budget(sample_rate_hz=1 / CYCLE_S, window=200),
-                     cost_missed_nok=COSTS.missed, cost_false_nok=COSTS.false)
-        bundles.append(bundle_dir)
-    return bundles, keys / "signing.pub"
-
-
-def agent_config(out: Path, opcua_port: int, ns: int, mqtt_port: int, public_key: Path) -> dict[str, Any]:
-    broker = {"host": "127.0.0.1", "port": mqtt_port}
-    return {
-        "gateway_id": "demo-line-1",
-        "state_dir": str(out / "state"),
-        "sources": [{
-            "type": "opcua", "name": "plc", "endpoint": f"opc.tcp://127.0.0.1:{opcua_port}/sim",
-            "publishing_interval_ms": 50, "sampling_interval_ms": 0, "watchdog_s": 1.0,
-            "nodes": [{"tag": t, "node_id": node_id(t, ns)} for t in [*PROCESS_TAGS, COUNTER_TAG]],
-        }],
-        "features": {"mode": "trigger", "trigger_tag": COUNTER_TAG, "max_age_s": 5.0},
-        # no bundle here: the first version comes from the hub, like every later one
-        "model": {"trusted_keys": [str(public_key)],
-                  "rollback": {"watch_s": 6.0, "min_labels": 30, "accuracy_margin": 0.05}},
-        "outputs": {"mqtt": {"broker": broker, "topic": "edge/{gateway_id}/{model}/predictions"}},
-        "labels": {"type": "mqtt", "broker": broker, "topic": "plant/line1/qc", "sample_id_field": "serial",
-                   "label_field": "result"},
-        "outbox": {"flush_interval_s": 0.5},
-        "health": {"port": 0},  # any free port: the demo must not collide with a real agent
-    }
-
-
 def run_demo(duration: float, out: Path, speed: float = 300.0) -> int:
     setup_logging("WARNING")
-    logging.getLogger("agent.service.agent").setLevel(logging.ERROR)  # the demo prints alarms its own way
+    for name in ("agent.service.agent", "agent.service.unit"):  # the demo prints alarms its own way
+        logging.getLogger(name).setLevel(logging.ERROR)
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "state", ignore_errors=True)  # every run starts like a new gateway
     return asyncio.run(_demo(duration, out, speed))
 
 
+def unit_named(agent: Agent, name: str) -> ModelUnit:
+    return next(u for u in agent.units if u.name == name)
+
+
+def _tee_labels(agent: Agent, board: Scoreboard) -> None:
+    """The scoreboard sees each QC verdict as the quality model does."""
+    if agent.labels is None:
+        return
+    inner = agent.labels._deliver
+
+    def tee(label: Label) -> None:
+        inner(label)
+        board.on_label(label)
+
+    agent.labels._deliver = tee
+
+
 async def _demo(duration: float, out: Path, speed: float) -> int:
     t0 = time.monotonic()
-    _say(f"[demo] training models 1.0.0 and 1.1.0 on simulated history -> {out}/bundles")
-    bundles, pub = await asyncio.to_thread(prepare_models, out)
+    say(f"[demo] training {QUALITY_MODEL} 1.0.0 and 1.1.0 and {CYCLE_MODEL} 1.0.0 on simulated "
+        f"history -> {out}/bundles")
+    signing_keys(out)  # once, before the trainers share it
+    (bundles, pub), cycle_bundle = await asyncio.gather(
+        asyncio.to_thread(prepare_models, out), asyncio.to_thread(prepare_cycle_time, out))
     async with any_broker() as broker:
-        _say(f"[demo] MQTT broker ({broker.kind}) on 127.0.0.1:{broker.port}")
+        say(f"[demo] MQTT broker ({broker.kind}) on 127.0.0.1:{broker.port}")
         parts = int(duration * speed / CYCLE_S)
         onsets = {"resin": int(parts * RESIN_AT), "concept": int(parts * CONCEPT_AT)}
         options = SimOptions(opcua_port=free_port(), mqtt_port=broker.port, speed=speed,
                              cycle_s=CYCLE_S, qc_delay_s=60.0,
                              drift=[DriftStep(kind, part * CYCLE_S) for kind, part in onsets.items()])
         async with SimulatedLine(options) as line:
-            _say(f"[demo] simulated moulding machine on opc.tcp://127.0.0.1:{options.opcua_port}"
-                 f"/sim, {speed:g}x real time, about {parts} parts; new resin from part "
-                 f"{onsets['resin']}, changed relation from part {onsets['concept']}")
-            cfg_dict = agent_config(out, options.opcua_port, line.ns, broker.port, pub)
-            hub = await start_hub(out, cfg_dict, pub, bundles[0], speed)
+            say(f"[demo] simulated moulding machine on opc.tcp://127.0.0.1:{options.opcua_port}"
+                f"/sim, {speed:g}x real time, about {parts} parts; new resin from part "
+                f"{onsets['resin']}, changed relation from part {onsets['concept']} (both touch "
+                f"the quality relation, neither the cycle time)")
+            cfg_dict = agent_config(out, options.opcua_port, line.ns, broker.port,
+                                    [quality_entry(pub), cycle_entry(pub, cycle_bundle, broker.port)])
+            hub = await start_hub(out, cfg_dict, pub, bundles[0], speed, others=(cycle_bundle,))
             (out / "agent.yaml").write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
             agent = Agent.from_raw(cfg_dict)
-            board = Scoreboard()
-            agent.prediction_listeners.append(board.on_predictions)
-            agent.event_listeners.append(board.on_event)
-            if agent.labels is not None:
-                inner = agent.labels._deliver
-
-                def tee(label: Label) -> None:
-                    inner(label)
-                    board.on_label(label)
-
-                agent.labels._deliver = tee
+            quality, cycle = unit_named(agent, QUALITY_MODEL), unit_named(agent, CYCLE_MODEL)
+            board, cycle_board = Scoreboard(QUALITY_MODEL), CycleBoard(CYCLE_MODEL)
+            agent.prediction_listeners += [board.on_predictions, cycle_board.on_predictions]
+            agent.event_listeners += [board.on_event, cycle_board.on_event]
+            _tee_labels(agent, board)
+            source = "from the hub" if hub is not None else f"from {cycle_bundle}"
+            say(f"[demo] one agent, two models: {QUALITY_MODEL} (OK/NOK, from the hub; labels: the "
+                f"QC verdicts) and {CYCLE_MODEL} (seconds per part, {source}; labels: the measured "
+                "cycle times)")
             stop = asyncio.Event()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(agent.run(stop))
                 await agent.ready.wait()
                 await asyncio.sleep(0.2)
                 if agent.health_server is not None:
-                    _say(f"[demo] agent health and Prometheus metrics on http://127.0.0.1:"
-                         f"{agent.health_server.port}/metrics (also /healthz, /readyz)")
-                machine = tg.create_task(line.run_machine())
-                qc = tg.create_task(line.run_qc_station())
-                end = time.monotonic() + duration
-                canary_at = time.monotonic() + duration * CANARY_AT if hub is not None else None
-                shown = 0
-                shown_versions = ""
-                story = Story()
-                next_progress = time.monotonic() + 5.0
-                while time.monotonic() < end:
-                    await asyncio.sleep(min(0.5, max(0.05, end - time.monotonic())))
-                    shown = _show_events(agent, board, shown)
-                    _shift_lead(agent)
-                    if canary_at is not None and time.monotonic() >= canary_at:
-                        canary_at = None
-                        await roll_out_canary(hub, bundles[1], line.parts)
-                    shown_versions = _show_versions(agent, shown_versions)
-                    if story.alarm_wall is None and any(
-                            e.notify and e.level == "alarm"
-                            and attribute(board.start_part_of_event(e), onsets) == "concept"
-                            for e in agent.events[-100:]):
-                        story.alarm_wall = time.monotonic()
-                    if hub is not None:
-                        note = story.watch_hub(hub.engine, line.parts, time.monotonic(),
-                                               agent.model.version if agent.model else None)
-                        if note:
-                            _say(f"[demo]   {note}")
-                    story.clock.append((time.time(), line.parts))
-                    if agent.watch is not None:
-                        story.drift_points.append((line.parts, drift_score(agent.watch)))
-                    if time.monotonic() >= next_progress or time.monotonic() >= end:
-                        _progress(agent, board, line, end)
-                        next_progress += 5.0
-                machine.cancel()
-                await asyncio.sleep(0.5)
-                qc.cancel()
-                if hub is not None:  # let the uploader take what is buffered before stopping
-                    await agent._flush()
-                    await drained(agent, 15.0)
+                    say(f"[demo] agent health and Prometheus metrics on http://127.0.0.1:"
+                        f"{agent.health_server.port}/metrics (also /healthz, /readyz)")
+                story = await _run_line(agent, quality, cycle, board, cycle_board, line, hub,
+                                        bundles, onsets, duration, tg)
                 stop.set()
-            summary = counts(agent, board, line, broker.kind, time.monotonic() - t0)
-            summary.update(drift_story(agent, board, onsets))
+            quality_events = [e for e in agent.events if e.model == QUALITY_MODEL]
+            summary = counts(agent, quality, board, line, broker.kind, time.monotonic() - t0)
+            summary.update(drift_story(quality_events, board, onsets))
+            cycle_holdout = json.loads((cycle_bundle / "manifest.json").read_text())["metrics"]["holdout"]
+            # from every event the agent raised, whichever model: which models had incidents
+            summary["incidents_by_model"] = {
+                m: len({e.incident_id for e in agent.events if e.model == m})
+                for m in sorted({e.model for e in agent.events})}
+            summary["models"] = {
+                QUALITY_MODEL: {"model": summary["model"], "predictions": quality.predictions,
+                                "labels_received": quality.labels_received,
+                                "incidents": summary["incidents"], "figures": "see loop"},
+                CYCLE_MODEL: cycle_section(cycle_board, cycle, line.cycle_times, onsets, cycle_holdout),
+            }
             if hub is not None:
                 summary.update(hub_figures(hub, agent))
                 story.watch_hub(hub.engine, line.parts, time.monotonic(), None)
@@ -195,79 +147,57 @@ async def _demo(duration: float, out: Path, speed: float) -> int:
                 loop["new_version_holdout"] = headline(version_holdout(hub, story.retrain_version))
                 model_cards(hub, out)
                 write_report(out, story, board, onsets, loop, summary)
+            summary["models"] = summary.pop("models")  # printed last, after the loop
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print_summary(summary, _say)
-    _say(f"[demo] written to {out}/summary.json, {out}/report.html, {out}/accuracy.png; "
-         f"agent config in {out}/agent.yaml")
-    return 0 if summary["predictions"] > 0 and not summary["errors"] else 1
+    print_summary(summary, say)
+    say(f"[demo] written to {out}/summary.json, {out}/report.html, {out}/accuracy.png; "
+        f"agent config in {out}/agent.yaml")
+    ok = summary["predictions"] > 0 and cycle.predictions > 0 and not summary["errors"]
+    return 0 if ok else 1
 
 
-def _show_versions(agent: Agent, shown: str) -> str:
-    lc = agent.lifecycle
-    if lc is None or lc.active is None:
-        return shown
-    state = f"{lc.active.version}|{lc.incumbent.version if lc.incumbent else ''}"
-    if state != shown:
-        if lc.incumbent is not None:
-            _say(f"[demo]   model {lc.active.version} active, watched against {lc.incumbent.version} "
-                 f"for {agent.config.model.rollback.watch_s:g} s")
-        else:
-            _say(f"[demo]   model {lc.active.version} active")
-    return state
-
-
-ACK_AFTER_PARTS = 30  # the shift lead acknowledges an alarm after about 15 minutes
-
-
-def _shift_lead(agent: Agent) -> None:
-    """An alarm incident latches until someone acknowledges it; in the demo a shift lead does,
-    once it has been up for a while. The problem may persist: the incident then stays open,
-    acknowledged, and does not come back as a new alarm."""
-    watch = agent.watch
-    inc = watch.incidents.current if watch is not None else None
-    if watch is None or inc is None or inc.level != "alarm" or inc.acknowledged_by is not None:
-        return
-    if watch.requests.is_dir() and any(watch.requests.glob("*.json")):
-        return  # one request at a time
-    if watch.monitor.samples - inc.opened_index >= ACK_AFTER_PARTS:
-        write_request(agent.config.state_dir, "ack", inc.id, inc.model, "demo shift lead")
-        _say(f"[demo]   shift lead acknowledges incident {inc.id}")
-
-
-def _show_events(agent: Agent, board: Scoreboard, shown: int) -> int:
-    """Notifications only: one when an incident is raised, one when it escalates."""
-    for e in agent.events[shown:]:
-        if not e.notify:
-            continue
-        part = board.part_of_event(e)
-        what = f"{e.kind}/{e.detector}{' [' + e.feature + ']' if e.feature else ''}" if e.kind else ""
-        _say(f"[demo]   {e.level.upper():7} part {part}: incident {e.incident_id} {e.action} "
-             f"({e.reason}){' ' + what if what and what not in e.reason else ''}")
-    return len(agent.events)
-
-
-def _progress(agent: Agent, board: Scoreboard, line: SimulatedLine, end: float) -> None:
-    acc = board.accuracy
-    stats = agent.outbox_stats
-    _say(f"[demo] {max(0, end - time.monotonic()):5.0f}s left | parts {line.parts:5d} | "
-         f"predictions {agent.predictions:5d} | labels {agent.labels_received:5d} | "
-         f"accuracy(last 200) {'-' if acc is None else f'{acc:.3f}'} | "
-         f"outbox {stats.depth if stats else 0} records | health "
-         f"{agent.watch.incidents.worst().upper() if agent.watch else '-'}")
-
-
-def drift_score(watch: ModelWatch) -> float:
-    """The largest score of the PSI and CUSUM detectors as a share of its alarm level: 1 is
-    where an alarm fires, whichever detector it is."""
-    mon = watch.monitor
-    ratios = [0.0]
-    psi_alarm, h = getattr(mon, "psi_alarm", None), getattr(getattr(mon, "cusum", None), "h", None)
-    if psi_alarm is not None:
-        ratios.append(float((mon.psi.last / psi_alarm).max()))
-    if h is not None:
-        ratios.append(float((mon.cusum.score / h).max()))
-    return round(max(ratios), 4)
-
-
-def _say(text: str) -> None:
-    print(text, file=sys.stdout, flush=True)
+async def _run_line(agent: Agent, quality: ModelUnit, cycle: ModelUnit, board: Scoreboard,
+                    cycle_board: CycleBoard, line: SimulatedLine, hub: Any, bundles: list[Path],
+                    onsets: dict[str, int], duration: float, tg: asyncio.TaskGroup) -> Story:
+    """Run the line for ``duration`` wall seconds and tell what happens; then let the uploader
+    take what is buffered."""
+    machine = tg.create_task(line.run_machine())
+    qc = tg.create_task(line.run_qc_station())
+    end = time.monotonic() + duration
+    canary_at = time.monotonic() + duration * CANARY_AT if hub is not None else None
+    shown = 0
+    shown_versions = ""
+    story = Story()
+    next_progress = time.monotonic() + 5.0
+    while time.monotonic() < end:
+        await asyncio.sleep(min(0.5, max(0.05, end - time.monotonic())))
+        shown = show_events(agent.events, board, shown)
+        shift_lead(agent, quality)
+        if canary_at is not None and time.monotonic() >= canary_at:
+            canary_at = None
+            await roll_out_canary(hub, bundles[1], line.parts)
+        shown_versions = show_versions(quality, shown_versions)
+        if story.alarm_wall is None and any(
+                e.model == QUALITY_MODEL and e.notify and e.level == "alarm"
+                and attribute(board.start_part_of_event(e), onsets) == "concept"
+                for e in agent.events[-100:]):
+            story.alarm_wall = time.monotonic()
+        if hub is not None:
+            note = story.watch_hub(hub.engine, line.parts, time.monotonic(),
+                                   quality.model.version if quality.model else None)
+            if note:
+                say(f"[demo]   {note}")
+        story.clock.append((time.time(), line.parts))
+        if quality.watch is not None:
+            story.drift_points.append((line.parts, drift_score(quality.watch)))
+        if time.monotonic() >= next_progress or time.monotonic() >= end:
+            progress(agent, quality, board, cycle, cycle_board, line, end)
+            next_progress += 5.0
+    machine.cancel()
+    await asyncio.sleep(0.5)
+    qc.cancel()
+    cycle_board.take_monitor(cycle)
+    if hub is not None:
+        await agent._flush()
+        await drained(agent, 15.0)
+    return story

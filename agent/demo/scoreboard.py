@@ -18,9 +18,12 @@ WINDOW = 100  # parts per point of the curves: about 15 NOK parts, enough for a 
 
 class Scoreboard:
     """Joins predictions to QC results by serial, and remembers which part each monitor sample
-    was, to place alarms relative to the drift onsets."""
+    was, to place alarms relative to the drift onsets. With ``model``, the predictions and
+    events of other models on the gateway are not its business (their versions and sample
+    counts are their own)."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: str | None = None) -> None:
+        self.model = model
         self.predicted: dict[str, str] = {}
         self.hits: deque[bool] = deque(maxlen=200)
         self.by_part: dict[int, tuple[str, str]] = {}  # part -> (truth, prediction)
@@ -37,6 +40,8 @@ class Scoreboard:
         return self.sample_parts[i] if 0 <= i < len(self.sample_parts) else -1
 
     def on_event(self, event: IncidentEvent) -> None:
+        if self.model is not None and event.model != self.model:
+            return
         start = event.start_index
         self.event_parts[id(event)] = (self.part_of(event.model_version, event.index),
                                        None if start is None else self.part_of(event.model_version, start))
@@ -48,6 +53,8 @@ class Scoreboard:
         return self.event_parts.get(id(event), (-1, None))[1]
 
     def on_predictions(self, samples: SampleBatch, batch: PredictionBatch) -> None:
+        if self.model is not None and batch.model_name != self.model:
+            return
         if batch.model_version != self._last_version:  # a new activation starts counting at 0
             self.offsets[batch.model_version] = len(self.sample_parts)
             self._last_version = batch.model_version

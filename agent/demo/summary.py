@@ -7,7 +7,9 @@ from typing import Any
 
 from agent.demo.scoreboard import Scoreboard
 from agent.demo.sim.line import SimulatedLine
+from agent.monitor.incidents import IncidentEvent
 from agent.service.agent import Agent
+from agent.service.unit import ModelUnit
 
 CYCLE_S = 30.0  # simulated seconds per part
 
@@ -25,12 +27,12 @@ def attribute(start_part: int | None, onsets: dict[str, int]) -> str:
     return max(before)[1] if before else "before drift"
 
 
-def drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dict[str, Any]:
-    """The incidents and their notifications (one when raised, one per escalation), each
-    assigned to the change whose onset precedes the estimated start of the change behind it;
-    a persisting cause stays one incident, acknowledged or not."""
+def drift_story(events: list[IncidentEvent], board: Scoreboard, onsets: dict[str, int]) -> dict[str, Any]:
+    """The incidents of the quality model and their notifications (one when raised, one per
+    escalation), each assigned to the change whose onset precedes the estimated start of the
+    change behind it; a persisting cause stays one incident, acknowledged or not."""
     timeline: list[dict[str, Any]] = []
-    for e in agent.events:
+    for e in events:
         if not e.notify:
             continue  # state changes and held-back notifications are counted below
         part = board.part_of_event(e)
@@ -62,18 +64,20 @@ def drift_story(agent: Agent, board: Scoreboard, onsets: dict[str, int]) -> dict
         "first_performance_alarm_after_concept": first("alarm", "concept", "performance"),
         "false_alarms_before_drift": sum(1 for t in timeline if t["phase"] == "before drift"
                                          and t["level"] == "alarm"),
-        "incidents": len({e.incident_id for e in agent.events}),
+        "incidents": len({e.incident_id for e in events}),
         "notifications": len(timeline),
         "notifications_per_change": {c: sum(1 for t in timeline if t["phase"] == c)
                                      for c in ("before drift", *onsets, "unknown")},
-        "notifications_held_back": sum(1 for e in agent.events if e.suppressed == "flood"),
-        "incidents_acknowledged": sum(1 for e in agent.events if e.action == "acknowledged"),
+        "notifications_held_back": sum(1 for e in events if e.suppressed == "flood"),
+        "incidents_acknowledged": sum(1 for e in events if e.action == "acknowledged"),
         "alarm_timeline": timeline,
     }
 
 
-def counts(agent: Agent, board: Scoreboard, line: SimulatedLine, broker: str,
-             wall: float) -> dict[str, Any]:
+def counts(agent: Agent, unit: ModelUnit, board: Scoreboard, line: SimulatedLine, broker: str,
+           wall: float) -> dict[str, Any]:
+    """What the agent counted; samples, predictions and labels are the quality model's (the
+    cycle-time model has its own section), errors are every model's."""
     stats = agent.outbox_stats
     readings = sum(s.status.readings for s in agent.sources)
     errors = {
@@ -86,18 +90,19 @@ def counts(agent: Agent, board: Scoreboard, line: SimulatedLine, broker: str,
         "wall_seconds": round(wall, 1),
         "parts_made": line.parts,
         "readings": readings,
-        "samples": agent.builder.samples if agent.builder else 0,
-        "invalid_samples": agent.builder.invalid_total if agent.builder else 0,
-        "predictions": agent.predictions,
-        "published": agent.publisher.published if agent.publisher else 0,
-        "labels_received": agent.labels_received,
+        "models_on_gateway": [u.name for u in agent.units],
+        "samples": unit.builder.samples if unit.builder else 0,
+        "invalid_samples": unit.builder.invalid_total if unit.builder else 0,
+        "predictions": unit.predictions,
+        "published_all_models": agent.publisher.published if agent.publisher else 0,
+        "labels_received": unit.labels_received,
         "labels_joined": board.joined,
         "rolling_accuracy": None if board.accuracy is None else round(board.accuracy, 4),
         "outbox_records": stats.depth if stats else 0,
         "outbox_items": stats.items if stats else 0,
         "outbox_bytes": stats.bytes if stats else 0,
         "evicted": stats.evicted_items if stats else 0,
-        "model": agent.model.bundle.label if agent.model else None,
+        "model": unit.model.bundle.label if unit.model else None,
         "errors": {k: v for k, v in errors.items() if v},
     }
 
@@ -122,6 +127,10 @@ def print_summary(summary: dict[str, Any], say: Any) -> None:
                         f"part {r['part']}: {r['status']} {r['version'] or ''}: {r['decision']}" for r in v))
                 else:
                     say(f"  {k:38} {v}")
+        elif key == "models":
+            for name, figures in value.items():
+                say(f"  {'model ' + name:38} " + f"\n  {'':38} ".join(
+                    f"{k}: {v}" for k, v in figures.items()))
         elif key == "version_history":
             say(f"  {key:38} " + f"\n  {'':38} ".join(value))
         elif isinstance(value, dict) and key.startswith("first_"):

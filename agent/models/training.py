@@ -104,3 +104,25 @@ def train_onnx(x: np.ndarray, y: np.ndarray, out: Path, kind: str = "gbt", seed:
     onx = to_onnx(model, x[:1], options={id(final): {"zipmap": False}}, target_opset=17)
     out.write_bytes(onx.SerializeToString())
     return out
+
+
+def train_regressor_onnx(x: np.ndarray, y: np.ndarray, out: Path, seed: int = 0) -> Path:
+    """Fit a regressor (standardised ridge: it extrapolates a shifted input linearly, where a
+    tree ensemble would flatten) and write it as ONNX with one value per row."""
+    try:
+        from skl2onnx import to_onnx
+        from sklearn.linear_model import Ridge
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+    except ImportError:
+        raise AgentError("training needs the 'train' extra: "
+                         "pip install 'factory-edge-agent[train]'") from None
+    x = x.astype(np.float32)
+    values = np.asarray(y, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise AgentError("regression targets must be finite numbers (found NaN or infinity)")
+    model = make_pipeline(StandardScaler(), Ridge(alpha=1.0, random_state=seed))
+    model.fit(x, values)
+    onx = to_onnx(model, x[:1], target_opset=17)
+    out.write_bytes(onx.SerializeToString())
+    return out

@@ -1,1 +1,2 @@
-"""Simulated injection moulding line: OPC UA machine + MQTT quality station."""
+"""Simulated injection moulding line: OPC UA machine, MQTT quality station (OK/NOK and the
+cycle time of each part)."""

@@ -25,8 +25,9 @@ def run_sim(args: argparse.Namespace) -> int:
     async def main() -> None:
         async with SimulatedLine(options) as line:
             log = logging.getLogger("agent.demo.sim")
-            log.info("OPC UA server on opc.tcp://127.0.0.1:%d/sim; QC results to %s:%d %s",
-                     options.opcua_port, options.mqtt_host, options.mqtt_port, options.qc_topic)
+            log.info("OPC UA server on opc.tcp://127.0.0.1:%d/sim; QC results to %s:%d %s, "
+                     "cycle times to %s", options.opcua_port, options.mqtt_host, options.mqtt_port,
+                     options.qc_topic, options.cycle_topic)
             for tag in [*PROCESS_TAGS, COUNTER_TAG]:
                 log.info("  %-20s %s", tag, node_id(tag, line.ns))
             async with asyncio.TaskGroup() as tg:

@@ -14,7 +14,7 @@ import aiomqtt
 from asyncua import Server, ua
 
 from agent.demo.sim.limits import PlcLimits, plc_limits
-from agent.demo.sim.process import COUNTER_TAG, PROCESS_TAGS, DriftStep, LineProcess
+from agent.demo.sim.process import COUNTER_TAG, CYCLE_LABEL, PROCESS_TAGS, DriftStep, LineProcess
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ class SimOptions:
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     qc_topic: str = "plant/line1/qc"
+    # each part's measured cycle time, {"serial": N, "cycle_s": seconds}, sent with its QC
+    # result (empty: not sent)
+    cycle_topic: str = "plant/line1/cycle"
     qc_delay_s: float = 5.0  # simulated seconds between a part and its QC result
     cycle_s: float = 30.0  # simulated seconds per part
     speed: float = 1.0  # simulated seconds per wall second
@@ -78,6 +81,7 @@ class SimulatedLine:
         self.parts = 0
         self.sim_time = 0.0
         self.results: dict[int, bool] = {}
+        self.cycle_times: dict[int, float] = {}  # serial -> measured cycle time, seconds
         self.ns = 2
         self._vars: dict[str, Any] = {}  # asyncua Node objects
         self.extra_nodes: list[Any] = []
@@ -85,6 +89,7 @@ class SimulatedLine:
         self.qc_nodes: dict[str, Any] = {}
         self._qc_queue: asyncio.Queue[tuple[float, int, bool]] = asyncio.Queue()
         self.qc_published = 0
+        self.cycle_published = 0
         self._limits: Any = None
 
     async def __aenter__(self) -> SimulatedLine:
@@ -180,6 +185,7 @@ class SimulatedLine:
             self._vars[COUNTER_TAG].nodeid,
             ua.DataValue(ua.Variant(self.parts, ua.VariantType.Int64), SourceTimestamp=_now()))
         self.results[self.parts] = ok
+        self.cycle_times[self.parts] = self.process.last_cycle_s
         due = time.monotonic() + self.options.qc_delay_s / self.options.speed
         self._qc_queue.put_nowait((due, self.parts, ok))
 
@@ -216,6 +222,11 @@ class SimulatedLine:
                                    "ts": time.time()}
                         await client.publish(self.options.qc_topic, json.dumps(payload), qos=1)
                         self.qc_published += 1
+                        if self.options.cycle_topic:
+                            cycle = {"serial": serial, CYCLE_LABEL: self.cycle_times[serial],
+                                     "ts": payload["ts"]}
+                            await client.publish(self.options.cycle_topic, json.dumps(cycle), qos=1)
+                            self.cycle_published += 1
             except aiomqtt.MqttError as exc:
                 log.warning("sim QC station: broker unreachable (%s); retrying", exc)
                 await asyncio.sleep(1.0)

@@ -9,6 +9,14 @@ behave as real lines do: a new resin moves the set points but hardly the share o
 changed relation keeps the share of bad parts in the usual 10-20% band but changes *which*
 parts are bad, so a model that keeps its old rule misses most NOK parts while its accuracy,
 with about 85% OK parts, still looks respectable.
+
+The line has a second target: the cycle time of each part (seconds from mould open to mould
+open, as the takeout robot measures it), reported some parts later like the QC verdict. It
+comes from the mould temperature (a warmer mould cools slower), the screw speed (a faster screw
+recovers sooner) and the machine's programmed cycle, plus noise; neither kind of change touches
+it or its inputs, so a cycle-time regressor keeps its error through the whole drift story. Its
+noise has its own random stream: the process values and the OK/NOK labels are the same with or
+without it.
 """
 
 from __future__ import annotations
@@ -33,6 +41,13 @@ PROCESS_TAGS = list(NOMINAL)
 COUNTER_TAG = "part_counter"
 NOK_THRESHOLD = 1.3  # risk above this makes a NOK part
 
+# the cycle time per part: nominal seconds + weights (seconds per spread) of the tags it follows
+CYCLE_NOMINAL_S = 31.0
+CYCLE_WEIGHTS: dict[str, float] = {"mould_temp": 0.6, "screw_speed": -0.5, "cycle_time": 0.3}
+CYCLE_INPUTS = list(CYCLE_WEIGHTS)
+CYCLE_NOISE_S = 0.25
+CYCLE_LABEL = "cycle_s"  # the field of the cycle-time label messages
+
 # what each kind of change does, for `edge-agent sim --help` and the docs
 DRIFT_KINDS: dict[str, str] = {
     "resin": ("new resin: the operators raise the barrel temperatures by 1.6 spreads, lower the "
@@ -44,7 +59,10 @@ DRIFT_KINDS: dict[str, str] = {
                 "NOK share stays about 15-16%, but different parts are NOK"),
 }
 DRIFT_HELP = ("changes of the plant, KIND@SECONDS (simulated) separated by commas, e.g. "
-              "resin@3600,concept@7200. " + "; ".join(f"{k}: {v}" for k, v in DRIFT_KINDS.items()))
+              "resin@3600,concept@7200. " + "; ".join(f"{k}: {v}" for k, v in DRIFT_KINDS.items())
+              + ". Neither touches the cycle time of a part (mould temperature, screw speed and the "
+                "programmed cycle, plus noise), sent with each QC result on plant/line1/cycle as "
+                '{"serial": N, "cycle_s": seconds}')
 
 # resin: set-point offsets in spreads, per tag index (barrel temps, pressure, cushion)
 RESIN_OFFSET = np.array([1.6, 1.6, 1.6, -1.2, 0.0, 0.0, 0.0, 0.6])
@@ -80,7 +98,9 @@ class LineProcess:
 
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.seed)
+        self._cycle_rng = np.random.default_rng([abs(self.seed), 1])  # its own stream, see above
         self._ar = np.zeros(len(NOMINAL))  # slow wander shared by consecutive parts
+        self.last_cycle_s = CYCLE_NOMINAL_S
 
     def active(self, kind: str, t: float) -> bool:
         return any(s.kind == kind and t >= s.at_s for s in self.drift)
@@ -103,6 +123,10 @@ class LineProcess:
             risk = 0.9 * zt + 0.8 * zp - 0.7 * zc + 0.3 * zm
         risk += self.nok_noise * float(self._rng.standard_normal())
         ok = risk < NOK_THRESHOLD
+        # the cycle time's tags have no resin offset: z is the wander there, before and after
+        self.last_cycle_s = round(CYCLE_NOMINAL_S + sum(
+            w * float(z[PROCESS_TAGS.index(tag)]) for tag, w in CYCLE_WEIGHTS.items())
+            + CYCLE_NOISE_S * float(self._cycle_rng.standard_normal()), 3)
         return {k: round(v, 3) for k, v in values.items()}, ok
 
 
@@ -110,10 +134,18 @@ def history(n: int, seed: int = 1, cycle_s: float = 30.0,
             drift: list[DriftStep] | None = None) -> tuple[np.ndarray, list[str], np.ndarray]:
     """n parts of history (drift-free unless ``drift`` is given): (X, feature names, labels
     'OK'/'NOK')."""
+    x, names, labels, _ = full_history(n, seed, cycle_s, drift)
+    return x, names, labels
+
+
+def full_history(n: int, seed: int = 1, cycle_s: float = 30.0, drift: list[DriftStep] | None = None,
+                 ) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """As ``history``, plus each part's cycle time in seconds."""
     proc = LineProcess(seed=seed, drift=list(drift or []))
-    rows, labels = [], []
+    rows, labels, cycles = [], [], []
     for i in range(n):
         values, ok = proc.part(i * cycle_s)
         rows.append([values[t] for t in PROCESS_TAGS])
         labels.append("OK" if ok else "NOK")
-    return np.asarray(rows), list(PROCESS_TAGS), np.asarray(labels)
+        cycles.append(proc.last_cycle_s)
+    return np.asarray(rows), list(PROCESS_TAGS), np.asarray(labels), np.asarray(cycles)
