@@ -263,7 +263,8 @@ def _judge_canary(d: Deployment, sha: str, reports: dict[str, dict[str, Any]],
         active = report.get("active") or {}
         watch = report.get("watch") or {}
         if watch.get("sha256") == sha and s is not None:
-            verdict = _cost_verdict(s, d, watch.get("comparison") or {})
+            # judged on as many labelled outcomes as the deployment asks for, never on a handful
+            verdict = _cost_verdict(s, d, watch.get("comparison") or {}, d.min_labels)
             if verdict is not None and verdict[0]:
                 return "rolled_back", f"canary {gw} watch: {verdict[1]}"
         if (active.get("sha256") == sha and now - float(active.get("since") or now) >= d.watch_s

@@ -16,7 +16,7 @@ QC_TOPIC, CYCLE_TOPIC = "plant/line1/qc", "plant/line1/cycle"  # as SimOptions s
 # its own thread: a batch of a sub-millisecond model then waits for the interpreter lock (5 ms
 # switch interval) a few times, and a p99 of 10-15 ms is the machine's load, not the version.
 # A version truly slower than its predecessor is judged above 50 ms.
-ROLLBACK = {"watch_s": 6.0, "min_labels": 30, "accuracy_margin": 0.05, "latency_floor_ms": 50.0}
+ROLLBACK = {"watch_s": 6.0, "min_labels": 30, "accuracy_margin": 0.05}
 
 
 def broker_of(mqtt_port: int) -> dict[str, Any]:
