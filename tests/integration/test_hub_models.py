@@ -6,8 +6,6 @@ agent's report and desired state (no ``models``) keep working."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +17,6 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from agent.models.bundle import sign_bundle, write_manifest
 from hub.cli import main as hub_main
 from hub.modelcard import card_data
 from hub.registry import publish
@@ -36,19 +33,9 @@ from hub.storage import (
     add_gateway,
     list_gateways,
 )
+from tests.helpers.multimodel import renamed
 
 QUALITY, CYCLE = "quality", "cycle-time"
-
-
-def renamed(bundle: Path, name: str, version: str, out: Path, key: Path) -> Path:
-    """The trained model as a bundle of another model name (a distinct, validly signed bundle)."""
-    shutil.copytree(bundle, out)
-    (out / "manifest.sig").unlink(missing_ok=True)
-    manifest = json.loads((out / "manifest.json").read_text())
-    manifest["name"], manifest["version"] = name, version
-    write_manifest(out, manifest)
-    sign_bundle(out, key)
-    return out
 
 
 @pytest.fixture(scope="module")
