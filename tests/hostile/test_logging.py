@@ -13,7 +13,7 @@ from agent.aio.loglimit import RepeatFilter, RepeatLimiter
 from agent.config import MqttSourceConfig
 from agent.ingest.sources.mqtt import MqttSource
 from agent.service.logsetup import JournalFormatter
-from agent.types import Reading
+from tests.helpers.sink import Sink
 
 
 class FakeClock:
@@ -34,15 +34,6 @@ class Lines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-
-    def offer(self, reading: Reading) -> None:
-        self.readings.append(reading)
-
-    def alive(self, source: str, ts: float) -> None:
-        pass
 
 
 def _capture(limiter: RepeatLimiter) -> Lines:

@@ -21,18 +21,10 @@ from agent.ingest.quality import ReadingCheck
 from agent.ingest.sources.opcua import OpcUaSource
 from agent.types import Quality, Reading
 from tests.helpers.running import wait_for
+from tests.helpers.sink import Sink as ReadingSink
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-
-    def offer(self, reading: Reading) -> None:
-        self.readings.append(reading)
-
-    def alive(self, source: str, ts: float) -> None:
-        pass
-
+class Sink(ReadingSink):
     def last(self, tag: str) -> Reading | None:
         return next((r for r in reversed(self.readings) if r.tag == tag), None)
 

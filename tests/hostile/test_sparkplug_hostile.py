@@ -22,21 +22,14 @@ from agent.ingest.quality import ReadingCheck
 from agent.ingest.sources.sparkplug import SparkplugSource
 from agent.types import Quality, Reading
 from tests.helpers.running import base_config, running_agent, wait_for
+from tests.helpers.sink import Sink as ReadingSink
 
 T0 = 1_700_000_000_000
 DT = spb.DataType
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
 
-    def offer(self, reading: Reading) -> None:
-        self.readings.append(reading)
-
-    def alive(self, source: str, ts: float) -> None:
-        pass
-
+class Sink(ReadingSink):
     def of(self, tag: str) -> list[Reading]:
         return [r for r in self.readings if r.tag == tag]
 

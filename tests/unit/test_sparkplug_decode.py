@@ -7,18 +7,7 @@ import pysparkplug as spb
 
 from agent.config import SparkplugSourceConfig
 from agent.ingest.sources.sparkplug import SparkplugSource
-from agent.types import Reading
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-
-    def offer(self, reading: Reading) -> None:
-        self.readings.append(reading)
-
-    def alive(self, source: str, ts: float) -> None:
-        pass
+from tests.helpers.sink import Sink
 
 
 def source(**extra: object) -> tuple[SparkplugSource, Sink]:
