@@ -10,7 +10,14 @@ from pydantic import Field, model_validator
 from agent.config.common import BackoffConfig, Secret, Strict
 from agent.config.limits import InputLimits
 from agent.config.model import FeaturesConfig
-from agent.config.outputs import LabelsConfig, MonitoringConfig, OutputsConfig
+from agent.config.outputs import (
+    LabelsConfig,
+    MonitoringConfig,
+    MqttLabelsConfig,
+    NoLabelsConfig,
+    OpcUaLabelsConfig,
+    OutputsConfig,
+)
 from agent.config.overlay import DEFAULT_PINS
 from agent.config.slots import MAX_MODELS, ModelEntry, normalise_models
 from agent.config.sources import SourceConfig
@@ -150,8 +157,10 @@ class AgentConfig(Strict):
     def monitoring_of(self, entry: ModelEntry) -> MonitoringConfig:
         return entry.monitoring or self.monitoring
 
-    def labels_of(self, entry: ModelEntry) -> LabelsConfig | None:
-        return entry.labels if entry.labels is not None else self.labels
+    def labels_of(self, entry: ModelEntry) -> MqttLabelsConfig | OpcUaLabelsConfig | None:
+        """The model's own labels, else the top-level ones; `type: none` opts out of both."""
+        labels = entry.labels if entry.labels is not None else self.labels
+        return None if isinstance(labels, NoLabelsConfig) else labels
 
     def prediction_topic(self, entry: ModelEntry) -> str | None:
         mqtt = self.outputs.mqtt

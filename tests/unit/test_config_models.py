@@ -130,3 +130,19 @@ def test_each_model_may_write_back_to_its_own_nodes() -> None:
 ])
 def test_write_backs_that_would_fight_are_refused(doc: dict[str, Any], expected: str) -> None:
     assert expected in problems(config(**doc))
+
+
+def test_a_model_can_opt_out_of_the_top_level_labels(tmp_path: Path) -> None:
+    from agent.service.agent import Agent
+    from agent.types import Label
+
+    qc = {"type": "mqtt", "broker": {"host": "127.0.0.1"}, "topic": "qc/#"}
+    cfg = parse_config({**config(labels=qc, models=[
+        {"name": "quality"}, {"name": "cycle-time", "labels": {"type": "none"}}]),
+        "state_dir": str(tmp_path)})
+    assert cfg.labels_of(cfg.models[0]) == cfg.labels and cfg.labels_of(cfg.models[1]) is None
+    agent = Agent(cfg)
+    assert list(agent.label_listeners) == ["labels"]
+    agent.label_listeners["labels"]._deliver(Label("17", "NOK", 1.7e9))
+    assert [u.labels_received for u in agent.units] == [1, 0]  # the QC verdict reaches quality only
+    assert "labels" in problems(config(models=[{"name": "a", "labels": {"type": "never"}}]))
