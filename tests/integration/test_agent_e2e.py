@@ -46,6 +46,10 @@ async def test_predictions_labels_and_outbox(tmp_path: Path, trained: dict[str, 
             assert agent.model is not None and agent.model.version == "1.0.0"
             qc = asyncio.create_task(line.run_qc_station())
             await wait_for(lambda: agent.labels is not None and agent.labels.status.connected, what="labels")
+            # subscribed before the first part: a counter value there at subscription time is a
+            # state, not a new part (a busy machine subscribed late and missed part 1)
+            nodes = len(cfg["sources"][0]["nodes"])
+            await wait_for(lambda: agent.sources[0].status.readings >= nodes, what="initial values")
             await line.run_machine(stop_after=30)
             await wait_for(lambda: len(received) >= 30, what="30 predictions published")
             await wait_for(lambda: agent.labels_received >= 28, what="labels")

@@ -195,7 +195,11 @@ class SimulatedLine:
         while stop_after is None or self.parts < stop_after:
             await self.make_part()
             self.sim_time += self.options.cycle_s
-            next_at += period
+            # a machine that was held up (here: a busy process) does not make the parts it
+            # missed in a burst: two parts in one OPC UA publishing interval would reach the
+            # gateway as one sample of the newer part's values (tags keep only their newest
+            # value), which no real moulding machine does to its PLC
+            next_at = max(next_at + period, time.monotonic() + 0.8 * period)
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
     async def run_qc_over_opcua(self) -> None:
