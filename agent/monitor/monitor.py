@@ -11,20 +11,28 @@ import numpy as np
 from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.models.bundle import Manifest
 from agent.monitor import readout
-from agent.monitor.alarms import AlarmBook, Key, MonitorEvent
+from agent.monitor.alarms import TOP, AlarmBook, Key, MonitorEvent, top_streams
 from agent.monitor.calibrate import (
     pad_profiles,
     prediction_errors,
     reconstruction_log_error,
     score_transform,
 )
-from agent.monitor.detectors import Cusum, Detection, RingMean, WindowCategorical, WindowPSI
+from agent.monitor.cusum import POOLED
+from agent.monitor.detectors import (
+    Cusum,
+    Detection,
+    RingMean,
+    WindowCategorical,
+    WindowPSI,
+    pad_proportions,
+)
 from agent.monitor.labelcal import outcome_llr
 from agent.monitor.performance import ClassPerformance
+from agent.monitor.pooled import monitor_events, pool_of
 
 HYSTERESIS = 0.8  # a window detector's condition ends below 80% of its warning level
 OUTLIER = 4.0  # a mean CUSUM counts a value beyond 4 of its sample's standard deviations as 4
-TOP = 3
 
 
 class ModelMonitor:
@@ -60,7 +68,7 @@ class ModelMonitor:
             self.cat_cols = np.array(cat["columns"], dtype=np.int64)
             self.cat_names: list[str | None] = [all_names[i] for i in self.cat_cols]
             self.categorical = WindowCategorical([np.array(c) for c in cat["categories"]],
-                                                 _pad(cat["proportions"]), self.window, self.every)
+                                                 pad_proportions(cat["proportions"]), self.window, self.every)
             self.js_warn, self.js_alarm = np.array(cat["js_warn"]), np.array(cat["js_alarm"])
         self.transform = p.get("transform", "none")
         self._score_table: dict[str, list[float]] | None = p.get("normal_scores")
@@ -113,8 +121,11 @@ class ModelMonitor:
             # names for the metrics only (a prediction error of a stream is not the stream)
             self.cusum_kinds += ["data_drift"] * (2 * k)
             self.cusum_columns += [f"{n}:resid" for n in self.names] + [f"{n}:scale" for n in self.names]
+        # the pooled mean CUSUM over the prediction errors' mean CUSUMs (bundles before it have none)
+        self.pooled: dict[str, Any] | None = mon.get("pooled") if self.has_scale else None
         self.cusum = Cusum(np.array(mean), np.array(std), np.array(ref_k), np.array(h),
-                           np.array(one_sided), np.array(h_warn), quiet=self.quiet, clip=np.array(clip))
+                           np.array(one_sided), np.array(h_warn), quiet=self.quiet, clip=np.array(clip),
+                           pool=None if self.pooled is None else pool_of(self.pooled, self.scale_at, k))
         self.cbpe: dict[str, Any] | None = mon.get("cbpe")
         self.confidence = RingMean(self.window)
         lab = mon.get("labels") or {}
@@ -180,11 +191,14 @@ class ModelMonitor:
             self._prev = u[-1].copy()
             at = self.scale_at
             bank[:, at:at + k] = e
-            np.minimum(np.multiply(e, e, out=bank[:, at + k:]), self._sc_cap, out=bank[:, at + k:])
+            sq = bank[:, at + k:at + 2 * k]
+            np.minimum(np.multiply(e, e, out=sq), self._sc_cap, out=sq)
         dets = self.cusum.update(bank)
-        events += self._cusum_events([d for d in dets if d.column < self.scale_at], first, z)
+        events += self._cusum_events([d for d in dets if 0 <= d.column < self.scale_at], first, z)
         if self.has_scale:
             events += self._scale_events([d for d in dets if d.column >= self.scale_at])
+        if self.pooled is not None:
+            events += monitor_events(self, [d for d in dets if d.column == POOLED])
         if self.cbpe is not None and confidence is not None:
             events += self._cbpe(confidence, first)
         self.samples += n
@@ -321,7 +335,8 @@ class ModelMonitor:
                 top = [self.names[i] for i in np.argsort(-(resid**2))[:TOP]]
             else:
                 at = self.scale_at
-                top = _top(self.cusum.score[:at], self.cusum_kinds[:at], self.cusum_columns[:at], kind, name)
+                top = top_streams(self.cusum.score[:at], self.cusum_kinds[:at],
+                                  self.cusum_columns[:at], kind, name)
             start = det.start_index if det.start_index >= 0 else None
             events += self._raise(self._event(kind, detector, name, det.level, det.score, thr,
                                               det.index, top, start))
@@ -344,7 +359,7 @@ class ModelMonitor:
                 continue
             thr = float(self.cusum.h[col] if det.level == "alarm" else self.cusum.h_warn[col])
             part = scores[:k] if local < k else scores[k:]
-            top = _top(part, kinds, columns, "data_drift", name)
+            top = top_streams(part, kinds, columns, "data_drift", name)
             start = det.start_index if det.start_index >= 0 else None
             events += self._raise(self._event("data_drift", detector, name, det.level,
                                               det.score, thr, det.index, top, start))
@@ -366,22 +381,3 @@ class ModelMonitor:
     def parts(self) -> dict[str, Any]:
         return readout.parts(self)
 
-
-def _top(scores: np.ndarray, kinds: list[str], columns: list[str | None], kind: str,
-         name: str | None) -> list[str]:
-    """The streams of the same kind with the largest statistic, ``name`` first."""
-    same = [i for i in range(len(kinds)) if kinds[i] == kind and columns[i] is not None]
-    top = [str(columns[i]) for i in sorted(same, key=lambda i: -scores[i])[:TOP]]
-    if name is not None and name not in top:
-        top = [name, *top[: TOP - 1]]
-    return top
-
-
-def _pad(rows: list[list[float]]) -> np.ndarray:
-    """Category proportions (each ending with the 'unseen' slot) into one array."""
-    width = max(len(r) for r in rows)
-    out = np.zeros((len(rows), width))
-    for i, r in enumerate(rows):
-        out[i, : len(r) - 1] = r[:-1]
-        out[i, width - 1] = r[-1]  # 'unseen' is always the last slot
-    return out

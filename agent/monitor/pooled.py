@@ -1,0 +1,166 @@
+"""The pooled mean CUSUM: a shift of a few tags at once, seen together rather than stream by stream.
+
+It pools the mean CUSUMs of the numeric streams' prediction errors (the resid_cusum columns of
+the bank: each tag predicted from the others now and every tag a step before, agent.monitor.
+calibrate.prediction_errors, in the errors' long-run standard deviations). Those errors are each
+tag's departure from what its group and its own past say, so a tag of a correlated group that
+moves alone stands out of the group's common wander. Every stream has an upward and a downward
+sum, S = max(0, S +- w - k), and the pooled statistic is the soft-thresholded sum of all of them,
+
+    P_t = sum_j max(0, S_j,t - b)        (the SUM-shrinkage scheme of Liu, Zhang and Mei,
+                                          Statistica Sinica 2019)
+
+so that sums that are only in-control noise (below b) add nothing, while the few that grow
+together add up: three tags shifted 0.6 sd reach the threshold in about half the rows one of
+them needs alone. The per-stream sums keep their own thresholds; P has its own share of the
+model's budget (agent.monitor.budget).
+
+False-alarm law (stated in the manifest): the run length of P under no change is simulated at
+build time for Gaussian w with the reference errors' correlation (a fixed seed: a bundle build
+is reproducible), each replicate with its own reference-mean error N(0, R/n); the chance that P
+crosses H within T rows is fitted log-linear in H along its upper tail (slope never steeper than
+2k, the tail of one Gaussian CUSUM side) and extrapolated to the run length of the detector's
+share. Autocorrelation is corrected as for the per-stream CUSUMs: w is in long-run standard
+deviations. The reference rows are then replayed through the bank and H raised while P crosses
+it more often than the 99% Poisson quantile of its share.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from agent.monitor.alarms import TOP, Key, MonitorEvent
+from agent.monitor.cusum import POOLED, Cusum, Detection, Pool
+
+if TYPE_CHECKING:
+    from agent.monitor.monitor import ModelMonitor
+
+OUTLIER = 4.0  # as the monitor's mean CUSUMs: a w beyond 4 sample sds counts as 4
+RIDGE = 0.1  # correlations shrunk 10% toward none: a 4,000-row estimate is noisy
+SIM_ELEMENTS = 24_000_000  # replicates x rows x sides simulated for the law (about 1 s)
+
+
+def long_run_correlation(d: np.ndarray, lags: int) -> np.ndarray:
+    """Long-run correlation of the columns ``d``: Bartlett-weighted cross-covariances up to
+    ``lags`` (0: the plain correlation), shrunk by RIDGE toward the identity."""
+    d = d - d.mean(axis=0)
+    n = len(d)
+    cov = d.T @ d / n
+    for lag in range(1, lags + 1):
+        g = d[lag:].T @ d[:-lag] / n
+        cov += (1 - lag / (lags + 1)) * (g + g.T)
+    sd = np.sqrt(np.maximum(np.diag(cov), 1e-12))
+    corr = cov / sd[:, None] / sd[None, :]
+    return np.asarray((1 - RIDGE) * corr + RIDGE * np.eye(len(corr)))
+
+
+def design_b(streams: int, k: float) -> float:
+    """Soft threshold: the level one in-control side exceeds with a chance of about one over the
+    number of sides (its stationary tail is e^(-2k s)), so that in control about one side at a
+    time adds to P."""
+    return math.log(2 * streams) / (2 * k)
+
+
+def simulate_tail(corr: np.ndarray, k: float, b: float, n_ref: int, seed: int = 0) -> (
+        tuple[np.ndarray, float]):
+    """Maxima of P over T rows for many in-control replicates started at zero; and T."""
+    streams = len(corr)
+    rng = np.random.default_rng(seed)
+    reps = 200
+    horizon = max(2000, min(20_000, SIM_ELEMENTS // (reps * 2 * streams)))
+    chol = np.linalg.cholesky(corr)
+    offset = rng.standard_normal((reps, streams)) @ chol.T / math.sqrt(max(1, n_ref))
+    s = np.zeros((reps, 2 * streams))
+    peak = np.zeros(reps)
+    step = 250
+    for _ in range(horizon // step):
+        z = np.clip(rng.standard_normal((step, reps, streams)) @ chol.T + offset, -OUTLIER, OUTLIER)
+        y = np.concatenate([z, -z], axis=2) - k
+        c = np.cumsum(y, axis=0)
+        low = np.minimum(np.minimum.accumulate(c, axis=0), -s)
+        c -= low
+        p = np.maximum(c - b, 0.0).sum(axis=2)
+        np.maximum(peak, p.max(axis=0), out=peak)
+        s = c[-1]
+    return np.sort(peak), float(horizon // step * step)
+
+
+def threshold(arl: float, peaks: np.ndarray, horizon: float, k: float) -> float:
+    """H with an in-control ARL of ``arl`` rows: P(max over T rows > H) ~ T / ARL(H) where that
+    chance is small; fitted as log-linear in H over the upper fifth of the simulated maxima and
+    extrapolated (slope never steeper than 2k: conservative)."""
+    n = len(peaks)
+    tail = peaks[int(0.8 * n):-1]
+    surv = 1 - (np.arange(int(0.8 * n), n - 1) + 1) / n  # chance of a maximum above each
+    slope, icpt = np.polyfit(tail, np.log(surv), 1)
+    slope = max(float(slope), -2 * k)  # d log P(max > H) / dH, negative
+    if slope >= -1e-3:
+        slope = -2 * k
+    chance = horizon / arl  # of a maximum above H within T rows, at that ARL
+    if chance >= 1 / n:  # within what was simulated: the empirical quantile
+        return float(np.quantile(peaks, max(0.0, 1 - chance)))
+    anchor = float(tail[-1])
+    at_anchor = slope * anchor + float(icpt)
+    return max(anchor, anchor + (math.log(chance) - at_anchor) / slope)
+
+
+def pooled_section(x: np.ndarray, scale: dict[str, Any], k: float, warn_arl: float,
+                   alarm_arl: float, alarm_rate: float, samples_per_week: float) -> dict[str, Any]:
+    """The manifest's pooled section, from the reference inputs ``x`` (rows in time order) and
+    the scale section (the prediction errors' predictor and their mean CUSUM's spreads)."""
+    from agent.monitor.calibrate import allowed_alarms, prediction_errors  # they import this
+
+    u = (x - np.array(scale["mean"])) / np.array(scale["std"])
+    err = prediction_errors(u, None, np.array(scale["coef"]))[1:] / np.array(scale["resid_std"])
+    mean, sd = np.array(scale["resid_mean"]), np.array(scale["resid_cusum_std"])
+    w = (err - mean) / sd  # what the bank's resid_cusum columns see, before k
+    clip = OUTLIER / sd
+    streams = x.shape[1]
+    b = design_b(streams, k)
+    peaks, horizon = simulate_tail(long_run_correlation(w, 0), k, b, len(x))
+    section: dict[str, Any] = {
+        "k": k, "b": b, "h_warn": threshold(warn_arl, peaks, horizon, k),
+        "h_alarm": threshold(alarm_arl, peaks, horizon, k), "simulated_rows": horizon * len(peaks),
+        "law": "Monte Carlo of P for Gaussian w with the reference errors' correlation and a "
+               "reference-mean error N(0, R/n) per replicate; P(max over T rows > H) fitted "
+               "log-linear in H over the upper fifth of the maxima (slope at most 2k) and "
+               "extrapolated to the share's ARL; w in long-run standard deviations"}
+    limit = allowed_alarms(len(w), alarm_rate, samples_per_week)
+    adjusted = False
+    for _ in range(20):  # replay check: the reference rows contain no drift by definition
+        bank = Cusum(np.zeros(streams), np.ones(streams), k, scale["resid_h_alarm"], False,
+                     scale["resid_h_warn"], clip=clip, pool=pool_of(section, 0, streams))
+        if sum(d.column == POOLED and d.level == "alarm" for d in bank.update(w)) <= limit:
+            break
+        section["h_alarm"] *= 1.25
+        section["h_warn"] *= 1.25
+        adjusted = True
+    section["replay_adjusted"] = adjusted
+    return section
+
+
+def pool_of(spec: dict[str, Any], first: int, streams: int) -> Pool:
+    """The Pool of a manifest's section over the bank's columns first .. first + streams - 1."""
+    return Pool(first, streams, float(spec["b"]), float(spec["h_alarm"]), float(spec["h_warn"]))
+
+
+def monitor_events(monitor: ModelMonitor, dets: list[Detection]) -> list[MonitorEvent]:
+    """Conditions of the pooled detector: one per model (feature None), the streams whose sums
+    were above b (largest first) as its top features."""
+    pool = monitor.cusum.pool
+    assert pool is not None
+    key: Key = ("data_drift", "pooled_cusum", None)
+    events: list[MonitorEvent] = []
+    for d in dets:
+        if d.level == "quiet":
+            events += monitor._normal(key, d.index, pool.h_warn)
+            continue
+        top = [monitor.names[j] for j in monitor.cusum.pool_streams.get(d.index, [])[:TOP]]
+        start = d.start_index if d.start_index >= 0 else None
+        thr = pool.h if d.level == "alarm" else pool.h_warn
+        events += monitor._raise(monitor._event("data_drift", "pooled_cusum", None, d.level, d.score,
+                                                thr, d.index, top, start))
+    return events
