@@ -129,10 +129,11 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     if k >= 2:
         monitoring["multivariate"] = _pca(x_num, mean, std, budget, shares["pca_cusum"])
         monitoring["multivariate"]["columns"] = numeric.tolist()
-        warn_rate, alarm_rate = _rates(budget, shares["pooled_cusum"])
-        week = budget.samples_per_week
-        monitoring["pooled"] = pooled_section(x_num, monitoring["scale"], budget.cusum_k,
-                                              week / warn_rate, week / alarm_rate, alarm_rate, week)
+        # the residual mean CUSUMs then watch each stream decorrelated from the others, pooled
+        monitoring["pooled"] = pooled_section(x_num, mean, std, budget.cusum_k, _rates(
+            budget, shares["resid_cusum"]), _rates(budget, shares["pooled_cusum"]), budget.samples_per_week)
+        for key in ("resid_mean", "resid_cusum_std", "resid_h_warn", "resid_h_alarm"):
+            monitoring["scale"].pop(key)
     if confidence is not None:
         monitoring["cbpe"] = _cbpe(confidence, holdout, budget, shares["cbpe"])
     if labels:

@@ -91,8 +91,7 @@ class Cusum:
         self.k = np.broadcast_to(np.asarray(k, dtype=np.float64), (cols,)).copy()
         self.h = np.broadcast_to(np.asarray(h, dtype=np.float64), (cols,)).copy()
         warn = self.h * 0.5 if h_warn is None else h_warn
-        # a warning level above the alarm level would never warn first: it is the alarm level
-        self.h_warn = np.minimum(np.broadcast_to(np.asarray(warn, dtype=np.float64), (cols,)), self.h)
+        self.h_warn = np.broadcast_to(np.asarray(warn, dtype=np.float64), (cols,)).copy()
         one = np.broadcast_to(np.asarray(one_sided, dtype=bool), (cols,))
         self.pool = pool
         pooled = np.arange(pool.first, pool.first + pool.streams) if pool is not None else np.arange(0)
@@ -108,6 +107,9 @@ class Cusum:
         self._sign = np.concatenate([np.ones(len(own)), -np.ones(len(own_down)), np.ones(m), -np.ones(m)])
         self._pool_at = len(self._col) - 2 * m  # first pooled side
         self._h_side, self._warn_side = self.h[self._col], self.h_warn[self._col]
+        # a sum above neither level needs no closer look (the usual batch)
+        self._guard_side = np.minimum(self._h_side, self._warn_side)
+        self._warn_is_guard = bool((self._warn_side <= self._h_side).all())
         self._k_side = self.k[self._col]
         self._mean_side = self.mean[self._col]
         self._scale_side = self._sign / self.std[self._col]
@@ -160,23 +162,24 @@ class Cusum:
             low = prefix_min(c)
             neg = -self.s
             s = c - np.minimum(low, neg)
-            # a side above its alarm level is above its warning level (h_warn <= h): in the
-            # usual batch nothing is, and the alarm comparison is skipped
-            above = s > self._warn_side
-            hot = above.any(axis=0)
-            any_hot = bool(hot.any())
+            # in the usual batch no sum is near a level: one comparison, no closer look
+            above = s > self._guard_side
+            any_hot = bool(above.any())
             fired_rows = np.zeros(len(z), dtype=bool)
             over = fired_rows[:, None]
             if any_hot:
                 over = s > self._h_side
                 fired_rows = over.any(axis=1)
+                if not self._warn_is_guard:
+                    above = s > self._warn_side
             p = None
             if self.pool is not None:
                 p = np.maximum(s[:, self._pool_at:] - self.pool.b, 0.0).sum(axis=1)
                 if p.max() > self.pool.h:
                     fired_rows = fired_rows | (p > self.pool.h)
             end = int(fired_rows.argmax()) + 1 if fired_rows.any() else len(z)
-            if end < len(z):
+            hot = np.zeros(len(self._col), dtype=bool)
+            if any_hot:
                 above = above[:end]
                 hot = above.any(axis=0)
                 any_hot = bool(hot.any())
@@ -217,7 +220,8 @@ class Cusum:
     def _pool_detection(self, s: np.ndarray, p: np.ndarray, row: int, level: str) -> Detection:
         assert self.pool is not None
         b, at, m = self.pool.b, self._pool_at, self.pool.streams
-        sides = np.flatnonzero(s[row, at:] > b)
+        # the sides that carry P: above b by at least a tenth of P (one barely above b is noise)
+        sides = np.flatnonzero(s[row, at:] - b >= 0.1 * p[row])
         sides = sides[np.argsort(-s[row, at + sides], kind="stable")]
         self.pool_streams[self.seen + row] = list(dict.fromkeys(int(j) % m for j in sides))
         start = self.seen + row

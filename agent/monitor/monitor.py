@@ -29,7 +29,7 @@ from agent.monitor.detectors import (
 )
 from agent.monitor.labelcal import outcome_llr
 from agent.monitor.performance import ClassPerformance
-from agent.monitor.pooled import monitor_events, pool_of
+from agent.monitor.pooled import monitor_events, pool_of, transform
 
 HYSTERESIS = 0.8  # a window detector's condition ends below 80% of its warning level
 OUTLIER = 4.0  # a mean CUSUM counts a value beyond 4 of its sample's standard deviations as 4
@@ -110,19 +110,24 @@ class ModelMonitor:
             self._sc_mean, self._sc_std = np.array(sc["mean"]), np.array(sc["std"])
             self._sc_coef, self._sc_resid = np.array(sc["coef"]), np.array(sc["resid_std"])
             self._sc_cap = float(sc.get("cap", math.inf))  # bundles before the cap clip nothing
-            mean = [*mean, *sc["resid_mean"], *[0.0] * k]
-            std = [*std, *sc["resid_cusum_std"], *[1.0] * k]
+            # the residual columns: each stream decorrelated from the others (the pooled
+            # section), or in bundles before it the mean of its prediction errors
+            pk = mon.get("pooled")
+            rs = _resid_columns(sc) if pk is None else (
+                [0.0] * k, [1.0] * k, pk["clip"], pk["stream_h_alarm"], pk["stream_h_warn"])
+            mean, std = [*mean, *rs[0], *[0.0] * k], [*std, *rs[1], *[1.0] * k]
             ref_k = [*ref_k, *[d["cusum_k"]] * k, *[sc["k"]] * k]
             clip[:k] = (OUTLIER * self._sc_std / np.array(d["cusum_std"])).tolist()
-            clip += [*(OUTLIER / np.array(sc["resid_cusum_std"])).tolist(), *[math.inf] * k]
-            h = [*h, *sc["resid_h_alarm"], *sc["h_alarm"]]
-            h_warn = [*h_warn, *sc["resid_h_warn"], *sc["h_warn"]]
+            clip += [*rs[2], *[math.inf] * k]
+            h, h_warn = [*h, *rs[3], *sc["h_alarm"]], [*h_warn, *rs[4], *sc["h_warn"]]
             one_sided = [*one_sided, *[False] * k, *[True] * k]
             # names for the metrics only (a prediction error of a stream is not the stream)
             self.cusum_kinds += ["data_drift"] * (2 * k)
             self.cusum_columns += [f"{n}:resid" for n in self.names] + [f"{n}:scale" for n in self.names]
-        # the pooled mean CUSUM over the prediction errors' mean CUSUMs (bundles before it have none)
+        # the pooled mean CUSUM over the residual columns (bundles before it have none)
         self.pooled: dict[str, Any] | None = mon.get("pooled") if self.has_scale else None
+        if self.pooled is not None:
+            self._pooled_m, self._pooled_c = transform(self.pooled)
         self.cusum = Cusum(np.array(mean), np.array(std), np.array(ref_k), np.array(h),
                            np.array(one_sided), np.array(h_warn), quiet=self.quiet, clip=np.array(clip),
                            pool=None if self.pooled is None else pool_of(self.pooled, self.scale_at, k))
@@ -190,7 +195,10 @@ class ModelMonitor:
             e /= self._sc_resid
             self._prev = u[-1].copy()
             at = self.scale_at
-            bank[:, at:at + k] = e
+            if self.pooled is None:
+                bank[:, at:at + k] = e
+            else:
+                np.subtract(x @ self._pooled_m, self._pooled_c, out=bank[:, at:at + k])
             sq = bank[:, at + k:at + 2 * k]
             np.minimum(np.multiply(e, e, out=sq), self._sc_cap, out=sq)
         dets = self.cusum.update(bank)
@@ -381,3 +389,10 @@ class ModelMonitor:
     def parts(self) -> dict[str, Any]:
         return readout.parts(self)
 
+
+def _resid_columns(sc: dict[str, Any]) -> tuple[list[float], ...]:
+    """Mean, spread, clip and levels of the prediction errors' mean CUSUMs (bundles before the
+    pooled section)."""
+    sd = np.array(sc["resid_cusum_std"])
+    return (sc["resid_mean"], sc["resid_cusum_std"], (OUTLIER / sd).tolist(), sc["resid_h_alarm"],
+            sc["resid_h_warn"])

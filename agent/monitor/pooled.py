@@ -34,6 +34,7 @@ import numpy as np
 
 from agent.monitor.alarms import TOP, Key, MonitorEvent
 from agent.monitor.cusum import POOLED, Cusum, Detection, Pool
+from agent.monitor.laws import long_run_inflation
 
 if TYPE_CHECKING:
     from agent.monitor.monitor import ModelMonitor
@@ -107,39 +108,95 @@ def threshold(arl: float, peaks: np.ndarray, horizon: float, k: float) -> float:
     return max(anchor, anchor + (math.log(chance) - at_anchor) / slope)
 
 
-def pooled_section(x: np.ndarray, scale: dict[str, Any], k: float, warn_arl: float,
-                   alarm_arl: float, alarm_rate: float, samples_per_week: float) -> dict[str, Any]:
-    """The manifest's pooled section, from the reference inputs ``x`` (rows in time order) and
-    the scale section (the prediction errors' predictor and their mean CUSUM's spreads)."""
-    from agent.monitor.calibrate import allowed_alarms, prediction_errors  # they import this
+def pooled_section(x: np.ndarray, mean: np.ndarray, std: np.ndarray, k: float,
+                   stream_rates: tuple[float, float], pool_rates: tuple[float, float],
+                   samples_per_week: float) -> dict[str, Any]:
+    """The manifest's pooled section from the reference inputs ``x`` (rows in time order):
+    the decorrelating matrix (applied to (x - mean) / std), the clip, each stream's own CUSUM
+    thresholds (``stream_rates``: warnings and alarms per week of one stream) and the pooled
+    statistic's b and thresholds (``pool_rates``)."""
+    from agent.monitor.calibrate import allowed_alarms  # calibrate imports this module
+    from agent.monitor.laws import cusum_h
 
-    u = (x - np.array(scale["mean"])) / np.array(scale["std"])
-    err = prediction_errors(u, None, np.array(scale["coef"]))[1:] / np.array(scale["resid_std"])
-    mean, sd = np.array(scale["resid_mean"]), np.array(scale["resid_cusum_std"])
-    w = (err - mean) / sd  # what the bank's resid_cusum columns see, before k
-    clip = OUTLIER / sd
+    safe = np.where(std > 0, std, 1.0)
+    u = (x - mean) / safe
+    infl = long_run_inflation(u, safe=True)
+    lags = int(min(len(u) // 4, max(1, round(float(np.sqrt(infl.max())) * 2 * len(u) ** (1 / 3)))))
+    matrix = _decorrelating(u, infl, lags)
+    matrix = matrix / np.sqrt(_long_run_var(u @ matrix) * _out_of_sample(u, lags))[None, :]
+    z = u @ matrix
     streams = x.shape[1]
+    clip = OUTLIER * z.std(axis=0)
+    week, n = samples_per_week, len(x)
+    h_warn = np.full(streams, cusum_h(week / stream_rates[0], k, ref_var=1 / n))
+    h_alarm = np.full(streams, cusum_h(week / stream_rates[1], k, ref_var=1 / n))
     b = design_b(streams, k)
-    peaks, horizon = simulate_tail(long_run_correlation(w, 0), k, b, len(x))
+    peaks, horizon = simulate_tail(long_run_correlation(z, lags), k, b, n)
     section: dict[str, Any] = {
-        "k": k, "b": b, "h_warn": threshold(warn_arl, peaks, horizon, k),
-        "h_alarm": threshold(alarm_arl, peaks, horizon, k), "simulated_rows": horizon * len(peaks),
-        "law": "Monte Carlo of P for Gaussian w with the reference errors' correlation and a "
-               "reference-mean error N(0, R/n) per replicate; P(max over T rows > H) fitted "
-               "log-linear in H over the upper fifth of the maxima (slope at most 2k) and "
-               "extrapolated to the share's ARL; w in long-run standard deviations"}
-    limit = allowed_alarms(len(w), alarm_rate, samples_per_week)
+        "mean": mean.tolist(), "std": safe.tolist(), "matrix": matrix.round(8).tolist(),
+        "clip": clip.tolist(), "k": k, "lags": lags, "b": b,
+        "h_warn": threshold(week / pool_rates[0], peaks, horizon, k),
+        "h_alarm": threshold(week / pool_rates[1], peaks, horizon, k),
+        "simulated_rows": horizon * len(peaks),
+        "law": "Monte Carlo of P for Gaussian z with the reference's long-run correlation of z "
+               "and a reference-mean error N(0, R/n) per replicate; P(max over T rows > H) "
+               "fitted log-linear in H over the upper fifth of the maxima (slope at most 2k) and "
+               "extrapolated to the share's ARL; z in long-run standard deviations; each "
+               "stream's own sums: Siegmund's ARL as the other mean CUSUMs"}
+    stream_limit = allowed_alarms(n, stream_rates[1], week)
+    pool_limit = allowed_alarms(n, pool_rates[1], week)
     adjusted = False
     for _ in range(20):  # replay check: the reference rows contain no drift by definition
-        bank = Cusum(np.zeros(streams), np.ones(streams), k, scale["resid_h_alarm"], False,
-                     scale["resid_h_warn"], clip=clip, pool=pool_of(section, 0, streams))
-        if sum(d.column == POOLED and d.level == "alarm" for d in bank.update(w)) <= limit:
+        bank = Cusum(np.zeros(streams), np.ones(streams), k, h_alarm, False, h_warn, clip=clip,
+                     pool=pool_of(section, 0, streams))
+        dets = bank.update(z)
+        fired = np.bincount([d.column for d in dets if d.column >= 0 and d.level == "alarm"],
+                            minlength=streams) > stream_limit
+        pooled = sum(d.column == POOLED and d.level == "alarm" for d in dets) > pool_limit
+        if not fired.any() and not pooled:
             break
-        section["h_alarm"] *= 1.25
-        section["h_warn"] *= 1.25
+        h_alarm[fired] *= 1.25
+        h_warn[fired] *= 1.25
+        if pooled:
+            section["h_alarm"] *= 1.25
+            section["h_warn"] *= 1.25
         adjusted = True
-    section["replay_adjusted"] = adjusted
+    section.update(stream_h_warn=h_warn.tolist(), stream_h_alarm=h_alarm.tolist(),
+                   replay_adjusted=adjusted)
     return section
+
+
+def _decorrelating(u: np.ndarray, infl: np.ndarray, lags: int) -> np.ndarray:
+    """Sigma^-1 / sqrt(diag(Sigma^-1)) for the long-run covariance Sigma = D corr D of ``u``
+    (D its long-run spreads): column j gives stream j's residual on all the others."""
+    lr_sd = np.sqrt(infl)
+    prec = np.linalg.inv(long_run_correlation(u, lags)) / lr_sd[:, None] / lr_sd[None, :]
+    return np.asarray(prec / np.sqrt(np.diag(prec))[None, :])
+
+
+def _long_run_var(z: np.ndarray) -> np.ndarray:
+    """Long-run variance per column, one standard error up (as the other mean CUSUMs)."""
+    return np.asarray(long_run_inflation(z, safe=True) * z.var(axis=0))
+
+
+def _out_of_sample(u: np.ndarray, lags: int) -> np.ndarray:
+    """How much larger the residuals' long-run variance is on rows the decorrelation was not
+    fitted on: fitted on one half of the reference, measured on the other, both ways (never
+    below 1). A residual on the rows its own coefficients were fitted on is smaller than it
+    will be on the line, and a spread taken there makes the CUSUM alarm too often."""
+    half = len(u) // 2
+    ratios = []
+    for fit, other in ((u[:half], u[half:]), (u[half:], u[:half])):
+        m = _decorrelating(fit, long_run_inflation(fit, safe=True), max(1, min(lags, len(fit) // 4)))
+        ratios.append(_long_run_var(other @ m) / _long_run_var(fit @ m))
+    return np.asarray(np.maximum(1.0, np.mean(ratios, axis=0)))
+
+
+def transform(spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(M, c) with z = x @ M - c for raw inputs x."""
+    std = np.asarray(spec["std"], dtype=np.float64)
+    matrix = np.asarray(spec["matrix"], dtype=np.float64) / std[:, None]
+    return matrix, np.asarray(spec["mean"], dtype=np.float64) @ matrix
 
 
 def pool_of(spec: dict[str, Any], first: int, streams: int) -> Pool:
