@@ -215,7 +215,11 @@ def monitor_events(monitor: ModelMonitor, dets: list[Detection]) -> list[Monitor
         if d.level == "quiet":
             events += monitor._normal(key, d.index, pool.h_warn)
             continue
-        top = [monitor.names[j] for j in monitor.cusum.pool_streams.get(d.index, [])[:TOP]]
+        # the streams that carry P, those whose own level moved most (their mean CUSUM) first:
+        # a tag that leaves its group moves the residuals of its group-mates too
+        carry = monitor.cusum.pool_streams.get(d.index, [])
+        own = monitor.cusum.score[: len(monitor.names)]
+        top = [monitor.names[j] for j in sorted(carry, key=lambda j: -own[j])[:TOP]]
         start = d.start_index if d.start_index >= 0 else None
         thr = pool.h if d.level == "alarm" else pool.h_warn
         events += monitor._raise(monitor._event("data_drift", "pooled_cusum", None, d.level, d.score,
