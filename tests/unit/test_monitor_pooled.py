@@ -51,7 +51,7 @@ def test_pooled_statistic_matches_the_textbook_recursion_and_its_exact_index() -
     x = rng.normal(size=(4000, 6))
     x[3000:, [0, 2, 4]] += 0.5  # three of six streams shift half a standard deviation
     expected = textbook(x, 30.0)
-    assert [i for i in expected if i >= 3000][0] == 3030  # 30 rows after the change
+    assert next(i for i in expected if i >= 3000) == 3030  # 30 rows after the change
     for size in (1, 13, 64, 4000):
         assert pooled_alarms(bank(6, 30.0), x, size) == expected
 
