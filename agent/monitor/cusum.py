@@ -106,6 +106,7 @@ class Cusum:
         self._col = np.concatenate([own, own_down, pooled, pooled])
         self._sign = np.concatenate([np.ones(len(own)), -np.ones(len(own_down)), np.ones(m), -np.ones(m)])
         self._pool_at = len(self._col) - 2 * m  # first pooled side
+        self._pool_guard = min(pool.h, pool.h_warn) if pool is not None else 0.0
         self._h_side, self._warn_side = self.h[self._col], self.h_warn[self._col]
         # a sum above neither level needs no closer look (the usual batch)
         self._guard_side = np.minimum(self._h_side, self._warn_side)
@@ -173,7 +174,9 @@ class Cusum:
                 if not self._warn_is_guard:
                     above = s > self._warn_side
             p = None
-            if self.pool is not None:
+            if self.pool is not None and (self.pool_warned or self.pool_pending or np.maximum(
+                    s[:, self._pool_at:].max(axis=0) - self.pool.b, 0.0).sum() > self._pool_guard):
+                # (P of any row is at most that bound: in the usual batch P needs no rows)
                 p = np.maximum(s[:, self._pool_at:] - self.pool.b, 0.0).sum(axis=1)
                 if p.max() > self.pool.h:
                     fired_rows = fired_rows | (p > self.pool.h)

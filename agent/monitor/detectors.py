@@ -172,7 +172,10 @@ class RingMean:
             self.seen += len(values) - self.window
             values = values[-self.window:]
         n = len(values)
-        slots = (self.seen + np.arange(n)) % self.window
+        first = self.seen % self.window
+        # a run of slots without wrapping around is a slice (the usual case: no index arrays)
+        slots: slice | np.ndarray = slice(first, first + n) if first + n <= self.window else (
+            (self.seen + np.arange(n)) % self.window)
         # unfilled slots hold zeros, so subtracting what a slot held is always right
         self.total += float(values.sum()) - float(self._ring[slots].sum())
         self._ring[slots] = values

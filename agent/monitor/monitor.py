@@ -132,6 +132,8 @@ class ModelMonitor:
                            np.array(one_sided), np.array(h_warn), quiet=self.quiet, clip=np.array(clip),
                            pool=None if self.pooled is None else pool_of(self.pooled, self.scale_at, k))
         self.cbpe: dict[str, Any] | None = mon.get("cbpe")
+        if self.cbpe is not None:
+            self._cbpe_levels = (np.array([self.cbpe["warn_drop"]]), np.array([self.cbpe["alarm_drop"]]))
         self.confidence = RingMean(self.window)
         lab = mon.get("labels") or {}
         self.classifier = manifest.output.kind == "classifier"
@@ -226,9 +228,9 @@ class ModelMonitor:
                 continue
             self.cbpe_expected = self.confidence.mean
             drop = self.cbpe["reference_expected_accuracy"] - self.cbpe_expected
-            events += self._levels("cbpe", np.array([drop]), first + pos - 1,
-                                   np.array([self.cbpe["warn_drop"]]),
-                                   np.array([self.cbpe["alarm_drop"]]), ["performance"], [None])
+            if drop > self._cbpe_levels[0][0] * HYSTERESIS or self.book.states:  # else nothing to do
+                events += self._levels("cbpe", np.array([drop]), first + pos - 1,
+                                       *self._cbpe_levels, ["performance"], [None])
         return events
 
     def on_labels(self, indices: np.ndarray, predicted: np.ndarray, truth: np.ndarray,
