@@ -93,17 +93,23 @@ class WindowPSI:
     def _push(self, bins: np.ndarray) -> None:
         n = len(bins)
         k = bins.shape[1]
-        slots = (self.seen + np.arange(n)) % self.window
+        first = self.seen % self.window
+        # a run of slots without wrapping around is a slice (the usual case: no index arrays)
+        slots: slice | np.ndarray = slice(first, first + n) if first + n <= self.window else (
+            (self.seen + np.arange(n)) % self.window)
         flat = self._counts.reshape(-1)
         size = k * self.nbins
         if self.seen >= self.window:  # the oldest samples leave the window
             flat -= np.bincount((self._ring[slots] + self._offsets).reshape(-1), minlength=size)
         elif self.seen + n > self.window:
-            old = self._ring[slots[self.window - self.seen:]]
+            old = self._ring[self._ring_slots(n)[self.window - self.seen:]]
             flat -= np.bincount((old + self._offsets).reshape(-1), minlength=size)
         self._ring[slots] = bins
         flat += np.bincount((bins + self._offsets).reshape(-1), minlength=size)
         self.seen += n
+
+    def _ring_slots(self, n: int) -> np.ndarray:
+        return np.asarray((self.seen + np.arange(n)) % self.window)
 
     def psi(self) -> np.ndarray:
         filled = min(self.seen, self.window)

@@ -114,7 +114,7 @@ class ModelMonitor:
             # section), or in bundles before it the mean of its prediction errors
             pk = mon.get("pooled")
             rs = _resid_columns(sc) if pk is None else (
-                [0.0] * k, [1.0] * k, pk["clip"], pk["stream_h_alarm"], pk["stream_h_warn"])
+                transform(pk)[1].tolist(), [1.0] * k, pk["clip"], pk["stream_h_alarm"], pk["stream_h_warn"])
             mean, std = [*mean, *rs[0], *[0.0] * k], [*std, *rs[1], *[1.0] * k]
             ref_k = [*ref_k, *[d["cusum_k"]] * k, *[sc["k"]] * k]
             clip[:k] = (OUTLIER * self._sc_std / np.array(d["cusum_std"])).tolist()
@@ -200,7 +200,7 @@ class ModelMonitor:
             if self.pooled is None:
                 bank[:, at:at + k] = e
             else:
-                np.subtract(x @ self._pooled_m, self._pooled_c, out=bank[:, at:at + k])
+                bank[:, at:at + k] = x @ self._pooled_m  # minus pooled_c: the bank's mean
             sq = bank[:, at + k:at + 2 * k]
             np.minimum(np.multiply(e, e, out=sq), self._sc_cap, out=sq)
         dets = self.cusum.update(bank)

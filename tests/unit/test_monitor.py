@@ -122,7 +122,7 @@ def test_broken_correlation_is_named_and_marginal_detectors_stay_quiet() -> None
                      ("data_drift", "scale_cusum", "f0", 3010), ("data_drift", "scale_cusum", "f1", 3010),
                      ("multivariate_drift", "pca_cusum", None, 3014)]
     pooled = next(e for e in events if e.level == "alarm" and e.detector == "pooled_cusum")
-    assert pooled.top_features == ["f1", "f0"] and pooled.start_index == 3002
+    assert set(pooled.top_features) == {"f0", "f1"} and pooled.start_index == 3002
     pca = next(e for e in events if e.level == "alarm" and e.detector == "pca_cusum")
     assert set(pca.top_features[:2]) == {"f0", "f1"}  # the pair whose tie broke
 
