@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,12 +74,24 @@ class RateLimitedLog:
     count: int = 0
     by_key: dict[str, int] = field(default_factory=dict)
     max_keys: int = 64  # the first keys seen are counted apart, for status; the rest together
+    # a hot path's report (a drop per batch while the broker is away): at most one log call in
+    # this time, because even a line the limiter holds back costs a LogRecord per batch; the
+    # count in the next line says how many there were
+    min_interval_s: float = 0.0
+    _next_log: float = field(default=0.0, repr=False)
 
-    def report(self, key: str, message: str, n: int = 1) -> None:
+    def report(self, key: str, message: str | Callable[[], str], n: int = 1) -> None:
+        """``message``: the text, or a function making it (only called when a line is due)."""
         self.count += n
         if key in self.by_key or len(self.by_key) < self.max_keys:
             self.by_key[key] = self.by_key.get(key, 0) + n
-        log.warning("%s (%d so far)", message, self.count, extra={"limit_key": self.kind})
+        if self.min_interval_s:
+            now = time.monotonic()
+            if now < self._next_log:
+                return
+            self._next_log = now + self.min_interval_s
+        text = message if isinstance(message, str) else message()
+        log.warning("%s (%d so far)", text, self.count, extra={"limit_key": self.kind})
 
 
 def links(holder: Any) -> list[SourceStatus]:

@@ -64,7 +64,14 @@ class OpcUaLabelsConfig(Strict):
         default_factory=dict, description="Tag value -> class, e.g. {'0': 'NOK', '1': 'OK'}.")
 
 
-LabelsConfig = Annotated[MqttLabelsConfig | OpcUaLabelsConfig, Field(discriminator="type")]
+class NoLabelsConfig(Strict):
+    type: Literal["none"] = Field(description=(
+        "This model gets no labels, whatever the top-level `labels:` says (a model whose ground "
+        "truth comes from elsewhere, or none at all): no label join, no accuracy figures."))
+
+
+LabelsConfig = Annotated[MqttLabelsConfig | OpcUaLabelsConfig | NoLabelsConfig,
+                         Field(discriminator="type")]
 
 
 class MonitoringConfig(Strict):

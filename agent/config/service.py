@@ -10,7 +10,14 @@ from pydantic import Field, model_validator
 from agent.config.common import BackoffConfig, Secret, Strict
 from agent.config.limits import InputLimits
 from agent.config.model import FeaturesConfig
-from agent.config.outputs import LabelsConfig, MonitoringConfig, OutputsConfig
+from agent.config.outputs import (
+    LabelsConfig,
+    MonitoringConfig,
+    MqttLabelsConfig,
+    NoLabelsConfig,
+    OpcUaLabelsConfig,
+    OutputsConfig,
+)
 from agent.config.overlay import DEFAULT_PINS
 from agent.config.slots import MAX_MODELS, ModelEntry, normalise_models
 from agent.config.sources import SourceConfig
@@ -114,10 +121,30 @@ class AgentConfig(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"source names must be unique, repeated: {', '.join(dupes)}")
-        wb = self.outputs.opcua_writeback
-        if wb and not any(s.name == wb.source and s.type == "opcua" for s in self.sources):
-            raise ValueError(f"outputs.opcua_writeback.source '{wb.source}' is not an opcua source")
+        self._check_writebacks()
         return self
+
+    def _check_writebacks(self) -> None:
+        """Each write-back writes through an OPC UA source, and no PLC node is written by two
+        models (they would overwrite each other's answer every part)."""
+        places = [("outputs.opcua_writeback", self.outputs.opcua_writeback)] + [
+            (f"models[{i}].outputs.opcua_writeback", m.outputs.opcua_writeback)
+            for i, m in enumerate(self.models)]
+        if self.outputs.opcua_writeback is not None and self.models[0].outputs.opcua_writeback:
+            raise ValueError("outputs.opcua_writeback serves the first model, which has its own "
+                             "models[0].outputs.opcua_writeback: keep one of the two")
+        writers: dict[str, str] = {}
+        for place, wb in places:
+            if wb is None:
+                continue
+            if not any(s.name == wb.source and s.type == "opcua" for s in self.sources):
+                raise ValueError(f"{place}.source '{wb.source}' is not an opcua source")
+            for node in wb.nodes.values():
+                key = f"{wb.source}/{node}"
+                if key in writers:
+                    raise ValueError(f"{place}: node {node} of source {wb.source} is already "
+                                     f"written by {writers[key]}; give each model its own nodes")
+                writers[key] = place
 
     @property
     def model(self) -> ModelEntry:
@@ -130,8 +157,10 @@ class AgentConfig(Strict):
     def monitoring_of(self, entry: ModelEntry) -> MonitoringConfig:
         return entry.monitoring or self.monitoring
 
-    def labels_of(self, entry: ModelEntry) -> LabelsConfig | None:
-        return entry.labels if entry.labels is not None else self.labels
+    def labels_of(self, entry: ModelEntry) -> MqttLabelsConfig | OpcUaLabelsConfig | None:
+        """The model's own labels, else the top-level ones; `type: none` opts out of both."""
+        labels = entry.labels if entry.labels is not None else self.labels
+        return None if isinstance(labels, NoLabelsConfig) else labels
 
     def prediction_topic(self, entry: ModelEntry) -> str | None:
         mqtt = self.outputs.mqtt

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from agent.config.common import Strict
 from agent.config.model import FeaturesConfig, ModelConfig
-from agent.config.outputs import LabelsConfig, MonitoringConfig
+from agent.config.outputs import LabelsConfig, MonitoringConfig, OpcUaWritebackConfig
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 MAX_MODELS = 32  # the hub reads at most 32 entries of a status report
@@ -24,6 +24,9 @@ class ModelOutputs(Strict):
     topic: str | None = Field(None, min_length=1, description=(
         "MQTT topic template of this model's predictions ({gateway_id}, {model}, {version}); "
         "default: outputs.mqtt.topic."))
+    opcua_writeback: OpcUaWritebackConfig | None = Field(None, description=(
+        "Write this model's outputs to PLC nodes; default: none, except for the first model, "
+        "which the top-level outputs.opcua_writeback serves."))
 
 
 class ModelEntry(ModelConfig):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -77,17 +77,33 @@ class PredictionBatch:
     score: np.ndarray  # the monitored score: P(positive class), max P, or the regression value
     label_idx: np.ndarray | None  # index into classes, for classifiers
     classes: list[str]
-    hashes: np.ndarray  # uint64 inputs hash
+    # the uint64 inputs hashes, or None until first asked for (``hashes``): then they are made
+    # of ``inputs``, the float32 rows the model saw. Made late, they are made once per flush for
+    # every batch the outbox record joins, not per batch of 64: for a cheap model the hashing
+    # was a fifth of its pipeline
+    known_hashes: np.ndarray | None
+    inputs: np.ndarray | None = None
+    _made: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.sample_ids)
+
+    @property
+    def hashes(self) -> np.ndarray:
+        if self.known_hashes is not None:
+            return self.known_hashes
+        if not self._made:
+            assert self.inputs is not None, "a PredictionBatch needs its hashes or its inputs"
+            self._made.append(inputs_hash(self.inputs))
+        return self._made[0]
 
     def slice(self, start: int, stop: int) -> PredictionBatch:
         return PredictionBatch(
             self.model_name, self.model_version, self.bundle_sha256, self.sample_ids[start:stop],
             self.sample_ts[start:stop], self.predicted_ts, self.score[start:stop],
             None if self.label_idx is None else self.label_idx[start:stop], self.classes,
-            self.hashes[start:stop])
+            None if self.known_hashes is None else self.known_hashes[start:stop],
+            None if self.inputs is None else self.inputs[start:stop])
 
     @staticmethod
     def concat(batches: list[PredictionBatch]) -> PredictionBatch:
@@ -101,7 +117,15 @@ class PredictionBatch:
             [i for b in batches for i in b.sample_ids], np.concatenate([b.sample_ts for b in batches]),
             batches[-1].predicted_ts, np.concatenate([b.score for b in batches]),
             np.concatenate([b.label_idx for b in batches if b.label_idx is not None]) if classifier else None,
-            first.classes, np.concatenate([b.hashes for b in batches]))
+            first.classes, *PredictionBatch._joined_hashes(batches))
+
+    @staticmethod
+    def _joined_hashes(batches: list[PredictionBatch]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(known hashes, inputs) of batches joined: rows still unhashed stay so, to be hashed
+        in one go."""
+        if all(b.known_hashes is None and not b._made and b.inputs is not None for b in batches):
+            return None, np.concatenate([b.inputs for b in batches if b.inputs is not None])
+        return np.concatenate([b.hashes for b in batches]), None
 
     @staticmethod
     def concat_by_version(batches: list[PredictionBatch]) -> list[PredictionBatch]:

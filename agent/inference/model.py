@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.config import ModelConfig, OnnxRuntimeConfig, RuntimeConfig, TfliteRuntimeConfig
-from agent.inference.batches import PredictionBatch, SampleBatch, inputs_hash
+from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.inference.runtimes import ModelRuntime, RuntimeOutput, load_runtime
 from agent.models.builder import label_text, monitored_score
 from agent.models.bundle import Bundle, run_self_test, unpack, verify_bundle
@@ -58,7 +58,7 @@ class LoadedModel:
         b = self.bundle
         return PredictionBatch(b.manifest.name, b.manifest.version, b.sha256, batch.ids,
                                batch.timestamps, time.time(), self.score(out), label_idx,
-                               self.classes, inputs_hash(batch.x))
+                               self.classes, None, batch.x)
 
     def _label_index(self, out: RuntimeOutput) -> np.ndarray:
         if out.labels is None:

@@ -40,7 +40,7 @@ class MqttPublisher:
         self.config = config
         self.gateway_id = gateway_id
         self.status = SourceStatus("predictions-out", "mqtt-out", role="output")
-        self._drops = RateLimitedLog("mqtt-out: predictions dropped")
+        self._drops = RateLimitedLog("mqtt-out: predictions dropped", min_interval_s=5.0)
         self._queue: deque[list[Any]] = deque()  # [topic, batch, next row to send, rows]
         self._queued = 0
         self._topics: dict[tuple[str, str, str], str] = {}
@@ -80,8 +80,8 @@ class MqttPublisher:
             self._queued -= excess
             self.dropped += excess
             self.status.dropped += excess
-            self._drops.report("predictions-out", (
-                f"mqtt-out: {excess} prediction(s) dropped, the output queue "
+            self._drops.report("predictions-out", lambda: (
+                f"mqtt-out: prediction(s) dropped, the output queue "
                 f"(outputs.mqtt.queue_size {self.config.queue_size}) is full while the broker "
                 f"is {'away' if not self.status.connected else 'slow'}; the outbox keeps "
                 "every prediction for the hub"), n=excess)

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 RESTART_ONLY = ("gateway_id", "state_dir", "reading_queue", "log_json", "hub", "outbox.path",
                 "outbox.synchronous", "outbox.disk_budget_bytes", "outputs.opcua_writeback")
 # per model: which models run, and what each loads, need a restart too
-RESTART_ONLY_PER_MODEL = ("name", "bundle", "runtime", "labels")
+RESTART_ONLY_PER_MODEL = ("name", "bundle", "runtime", "labels", "outputs.opcua_writeback")
 
 
 def _get(doc: dict[str, Any], path: str) -> Any:
@@ -46,7 +46,7 @@ def restart_only_changes(old: AgentConfig, new: AgentConfig) -> list[str]:
     else:
         for i, (x, y) in enumerate(zip(a["models"], b["models"], strict=True)):
             label = "model" if old.models[i].shorthand else f"models[{x['name']}]"
-            changed += [f"{label}.{k}" for k in RESTART_ONLY_PER_MODEL if x.get(k) != y.get(k)]
+            changed += [f"{label}.{k}" for k in RESTART_ONLY_PER_MODEL if _get(x, k) != _get(y, k)]
     kinds = (type(old.labels).__name__, type(new.labels).__name__)
     if kinds[0] != kinds[1] and "MqttLabelsConfig" not in kinds:
         changed.append("labels")  # OPC UA labels shape the feature builder's tags

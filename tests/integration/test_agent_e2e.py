@@ -142,3 +142,34 @@ async def test_opcua_writeback_of_label_and_score(tmp_path: Path, trained: dict[
             assert predicted in (0, 1)  # index into ["NOK", "OK"]
             assert 0.0 <= score <= 1.0
             assert agent.writeback.failed == 0
+
+
+async def test_each_model_writes_its_own_nodes(tmp_path: Path, trained: dict[str, Path]) -> None:
+    """Two models, each with models[].outputs.opcua_writeback: each node holds its model's
+    answer for the newest part; the first model's label, the second's score."""
+    from tests.helpers.multimodel import renamed
+
+    second = renamed(trained["bundle"], "moulding-nok-b", "1.0.0", tmp_path / "b", trained["key"])
+    opc_port = free_port()
+    async with SimulatedLine(SimOptions(opcua_port=opc_port)) as line:
+        cfg = full_config(tmp_path, trained, opc_port, line.ns, free_port(), free_port())
+        del cfg["outputs"]["mqtt"], cfg["labels"]
+        keys = [str(trained["pub"])]
+        node = f"ns={line.ns};s=Machine1.Edge."
+        cfg["models"] = [
+            {**cfg.pop("model"), "name": "moulding-nok", "outputs": {"opcua_writeback": {
+                "source": "plc", "nodes": {"label": node + "PredictedClass"}}}},
+            {"name": "moulding-nok-b", "bundle": str(second), "trusted_keys": keys,
+             "outputs": {"opcua_writeback": {"source": "plc", "nodes": {"score": node + "NokScore"}}}}]
+        async with running_agent(cfg) as agent:
+            await wait_for(lambda: agent.sources[0].status.connected, what="connected")
+            wbs = agent.writebacks.by_unit
+            assert sorted(wbs) == ["moulding-nok", "moulding-nok-b"]
+            for n in (1, 2):  # one part at a time: the write-back writes only the newest part
+                await line.make_part()
+                await wait_for(lambda n=n: all(w.written >= n for w in wbs.values()), what="write-backs")
+            assert await line.writeback_nodes["Edge.PredictedClass"].read_value() in (0, 1)
+            score = await line.writeback_nodes["Edge.NokScore"].read_value()
+            assert 0.0 <= score <= 1.0  # the second model's score, not left at -1
+            assert all(w.failed == 0 for w in wbs.values())
+            assert "opcua-writeback:moulding-nok-b" in agent.health

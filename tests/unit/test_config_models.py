@@ -101,3 +101,48 @@ def test_replay_reads_the_model_it_is_asked_for(tmp_path: Path) -> None:
         load_replay_config(path)
     with pytest.raises(ConfigError, match="no model named 'c'"):
         load_replay_config(path, "c")
+
+
+def wb(*nodes: str, source: str = "plc") -> dict[str, Any]:
+    return {"source": source, "nodes": {f"out{i}": n for i, n in enumerate(nodes)}}
+
+
+def test_each_model_may_write_back_to_its_own_nodes() -> None:
+    cfg = parse_config(config(models=[{"name": "a", "outputs": {"opcua_writeback": wb("ns=2;s=A")}},
+                                      {"name": "b", "outputs": {"opcua_writeback": wb("ns=2;s=B")}}]))
+    assert [m.outputs.opcua_writeback.nodes for m in cfg.models if m.outputs.opcua_writeback] == [
+        {"out0": "ns=2;s=A"}, {"out0": "ns=2;s=B"}]
+
+
+@pytest.mark.parametrize(("doc", "expected"), [
+    ({"models": [{"name": "a", "outputs": {"opcua_writeback": wb("ns=2;s=A")}},
+                 {"name": "b", "outputs": {"opcua_writeback": wb("ns=2;s=X", "ns=2;s=A")}}]},
+     "models[1].outputs.opcua_writeback: node ns=2;s=A of source plc is already written by "
+     "models[0].outputs.opcua_writeback"),
+    ({"outputs": {"opcua_writeback": wb("ns=2;s=A")},
+      "models": [{"name": "a"}, {"name": "b", "outputs": {"opcua_writeback": wb("ns=2;s=A")}}]},
+     "already written by outputs.opcua_writeback"),
+    ({"outputs": {"opcua_writeback": wb("ns=2;s=A")},
+      "models": [{"name": "a", "outputs": {"opcua_writeback": wb("ns=2;s=B")}}]},
+     "keep one of the two"),
+    ({"models": [{"name": "a"}, {"name": "b", "outputs": {"opcua_writeback": wb("ns=2;s=B", source="mes")}}]},
+     "models[1].outputs.opcua_writeback.source 'mes' is not an opcua source"),
+])
+def test_write_backs_that_would_fight_are_refused(doc: dict[str, Any], expected: str) -> None:
+    assert expected in problems(config(**doc))
+
+
+def test_a_model_can_opt_out_of_the_top_level_labels(tmp_path: Path) -> None:
+    from agent.service.agent import Agent
+    from agent.types import Label
+
+    qc = {"type": "mqtt", "broker": {"host": "127.0.0.1"}, "topic": "qc/#"}
+    cfg = parse_config({**config(labels=qc, models=[
+        {"name": "quality"}, {"name": "cycle-time", "labels": {"type": "none"}}]),
+        "state_dir": str(tmp_path)})
+    assert cfg.labels_of(cfg.models[0]) == cfg.labels and cfg.labels_of(cfg.models[1]) is None
+    agent = Agent(cfg)
+    assert list(agent.label_listeners) == ["labels"]
+    agent.label_listeners["labels"]._deliver(Label("17", "NOK", 1.7e9))
+    assert [u.labels_received for u in agent.units] == [1, 0]  # the QC verdict reaches quality only
+    assert "labels" in problems(config(models=[{"name": "a", "labels": {"type": "never"}}]))
