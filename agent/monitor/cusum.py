@@ -43,13 +43,16 @@ def prefix_min(c: np.ndarray) -> np.ndarray:
 class Pool:
     """Columns ``first`` .. ``first + streams - 1`` of a bank (two-sided) pooled into
     P = sum max(0, S - b) over their sides; P above ``h`` is an alarm of column POOLED. The
-    pooled columns keep their own levels too."""
+    pooled columns keep their own levels too. With ``rank_first``, the streams that carry P
+    are ordered by the sums of columns ``rank_first`` .. ``rank_first + streams - 1`` at that
+    sample (the streams' own mean CUSUMs), else by their pooled sums."""
 
     first: int
     streams: int
     b: float
     h: float
     h_warn: float
+    rank_first: int | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,10 @@ class Cusum:
         self._sign = np.concatenate([np.ones(len(own)), -np.ones(len(own_down)), np.ones(m), -np.ones(m)])
         self._pool_at = len(self._col) - 2 * m  # first pooled side
         self._pool_guard = min(pool.h, pool.h_warn) if pool is not None else 0.0
+        self._rank_sides: list[np.ndarray] = []  # per ranked column: its sides
+        if pool is not None and pool.rank_first is not None:
+            self._rank_sides = [np.flatnonzero(self._col == c)
+                                for c in range(pool.rank_first, pool.rank_first + m)]
         self._h_side, self._warn_side = self.h[self._col], self.h_warn[self._col]
         # a sum above neither level needs no closer look (the usual batch)
         self._guard_side = np.minimum(self._h_side, self._warn_side)
@@ -226,7 +233,10 @@ class Cusum:
         # the sides that carry P: above b by at least a tenth of P (one barely above b is noise)
         sides = np.flatnonzero(s[row, at:] - b >= 0.1 * p[row])
         sides = sides[np.argsort(-s[row, at + sides], kind="stable")]
-        self.pool_streams[self.seen + row] = list(dict.fromkeys(int(j) % m for j in sides))
+        streams = list(dict.fromkeys(int(j) % m for j in sides))
+        if self._rank_sides:  # the one whose own level moved most first (exact at this row)
+            streams.sort(key=lambda j: -float(s[row, self._rank_sides[j]].max()))
+        self.pool_streams[self.seen + row] = streams
         start = self.seen + row
         if len(sides):  # where the largest pooled sum last left zero
             side = at + int(sides[0])

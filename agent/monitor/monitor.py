@@ -130,7 +130,7 @@ class ModelMonitor:
             self._pooled_m, self._pooled_c = transform(self.pooled)
         self.cusum = Cusum(np.array(mean), np.array(std), np.array(ref_k), np.array(h),
                            np.array(one_sided), np.array(h_warn), quiet=self.quiet, clip=np.array(clip),
-                           pool=None if self.pooled is None else pool_of(self.pooled, self.scale_at, k))
+                           pool=None if self.pooled is None else pool_of(self.pooled, self.scale_at, k, 0))
         self.cbpe: dict[str, Any] | None = mon.get("cbpe")
         if self.cbpe is not None:
             self._cbpe_levels = (np.array([self.cbpe["warn_drop"]]), np.array([self.cbpe["alarm_drop"]]))

@@ -199,29 +199,33 @@ def transform(spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return matrix, np.asarray(spec["mean"], dtype=np.float64) @ matrix
 
 
-def pool_of(spec: dict[str, Any], first: int, streams: int) -> Pool:
-    """The Pool of a manifest's section over the bank's columns first .. first + streams - 1."""
-    return Pool(first, streams, float(spec["b"]), float(spec["h_alarm"]), float(spec["h_warn"]))
+def pool_of(spec: dict[str, Any], first: int, streams: int, rank_first: int | None = None) -> Pool:
+    """The Pool of a manifest's section over the bank's columns first .. first + streams - 1
+    (``rank_first``: the first of the streams' own mean CUSUM columns, which rank them)."""
+    return Pool(first, streams, float(spec["b"]), float(spec["h_alarm"]), float(spec["h_warn"]),
+                rank_first)
 
 
 def monitor_events(monitor: ModelMonitor, dets: list[Detection]) -> list[MonitorEvent]:
-    """Conditions of the pooled detector: one per model (feature None), the streams whose sums
-    were above b (largest first) as its top features."""
+    """Conditions of the pooled detector: one per model at a time, named after the first of its
+    streams when it rose (the name stays while it is up), all the streams that carry P (largest
+    own level first) as its top features."""
     pool = monitor.cusum.pool
     assert pool is not None
-    key: Key = ("data_drift", "pooled_cusum", None)
     events: list[MonitorEvent] = []
     for d in dets:
+        current: Key | None = next((key for key in monitor.book.states if key[1] == "pooled_cusum"), None)
         if d.level == "quiet":
-            events += monitor._normal(key, d.index, pool.h_warn)
+            if current is not None:
+                events += monitor._normal(current, d.index, pool.h_warn)
             continue
-        # the streams that carry P, those whose own level moved most (their mean CUSUM) first:
-        # a tag that leaves its group moves the residuals of its group-mates too
-        carry = monitor.cusum.pool_streams.get(d.index, [])
-        own = monitor.cusum.score[: len(monitor.names)]
-        top = [monitor.names[j] for j in sorted(carry, key=lambda j: -own[j])[:TOP]]
+        # the streams that carry P, those whose own level moved most (their mean CUSUM) first
+        # (the bank ranks them at the sample): a tag that leaves its group moves the residuals
+        # of its group-mates too
+        top = [monitor.names[j] for j in monitor.cusum.pool_streams.get(d.index, [])[:TOP]]
+        feature = current[2] if current is not None else (top[0] if top else None)
         start = d.start_index if d.start_index >= 0 else None
         thr = pool.h if d.level == "alarm" else pool.h_warn
-        events += monitor._raise(monitor._event("data_drift", "pooled_cusum", None, d.level, d.score,
+        events += monitor._raise(monitor._event("data_drift", "pooled_cusum", feature, d.level, d.score,
                                                 thr, d.index, top, start))
     return events

@@ -118,7 +118,7 @@ def test_broken_correlation_is_named_and_marginal_detectors_stay_quiet() -> None
     # count z^2 as at most 9: one outlier is no alarm) and the PCA CUSUM; the pooled alarm restarts
     # the residual sums it pooled. The marginal detectors (PSI, mean CUSUM) see nothing: the
     # marginals are the same
-    assert fired == [("data_drift", "pooled_cusum", None, 3008),
+    assert fired == [("data_drift", "pooled_cusum", "f1", 3008),
                      ("data_drift", "scale_cusum", "f0", 3010), ("data_drift", "scale_cusum", "f1", 3010),
                      ("multivariate_drift", "pca_cusum", None, 3014)]
     pooled = next(e for e in events if e.level == "alarm" and e.detector == "pooled_cusum")
