@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from agent.demo.sim.broker import EmbeddedBroker, MosquittoBroker, mosquitto_path
+from agent.demo.sim.broker import PORT_RANGE_ENV, EmbeddedBroker, MosquittoBroker, mosquitto_path
 from agent.demo.sim.process import history
 from agent.models.builder import build_bundle
 from agent.models.bundle import generate_keypair
@@ -23,6 +23,16 @@ from agent.models.training import train_onnx, write_csv
 from hub.storage import migrate
 
 PG_URL = os.environ.get("EDGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist every worker picks free ports from its own range (gw0: 20000-23999,
+    gw1: 24000-27999, ...), below the kernel's ephemeral range: two workers never start servers
+    on the same port. Processes the tests start inherit the range."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        first = 20000 + 4000 * (int(worker[2:]) % 3)
+        os.environ[PORT_RANGE_ENV] = f"{first}-{first + 3999}"
 
 
 class ThreadedEmbeddedBroker:
