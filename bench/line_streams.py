@@ -41,7 +41,7 @@ class Shape:
     broken_tag: int  # a grouped tag that loses its factor in the correlation case
     nok_rate: float = 0.12
     label_noise: float = 0.35  # sd of the noise added to the quality risk (sets the accuracy)
-    extra: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, float | str] = field(default_factory=dict)
 
 
 # developed on
@@ -115,6 +115,14 @@ OTHER = (
           quality=(2, 4, 8, 10), after_concept=(0, 3, 9, 5), shift_tags=(0, 4, 10),
           variance_tags=(5, 7), broken_tag=8, nok_rate=0.14, label_noise=0.35,
           extra={"period": 30.0, "noise_df": 4.5}),
+    # defined (2026-12-01) after the pooled mean CUSUM was developed on every set above and
+    # before anything of it was run: the held-out check of that detector. New in shape: 13 tags,
+    # a group of five and two pairs, a faster ring (period 20), and Laplace measurement noise (a
+    # noise law no set above has)
+    Shape("loop-13", 13, ((0, 1, 2, 3, 4), (5, 6), (8, 9), (10, 11)), 0.85, 0.6, (0.45, 0.25, 0.30),
+          quality=(1, 5, 9, 12), after_concept=(3, 6, 10, 7), shift_tags=(2, 6, 12),
+          variance_tags=(4, 11), broken_tag=9, nok_rate=0.13, label_noise=0.35,
+          extra={"period": 20.0, "noise": "laplace"}),
 )
 
 
@@ -211,10 +219,11 @@ class LoopLine(Line):
     """Another generator: tags of a group follow a control loop that rings (an AR(2) factor
     with complex roots of modulus ``factor_rho`` and a period of ``extra['period']`` rows),
     and the measurement noise is heavy-tailed (Student t with ``extra['noise_df']`` degrees of
-    freedom, unit variance). The rest (own wander, operating points, quality, cases) as Line."""
+    freedom, unit variance; or Laplace with ``extra['noise'] = 'laplace'``). The rest (own
+    wander, operating points, quality, cases) as Line."""
 
     def _factors(self, rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
-        r, period = self.shape.factor_rho, self.shape.extra.get("period", 45.0)
+        r, period = self.shape.factor_rho, float(self.shape.extra.get("period", 45.0))
         a1, a2 = 2 * r * np.cos(2 * np.pi / period), -r * r
         burn = 500  # started far enough back to be in its stationary law
         e = rng.standard_normal((rows + burn, cols))
@@ -226,7 +235,9 @@ class LoopLine(Line):
         return np.asarray(out[burn:] / np.sqrt(var))
 
     def _noise(self, rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-        df = self.shape.extra.get("noise_df", 5.0)
+        if self.shape.extra.get("noise") == "laplace":  # unit variance: scale 1/sqrt(2)
+            return np.asarray(rng.laplace(0.0, 1 / np.sqrt(2), size))
+        df = float(self.shape.extra.get("noise_df", 5.0))
         return np.asarray(rng.standard_t(df, size) / np.sqrt(df / (df - 2)))
 
 

@@ -13,6 +13,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 LEVELS = {"ok": 0, "warning": 1, "alarm": 2}
 Key = tuple[str, str, str | None]
 
@@ -90,3 +92,16 @@ class AlarmBook:
     def restore(self, s: dict[str, Any]) -> None:
         self.states = {(a, b, c): v for a, b, c, v, _ in s["states"]}
         self.since = {(a, b, c): t for a, b, c, _, t in s["states"] if t is not None}
+
+
+TOP = 3  # streams named in an event
+
+
+def top_streams(scores: np.ndarray, kinds: list[str], columns: list[str | None], kind: str,
+         name: str | None) -> list[str]:
+    """The streams of the same kind with the largest statistic, ``name`` first."""
+    same = [i for i in range(len(kinds)) if kinds[i] == kind and columns[i] is not None]
+    top = [str(columns[i]) for i in sorted(same, key=lambda i: -scores[i])[:TOP]]
+    if name is not None and name not in top:
+        top = [name, *top[: TOP - 1]]
+    return top

@@ -8,8 +8,9 @@ together. The split (stated in the manifest, shown by ``edge-agent status``):
   what tells the plant the model is wrong, so they get the larger share);
 * the prediction (the model's score) a tenth: its PSI and its CUSUM a twentieth each;
 * the inputs the remaining 40%, in equal parts per detector and stream: PSI, mean CUSUM and
-  scale CUSUM of every numeric input, the category window of every categorical input, and the
-  multivariate (PCA) CUSUM.
+  scale CUSUM of every numeric input, the category window of every categorical input, the
+  multivariate (PCA) CUSUM and the pooled mean CUSUM (agent.monitor.pooled; both need two or
+  more numeric inputs).
 
 A detector a model does not have (a regression has no CBPE and no label CUSUM) gives its share
 to the others in proportion. Each detector's threshold is then set for its share.
@@ -24,7 +25,8 @@ SECONDS_PER_WEEK = 7 * 24 * 3600
 UNIT = "false alarms per model per week, all detectors and streams together"
 SPLIT_RULE = ("performance 50% (CBPE 25%, label error CUSUM 25%), prediction 10% (PSI 5%, CUSUM "
               "5%), inputs 40% in equal parts per detector and stream (PSI, mean CUSUM, scale "
-              "CUSUM per numeric input; category window per categorical input; PCA CUSUM); "
+              "CUSUM per numeric input; category window per categorical input; PCA CUSUM; pooled mean "
+              "CUSUM); "
               "shares of detectors the model lacks go to the others in proportion")
 WEIGHTS = {"cbpe": 25.0, "error_cusum": 25.0, "prediction_psi": 5.0, "prediction_cusum": 5.0,
            "inputs": 40.0}
@@ -88,7 +90,7 @@ def split(numeric: int, categorical: int, multivariate: bool, cbpe: bool, labels
     """
     weights = {"prediction_psi": WEIGHTS["prediction_psi"],
                "prediction_cusum": WEIGHTS["prediction_cusum"]}
-    input_streams = 4 * numeric + categorical + (1 if multivariate else 0)
+    input_streams = 4 * numeric + categorical + (2 if multivariate else 0)
     if input_streams:
         weights["inputs"] = WEIGHTS["inputs"]
     if cbpe:
@@ -100,7 +102,8 @@ def split(numeric: int, categorical: int, multivariate: bool, cbpe: bool, labels
     per_input = shares.get("inputs", 0.0) / max(1, input_streams)
     per_stream = {"psi": per_input, "cusum": per_input, "scale_cusum": per_input,
                   "resid_cusum": per_input, "js": per_input,
-                  "pca_cusum": per_input, "prediction_psi": shares["prediction_psi"],
+                  "pca_cusum": per_input, "pooled_cusum": per_input,
+                  "prediction_psi": shares["prediction_psi"],
                   "prediction_cusum": shares["prediction_cusum"],
                   "cbpe": shares.get("cbpe", 0.0), "error_cusum": shares.get("error_cusum", 0.0)}
     return {"per_stream": per_stream, "shares": {k: round(v, 6) for k, v in shares.items()},

@@ -35,6 +35,7 @@ from agent.monitor.laws import (
     window_alpha,
     window_mean_z,
 )
+from agent.monitor.pooled import pooled_section
 from agent.monitor.scores import cross_fitted, normal_scores_table, score_transform
 
 SCALE_CAP = 9.0  # z^2 beyond this (3 standard deviations) counts as 9 in the scale CUSUM
@@ -87,6 +88,7 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     shares = plan["per_stream"]
     streams = {d: n for d, n in (("psi", k), ("cusum", k), ("resid_cusum", k), ("scale_cusum", k),
                                  ("js", int(cat.sum())), ("pca_cusum", int(k >= 2)),
+                                 ("pooled_cusum", int(k >= 2)),
                                  ("prediction_psi", 1), ("prediction_cusum", 1),
                                  ("cbpe", int(confidence is not None)), ("error_cusum", int(labels)))
                if n}
@@ -127,6 +129,11 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     if k >= 2:
         monitoring["multivariate"] = _pca(x_num, mean, std, budget, shares["pca_cusum"])
         monitoring["multivariate"]["columns"] = numeric.tolist()
+        # the residual mean CUSUMs then watch each stream decorrelated from the others, pooled
+        monitoring["pooled"] = pooled_section(x_num, mean, std, budget.cusum_k, _rates(
+            budget, shares["resid_cusum"]), _rates(budget, shares["pooled_cusum"]), budget.samples_per_week)
+        for key in ("resid_mean", "resid_cusum_std", "resid_h_warn", "resid_h_alarm"):
+            monitoring["scale"].pop(key)
     if confidence is not None:
         monitoring["cbpe"] = _cbpe(confidence, holdout, budget, shares["cbpe"])
     if labels:

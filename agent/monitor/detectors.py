@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from agent.monitor.cusum import Cusum, Detection
+
+__all__ = ["Binner", "Cusum", "Detection", "RingMean", "WindowCategorical", "WindowPSI",
+           "pad_proportions"]
+
 EPS = 1e-4  # floor for bin proportions: an empty bin must not make PSI infinite
-
-
-@dataclass(frozen=True)
-class Detection:
-    """A detector crossed a threshold at sample ``index`` (0-based, counted since start)."""
-
-    index: int
-    column: int  # feature column (0 for single-stream detectors)
-    score: float
-    start_index: int  # estimated start of the change
-    level: str = "alarm"  # "warning", "alarm", or "quiet" (back to normal for long enough)
 
 
 class Binner:
@@ -100,17 +93,23 @@ class WindowPSI:
     def _push(self, bins: np.ndarray) -> None:
         n = len(bins)
         k = bins.shape[1]
-        slots = (self.seen + np.arange(n)) % self.window
+        first = self.seen % self.window
+        # a run of slots without wrapping around is a slice (the usual case: no index arrays)
+        slots: slice | np.ndarray = slice(first, first + n) if first + n <= self.window else (
+            (self.seen + np.arange(n)) % self.window)
         flat = self._counts.reshape(-1)
         size = k * self.nbins
         if self.seen >= self.window:  # the oldest samples leave the window
             flat -= np.bincount((self._ring[slots] + self._offsets).reshape(-1), minlength=size)
         elif self.seen + n > self.window:
-            old = self._ring[slots[self.window - self.seen:]]
+            old = self._ring[self._ring_slots(n)[self.window - self.seen:]]
             flat -= np.bincount((old + self._offsets).reshape(-1), minlength=size)
         self._ring[slots] = bins
         flat += np.bincount((bins + self._offsets).reshape(-1), minlength=size)
         self.seen += n
+
+    def _ring_slots(self, n: int) -> np.ndarray:
+        return np.asarray((self.seen + np.arange(n)) % self.window)
 
     def psi(self) -> np.ndarray:
         filled = min(self.seen, self.window)
@@ -125,190 +124,6 @@ class WindowPSI:
         self._counts[:] = s["counts"]
         self.seen = int(s["seen"])
         self.last = np.asarray(s["last"], dtype=np.float64)
-
-
-class Cusum:
-    """Standardised CUSUM per column: an upward sum S+ for every column and a downward sum S-
-    for the two-sided ones. Both live side by side in one array, so a batch costs a dozen numpy
-    calls whatever its length and width; exact per sample through the cumulative-sum form of
-    the Lindley recursion, S_t = C_t - min(-S_0, min_{j<=t} C_j).
-
-    With ``clip``, a standardized value beyond +-clip (per column, in the CUSUM's standard
-    deviations) counts as +-clip before k is subtracted.
-
-    With ``quiet`` set, a column that was above its warning level reports a return to normal
-    (a Detection of level "quiet") once it has stayed at or below it for ``quiet`` samples:
-    the off-delay after which its alarm condition may end."""
-
-    def __init__(self, mean: np.ndarray, std: np.ndarray, k: float | np.ndarray, h: float | np.ndarray,
-                 one_sided: bool | np.ndarray = False, h_warn: float | np.ndarray | None = None,
-                 quiet: int | None = None, clip: float | np.ndarray | None = None) -> None:
-        self.mean = np.asarray(mean, dtype=np.float64)
-        cols = self.mean.shape[0]
-        std = np.asarray(std, dtype=np.float64)
-        self.std = np.where(std > 0, std, 1.0)
-        self.k = np.broadcast_to(np.asarray(k, dtype=np.float64), (cols,)).copy()
-        self.h = np.broadcast_to(np.asarray(h, dtype=np.float64), (cols,)).copy()
-        warn = self.h * 0.5 if h_warn is None else h_warn
-        self.h_warn = np.broadcast_to(np.asarray(warn, dtype=np.float64), (cols,)).copy()
-        one = np.broadcast_to(np.asarray(one_sided, dtype=bool), (cols,))
-        self._down = np.flatnonzero(~one)  # columns that also get a downward sum
-        # side j watches column _col[j]; upward sides first, then the downward ones
-        self._col = np.concatenate([np.arange(cols), self._down])
-        self._sign = np.concatenate([np.ones(cols), -np.ones(len(self._down))])
-        self._h_side, self._warn_side = self.h[self._col], self.h_warn[self._col]
-        self._k_side = self.k[self._col]
-        self._mean_side = self.mean[self._col]
-        self._scale_side = self._sign / self.std[self._col]
-        # standardized values beyond +-clip count as +-clip (a Huber-type CUSUM): one outlier
-        # of heavy-tailed noise must not be an alarm by itself, nor wipe out the evidence
-        self._offset_side = self._mean_side * self._scale_side + self._k_side
-        self._clip_side: np.ndarray | None = None
-        if clip is not None:  # the bounds shifted by k, which is subtracted first
-            bound = np.broadcast_to(np.asarray(clip, dtype=np.float64), (cols,))[self._col]
-            self._clip_side = bound - self._k_side
-            self._clip_low = -bound - self._k_side
-        sides = len(self._col)
-        self.s = np.zeros(sides)  # current sums
-        self.start = np.zeros(sides, dtype=np.int64)  # index after the sum was last zero
-        self.warned = np.zeros(cols, dtype=bool)  # a warning is raised once per excursion
-        self.seen = 0
-        self.quiet = quiet
-        self.last_over = np.full(cols, -1, dtype=np.int64)  # last sample above the warning level
-        self.pending = np.zeros(cols, dtype=bool)  # above since, no return to normal reported yet
-
-    @property
-    def score(self) -> np.ndarray:
-        """max(S+, S-) per column."""
-        out = self.s[: len(self.mean)].copy()
-        np.maximum.at(out, self._down, self.s[len(self.mean):])
-        return out
-
-    def update(self, x: np.ndarray) -> list[Detection]:
-        """Feed a batch (n, cols); return warnings, alarms (and with ``quiet``, returns to
-        normal). A column that alarms restarts from zero, as after an alarm is raised."""
-        x = np.asarray(x, dtype=np.float64)
-        z = x[:, self._col]  # a copy (fancy indexing): standardized in place, k subtracted
-        z *= self._scale_side
-        z -= self._offset_side
-        if self._clip_side is not None:  # minimum and maximum: a fraction of np.clip's cost
-            np.minimum(z, self._clip_side, out=z)
-            np.maximum(z, self._clip_low, out=z)
-        out: list[Detection] = []
-        while len(z):
-            s = np.cumsum(z, axis=0)
-            low = np.minimum.accumulate(s, axis=0)
-            np.minimum(low, -self.s, out=low)
-            s -= low
-            over = s > self._h_side
-            fired_rows = over.any(axis=1)
-            end = int(fired_rows.argmax()) + 1 if fired_rows.any() else len(z)
-            above = s[:end] > self._warn_side
-            hot = above.any(axis=0)
-            out += self._warnings(s[:end], hot)
-            if self.quiet is not None:
-                out += self._quiet(above, hot)
-            self._record_zero(s[:end])
-            if end == len(z) and not fired_rows[-1]:
-                self.s = s[-1].copy()
-                self.seen += len(z)
-                break
-            row = end - 1
-            sides = np.flatnonzero(over[row])
-            cols = np.unique(self._col[sides])
-            for col in cols.tolist():
-                mine = sides[self._col[sides] == col]
-                best = int(mine[np.argmax(s[row, mine])])
-                out.append(Detection(self.seen + row, col, float(s[row, best]),
-                                     int(self.start[best]), "alarm"))
-            self.s = s[row].copy()
-            reset = np.isin(self._col, cols)
-            self.s[reset] = 0.0
-            self.start[reset] = self.seen + row + 1
-            self.warned[cols] = False
-            self.seen += row + 1
-            z = z[row + 1:]
-        return out
-
-    def _warnings(self, s: np.ndarray, hot: np.ndarray) -> list[Detection]:
-        """First crossing of the warning level per column, until its sums return to zero."""
-        if not hot.any() and not self.warned.any():  # hot: sides above the warning level
-            return []
-        cols_n = len(self.mean)
-        score = np.zeros((len(s), cols_n))
-        np.maximum.at(score.T, self._col, s.T)  # per column: the larger of its sides
-        out: list[Detection] = []
-        for col in np.flatnonzero(np.isin(np.arange(cols_n), self._col[hot]) | self.warned).tolist():
-            column = score[:, col]
-            row = 0
-            while row < len(column):
-                if not self.warned[col]:
-                    hits = np.flatnonzero(column[row:] > self.h_warn[col])
-                    if not len(hits):
-                        break
-                    row += int(hits[0])
-                    self.warned[col] = True
-                    out.append(Detection(self.seen + row, col, float(column[row]),
-                                         self._start_at(s, row, col), "warning"))
-                zeros = np.flatnonzero(column[row:] <= 0)
-                if not len(zeros):
-                    break
-                row += int(zeros[0])
-                self.warned[col] = False
-        return out
-
-    def _start_at(self, s: np.ndarray, row: int, col: int) -> int:
-        """Where the excursion of ``col``'s larger side at ``row`` began: after its sum was
-        last at zero (the CUSUM's estimate of the change point)."""
-        sides = np.flatnonzero(self._col == col)
-        side = int(sides[np.argmax(s[row, sides])])
-        zeros = np.flatnonzero(s[: row + 1, side] <= 0)
-        return self.seen + int(zeros[-1]) + 1 if len(zeros) else int(self.start[side])
-
-    def _quiet(self, above: np.ndarray, hot_sides: np.ndarray) -> list[Detection]:
-        """Returns to normal: ``quiet`` samples in a row at or below the warning level after the
-        column was last above it (exact per sample, whatever the batch size)."""
-        assert self.quiet is not None
-        cols_n = len(self.mean)
-        if not hot_sides.any() and not self.pending.any():
-            return []
-        col_above = np.zeros((len(above), cols_n), dtype=bool)
-        for side in np.flatnonzero(hot_sides).tolist():
-            col_above[:, self._col[side]] |= above[:, side]
-        last_row = self.seen + len(above) - 1
-        out: list[Detection] = []
-        for col in np.flatnonzero(col_above.any(axis=0) | self.pending).tolist():
-            rows = np.flatnonzero(col_above[:, col]) + self.seen
-            points = np.concatenate([[self.last_over[col]], rows]) if self.pending[col] else rows
-            gaps = np.flatnonzero(np.diff(points) > self.quiet)
-            out += [Detection(int(p) + self.quiet, col, 0.0, -1, "quiet") for p in points[gaps]]
-            self.last_over[col] = int(points[-1])
-            self.pending[col] = last_row - int(points[-1]) < self.quiet
-            if not self.pending[col]:
-                out.append(Detection(int(points[-1]) + self.quiet, col, 0.0, -1, "quiet"))
-        return out
-
-    def _record_zero(self, s: np.ndarray) -> None:
-        zero = s <= 0
-        hit = zero.any(axis=0)
-        if hit.any():
-            last = len(s) - 1 - zero[::-1].argmax(axis=0)
-            self.start = np.where(hit, self.seen + last + 1, self.start)
-
-    def state(self) -> dict[str, Any]:
-        return {"s": self.s, "start": self.start, "seen": self.seen, "warned": self.warned,
-                "last_over": self.last_over, "pending": self.pending}
-
-    def restore(self, st: dict[str, Any]) -> None:
-        if np.shape(st["s"]) != self.s.shape:
-            raise ValueError(f"a CUSUM of {np.shape(st['s'])} sums, not {self.s.shape}")
-        self.s = np.asarray(st["s"], dtype=np.float64).copy()
-        self.start = np.asarray(st["start"], dtype=np.int64).copy()
-        self.seen = int(st["seen"])
-        self.warned = np.asarray(st["warned"], dtype=bool).copy()
-        if "last_over" in st:
-            self.last_over = np.asarray(st["last_over"], dtype=np.int64).copy()
-            self.pending = np.asarray(st["pending"], dtype=bool).copy()
 
 
 class WindowCategorical(WindowPSI):
@@ -363,7 +178,10 @@ class RingMean:
             self.seen += len(values) - self.window
             values = values[-self.window:]
         n = len(values)
-        slots = (self.seen + np.arange(n)) % self.window
+        first = self.seen % self.window
+        # a run of slots without wrapping around is a slice (the usual case: no index arrays)
+        slots: slice | np.ndarray = slice(first, first + n) if first + n <= self.window else (
+            (self.seen + np.arange(n)) % self.window)
         # unfilled slots hold zeros, so subtracting what a slot held is always right
         self.total += float(values.sum()) - float(self._ring[slots].sum())
         self._ring[slots] = values
@@ -387,3 +205,13 @@ class RingMean:
         self._ring[:] = s["ring"]
         self.total = float(s["total"])
         self.seen = int(s["seen"])
+
+
+def pad_proportions(rows: list[list[float]]) -> np.ndarray:
+    """Category proportions (each ending with the 'unseen' slot) into one array."""
+    width = max(len(r) for r in rows)
+    out = np.zeros((len(rows), width))
+    for i, r in enumerate(rows):
+        out[i, : len(r) - 1] = r[:-1]
+        out[i, width - 1] = r[-1]  # 'unseen' is always the last slot
+    return out

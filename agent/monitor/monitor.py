@@ -11,20 +11,28 @@ import numpy as np
 from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.models.bundle import Manifest
 from agent.monitor import readout
-from agent.monitor.alarms import AlarmBook, Key, MonitorEvent
+from agent.monitor.alarms import TOP, AlarmBook, Key, MonitorEvent, top_streams
 from agent.monitor.calibrate import (
     pad_profiles,
     prediction_errors,
     reconstruction_log_error,
     score_transform,
 )
-from agent.monitor.detectors import Cusum, Detection, RingMean, WindowCategorical, WindowPSI
+from agent.monitor.cusum import POOLED
+from agent.monitor.detectors import (
+    Cusum,
+    Detection,
+    RingMean,
+    WindowCategorical,
+    WindowPSI,
+    pad_proportions,
+)
 from agent.monitor.labelcal import outcome_llr
 from agent.monitor.performance import ClassPerformance
+from agent.monitor.pooled import monitor_events, pool_of, transform
 
 HYSTERESIS = 0.8  # a window detector's condition ends below 80% of its warning level
 OUTLIER = 4.0  # a mean CUSUM counts a value beyond 4 of its sample's standard deviations as 4
-TOP = 3
 
 
 class ModelMonitor:
@@ -60,7 +68,7 @@ class ModelMonitor:
             self.cat_cols = np.array(cat["columns"], dtype=np.int64)
             self.cat_names: list[str | None] = [all_names[i] for i in self.cat_cols]
             self.categorical = WindowCategorical([np.array(c) for c in cat["categories"]],
-                                                 _pad(cat["proportions"]), self.window, self.every)
+                                                 pad_proportions(cat["proportions"]), self.window, self.every)
             self.js_warn, self.js_alarm = np.array(cat["js_warn"]), np.array(cat["js_alarm"])
         self.transform = p.get("transform", "none")
         self._score_table: dict[str, list[float]] | None = p.get("normal_scores")
@@ -102,20 +110,30 @@ class ModelMonitor:
             self._sc_mean, self._sc_std = np.array(sc["mean"]), np.array(sc["std"])
             self._sc_coef, self._sc_resid = np.array(sc["coef"]), np.array(sc["resid_std"])
             self._sc_cap = float(sc.get("cap", math.inf))  # bundles before the cap clip nothing
-            mean = [*mean, *sc["resid_mean"], *[0.0] * k]
-            std = [*std, *sc["resid_cusum_std"], *[1.0] * k]
+            # the residual columns: each stream decorrelated from the others (the pooled
+            # section), or in bundles before it the mean of its prediction errors
+            pk = mon.get("pooled")
+            rs = _resid_columns(sc) if pk is None else (
+                transform(pk)[1].tolist(), [1.0] * k, pk["clip"], pk["stream_h_alarm"], pk["stream_h_warn"])
+            mean, std = [*mean, *rs[0], *[0.0] * k], [*std, *rs[1], *[1.0] * k]
             ref_k = [*ref_k, *[d["cusum_k"]] * k, *[sc["k"]] * k]
             clip[:k] = (OUTLIER * self._sc_std / np.array(d["cusum_std"])).tolist()
-            clip += [*(OUTLIER / np.array(sc["resid_cusum_std"])).tolist(), *[math.inf] * k]
-            h = [*h, *sc["resid_h_alarm"], *sc["h_alarm"]]
-            h_warn = [*h_warn, *sc["resid_h_warn"], *sc["h_warn"]]
+            clip += [*rs[2], *[math.inf] * k]
+            h, h_warn = [*h, *rs[3], *sc["h_alarm"]], [*h_warn, *rs[4], *sc["h_warn"]]
             one_sided = [*one_sided, *[False] * k, *[True] * k]
             # names for the metrics only (a prediction error of a stream is not the stream)
             self.cusum_kinds += ["data_drift"] * (2 * k)
             self.cusum_columns += [f"{n}:resid" for n in self.names] + [f"{n}:scale" for n in self.names]
+        # the pooled mean CUSUM over the residual columns (bundles before it have none)
+        self.pooled: dict[str, Any] | None = mon.get("pooled") if self.has_scale else None
+        if self.pooled is not None:
+            self._pooled_m, self._pooled_c = transform(self.pooled)
         self.cusum = Cusum(np.array(mean), np.array(std), np.array(ref_k), np.array(h),
-                           np.array(one_sided), np.array(h_warn), quiet=self.quiet, clip=np.array(clip))
+                           np.array(one_sided), np.array(h_warn), quiet=self.quiet, clip=np.array(clip),
+                           pool=None if self.pooled is None else pool_of(self.pooled, self.scale_at, k, 0))
         self.cbpe: dict[str, Any] | None = mon.get("cbpe")
+        if self.cbpe is not None:
+            self._cbpe_levels = (np.array([self.cbpe["warn_drop"]]), np.array([self.cbpe["alarm_drop"]]))
         self.confidence = RingMean(self.window)
         lab = mon.get("labels") or {}
         self.classifier = manifest.output.kind == "classifier"
@@ -179,12 +197,18 @@ class ModelMonitor:
             e /= self._sc_resid
             self._prev = u[-1].copy()
             at = self.scale_at
-            bank[:, at:at + k] = e
-            np.minimum(np.multiply(e, e, out=bank[:, at + k:]), self._sc_cap, out=bank[:, at + k:])
+            if self.pooled is None:
+                bank[:, at:at + k] = e
+            else:
+                bank[:, at:at + k] = x @ self._pooled_m  # minus pooled_c: the bank's mean
+            sq = bank[:, at + k:at + 2 * k]
+            np.minimum(np.multiply(e, e, out=sq), self._sc_cap, out=sq)
         dets = self.cusum.update(bank)
-        events += self._cusum_events([d for d in dets if d.column < self.scale_at], first, z)
+        events += self._cusum_events([d for d in dets if 0 <= d.column < self.scale_at], first, z)
         if self.has_scale:
             events += self._scale_events([d for d in dets if d.column >= self.scale_at])
+        if self.pooled is not None:
+            events += monitor_events(self, [d for d in dets if d.column == POOLED])
         if self.cbpe is not None and confidence is not None:
             events += self._cbpe(confidence, first)
         self.samples += n
@@ -204,9 +228,9 @@ class ModelMonitor:
                 continue
             self.cbpe_expected = self.confidence.mean
             drop = self.cbpe["reference_expected_accuracy"] - self.cbpe_expected
-            events += self._levels("cbpe", np.array([drop]), first + pos - 1,
-                                   np.array([self.cbpe["warn_drop"]]),
-                                   np.array([self.cbpe["alarm_drop"]]), ["performance"], [None])
+            if drop > self._cbpe_levels[0][0] * HYSTERESIS or self.book.states:  # else nothing to do
+                events += self._levels("cbpe", np.array([drop]), first + pos - 1,
+                                       *self._cbpe_levels, ["performance"], [None])
         return events
 
     def on_labels(self, indices: np.ndarray, predicted: np.ndarray, truth: np.ndarray,
@@ -321,7 +345,8 @@ class ModelMonitor:
                 top = [self.names[i] for i in np.argsort(-(resid**2))[:TOP]]
             else:
                 at = self.scale_at
-                top = _top(self.cusum.score[:at], self.cusum_kinds[:at], self.cusum_columns[:at], kind, name)
+                top = top_streams(self.cusum.score[:at], self.cusum_kinds[:at],
+                                  self.cusum_columns[:at], kind, name)
             start = det.start_index if det.start_index >= 0 else None
             events += self._raise(self._event(kind, detector, name, det.level, det.score, thr,
                                               det.index, top, start))
@@ -344,7 +369,7 @@ class ModelMonitor:
                 continue
             thr = float(self.cusum.h[col] if det.level == "alarm" else self.cusum.h_warn[col])
             part = scores[:k] if local < k else scores[k:]
-            top = _top(part, kinds, columns, "data_drift", name)
+            top = top_streams(part, kinds, columns, "data_drift", name)
             start = det.start_index if det.start_index >= 0 else None
             events += self._raise(self._event("data_drift", detector, name, det.level,
                                               det.score, thr, det.index, top, start))
@@ -367,21 +392,9 @@ class ModelMonitor:
         return readout.parts(self)
 
 
-def _top(scores: np.ndarray, kinds: list[str], columns: list[str | None], kind: str,
-         name: str | None) -> list[str]:
-    """The streams of the same kind with the largest statistic, ``name`` first."""
-    same = [i for i in range(len(kinds)) if kinds[i] == kind and columns[i] is not None]
-    top = [str(columns[i]) for i in sorted(same, key=lambda i: -scores[i])[:TOP]]
-    if name is not None and name not in top:
-        top = [name, *top[: TOP - 1]]
-    return top
-
-
-def _pad(rows: list[list[float]]) -> np.ndarray:
-    """Category proportions (each ending with the 'unseen' slot) into one array."""
-    width = max(len(r) for r in rows)
-    out = np.zeros((len(rows), width))
-    for i, r in enumerate(rows):
-        out[i, : len(r) - 1] = r[:-1]
-        out[i, width - 1] = r[-1]  # 'unseen' is always the last slot
-    return out
+def _resid_columns(sc: dict[str, Any]) -> tuple[list[float], ...]:
+    """Mean, spread, clip and levels of the prediction errors' mean CUSUMs (bundles before the
+    pooled section)."""
+    sd = np.array(sc["resid_cusum_std"])
+    return (sc["resid_mean"], sc["resid_cusum_std"], (OUTLIER / sd).tolist(), sc["resid_h_alarm"],
+            sc["resid_h_warn"])

@@ -32,6 +32,8 @@ def metrics(monitor: ModelMonitor) -> dict[str, Any]:
         out["scale_cusum"] = dict(zip(monitor.names, score[k:], strict=True))
     if monitor.pca is not None:
         out["pca_cusum"] = round(float(monitor.cusum.score[len(monitor.names) + 1]), 3)
+    if monitor.pooled is not None:
+        out["pooled_cusum"] = round(monitor.cusum.pooled_score, 3)
     if monitor.categorical is not None:
         out["js"] = dict(zip(monitor.cat_names, np.round(monitor.categorical.last, 5).tolist(), strict=True))
         out["unseen_category_rate"] = dict(zip(

@@ -32,7 +32,7 @@ def test_the_split_rule_gives_performance_half_and_counts_every_stream() -> None
     assert sum(shares.values()) == pytest.approx(1.0)
     assert shares["cbpe"] == shares["error_cusum"] == pytest.approx(0.25)
     assert shares["prediction_psi"] + shares["prediction_cusum"] == pytest.approx(0.10)
-    assert plan["input_streams"] == 4 * 12 + 1 + 1
+    assert plan["input_streams"] == 4 * 12 + 1 + 2  # the PCA and the pooled CUSUM: one each
     assert per["cusum"] * plan["input_streams"] == pytest.approx(shares["inputs"])
     # a regression has no CBPE and no label CUSUM: their half goes to the others in proportion
     regression = budgets.split(numeric=4, categorical=0, multivariate=True, cbpe=False, labels=False)

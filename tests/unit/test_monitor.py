@@ -112,13 +112,17 @@ def test_broken_correlation_is_named_and_marginal_detectors_stay_quiet() -> None
     x = np.column_stack([a, b, rng.normal(size=(4000, 6))])
     events = run(x, train, score_fn=only_first_feature)
     fired = alarms(events)
-    # f1 no longer follows f0: their prediction errors jump at once (14 of their standard
-    # deviations), and the PCA error grows; the scale CUSUM counts z^2 as at most 9 and the
-    # mean CUSUM z as at most 4 (one outlier is no alarm), so they take 10-14 rows, not 1-2; the
-    # marginal detectors (PSI, mean CUSUM) see nothing: the marginals are the same
-    assert fired == [("data_drift", "scale_cusum", "f0", 3010), ("data_drift", "scale_cusum", "f1", 3010),
-                     ("multivariate_drift", "pca_cusum", None, 3014),
-                     ("data_drift", "resid_cusum", "f0", 3014), ("data_drift", "resid_cusum", "f1", 3014)]
+    # f1 no longer follows f0: each of them decorrelated from the other (the residual columns)
+    # and their prediction errors jump at once (14 of their standard deviations), and the PCA
+    # error grows; the pooled CUSUM of both residuals is first (3008), then the scale CUSUMs (which
+    # count z^2 as at most 9: one outlier is no alarm) and the PCA CUSUM; the pooled alarm restarts
+    # the residual sums it pooled. The marginal detectors (PSI, mean CUSUM) see nothing: the
+    # marginals are the same
+    assert fired == [("data_drift", "pooled_cusum", "f1", 3008),
+                     ("data_drift", "scale_cusum", "f0", 3010), ("data_drift", "scale_cusum", "f1", 3010),
+                     ("multivariate_drift", "pca_cusum", None, 3014)]
+    pooled = next(e for e in events if e.level == "alarm" and e.detector == "pooled_cusum")
+    assert set(pooled.top_features) == {"f0", "f1"} and pooled.start_index == 3002
     pca = next(e for e in events if e.level == "alarm" and e.detector == "pca_cusum")
     assert set(pca.top_features[:2]) == {"f0", "f1"}  # the pair whose tie broke
 
