@@ -10,7 +10,7 @@ from pathlib import Path
 import uvicorn
 from sqlalchemy.engine import Engine
 
-from agent.demo.sim.broker import free_port
+from agent.aio.ports import free_port
 from hub.app import create_app
 from hub.limits import HubLimits
 
