@@ -21,6 +21,7 @@ from agent.config import MqttBroker, reveal
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes], None]
+GOODBYE_TIMEOUT_S = 2.0  # a stopping client waits this long for the broker to see it go
 
 
 def make_client(broker: MqttBroker, identifier: str, persistent: bool,
@@ -66,21 +67,14 @@ async def run_session(
         status.attempts += 1
         try:
             async with client:
-                for topic, qos in subscriptions:
-                    await client.subscribe(topic, qos=qos)
-                status.mark_connected()
-                backoff.reset()
-                log.info("mqtt %s: connected to %s:%d", status.name, broker.host, broker.port)
-                if on_connected is not None:
-                    await on_connected(client)
-                elif on_message is not None:
-                    async for message in client.messages:
-                        payload = message.payload
-                        if not isinstance(payload, bytes | bytearray):
-                            payload = str(payload).encode()
-                        on_message(str(message.topic), bytes(payload))
-                else:
-                    await until_disconnected(client)  # connected, nothing to read
+                try:
+                    await _connected_session(client, status, backoff, broker, subscriptions,
+                                             on_message, on_connected)
+                except asyncio.CancelledError:
+                    # stopping: say goodbye to the broker, but do not wait the client's whole
+                    # operation timeout (10 s) for its answer: the agent's stop has a budget
+                    client.timeout = GOODBYE_TIMEOUT_S
+                    raise
         except aiomqtt.MqttError as exc:
             status.mark_down(f"{type(exc).__name__}: {exc}", mqtt_reason(exc))
         raise_if_cancelling()
@@ -92,6 +86,27 @@ async def run_session(
         status.reconnects += 1
         if once:
             return
+
+
+async def _connected_session(client: aiomqtt.Client, status: SourceStatus, backoff: Backoff,
+                             broker: MqttBroker, subscriptions: list[tuple[str, int]],
+                             on_message: MessageHandler | None,
+                             on_connected: Callable[[aiomqtt.Client], Awaitable[None]] | None) -> None:
+    for topic, qos in subscriptions:
+        await client.subscribe(topic, qos=qos)
+    status.mark_connected()
+    backoff.reset()
+    log.info("mqtt %s: connected to %s:%d", status.name, broker.host, broker.port)
+    if on_connected is not None:
+        await on_connected(client)
+    elif on_message is not None:
+        async for message in client.messages:
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                payload = str(payload).encode()
+            on_message(str(message.topic), bytes(payload))
+    else:
+        await until_disconnected(client)  # connected, nothing to read
 
 
 async def until_disconnected(client: aiomqtt.Client) -> None:
