@@ -5,11 +5,14 @@ admin tokens publish, deploy and roll back. OpenAPI schema at /docs and /openapi
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from hub.api import ROUTERS
 from hub.api.schemas import TelemetryBatch
@@ -17,6 +20,8 @@ from hub.background import lifespan
 from hub.context import HubContext
 from hub.fleet.metrics import MetricsMiddleware
 from hub.limits import HubLimits
+
+log = logging.getLogger(__name__)
 
 
 def create_app(engine: Engine, data_dir: Path, keys: list[Path] | None = None,
@@ -38,8 +43,20 @@ def create_app(engine: Engine, data_dir: Path, keys: list[Path] | None = None,
     for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(MetricsMiddleware)
+    app.add_exception_handler(OperationalError, _database_busy)
     _document_raw_bodies(app)
     return app
+
+
+async def _database_busy(request: Request, exc: Exception) -> Response:
+    """SQLite's write lock still held after the busy timeout: 503 with Retry-After (the agent's
+    uploader retries), one log line; any other database error is the server error it is."""
+    if "database is locked" not in str(exc):
+        raise exc
+    log.warning("database busy on %s %s: answered 503, retry after 2 s", request.method,
+                request.url.path)
+    return JSONResponse({"detail": "the hub's database is busy: retry in a moment"},
+                        status_code=503, headers={"Retry-After": "2"})
 
 
 def _document_raw_bodies(app: FastAPI) -> None:

@@ -8,13 +8,15 @@ makes hub processes starting together migrate one after the other."""
 from __future__ import annotations
 
 import logging
+import weakref
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 
 from hub.storage import legacy
@@ -49,8 +51,33 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+SQLITE_BUSY_MS = 30_000  # a writer waits this long for another one, not SQLite's 5 s
+_waiting_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def sqlite_waits(engine: Engine) -> None:
+    """On SQLite: write-ahead logging (persistent in the file: readers no longer block the
+    writer) and a busy timeout on every connection, so that gateways uploading at once queue
+    for the write lock instead of failing with "database is locked" (the hub bench's 8
+    gateways did after 5 s). Nothing on other databases; once per engine."""
+    if engine.dialect.name != "sqlite" or engine in _waiting_engines:
+        return
+    _waiting_engines.add(engine)
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+        cursor.close()
+
+    event.listen(engine, "connect", on_connect)
+    engine.pool.dispose()  # connections opened before get it too
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+
 def migrate(engine: Engine) -> None:
     """Create or upgrade the schema to the newest revision."""
+    sqlite_waits(engine)
     with engine.connect() as conn:
         postgres = conn.dialect.name == "postgresql"
         if postgres:

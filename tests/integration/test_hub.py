@@ -223,3 +223,61 @@ def test_admin_api_and_gateway_management(hub: HubServer, engine: Engine, traine
     with httpx.Client(base_url=hub.url) as c:
         assert c.get("/api/v1/gateways/line-a/desired", headers=auth(gw)).status_code == 401
         assert c.get("/api/v1/gateways/line-a/desired", headers=auth(new_token)).status_code == 401
+
+
+def test_sqlite_writers_queue_and_a_held_lock_is_a_503(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gateways uploading at once wait for SQLite's write lock (WAL, busy timeout) and all get
+    stored; a lock held past the timeout is answered 503 with Retry-After, not a 500."""
+    import sqlite3
+
+    from sqlalchemy import create_engine
+
+    import hub.storage.engine as storage_engine
+    from hub.storage import migrate
+
+    monkeypatch.setattr(storage_engine, "SQLITE_BUSY_MS", 1500)
+    db = tmp_path / "hub.db"
+    engine = create_engine(f"sqlite:///{db}")
+    migrate(engine)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1500
+    tokens = {f"gw-{i}": add_gateway(engine, f"gw-{i}") for i in range(8)}
+    server = HubServer(engine, tmp_path / "hub-data")
+    server.start()
+    try:
+        async def upload(gw: str) -> list[int]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+                codes = []
+                for k in range(4):
+                    seqs = list(range(1 + 300 * k, 301 + 300 * k))
+                    r = await c.post(f"/api/v1/gateways/{gw}/telemetry", content=batch(gw, seqs),
+                                     headers={**auth(tokens[gw]), "Content-Encoding": "gzip"})
+                    codes.append(r.status_code)
+                return codes
+
+        async def all_at_once() -> list[list[int]]:
+            return await asyncio.gather(*(upload(gw) for gw in tokens))
+
+        assert asyncio.run(all_at_once()) == [[200] * 4] * 8
+        with Session(engine) as s:
+            assert s.scalar(select(func.count()).select_from(Telemetry)) == 8 * 4 * 300
+        holder = sqlite3.connect(db)
+        holder.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+        try:
+            with httpx.Client(base_url=server.url, timeout=30) as c:
+                busy = c.post("/api/v1/gateways/gw-0/telemetry", content=batch("gw-0", [5000]),
+                              headers={**auth(tokens["gw-0"]), "Content-Encoding": "gzip"})
+        finally:
+            holder.rollback()
+            holder.close()
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "2", busy.text
+        assert "busy" in busy.json()["detail"]
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            again = c.post("/api/v1/gateways/gw-0/telemetry", content=batch("gw-0", [5000]),
+                           headers={**auth(tokens["gw-0"]), "Content-Encoding": "gzip"})
+        assert again.status_code == 200 and again.json()["stored"] == 1
+    finally:
+        server.stop()
+        engine.dispose()
