@@ -236,24 +236,24 @@ def test_sqlite_writers_queue_and_a_held_lock_is_a_503(tmp_path: Path,
     import hub.storage.engine as storage_engine
     from hub.storage import migrate
 
-    monkeypatch.setattr(storage_engine, "SQLITE_BUSY_MS", 1500)
     db = tmp_path / "hub.db"
     engine = create_engine(f"sqlite:///{db}")
     migrate(engine)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 1500
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == storage_engine.SQLITE_BUSY_MS
     tokens = {f"gw-{i}": add_gateway(engine, f"gw-{i}") for i in range(8)}
+    headers = {gw: {**auth(t), "Content-Encoding": "gzip"} for gw, t in tokens.items()}
     server = HubServer(engine, tmp_path / "hub-data")
     server.start()
     try:
         async def upload(gw: str) -> list[int]:
-            async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+            async with httpx.AsyncClient(base_url=server.url, timeout=60) as c:
                 codes = []
                 for k in range(4):
                     seqs = list(range(1 + 300 * k, 301 + 300 * k))
                     r = await c.post(f"/api/v1/gateways/{gw}/telemetry", content=batch(gw, seqs),
-                                     headers={**auth(tokens[gw]), "Content-Encoding": "gzip"})
+                                     headers=headers[gw])
                     codes.append(r.status_code)
                 return codes
 
@@ -263,12 +263,22 @@ def test_sqlite_writers_queue_and_a_held_lock_is_a_503(tmp_path: Path,
         assert asyncio.run(all_at_once()) == [[200] * 4] * 8
         with Session(engine) as s:
             assert s.scalar(select(func.count()).select_from(Telemetry)) == 8 * 4 * 300
+    finally:
+        server.stop()
+        engine.dispose()
+    # a hub whose busy timeout is short, and another process holding the write lock longer
+    monkeypatch.setattr(storage_engine, "SQLITE_BUSY_MS", 500)
+    engine = create_engine(f"sqlite:///{db}")
+    migrate(engine)
+    server = HubServer(engine, tmp_path / "hub-data")
+    server.start()
+    try:
         holder = sqlite3.connect(db)
-        holder.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+        holder.execute("BEGIN EXCLUSIVE")
         try:
             with httpx.Client(base_url=server.url, timeout=30) as c:
                 busy = c.post("/api/v1/gateways/gw-0/telemetry", content=batch("gw-0", [5000]),
-                              headers={**auth(tokens["gw-0"]), "Content-Encoding": "gzip"})
+                              headers=headers["gw-0"])
         finally:
             holder.rollback()
             holder.close()
@@ -276,7 +286,7 @@ def test_sqlite_writers_queue_and_a_held_lock_is_a_503(tmp_path: Path,
         assert "busy" in busy.json()["detail"]
         with httpx.Client(base_url=server.url, timeout=30) as c:
             again = c.post("/api/v1/gateways/gw-0/telemetry", content=batch("gw-0", [5000]),
-                           headers={**auth(tokens["gw-0"]), "Content-Encoding": "gzip"})
+                           headers=headers["gw-0"])
         assert again.status_code == 200 and again.json()["stored"] == 1
     finally:
         server.stop()
