@@ -39,7 +39,7 @@ async def caller(hub: HubDep, credentials: Annotated[HTTPAuthorizationCredential
 Caller = Annotated[Holder, Depends(caller)]
 
 
-def admin(who: Caller) -> Holder:
+async def admin(who: Caller) -> Holder:
     if who.role != "admin":
         warn_limited(log, f"not-admin:{who.gateway_id}", "gateway %s tried an admin request", who.gateway_id)
         raise HTTPException(403, "this request needs an admin token")

@@ -10,7 +10,7 @@ from hub.context import HubContext
 from hub.ids import GATEWAY_ID_MAX, GATEWAY_ID_PATTERN, TARGET_MAX, TARGET_PATTERN
 
 
-def get_hub(request: Request) -> HubContext:
+async def get_hub(request: Request) -> HubContext:
     hub: HubContext = request.app.state.hub
     return hub
 

@@ -37,3 +37,36 @@ def test_a_change_refreshes_only_what_it_touched(
     assert cache.get("a1") is before["a1"]
     cache.changed()  # a change made elsewhere: everything
     assert cache.reloads == 1 and cache.desired == {}
+
+
+def test_an_idle_poll_never_leaves_the_event_loop() -> None:
+    """FastAPI runs a plain ``def`` dependency or endpoint in the thread pool: a hop per request
+    that cut the idle-poll rate about in half (bench.hub, SQLite). Every dependency of every
+    route, and the desired-state endpoint, is a coroutine."""
+    import inspect
+
+    from fastapi.dependencies.models import Dependant
+    from fastapi.routing import APIRoute
+
+    from hub.api import ROUTERS
+
+    def is_async(call: object) -> bool:
+        return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(
+            type(call).__call__)
+
+    sync: set[str] = set()
+    polls = 0
+    for router in ROUTERS:
+        for route in router.routes:
+            if not isinstance(route, APIRoute):
+                continue
+            if route.path == "/api/v1/gateways/{gateway_id}/desired":
+                assert is_async(route.endpoint)
+                polls += 1
+            todo: list[Dependant] = list(route.dependant.dependencies)
+            while todo:
+                d = todo.pop()
+                todo.extend(d.dependencies)
+                if d.call is not None and not is_async(d.call):
+                    sync.add(f"{route.path}: {getattr(d.call, '__name__', d.call)}")
+    assert polls == 1 and not sync, sorted(sync)
