@@ -10,9 +10,13 @@ from hub.context import HubContext
 from hub.ids import GATEWAY_ID_MAX, GATEWAY_ID_PATTERN, TARGET_MAX, TARGET_PATTERN
 
 
-async def get_hub(request: Request) -> HubContext:
+def hub_of(request: Request) -> HubContext:
     hub: HubContext = request.app.state.hub
     return hub
+
+
+async def get_hub(request: Request) -> HubContext:  # async: no thread-pool hop per request
+    return hub_of(request)
 
 
 HubDep = Annotated[HubContext, Depends(get_hub)]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 from hub.api.auth import Admin, OwnGateway
 from hub.api.bodies import BoundedRoute
-from hub.api.deps import GatewayId, HubDep
+from hub.api.deps import GatewayId, HubDep, hub_of
 from hub.api.schemas import errors
 from hub.storage import list_gateways
 
@@ -26,10 +26,11 @@ def gateways(hub: HubDep, who: Admin) -> list[dict[str, Any]]:
 @router.get("/api/v1/gateways/{gateway_id}/desired",
             responses={304: {"description": "Unchanged since the ETag sent in If-None-Match"},
                        **errors(401, 403, 404, 422)})
-async def desired(gateway_id: GatewayId, request: Request, response: Response, hub: HubDep,
+async def desired(gateway_id: GatewayId, request: Request, response: Response,
                   who: OwnGateway) -> Any:
     """The model version (and shadow candidate) this gateway should run. Send If-None-Match
     with the last ETag: an unchanged state is an empty 304."""
+    hub = hub_of(request)  # not HubDep: one dependency fewer to solve on every poll
     if not hub.desired.knows(gateway_id):  # registered since the last refresh
         await asyncio.to_thread(hub.desired.changed, {gateway_id})
     doc, etag = hub.desired.get(gateway_id)
