@@ -88,9 +88,22 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, sending)
         finally:
-            REQUESTS.labels(route=route).observe(time.perf_counter() - start)
+            _child(REQUESTS, route).observe(time.perf_counter() - start)
             if route == "desired" and status["code"] in (200, 304):
-                POLLS.labels(result=str(status["code"])).inc()
+                _child(POLLS, str(status["code"])).inc()
+
+
+_children: dict[tuple[int, str], Any] = {}
+
+
+def _child(metric: Counter | Histogram, label: str) -> Any:
+    """``metric.labels(label)``, looked up once (labels() takes a lock and builds a tuple on
+    every call; this is on the path of every request)."""
+    key = (id(metric), label)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(label)
+    return child
 
 
 class QueueCollector(Collector):
