@@ -1,6 +1,8 @@
 """Everything a request handler or background job of one hub process needs: the database, the
 data directory, trusted keys, limits and the caches. One per app (``app.state.hub``); handlers
-get it through the ``HubDep`` dependency, never through globals."""
+get it through the ``HubDep`` dependency (or ``hub.api.deps.hub_of(request)`` on the poll path,
+where each dependency FastAPI solves is a measurable share of the request), never through
+globals."""
 
 from __future__ import annotations
 
