@@ -141,6 +141,19 @@ LATE = (
 )
 
 
+# the fourth held-out set (2026-12-01, evening): defined and committed after the third had shown
+# false alarms on its drift-free rows (CBPE on late-9) and before any fix of them was run on it
+LAST = (
+    Shape("last-11", 11, ((0, 1), (2, 3, 4), (6, 7, 8, 9)), 0.78, 0.52, (0.44, 0.26, 0.30),
+          quality=(0, 3, 6, 10), after_concept=(1, 4, 9, 5), shift_tags=(2, 7, 10),
+          variance_tags=(5, 8), broken_tag=3, nok_rate=0.11, label_noise=0.32),
+    Shape("loop-10", 10, ((0, 1, 2, 3), (5, 6), (7, 8)), 0.87, 0.58, (0.48, 0.22, 0.30),
+          quality=(1, 5, 7, 9), after_concept=(0, 6, 8, 4), shift_tags=(3, 6, 9),
+          variance_tags=(2, 9), broken_tag=6, nok_rate=0.13, label_noise=0.36,
+          extra={"period": 38.0, "noise": "laplace"}),
+)
+
+
 def _ar1(rng: np.random.Generator, rows: int, cols: int, rho: float) -> np.ndarray:
     """AR(1) columns with unit stationary variance, started in their stationary law."""
     e = rng.standard_normal((rows, cols)) * np.sqrt(1 - rho * rho)
