@@ -154,6 +154,19 @@ LAST = (
 )
 
 
+# the fifth held-out set (2026-12-01, evening): defined and committed after the fourth was run
+# and before any experiment with the mean CUSUM's reference value k was run on it
+FIFTH = (
+    Shape("fifth-7", 7, ((0, 1, 2), (4, 5)), 0.68, 0.45, (0.46, 0.24, 0.30),
+          quality=(0, 4, 6, 2), after_concept=(1, 5, 3, 6), shift_tags=(2, 3, 5),
+          variance_tags=(1, 6), broken_tag=5, nok_rate=0.12, label_noise=0.34),
+    Shape("loop-12", 12, ((0, 1, 2), (3, 4, 5), (7, 8), (9, 10, 11)), 0.91, 0.5, (0.5, 0.2, 0.3),
+          quality=(2, 3, 8, 11), after_concept=(0, 4, 9, 6), shift_tags=(0, 6, 10),
+          variance_tags=(5, 7), broken_tag=1, nok_rate=0.12, label_noise=0.34,
+          extra={"period": 28.0, "noise_df": 4.0}),
+)
+
+
 def _ar1(rng: np.random.Generator, rows: int, cols: int, rho: float) -> np.ndarray:
     """AR(1) columns with unit stationary variance, started in their stationary law."""
     e = rng.standard_normal((rows, cols)) * np.sqrt(1 - rho * rho)
