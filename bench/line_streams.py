@@ -126,6 +126,47 @@ OTHER = (
 )
 
 
+# the third held-out set (2026-12-01, evening): defined and committed before anything of the
+# changes made after loop-13 was looked at (the scale CUSUM's design ratio) was run on it; one
+# shape of each generator, with what no set above has: a broken tag of a pair in the first
+# generator's, Student t noise with 6 degrees of freedom and a slow ring in the second's
+LATE = (
+    Shape("late-9", 9, ((0, 1, 2), (4, 5), (6, 7, 8)), 0.72, 0.5, (0.42, 0.28, 0.30),
+          quality=(2, 4, 7, 8), after_concept=(0, 5, 6, 3), shift_tags=(1, 5, 8),
+          variance_tags=(3, 6), broken_tag=4, nok_rate=0.12, label_noise=0.33),
+    Shape("loop-15", 15, ((0, 1, 2), (3, 4, 5, 6), (8, 9), (11, 12, 13)), 0.9, 0.55,
+          (0.45, 0.25, 0.30), quality=(0, 4, 9, 14), after_concept=(2, 5, 12, 10),
+          shift_tags=(1, 7, 11), variance_tags=(3, 14), broken_tag=12, nok_rate=0.12,
+          label_noise=0.35, extra={"period": 55.0, "noise_df": 6.0}),
+)
+
+
+# the fourth held-out set (2026-12-01, evening): defined and committed after the third had shown
+# false alarms on its drift-free rows (CBPE on late-9) and before any fix of them was run on it
+LAST = (
+    Shape("last-11", 11, ((0, 1), (2, 3, 4), (6, 7, 8, 9)), 0.78, 0.52, (0.44, 0.26, 0.30),
+          quality=(0, 3, 6, 10), after_concept=(1, 4, 9, 5), shift_tags=(2, 7, 10),
+          variance_tags=(5, 8), broken_tag=3, nok_rate=0.11, label_noise=0.32),
+    Shape("loop-10", 10, ((0, 1, 2, 3), (5, 6), (7, 8)), 0.87, 0.58, (0.48, 0.22, 0.30),
+          quality=(1, 5, 7, 9), after_concept=(0, 6, 8, 4), shift_tags=(3, 6, 9),
+          variance_tags=(2, 9), broken_tag=6, nok_rate=0.13, label_noise=0.36,
+          extra={"period": 38.0, "noise": "laplace"}),
+)
+
+
+# the fifth held-out set (2026-12-01, evening): defined and committed after the fourth was run
+# and before any experiment with the mean CUSUM's reference value k was run on it
+FIFTH = (
+    Shape("fifth-7", 7, ((0, 1, 2), (4, 5)), 0.68, 0.45, (0.46, 0.24, 0.30),
+          quality=(0, 4, 6, 2), after_concept=(1, 5, 3, 6), shift_tags=(2, 3, 5),
+          variance_tags=(1, 6), broken_tag=5, nok_rate=0.12, label_noise=0.34),
+    Shape("loop-12", 12, ((0, 1, 2), (3, 4, 5), (7, 8), (9, 10, 11)), 0.91, 0.5, (0.5, 0.2, 0.3),
+          quality=(2, 3, 8, 11), after_concept=(0, 4, 9, 6), shift_tags=(0, 6, 10),
+          variance_tags=(5, 7), broken_tag=1, nok_rate=0.12, label_noise=0.34,
+          extra={"period": 28.0, "noise_df": 4.0}),
+)
+
+
 def _ar1(rng: np.random.Generator, rows: int, cols: int, rho: float) -> np.ndarray:
     """AR(1) columns with unit stationary variance, started in their stationary law."""
     e = rng.standard_normal((rows, cols)) * np.sqrt(1 - rho * rho)
@@ -243,4 +284,4 @@ class LoopLine(Line):
 
 def line_for(shape: Shape, seed: int) -> Line:
     """The line of a shape, from its own generator."""
-    return LoopLine(shape, seed) if shape in OTHER else Line(shape, seed)
+    return LoopLine(shape, seed) if shape in OTHER or "period" in shape.extra else Line(shape, seed)
