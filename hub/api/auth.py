@@ -5,7 +5,8 @@ answered 401 and logged through the bounded limiter, never one line each and nev
 Every one is a coroutine (FastAPI runs a plain ``def`` dependency in the thread pool, a hop per
 request), and ``OwnGateway``, on the path of every gateway poll, upload and report, takes the
 hub and the token itself rather than through ``Caller`` and ``HubDep``: each dependency FastAPI
-solves costs about 20 us of a request, about as much as the rest of an idle poll."""
+solves costs some 15-25 us of a request (FastAPI 0.165), against 85-100 us for a whole idle poll.
+The poll endpoint goes further and calls ``gateway_or_admin`` itself."""
 
 from __future__ import annotations
 
