@@ -69,6 +69,13 @@ def test_tokens_and_gateway_isolation(hub: HubServer, engine: Engine) -> None:
         idle = c.get("/api/v1/gateways/line-a/desired",
                      headers={**auth(a), "If-None-Match": first.headers["etag"]})
         assert idle.status_code == 304 and idle.content == b""
+        # the token is checked before anything else about the request: without a valid one a
+        # malformed gateway id is a 401 too, never a 422 that describes the path's rules
+        for path in ("/api/v1/gateways/bad%20id!/desired", f"/api/v1/gateways/{'x' * 300}/desired"):
+            for headers in ({}, auth("nope")):
+                assert c.get(path, headers=headers).status_code == 401
+        assert c.post("/api/v1/gateways/bad%20id!/status", json={}).status_code == 401
+        assert c.post("/api/v1/gateways/bad%20id!/telemetry", content=b"x").status_code == 401
 
 
 def test_telemetry_is_stored_once(hub: HubServer, engine: Engine) -> None:

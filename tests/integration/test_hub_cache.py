@@ -42,14 +42,14 @@ def test_a_change_refreshes_only_what_it_touched(
 def test_an_idle_poll_never_leaves_the_event_loop() -> None:
     """FastAPI runs a plain ``def`` dependency or endpoint in the thread pool: a hop per request
     that cut the idle-poll rate about in half (bench.hub, SQLite). Every dependency of every
-    route, and the desired-state endpoint, is a coroutine, and the poll solves one dependency."""
+    route, and the desired-state endpoint, is a coroutine, and the poll solves three dependencies."""
     import inspect
 
     from fastapi.dependencies.models import Dependant
     from fastapi.routing import APIRoute
 
     from hub.api import ROUTERS
-    from hub.api.auth import _bearer
+    from hub.api.auth import _bearer, caller, own_gateway
 
     def is_async(call: object) -> bool:
         return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(
@@ -64,9 +64,13 @@ def test_an_idle_poll_never_leaves_the_event_loop() -> None:
             if route.path == "/api/v1/gateways/{gateway_id}/desired":
                 assert is_async(route.endpoint)
                 # each dependency FastAPI solves costs some 15-25 us, a fifth of an idle
-                # poll: the poll has one, the bearer credentials (OwnGateway's checks in the body)
-                assert [d.call for d in route.dependant.dependencies] == [_bearer]
-                assert not route.dependant.dependencies[0].dependencies
+                # poll: the poll has three, OwnGateway, Caller and the bearer credentials
+                chain, d = [], route.dependant
+                while d.dependencies:
+                    assert len(d.dependencies) == 1
+                    d = d.dependencies[0]
+                    chain.append(d.call)
+                assert chain == [own_gateway, caller, _bearer]
                 polls += 1
             todo: list[Dependant] = list(route.dependant.dependencies)
             while todo:
