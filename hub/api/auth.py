@@ -5,9 +5,9 @@ answered 401 and logged through the bounded limiter, never one line each and nev
 Every one is a coroutine (FastAPI runs a plain ``def`` dependency in the thread pool, a hop per
 request), and none takes the hub through ``HubDep`` but from the request: each dependency FastAPI
 solves costs some 15-25 us of a request (FastAPI 0.165), against about 100 us for a whole idle
-poll. The token is checked in ``caller``, a dependency of ``own_gateway`` rather than a call in
-its body: FastAPI solves sub-dependencies before it validates a dependency's own parameters (the
-gateway id), so a request without a valid token is a 401 whatever else is wrong with it."""
+poll. ``own_gateway`` checks the token itself and reads the gateway id from the path, so the
+poll solves two; it checks the token before anything else (a request without a valid one is a
+401 whatever else is wrong with it) and leaves a malformed id to the path's validation (422)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from hub.api.deps import GatewayId, hub_of
+from hub.api.deps import hub_of
+from hub.context import HubContext
+from hub.ids import GATEWAY_ID, GATEWAY_ID_MAX
 from hub.ratelimit import warn_limited
 from hub.storage import Holder, hash_token
 
@@ -33,7 +35,10 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 async def caller(request: Request, credentials: Credentials) -> Holder:
-    hub = hub_of(request)
+    return await _holder(hub_of(request), credentials)
+
+
+async def _holder(hub: HubContext, credentials: HTTPAuthorizationCredentials | None) -> Holder:
     if credentials is None or not credentials.credentials:
         raise HTTPException(401, "missing bearer token", headers=_CHALLENGE)
     key = hash_token(credentials.credentials.strip())
@@ -56,8 +61,18 @@ async def admin(who: Caller) -> Holder:
     return who
 
 
-async def own_gateway(gateway_id: GatewayId, who: Caller, request: Request) -> Holder:
+async def own_gateway(request: Request, credentials: Credentials) -> Holder:
+    """The token first (401), then, for an id the path's validation accepts, the scope (403) and
+    an admin's unknown gateway (404); a malformed id is left to that validation (422), which
+    FastAPI does after this (every route with OwnGateway declares ``gateway_id: GatewayId``; a
+    test holds them to it). The id is read from the path, not declared as a parameter here, and
+    the token checked here, not through Caller: two dependencies fewer on every poll, and the
+    order of the answers as when they were dependencies of their own."""
     hub = hub_of(request)
+    who = await _holder(hub, credentials)
+    gateway_id: str = request.path_params["gateway_id"]  # no such path: a server error, never a pass
+    if len(gateway_id) > GATEWAY_ID_MAX or not GATEWAY_ID.match(gateway_id):
+        return who
     if who.role != "admin" and who.gateway_id != gateway_id:
         warn_limited(log, f"other-gateway:{who.gateway_id}", "gateway %s tried to reach another "
                      "gateway's data", who.gateway_id)
