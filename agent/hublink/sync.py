@@ -119,6 +119,10 @@ class HubSync:
             else:
                 r.raise_for_status()
                 body = await _read_capped(r, DESIRED_MAX_BYTES)
+        # the exchange worked: connected from here, not only once what follows (a download, a
+        # verification, an activation, the status report) is done, which over a slow link
+        # showed a reachable hub as down for as long
+        self._ok()
         if r.status_code == 304:
             await self._retry_pending(client)
             return False
