@@ -211,8 +211,13 @@ def test_a_rollout_is_judged_on_its_own_models_entries(hub: HubServer, engine: E
         assert c.post("/api/v1/gateways/gw-1/status", headers=auth(token), json=body).status_code == 200
         until(lambda: statuses(engine)[(QUALITY, "2.0.0")] == "active", "quality's canary promoted")
         until(lambda: statuses(engine)[(CYCLE, "2.0.0")] == "rolled_back", "cycle-time's canary stopped")
+        # the decision is committed first and reaches the desired-state cache after (on
+        # PostgreSQL through a change notice, its listener's reload): within a second, not at once
+        want = {QUALITY: "2.0.0", CYCLE: "1.0.0"}
+        until(lambda: versions_of(c.get("/api/v1/gateways/gw-1/desired", headers=auth(token)).json()) == want,
+              "the desired state back on cycle-time 1.0.0", within=5.0)
         doc = c.get("/api/v1/gateways/gw-1/desired", headers=auth(token)).json()
-        assert versions_of(doc) == {QUALITY: "2.0.0", CYCLE: "1.0.0"}
+        assert versions_of(doc) == want
 
 
 def test_one_model_agent_report_and_desired_unchanged(hub: HubServer, engine: Engine) -> None:
