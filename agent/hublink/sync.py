@@ -96,8 +96,7 @@ class HubSync:
                     if changed or time.monotonic() >= next_report:
                         await self.send_report(client)
                         next_report = time.monotonic() + self.config.report_interval_s
-                    self._ok()
-                    backoff.reset()
+                    backoff.reset()  # (connected: marked by sync_once when its poll was answered)
                     delay = self.config.poll_interval_s * (1 + self.config.poll_jitter * self._rng.random())
                 except (httpx.HTTPError, DownloadError) as exc:  # unreachable, or refused our token
                     self._failed(f"{type(exc).__name__}: {exc}")
