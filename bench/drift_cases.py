@@ -47,7 +47,7 @@ import yaml
 
 from agent.cli import main as cli
 from bench.common import emit, quick
-from bench.line_streams import DEV, FIFTH, FRESH, HELD_OUT, LAST, LATE, OTHER, Line, Shape, Stream, line_for
+from bench.line_streams import DEV, FIFTH, FRESH, HELD_OUT, LAST, LATE, OTHER, SIXTH, Line, Shape, Stream, line_for
 
 CHANGE, HORIZON, HISTORY, FIT = 2000, 3000, 4000, 3000
 CASES = ("mean_shift", "variance", "correlation", "concept", "concept_30", "clean")
@@ -216,7 +216,8 @@ def main() -> None:
     loop13_seeds = (1100, 1101) if quick() else (1100, 1101, 1102, 1103, 1104)
     late_seeds = {"late-9": (1300, 1301, 1302, 1303, 1304), "loop-15": (1500, 1501, 1502, 1503, 1504),
                   "last-11": (1700, 1701, 1702, 1703, 1704), "loop-10": (1900, 1901, 1902, 1903, 1904),
-                  "fifth-7": (2100, 2101, 2102, 2103, 2104), "loop-12": (2300, 2301, 2302, 2303, 2304)}
+                  "fifth-7": (2100, 2101, 2102, 2103, 2104), "loop-12": (2300, 2301, 2302, 2303, 2304),
+                  "sixth-10": (2500, 2501, 2502, 2503, 2504), "loop-14": (2700, 2701, 2702, 2703, 2704)}
     groups: list[tuple[str, list[tuple[Shape, int]]]] = [
         ("developed on: dev-8, seeds " + ",".join(map(str, seeds)), [(DEV, s) for s in seeds]),
         ("first held-out set (then developed on): dev-8, seeds 100-104",
@@ -238,6 +239,9 @@ def main() -> None:
         *[(f"fifth held-out set: {shape.name}, seeds {late_seeds[shape.name][0]}-"
            f"{late_seeds[shape.name][-1]}",
            [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in FIFTH],
+        *[(f"sixth held-out set: {shape.name}, seeds {late_seeds[shape.name][0]}-"
+           f"{late_seeds[shape.name][-1]}",
+           [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in SIXTH],
     ]
     args = sys.argv[1:]
     if args[:1] == ["--dev-only"]:

@@ -167,6 +167,21 @@ FIFTH = (
 )
 
 
+# the sixth held-out set (2026-12-01, late evening): defined and committed at the start of the
+# session that works on the mean-shift and broken-correlation delays, before any change of that
+# session was run on it. New in shape: a first-generator line with a group of six and a lone
+# quality tag shifted; a second-generator line with Student t noise of 8 degrees of freedom,
+# a ring of period 24 and a shift on tags of three different groups
+SIXTH = (
+    Shape("sixth-10", 10, ((0, 1, 2, 3, 4, 5), (7, 8)), 0.74, 0.48, (0.43, 0.27, 0.30),
+          quality=(1, 7, 9, 4), after_concept=(0, 8, 6, 3), shift_tags=(3, 8, 9),
+          variance_tags=(2, 6), broken_tag=2, nok_rate=0.13, label_noise=0.33),
+    Shape("loop-14", 14, ((0, 1, 2), (3, 4, 5), (6, 7), (9, 10, 11, 12)), 0.89, 0.56,
+          (0.47, 0.23, 0.30), quality=(2, 6, 10, 13), after_concept=(1, 7, 12, 8),
+          shift_tags=(0, 4, 13), variance_tags=(3, 11), broken_tag=10, nok_rate=0.12,
+          label_noise=0.35, extra={"period": 24.0, "noise_df": 8.0}),
+)
+
 def _ar1(rng: np.random.Generator, rows: int, cols: int, rho: float) -> np.ndarray:
     """AR(1) columns with unit stationary variance, started in their stationary law."""
     e = rng.standard_normal((rows, cols)) * np.sqrt(1 - rho * rho)
