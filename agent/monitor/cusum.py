@@ -172,20 +172,25 @@ class Cusum:
             c = prefix_sum(z)
             low = prefix_min(c)
             neg = -self.s
-            s = c - np.minimum(low, neg)
-            # in the usual batch no sum is near a level: one comparison, no closer look
-            above = s > self._guard_side
-            any_hot = bool(above.any())
+            s = np.minimum(low, neg)
+            np.subtract(c, s, out=s)
+            # in the usual batch no sum is near a level: one comparison per side of its largest
+            # sum (a reduction, then a short vector), no closer look
+            top = s.max(axis=0)
             fired_rows = np.zeros(len(z), dtype=bool)
-            over = fired_rows[:, None]
+            over = above = fired_rows[:, None]
+            any_hot = bool((top > self._guard_side).any())
+            if not any_hot and np.isnan(top).any():  # max propagates NaN: compare every row
+                any_hot = bool((s > self._guard_side).any())
             if any_hot:
+                above = s > self._guard_side
                 over = s > self._h_side
                 fired_rows = over.any(axis=1)
                 if not self._warn_is_guard:
                     above = s > self._warn_side
             p = None
             if self.pool is not None and (self.pool_warned or self.pool_pending or np.maximum(
-                    s[:, self._pool_at:].max(axis=0) - self.pool.b, 0.0).sum() > self._pool_guard):
+                    top[self._pool_at:] - self.pool.b, 0.0).sum() > self._pool_guard):
                 # (P of any row is at most that bound: in the usual batch P needs no rows)
                 p = np.maximum(s[:, self._pool_at:] - self.pool.b, 0.0).sum(axis=1)
                 if p.max() > self.pool.h:
