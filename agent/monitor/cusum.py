@@ -178,7 +178,8 @@ class Cusum:
             # sum (a reduction, then a short vector), no closer look
             top = s.max(axis=0)
             fired_rows = np.zeros(len(z), dtype=bool)
-            over = above = fired_rows[:, None]
+            over = fired_rows[:, None]
+            above: np.ndarray = over  # (no side is hot: only its length is read)
             any_hot = bool((top > self._guard_side).any())
             if not any_hot and np.isnan(top).any():  # max propagates NaN: compare every row
                 any_hot = bool((s > self._guard_side).any())
