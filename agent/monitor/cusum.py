@@ -197,7 +197,7 @@ class Cusum:
                 if p.max() > self.pool.h:
                     fired_rows = fired_rows | (p > self.pool.h)
             end = int(fired_rows.argmax()) + 1 if fired_rows.any() else len(z)
-            hot = np.zeros(len(self._col), dtype=bool)
+            hot: np.ndarray = np.zeros(len(self._col), dtype=bool)
             if any_hot:
                 above = above[:end]
                 hot = above.any(axis=0)
