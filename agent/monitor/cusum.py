@@ -200,7 +200,7 @@ class Cusum:
             hot: np.ndarray = np.zeros(len(self._col), dtype=bool)
             if any_hot:
                 above = above[:end]
-                hot = above.any(axis=0)
+                hot = np.asarray(above.any(axis=0))
                 any_hot = bool(hot.any())
             out += self._warnings(s[:end], hot, any_hot)
             if self.quiet is not None:
