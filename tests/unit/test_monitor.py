@@ -216,30 +216,6 @@ def test_psi_ring_buffer_equals_direct_computation() -> None:
         assert last[1][col] == pytest.approx(float(((cur - ref[col]) * np.log(cur / ref[col])).sum()))
 
 
-def _fed(det: WindowPSI, x: np.ndarray, size: int) -> list[tuple[int, bytes]]:
-    return [(i, v.tobytes()) for at in range(0, len(x), size) for i, v in det.update(x[at:at + size])]
-
-
-@pytest.mark.parametrize("size", [1, 7, 64, 100])
-def test_window_scores_are_bitwise_the_same_whatever_the_batch_once_the_window_is_full(size: int) -> None:
-    # one call of 950 rows pushes segment by segment; batches up to the window take the
-    # full-window path (the ring wraps around inside some of them)
-    rng = np.random.default_rng(5)
-    edges = np.array([[-1.0, 0.0, 1.0], [0.0, 1.0, np.inf]])
-    props = np.array([[0.1, 0.3, 0.3, 0.3], [0.2, 0.5, 0.3, 0.0]])
-    x = rng.normal(size=(950, 2)) + np.linspace(0, 1, 950)[:, None]
-    one, many = WindowPSI(edges, props, 100, 10), WindowPSI(edges, props, 100, 10)
-    assert _fed(many, x, size) == _fed(one, x, len(x))
-    assert np.array_equal(many.state()["counts"], one.state()["counts"])
-    assert np.array_equal(many.state()["ring"], one.state()["ring"])
-    codes = [np.array([1.0, 2.0, 3.0])]
-    c = rng.choice([1.0, 2.0, 3.0, 9.0], p=[0.4, 0.3, 0.2, 0.1], size=(950, 1))
-    one_c = WindowCategorical(codes, np.array([[0.5, 0.3, 0.2, 0.0]]), 100, 10)
-    many_c = WindowCategorical(codes, np.array([[0.5, 0.3, 0.2, 0.0]]), 100, 10)
-    assert _fed(many_c, c, size) == _fed(one_c, c, len(c))
-    assert many_c.unseen_rate[0] == one_c.unseen_rate[0]
-
-
 def test_a_nan_later_in_the_batch_does_not_hide_an_earlier_warning() -> None:
     # the guard looks at each side's largest sum, and a NaN is the largest: the rows before
     # it are still compared
