@@ -79,8 +79,6 @@ class WindowPSI:
         out: list[tuple[int, np.ndarray]] = []
         pos = 0
         n = len(bins)
-        if self.seen >= self.window and 0 < n <= self.window:
-            return self._update_full(bins)
         while pos < n:
             # advance to the next evaluation boundary (or the end of the batch)
             to_boundary = self.every - (self.seen % self.every)
@@ -91,40 +89,6 @@ class WindowPSI:
                 self.last = self.psi()
                 out.append((self.seen - 1, self.last))
         return out
-
-    def _update_full(self, bins: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """_update_bins once the window is full, for a batch no longer than it (every sample
-        that leaves is in the ring): the counts at every evaluation point of the batch from
-        one bincount of the arriving samples and one of the leaving ones, each keyed by its
-        evaluation segment, and their running sum over segments. Integer counts: the same
-        as pushing segment by segment; the scores of all points in one evaluation."""
-        n, size = len(bins), self._counts.size
-        at = self.seen + np.arange(n)
-        seg = at // self.every - self.seen // self.every  # 0 up to the batch's first boundary
-        segs = int(seg[-1]) + 1
-        first = self.seen % self.window
-        slots: slice | np.ndarray = slice(first, first + n) if first + n <= self.window else (
-            at % self.window)
-        keys = seg[:, None] * size + self._offsets
-        arrived = np.bincount((bins + keys).reshape(-1), minlength=segs * size)
-        arrived -= np.bincount((self._ring[slots] + keys).reshape(-1), minlength=segs * size)
-        self._ring[slots] = bins
-        counts = np.cumsum(arrived.reshape(segs, size), axis=0)
-        counts += self._counts.reshape(-1)
-        self.seen += n
-        self._counts[:] = counts[-1].reshape(self._counts.shape)
-        # every segment but the last ends at a boundary; the last one if the batch does
-        points = segs if self.seen % self.every == 0 else segs - 1
-        if not points:
-            return []
-        scores = self._scores(counts[:points].reshape(points, *self._counts.shape))
-        self.last = scores[-1]
-        base = (self.seen - n) // self.every * self.every + self.every - 1  # first point's index
-        return [(base + j * self.every, scores[j]) for j in range(points)]
-
-    def _scores(self, counts: np.ndarray) -> list[np.ndarray]:
-        """The scores at a stack of evaluation points' counts (points, k, bins)."""
-        return list(self.psi(counts))
 
     def _push(self, bins: np.ndarray) -> None:
         n = len(bins)
@@ -147,12 +111,10 @@ class WindowPSI:
     def _ring_slots(self, n: int) -> np.ndarray:
         return np.asarray((self.seen + np.arange(n)) % self.window)
 
-    def psi(self, counts: np.ndarray | None = None) -> np.ndarray:
-        """PSI per feature of the current counts, or of a stack of counts (..., k, bins)."""
-        counts = self._counts if counts is None else counts
+    def psi(self) -> np.ndarray:
         filled = min(self.seen, self.window)
-        cur = np.maximum(counts / max(1, filled), EPS)
-        return np.asarray(((cur - self.ref) * np.log(cur / self.ref)).sum(axis=-1))
+        cur = np.maximum(self._counts / max(1, filled), EPS)
+        return np.asarray(((cur - self.ref) * np.log(cur / self.ref)).sum(axis=1))
 
     def state(self) -> dict[str, Any]:
         return {"ring": self._ring, "counts": self._counts, "seen": self.seen, "last": self.last}
@@ -188,13 +150,10 @@ class WindowCategorical(WindowPSI):
     def update(self, x: np.ndarray) -> list[tuple[int, np.ndarray]]:
         return self._update_bins(self._bin(x))
 
-    def _scores(self, counts: np.ndarray) -> list[np.ndarray]:
-        return [self.psi(c) for c in counts]  # point by point: unseen_rate is the last one's
-
-    def psi(self, counts: np.ndarray | None = None) -> np.ndarray:
+    def psi(self) -> np.ndarray:
         """Jensen-Shannon distance (base 2, in [0, 1]) per feature."""
         filled = max(1, min(self.seen, self.window))
-        cur = (self._counts if counts is None else counts) / filled
+        cur = self._counts / filled
         self.unseen_rate = cur[:, -1].copy()
         mid = (cur + self.ref) / 2
         with np.errstate(divide="ignore", invalid="ignore"):
