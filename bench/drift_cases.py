@@ -47,7 +47,20 @@ import yaml
 
 from agent.cli import main as cli
 from bench.common import emit, quick
-from bench.line_streams import DEV, FIFTH, FRESH, HELD_OUT, LAST, LATE, OTHER, SIXTH, Line, Shape, Stream, line_for
+from bench.line_streams import (
+    DEV,
+    FIFTH,
+    FRESH,
+    HELD_OUT,
+    LAST,
+    LATE,
+    OTHER,
+    SIXTH,
+    Line,
+    Shape,
+    Stream,
+    line_for,
+)
 
 CHANGE, HORIZON, HISTORY, FIT = 2000, 3000, 4000, 3000
 CASES = ("mean_shift", "variance", "correlation", "concept", "concept_30", "clean")
