@@ -89,7 +89,17 @@ def describe(monitoring: dict[str, Any]) -> str:
                 "before per-model budgets; rebuild it for a per-model budget)")
     split = monitoring.get("budget_split") or {}
     shares = split.get("shares") or {}
-    parts = ", ".join(f"{k} {round(100 * v, 1):g}%" for k, v in shares.items())
+    pooled = float((split.get("alarms_per_week_per_stream") or {}).get("pooled_cusum") or 0.0)
+    has_pooled = bool(pooled and (split.get("streams") or {}).get("pooled_cusum"))
+
+    def part(group: str, share: float) -> str:
+        text = f"{group} {round(100 * share, 1):g}%"
+        if group == "inputs" and has_pooled:
+            # the one input detector with more than an equal part: how much of the inputs' it has
+            text += f" (pooled mean CUSUM {round(100 * pooled / raw['alarms_per_week'], 1):g}%)"
+        return text
+
+    parts = ", ".join(part(k, v) for k, v in shares.items())
     return (f"{raw['alarms_per_week']:g} false alarm(s) and {raw['warnings_per_week']:g} warning(s)"
             f" per week per model at {raw['sample_rate_hz']:g} Hz; split: {parts}")
 

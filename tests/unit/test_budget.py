@@ -122,6 +122,7 @@ def test_the_manifest_records_the_budget_its_unit_and_split() -> None:
     assert mon["budget"]["alarms_per_week"] == 1.0 and mon["budget"]["warnings_per_week"] == 5.0
     assert mon["budget_split"]["unit"] == budgets.UNIT and mon["budget_split"]["rule"] == budgets.SPLIT_RULE
     assert "per model" in budgets.describe(mon)
+    assert "inputs 40% (pooled mean CUSUM 20%)" in budgets.describe(mon)
 
 
 def test_a_bundle_of_the_per_stream_era_still_loads_and_says_so() -> None:
