@@ -26,7 +26,10 @@ values of its heavier-tailed noise raising mean-CUSUM alarms, which were fixed o
 loop-11 (seeds 900-904), defined after that, was run for the figures of that round. All of
 them were then development data for the pooled mean CUSUM (agent/monitor/pooled.py); loop-13
 (seeds 1100-1104: 13 tags, a group of five, a faster ring, Laplace noise), defined before
-anything of the pooled detector was run on it, is its held-out check.
+anything of the pooled detector was run on it, was its held-out check. Then, each committed
+before the change it was to judge ran on it and run once: late-9 and loop-15 (the scale
+CUSUM's 1.3x design), last-11 and loop-10, fifth-7 and loop-12 (the mean CUSUM's k, not kept),
+and sixth-10 and loop-14 (the pooled mean CUSUM's larger share of the budget).
 """
 
 from __future__ import annotations
@@ -47,7 +50,20 @@ import yaml
 
 from agent.cli import main as cli
 from bench.common import emit, quick
-from bench.line_streams import DEV, FIFTH, FRESH, HELD_OUT, LAST, LATE, OTHER, SIXTH, Line, Shape, Stream, line_for
+from bench.line_streams import (
+    DEV,
+    FIFTH,
+    FRESH,
+    HELD_OUT,
+    LAST,
+    LATE,
+    OTHER,
+    SIXTH,
+    Line,
+    Shape,
+    Stream,
+    line_for,
+)
 
 CHANGE, HORIZON, HISTORY, FIT = 2000, 3000, 4000, 3000
 CASES = ("mean_shift", "variance", "correlation", "concept", "concept_30", "clean")

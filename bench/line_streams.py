@@ -182,6 +182,7 @@ SIXTH = (
           label_noise=0.35, extra={"period": 24.0, "noise_df": 8.0}),
 )
 
+
 def _ar1(rng: np.random.Generator, rows: int, cols: int, rho: float) -> np.ndarray:
     """AR(1) columns with unit stationary variance, started in their stationary law."""
     e = rng.standard_normal((rows, cols)) * np.sqrt(1 - rho * rho)

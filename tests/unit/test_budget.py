@@ -33,7 +33,14 @@ def test_the_split_rule_gives_performance_half_and_counts_every_stream() -> None
     assert shares["cbpe"] == shares["error_cusum"] == pytest.approx(0.25)
     assert shares["prediction_psi"] + shares["prediction_cusum"] == pytest.approx(0.10)
     assert plan["input_streams"] == 4 * 12 + 1 + 2  # the PCA and the pooled CUSUM: one each
-    assert per["cusum"] * plan["input_streams"] == pytest.approx(shares["inputs"])
+    # half of the inputs' share to the pooled mean CUSUM, the rest in equal parts
+    assert per["pooled_cusum"] == pytest.approx(budgets.POOLED_PART * shares["inputs"])
+    assert per["cusum"] * (plan["input_streams"] - 1) == pytest.approx(
+        (1 - budgets.POOLED_PART) * shares["inputs"])
+    # with one numeric input there is no pooled CUSUM: all of the inputs' share in equal parts
+    single = budgets.split(numeric=1, categorical=0, multivariate=False, cbpe=True, labels=True)
+    assert single["per_stream"]["cusum"] * single["input_streams"] == pytest.approx(
+        single["shares"]["inputs"])
     # a regression has no CBPE and no label CUSUM: their half goes to the others in proportion
     regression = budgets.split(numeric=4, categorical=0, multivariate=True, cbpe=False, labels=False)
     assert regression["shares"] == pytest.approx({"prediction_psi": 0.1, "prediction_cusum": 0.1,
@@ -115,6 +122,7 @@ def test_the_manifest_records_the_budget_its_unit_and_split() -> None:
     assert mon["budget"]["alarms_per_week"] == 1.0 and mon["budget"]["warnings_per_week"] == 5.0
     assert mon["budget_split"]["unit"] == budgets.UNIT and mon["budget_split"]["rule"] == budgets.SPLIT_RULE
     assert "per model" in budgets.describe(mon)
+    assert "inputs 40% (pooled mean CUSUM 20%)" in budgets.describe(mon)
 
 
 def test_a_bundle_of_the_per_stream_era_still_loads_and_says_so() -> None:

@@ -151,9 +151,9 @@ def test_decorrelated_residual_sees_one_tag_leaving_its_group() -> None:
     for samples, preds, conf in batches(x, logistic_scores(x), 64):
         events += monitor.update(samples, preds, conf)
     first = next(e for e in events if e.level == "alarm")
-    # the residuals of both tags of the pair move (each is the tag against the other): the first
-    # alarm is one of them, 53 rows after the change; the pooled CUSUM names the tag whose own
-    # level moved first
-    assert (first.index, first.detector) == (2053, "resid_cusum")
-    pooled = next(e for e in events if e.detector == "pooled_cusum")
-    assert pooled.top_features[:2] == ["f0", "f1"] and pooled.start_index == 2000
+    # the residuals of both tags of the pair move (each is the tag against the other): the pooled
+    # CUSUM, with half of the inputs' budget, adds them up and alarms first, 49 rows after the
+    # change (a residual's own CUSUM needed 53 when the pooled one had a stream's share), naming
+    # the tag whose own level moved first; its alarm restarts the residuals' sums
+    assert (first.index, first.detector) == (2049, "pooled_cusum")
+    assert first.top_features[:2] == ["f0", "f1"] and first.start_index == 2000
