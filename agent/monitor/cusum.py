@@ -15,12 +15,15 @@ DOUBLING = 512  # up to this many rows, prefix sums and minima by doubling (see 
 def _doubling(a: np.ndarray, op: np.ufunc) -> np.ndarray:
     """The scan of ``op`` down the rows of ``a`` by doubling, a row-major array that this
     overwrites. Each step reads one buffer and writes the other: an in-place step on
-    overlapping views makes numpy copy its input first (the same values, at twice the cost)."""
+    overlapping views makes numpy copy its input first (the same values, at twice the cost).
+    Before the step of ``step``, rows up to ``step`` are final in the source and rows up to
+    ``step // 2`` in the other buffer too (finished the step before): only the rows between
+    need copying."""
     b = np.empty_like(a)
     step = 1
     while step < len(a):
         op(a[step:], a[:-step], out=b[step:])
-        b[:step] = a[:step]
+        b[step // 2:step] = a[step // 2:step]
         a, b = b, a
         step *= 2
     return a
