@@ -295,5 +295,8 @@ def test_a_huge_address_space_stops_at_the_limit_or_the_deadline_with_what_it_fo
         code, out, err = run(capsys, "opcua", "browse", url, "--limit", "100000", "--max-time", "1")
     assert code == 0, err
     found = len(out.splitlines())
-    assert 1 < found < 3001
+    # how far one second gets depends on the machine's load (a CI run beside a benchmark found
+    # 1 node): what must hold is that the walk stopped short of the whole space, at the deadline,
+    # and printed what it had found
+    assert found < 3001
     assert f"browse stopped after 1 s with {found} nodes" in err
