@@ -15,46 +15,62 @@ EPS = 1e-4  # floor for bin proportions: an empty bin must not make PSI infinite
 
 
 class Binner:
-    """Per-feature bins for a batch, x (n, k) -> (n, k) in [0, e], with one searchsorted call.
+    """Per-feature bins for a batch, x (n, k) -> (n, k) cells ``column * nbins + bin``, with one
+    searchsorted call: the cells are what the window's counts are indexed by, so neither the
+    binning nor the counting needs a per-column offset added.
 
-    Bin 0 is below the training minimum, bin e above the training maximum (the overflow bins).
-    Each feature's edges are mapped onto [0, 1] and shifted by 2 per feature, so all features'
-    edges form one sorted array. Edges of features with fewer distinct deciles are +inf padded.
+    Bin 0 is below the training minimum; the overflow bin, above the training maximum, is the
+    one after the feature's last inner bin (features with fewer distinct deciles have fewer
+    bins: their edges are +inf padded). Each feature's values are mapped by one multiply-add
+    onto its slot [2c, 2c + 1] (its edges by the same map, so their order is kept) and clipped
+    to [2c - 0.25, 2c + 1.25], which puts all features' edges in one sorted array. Behind each
+    feature's edges, at 2c + 1.5, sit as many sentinels as make its slot ``nbins`` entries long:
+    all later features' values count them, so a position in the array is the cell.
+
+    A value equal to an edge is mapped to exactly the edge's image (the same operations), so it
+    is binned exactly; one within rounding of an edge (about 1e-16 of the feature's training
+    range times its slot, 2c) may land on either side, as with any such mapping.
     """
 
     def __init__(self, edges: np.ndarray) -> None:
         edges = np.asarray(edges, dtype=np.float64)
-        k = edges.shape[0]
+        k, e = edges.shape
+        self.nbins = e + 1
         valid = edges < np.inf
         count = valid.sum(axis=1)
-        self.lo = edges[:, 0].copy()
-        self.top = edges[np.arange(k), count - 1]
-        span = self.top - self.lo
-        self.span = np.where(span > 0, span, 1.0)
-        norm = (edges - self.lo[:, None]) / self.span[:, None] + 2.0 * np.arange(k)[:, None]
-        self.flat = norm[valid]  # row by row: ascending
-        self.first = np.concatenate([[0], np.cumsum(count)[:-1]])  # each feature's first edge
-        self.offset = 2.0 * np.arange(k)
+        lo = edges[:, 0]
+        span = edges[np.arange(k), count - 1] - lo
+        slot = 2.0 * np.arange(k)
+        self.scale = 1.0 / np.where(span > 0, span, 1.0)
+        self.shift = slot - lo * self.scale
+        self.low, self.high = slot - 0.25, slot + 1.25
+        mapped = np.full((k, self.nbins), np.inf)
+        mapped[:, :e] = edges * self.scale[:, None] + self.shift[:, None]
+        # a value equal to the training maximum belongs to the last inner bin, not the overflow:
+        # its own image must not count the last edge, any larger image must
+        last = (np.arange(k), count - 1)
+        mapped[last] = np.nextafter(mapped[last], np.inf)
+        sentinel = (slot + 1.5)[:, None]
+        self.flat = np.where(np.arange(self.nbins) < count[:, None], mapped, sentinel).reshape(-1)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        u = x - self.lo
-        u /= self.span
-        np.maximum(u, -0.5, out=u)  # minimum and maximum in place: a fraction of np.clip's cost
-        np.minimum(u, 1.5, out=u)
-        u += self.offset
-        idx = np.searchsorted(self.flat, u, side="right")
-        idx -= self.first
-        # a value equal to the training maximum belongs to the last inner bin, not the overflow
-        idx -= x == self.top
-        return np.asarray(idx)
+        key = np.multiply(x, self.scale)
+        key += self.shift
+        # fmax / fmin in place: a fraction of np.clip's cost; a NaN lands in the underflow bin
+        np.fmax(key, self.low, out=key)
+        np.fmin(key, self.high, out=key)
+        return np.asarray(np.searchsorted(self.flat, key, side="right"))
 
 
 class WindowPSI:
-    """PSI of the last ``window`` samples per feature, from a ring buffer of bin indices.
+    """PSI of the last ``window`` samples per feature, from a ring buffer of cells (column *
+    nbins + bin).
 
     Per sample: O(1) count updates; per evaluation: O(bins). Evaluated every ``every`` samples
     at fixed sample counts, so the result does not depend on how samples were batched.
     """
+
+    TABLE_LIMIT = 1 << 19  # entries (4 MB) of the PSI term table; beyond it terms are computed
 
     def __init__(self, edges: np.ndarray, ref_props: np.ndarray, window: int, every: int = 16) -> None:
         self.edges = np.asarray(edges, dtype=np.float64)
@@ -64,48 +80,49 @@ class WindowPSI:
         self.ref /= self.ref.sum(axis=1, keepdims=True)
         self.window = window
         self.every = every
-        self._ring = np.zeros((window, k), dtype=np.int16)
-        self._counts = np.zeros((k, self.nbins), dtype=np.int64)
         self._offsets = np.arange(k) * self.nbins
+        self._ring = np.tile(self._offsets, (window, 1))  # cells, as the counts index them
+        self._counts = np.zeros((k, self.nbins), dtype=np.int64)
         self.seen = 0
         self.last = np.zeros(k)
         self._binner = Binner(self.edges)
+        self._terms: np.ndarray | None = None  # PSI term per cell and count, built when first needed
+        self._term_rows = np.arange(self._counts.size) * (window + 1)  # each cell's first term
 
     def update(self, x: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """Feed a batch; return (sample index, PSI per feature) at each evaluation point."""
-        return self._update_bins(self._binner(x).astype(np.int16))
+        return self._update_cells(self._binner(x))
 
-    def _update_bins(self, bins: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    def _update_cells(self, cells: np.ndarray) -> list[tuple[int, np.ndarray]]:
         out: list[tuple[int, np.ndarray]] = []
         pos = 0
-        n = len(bins)
+        n = len(cells)
         while pos < n:
             # advance to the next evaluation boundary (or the end of the batch)
             to_boundary = self.every - (self.seen % self.every)
             step = min(to_boundary, n - pos)
-            self._push(bins[pos:pos + step])
+            self._push(cells[pos:pos + step])
             pos += step
             if self.seen % self.every == 0 and self.seen >= self.window:
                 self.last = self.psi()
                 out.append((self.seen - 1, self.last))
         return out
 
-    def _push(self, bins: np.ndarray) -> None:
-        n = len(bins)
-        k = bins.shape[1]
+    def _push(self, cells: np.ndarray) -> None:
+        n = len(cells)
         first = self.seen % self.window
         # a run of slots without wrapping around is a slice (the usual case: no index arrays)
         slots: slice | np.ndarray = slice(first, first + n) if first + n <= self.window else (
             (self.seen + np.arange(n)) % self.window)
         flat = self._counts.reshape(-1)
-        size = k * self.nbins
+        size = flat.size
         if self.seen >= self.window:  # the oldest samples leave the window
-            flat -= np.bincount((self._ring[slots] + self._offsets).reshape(-1), minlength=size)
+            flat -= np.bincount(self._ring[slots].reshape(-1), minlength=size)
         elif self.seen + n > self.window:
             old = self._ring[self._ring_slots(n)[self.window - self.seen:]]
-            flat -= np.bincount((old + self._offsets).reshape(-1), minlength=size)
-        self._ring[slots] = bins
-        flat += np.bincount((bins + self._offsets).reshape(-1), minlength=size)
+            flat -= np.bincount(old.reshape(-1), minlength=size)
+        self._ring[slots] = cells
+        flat += np.bincount(cells.reshape(-1), minlength=size)
         self.seen += n
 
     def _ring_slots(self, n: int) -> np.ndarray:
@@ -113,17 +130,37 @@ class WindowPSI:
 
     def psi(self) -> np.ndarray:
         filled = min(self.seen, self.window)
-        cur = np.maximum(self._counts / max(1, filled), EPS)
-        return np.asarray(((cur - self.ref) * np.log(cur / self.ref)).sum(axis=1))
+        if filled == self.window and self._counts.size * (self.window + 1) <= self.TABLE_LIMIT:
+            # a full window's count takes one of window + 1 values: look its term up
+            if self._terms is None:
+                self._terms = self._term_table()
+            terms = self._terms[self._counts.reshape(-1) + self._term_rows]
+            return np.asarray(terms.reshape(self._counts.shape).sum(axis=1))
+        return np.asarray(_psi_terms(self._counts / max(1, filled), self.ref).sum(axis=1))
+
+    def _term_table(self) -> np.ndarray:
+        """Every PSI term a full window can have, cell by cell and count by count: the same
+        operations on the same values as computing them, so the same bits, without the
+        division and logarithm per evaluation."""
+        props = np.arange(self.window + 1) / self.window
+        return _psi_terms(props[None, :], self.ref.reshape(-1, 1)).reshape(-1)
 
     def state(self) -> dict[str, Any]:
-        return {"ring": self._ring, "counts": self._counts, "seen": self.seen, "last": self.last}
+        # saved as bins per column (int16), as before the ring held cells
+        return {"ring": (self._ring - self._offsets).astype(np.int16), "counts": self._counts,
+                "seen": self.seen, "last": self.last}
 
     def restore(self, s: dict[str, Any]) -> None:
-        self._ring[:] = s["ring"]
+        self._ring[:] = np.asarray(s["ring"], dtype=np.int64) + self._offsets
         self._counts[:] = s["counts"]
         self.seen = int(s["seen"])
         self.last = np.asarray(s["last"], dtype=np.float64)
+
+
+def _psi_terms(props: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """(p - q) ln(p / q) per bin, the window's proportions p floored at EPS."""
+    cur = np.maximum(props, EPS)
+    return np.asarray((cur - ref) * np.log(cur / ref))
 
 
 class WindowCategorical(WindowPSI):
@@ -142,13 +179,13 @@ class WindowCategorical(WindowPSI):
         self.ref = np.asarray(ref_props, dtype=np.float64)  # exact: JS needs no smoothing
         self.unseen_rate = np.zeros(k)
 
-    def _bin(self, x: np.ndarray) -> np.ndarray:
+    def _cells(self, x: np.ndarray) -> np.ndarray:
         match = x[:, :, None] == self.codes[None, :, :]
         found = match.any(axis=2)
-        return np.asarray(np.where(found, match.argmax(axis=2), self.nbins - 1), dtype=np.int16)
+        return np.asarray(np.where(found, match.argmax(axis=2), self.nbins - 1) + self._offsets)
 
     def update(self, x: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        return self._update_bins(self._bin(x))
+        return self._update_cells(self._cells(x))
 
     def psi(self) -> np.ndarray:
         """Jensen-Shannon distance (base 2, in [0, 1]) per feature."""
