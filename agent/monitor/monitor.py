@@ -30,6 +30,7 @@ from agent.monitor.detectors import (
 from agent.monitor.labelcal import outcome_llr
 from agent.monitor.performance import ClassPerformance
 from agent.monitor.pooled import monitor_events, pool_of, transform
+from agent.monitor.scores import table_arrays
 
 HYSTERESIS = 0.8  # a window detector's condition ends below 80% of its warning level
 OUTLIER = 4.0  # a mean CUSUM counts a value beyond 4 of its sample's standard deviations as 4
@@ -71,7 +72,7 @@ class ModelMonitor:
                                                  pad_proportions(cat["proportions"]), self.window, self.every)
             self.js_warn, self.js_alarm = np.array(cat["js_warn"]), np.array(cat["js_alarm"])
         self.transform = p.get("transform", "none")
-        self._score_table: dict[str, list[float]] | None = p.get("normal_scores")
+        self._score_table = table_arrays(p.get("normal_scores"))
         edges, props = pad_profiles([*(feats[n] for n in self.names), manifest.profile["prediction"]])
         self.psi = WindowPSI(edges, props, self.window, self.every)
         self.psi_warn = np.array(d["psi_warn"] + p["psi_warn"])
