@@ -12,6 +12,7 @@ the thresholds the bundle builder would set for one false alarm per week at 1 Hz
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -227,6 +228,12 @@ def main() -> None:
                        and r["median_delay"] <= ref["median_delay"] for r in (production, matched))
         emit(bench="drift", stream=stream, results=results, matched_threshold=round(matched_h, 2),
              goal="at FA <= ADWIN's, median delay <= ADWIN's", goal_met=goal_met)
+    cost()
+
+
+def cost() -> None:
+    """The line ``monitor_cost`` alone (``python -m bench.drift cost``: seconds, not minutes)."""
+    pin_to_one_core()
     (ours_us, ours_median), adwin_us = monitor_cost(repeats=5), adwin_cost()
     emit(bench="monitor_cost", features=20, batch=64, us_per_sample=round(ours_us, 2),
          median_chunk_us_per_sample=round(ours_median, 2),
@@ -237,4 +244,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["cost"]:
+        cost()
+    else:
+        main()
