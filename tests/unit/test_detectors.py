@@ -28,8 +28,9 @@ def test_binner_cells_are_column_times_bins_plus_the_profiles_bin() -> None:
     # exact edges (the training minimum, maximum and inner edges), beyond them, infinities
     x[:11, 0] = edges[0]
     x[:3, 1] = edges[1, :3]
-    # (a value within rounding of an edge, ~1e-15 of the range per column, may land either side)
-    x[:3, 2] = [3.0, 3.0 + 1e-9, 3.0 - 1e-9]
+    x[:3, 2] = [3.0, np.nextafter(3.0, 4.0), np.nextafter(3.0, 2.0)]
+    x[20, 0] = np.nextafter(edges[0, 4], -np.inf)  # just below an inner edge
+    x[21, 0] = np.nextafter(edges[0, -1], np.inf)  # just above the maximum
     x[11:14] = np.array([np.inf, -np.inf, 1e300])[:, None]
     binner = Binner(edges)
     cells = binner(x)
