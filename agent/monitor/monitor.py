@@ -12,21 +12,10 @@ from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.models.bundle import Manifest
 from agent.monitor import readout
 from agent.monitor.alarms import TOP, AlarmBook, Key, MonitorEvent, top_streams
-from agent.monitor.calibrate import (
-    pad_profiles,
-    prediction_errors,
-    reconstruction_log_error,
-    score_transform,
-)
+from agent.monitor.calibrate import pad_profiles, prediction_errors, reconstruction_log_error, score_transform
+from agent.monitor.constant import ConstantWatch, constant_events
 from agent.monitor.cusum import POOLED
-from agent.monitor.detectors import (
-    Cusum,
-    Detection,
-    RingMean,
-    WindowCategorical,
-    WindowPSI,
-    pad_proportions,
-)
+from agent.monitor.detectors import Cusum, Detection, RingMean, WindowCategorical, WindowPSI, pad_proportions
 from agent.monitor.labelcal import outcome_llr
 from agent.monitor.performance import ClassPerformance
 from agent.monitor.pooled import monitor_events, pool_of, transform
@@ -71,6 +60,9 @@ class ModelMonitor:
             self.categorical = WindowCategorical([np.array(c) for c in cat["categories"]],
                                                  pad_proportions(cat["proportions"]), self.window, self.every)
             self.js_warn, self.js_alarm = np.array(cat["js_warn"]), np.array(cat["js_alarm"])
+        const = mon.get("constant")  # inputs with one value in every reference row
+        self.constant = ConstantWatch(const, self.quiet) if const else None
+        self.constant_names = [all_names[i] for i in const["columns"]] if const else []
         self.transform = p.get("transform", "none")
         self._score_table = table_arrays(p.get("normal_scores"))
         edges, props = pad_profiles([*(feats[n] for n in self.names), manifest.profile["prediction"]])
@@ -181,6 +173,8 @@ class ModelMonitor:
             for index, js in self.categorical.update(x_all[:, self.cat_cols]):
                 events += self._levels("js", js, index, self.js_warn, self.js_alarm,
                                        ["data_drift"] * len(self.cat_cols), self.cat_names)
+        if self.constant is not None:
+            events += constant_events(self, self.constant.update(x_all, first))
         for index, psi in self.psi.update(np.column_stack([x, score])):
             events += self._levels("psi", psi, index)
         # every CUSUM stream side by side in one array, filled in place
