@@ -23,8 +23,9 @@ class Binner:
     bins: their edges are +inf padded). A value's bin is the number of its feature's edges at
     or below it, as the profile counts (agent.monitor.profile.bin_counts): exact, compared in
     the values' own scale. All values of a block of rows are compared with edge j of their
-    features in one call, against the edges laid out once per value position; branch-free
-    vector comparisons are a third of the cost of one searchsorted call's binary searches.
+    features in one call, against the edges laid out once per value position: branch-free
+    vector comparisons, about half the cost of mapping every value into one sorted array for
+    searchsorted's binary searches (11-15 against 24-30 us for 64 rows of 21 streams).
     """
 
     ROWS = 64  # rows per comparison block (the usual batch); longer batches go block by block
@@ -47,6 +48,8 @@ class Binner:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         n, k = x.shape
+        if k != self._edges.shape[1] // self.ROWS:  # the flat layout would not notice
+            raise ValueError(f"{k} columns for the edges of {self._edges.shape[1] // self.ROWS}")
         cells = np.empty((n, k), dtype=np.int64)
         for start in range(0, n, self.ROWS):
             block = x[start:start + self.ROWS].reshape(1, -1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from agent.monitor.detectors import Binner, WindowPSI
 from agent.monitor.profile import bin_counts
@@ -38,6 +39,8 @@ def test_binner_cells_are_column_times_bins_plus_the_profiles_bin() -> None:
     assert cells[0, 0] == 1 and cells[10, 0] == 10  # minimum: first inner bin; maximum: last inner
     assert cells[11].tolist() == [11, 12 + 3, 24 + 1]  # +inf: each feature's own overflow bin
     assert cells[12].tolist() == [0, 12, 24]
+    with pytest.raises(ValueError, match="2 columns for the edges of 3"):
+        binner(x[:, :2])
 
 
 def test_binner_counts_match_the_profile_of_the_same_values() -> None:
