@@ -3,7 +3,7 @@
     python -m bench.monitor_ab main            replay check, then timing (6 runs)
     python -m bench.monitor_ab main --runs 12  more runs of the timing
 
-The other commit's detectors, scores, calibrate and monitor modules are loaded from git as
+The other commit's detectors, scores, pca, calibrate and monitor modules are loaded from git as
 separate modules beside this checkout's (every other module is shared), so both monitors see
 the same process, the same inputs and the same machine load.
 
@@ -53,19 +53,24 @@ def _module(name: str, text: str) -> types.ModuleType:
     return mod
 
 
+# the modules whose cost and results are compared, in import order (those a commit has)
+COMPARED = ("detectors", "scores", "pca", "calibrate", "monitor")
+
+
 def other_monitor(ref: str) -> Any:
-    """``ref``'s ModelMonitor class, on ``ref``'s detectors, scores and calibrate modules."""
+    """``ref``'s ModelMonitor class, on ``ref``'s own copies of the COMPARED modules."""
     tag = "ab_" + "".join(c if c.isalnum() else "_" for c in ref)
-    _module(f"{tag}_detectors", _source(ref, "agent/monitor/detectors.py"))
-    scores = _source(ref, "agent/monitor/scores.py")
-    _module(f"{tag}_scores", scores)
-    calibrate = _source(ref, "agent/monitor/calibrate.py").replace(
-        "from agent.monitor.scores import", f"from {tag}_scores import")
-    _module(f"{tag}_calibrate", calibrate)
-    text = _source(ref, "agent/monitor/monitor.py")
-    for part in ("detectors", "scores", "calibrate"):
-        text = text.replace(f"from agent.monitor.{part} import", f"from {tag}_{part} import")
-    return _module(f"{tag}_monitor", text).ModelMonitor
+    known = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "--name-only", ref, "agent/monitor/"],
+                           check=True, capture_output=True, text=True).stdout.split()
+    parts = [p for p in COMPARED if f"agent/monitor/{p}.py" in known]
+    module = None
+    for part in parts:
+        text = _source(ref, f"agent/monitor/{part}.py")
+        for other in parts:
+            text = text.replace(f"from agent.monitor.{other} import", f"from {tag}_{other} import")
+        module = _module(f"{tag}_{part}", text)
+    assert module is not None and parts[-1] == "monitor"
+    return module.ModelMonitor
 
 
 def drift_stream(seed: int = 7, n: int = 200_000, k: int = 20) -> tuple[Manifest, np.ndarray, np.ndarray]:
