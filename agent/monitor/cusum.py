@@ -3,7 +3,7 @@ statistic over a block of them (agent.monitor.pooled)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -70,6 +70,9 @@ class Detection:
     score: float
     start_index: int  # estimated start of the change
     level: str = "alarm"  # "warning", "alarm", or "quiet" (back to normal for long enough)
+    # a bank's warnings and alarms of a column: max(S+, S-) of every column just after this
+    # sample (an alarm's restart included), what a reader fed sample by sample would see there
+    column_scores: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 class Cusum:
@@ -156,8 +159,22 @@ class Cusum:
     @property
     def score(self) -> np.ndarray:
         """max(S+, S-) per column."""
+        return self._column_max(self.s)
+
+    def _column_max(self, sums: np.ndarray) -> np.ndarray:
         out = np.zeros(len(self.mean))
-        np.maximum.at(out, self._col, self.s)
+        np.maximum.at(out, self._col, sums)
+        return out
+
+    def _with_scores(self, dets: list[Detection], s: np.ndarray, fired: int = -1,
+                     after: np.ndarray | None = None) -> list[Detection]:
+        """``dets`` (rows ``s`` of this step) with their column scores; row ``fired`` is the
+        alarm row, whose column scores after its restart are ``after``."""
+        out = []
+        for d in dets:
+            row = d.index - self.seen
+            scores = after if row == fired and after is not None else self._column_max(s[row])
+            out.append(Detection(d.index, d.column, d.score, d.start_index, d.level, scores))
         return out
 
     def update(self, x: np.ndarray) -> list[Detection]:
@@ -205,13 +222,17 @@ class Cusum:
                 above = above[:end]
                 hot = np.asarray(above.any(axis=0))
                 any_hot = bool(hot.any())
-            out += self._warnings(s[:end], hot, any_hot)
+            warnings = self._warnings(s[:end], hot, any_hot)
+            at_warnings = len(out)
+            out += warnings
             if self.quiet is not None:
                 out += self._quiet(above, hot, any_hot)
             if p is not None:
                 out += self._pool_levels(s[:end], p[:end])
             self._record_zero(c[:end], low[end - 1], neg)
             if end == len(z) and not fired_rows[-1]:
+                if warnings:
+                    out[at_warnings:at_warnings + len(warnings)] = self._with_scores(warnings, s)
                 self.s = s[-1].copy()
                 self.seen += len(z)
                 break
@@ -222,17 +243,20 @@ class Cusum:
             if pool_fired:
                 assert p is not None
                 out.append(self._pool_detection(s, p, row, "alarm"))
-            for col in cols.tolist():
-                mine = sides[self._col[sides] == col]
-                best = int(mine[np.argmax(s[row, mine])])
-                out.append(Detection(self.seen + row, col, float(s[row, best]),
-                                     int(self.start[best]), "alarm"))
             self.s = s[row].copy()
             reset = np.isin(self._col, cols)
             if pool_fired:  # every pooled sum restarts
                 reset[self._pool_at:] = True
                 self.pool_warned = False
             self.s[reset] = 0.0
+            after = self._column_max(self.s)  # what the detections of this row see
+            if warnings:
+                out[at_warnings:at_warnings + len(warnings)] = self._with_scores(warnings, s, row, after)
+            for col in cols.tolist():
+                mine = sides[self._col[sides] == col]
+                best = int(mine[np.argmax(s[row, mine])])
+                out.append(Detection(self.seen + row, col, float(s[row, best]),
+                                     int(self.start[best]), "alarm", after))
             self.start[reset] = self.seen + row + 1
             self.warned[cols] = False
             self.seen += row + 1
