@@ -69,8 +69,10 @@ def plain(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: value(v) for k, v in doc.items() if k != "emitted"}
 
 
-def replay(x: np.ndarray, monitor: ModelMonitor, sizes: tuple[int, ...]) -> (
-        tuple[list[dict[str, Any]], list[dict[str, Any]]]):
+Replayed = tuple[list[dict[str, Any]], list[dict[str, Any]]]  # condition and incident events
+
+
+def replay(x: np.ndarray, monitor: ModelMonitor, sizes: tuple[int, ...]) -> Replayed:
     book = IncidentBook("synthetic", "1", "sha", FloodGuard())
     score = logistic_scores(x)
     events, incidents = [], []
@@ -100,13 +102,13 @@ def stream(request: pytest.FixtureRequest) -> tuple[Manifest, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def truth(stream: tuple[Manifest, np.ndarray]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def truth(stream: tuple[Manifest, np.ndarray]) -> Replayed:
     manifest, x = stream
     return replay(x, ModelMonitor(manifest), (1,))
 
 
 def test_the_stream_raises_and_clears_conditions_of_every_bank_detector_and_notifies(
-        stream: tuple[Manifest, np.ndarray], truth) -> None:
+        stream: tuple[Manifest, np.ndarray], truth: Replayed) -> None:
     events, incidents = truth
     kinds = {(e["detector"], e["level"]) for e in events}
     for detector in ("cusum", "resid_cusum", "scale_cusum", "pooled_cusum", "psi"):
@@ -119,7 +121,7 @@ def test_the_stream_raises_and_clears_conditions_of_every_bank_detector_and_noti
 
 @pytest.mark.parametrize("sizes", [(64,), MIXED], ids=["64", "mixed"])
 def test_condition_events_and_notifications_do_not_depend_on_the_batch_size(
-        stream: tuple[Manifest, np.ndarray], truth, sizes: tuple[int, ...]) -> None:
+        stream: tuple[Manifest, np.ndarray], truth: Replayed, sizes: tuple[int, ...]) -> None:
     manifest, x = stream
     events, incidents = replay(x, ModelMonitor(manifest), sizes)
     want_events, want_incidents = truth
