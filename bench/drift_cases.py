@@ -58,6 +58,7 @@ from bench.line_streams import (
     LAST,
     LATE,
     OTHER,
+    SEVENTH,
     SIXTH,
     Line,
     Shape,
@@ -89,12 +90,20 @@ def build(line: Line, seed: int, work: Path) -> tuple[Path, Any]:
     from agent.models.training import train_onnx
 
     history = line.stream("clean", HISTORY, 0, seed=seed * 1000 + 1)
-    history.write_csv(work / "train.csv")
     labels = np.where(history.nok, "NOK", "OK")
     model = train_onnx(history.x[:FIT], labels[:FIT], work / "model.onnx", seed=seed)
+    holdout: list[str] = []
+    if line.shape.extra.get("holdout_csv"):  # as the user: the fitted rows, then the rest
+        fitted = Stream(history.x[:FIT], history.nok[:FIT], history.names, None)
+        fitted.write_csv(work / "train.csv")
+        rest = Stream(history.x[FIT:], history.nok[FIT:], history.names, None)
+        rest.write_csv(work / "holdout.csv", first=FIT)
+        holdout = ["--holdout-csv", str(work / "holdout.csv")]
+    else:  # the builder holds out the newest 1,000 rows itself
+        history.write_csv(work / "train.csv")
     rc = run_cli(["bundle", "build", "--model", str(model), "--train-csv", str(work / "train.csv"),
                   "--label", "label", "--name", "line", "--version", "1", "--out", str(work / "bundle"),
-                  "--positive-class", "NOK"])
+                  "--positive-class", "NOK", *holdout])
     if rc:
         raise RuntimeError(f"bundle build failed ({rc})")
     (work / "replay.yaml").write_text(yaml.safe_dump(
@@ -233,7 +242,8 @@ def main() -> None:
     late_seeds = {"late-9": (1300, 1301, 1302, 1303, 1304), "loop-15": (1500, 1501, 1502, 1503, 1504),
                   "last-11": (1700, 1701, 1702, 1703, 1704), "loop-10": (1900, 1901, 1902, 1903, 1904),
                   "fifth-7": (2100, 2101, 2102, 2103, 2104), "loop-12": (2300, 2301, 2302, 2303, 2304),
-                  "sixth-10": (2500, 2501, 2502, 2503, 2504), "loop-14": (2700, 2701, 2702, 2703, 2704)}
+                  "sixth-10": (2500, 2501, 2502, 2503, 2504), "loop-14": (2700, 2701, 2702, 2703, 2704),
+                  "var-8": (2900, 2901, 2902, 2903, 2904), "var-13": (3100, 3101, 3102, 3103, 3104)}
     groups: list[tuple[str, list[tuple[Shape, int]]]] = [
         ("developed on: dev-8, seeds " + ",".join(map(str, seeds)), [(DEV, s) for s in seeds]),
         ("first held-out set (then developed on): dev-8, seeds 100-104",
@@ -258,6 +268,9 @@ def main() -> None:
         *[(f"sixth held-out set: {shape.name}, seeds {late_seeds[shape.name][0]}-"
            f"{late_seeds[shape.name][-1]}",
            [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in SIXTH],
+        *[(f"seventh held-out set (a third generator, --holdout-csv): {shape.name}, seeds "
+           f"{late_seeds[shape.name][0]}-{late_seeds[shape.name][-1]}",
+           [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in SEVENTH],
     ]
     args = sys.argv[1:]
     if args[:1] == ["--dev-only"]:

@@ -40,6 +40,12 @@ def build(args: argparse.Namespace) -> int:
         categorical=args.categorical.split(",") if args.categorical else None, notes=notes,
         cost_missed_nok=args.cost_missed_nok, cost_false_nok=args.cost_false_nok)
     monitoring = (built.manifest.model_extra or {}).get("monitoring") or {}
+    const = monitoring.get("constant")
+    if const:  # an input that never moved in the reference is watched differently: say so
+        names = [built.manifest.inputs[i].name for i in const["columns"]]
+        notes.append("one value in every reference row, so no drift statistics: "
+                     + ", ".join(f"{n} ({v:g})" for n, v in zip(names, const["values"], strict=True))
+                     + "; any other value on the line raises an alarm (the model never saw one)")
     for note in notes:  # on stderr: stdout stays one JSON document for scripts
         print(f"note: {note}", file=sys.stderr)
     print(f"budget: {describe(monitoring)}", file=sys.stderr)

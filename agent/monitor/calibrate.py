@@ -21,6 +21,7 @@ import numpy as np
 
 from agent.monitor import budget as budgets
 from agent.monitor.budget import Budget
+from agent.monitor.constant import constant_columns, constant_section
 from agent.monitor.detectors import Cusum, WindowPSI
 from agent.monitor.labelcal import label_thresholds
 from agent.monitor.laws import (
@@ -42,7 +43,6 @@ SCALE_CAP = 9.0  # z^2 beyond this (3 standard deviations) counts as 9 in the sc
 
 __all__ = ["Budget", "calibrate", "pad_profiles", "prediction_errors", "reconstruction_log_error",
            "score_transform"]
-
 
 
 def psi_threshold(rate_per_week: float, budget: Budget, bins: np.ndarray, n_ref: int,
@@ -81,6 +81,8 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     """
     cat = np.asarray(categorical if categorical is not None else [False] * x.shape[1], dtype=bool)
     numeric = np.flatnonzero(~cat)
+    still = constant_columns(x, numeric)  # one value throughout: no spread to measure drift in
+    numeric = numeric[~still]
     x_num = x[:, numeric]
     k = x_num.shape[1]
     labels = "accuracy" in holdout
@@ -122,6 +124,8 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
         np.array([s_infl]), budget, shares["prediction_psi"], shares["prediction_cusum"])
     monitoring["prediction"]["transform"] = "normal_scores"
     monitoring["prediction"]["normal_scores"] = table
+    if still.any():
+        monitoring["constant"] = constant_section(x, np.flatnonzero(~cat)[still])
     if cat.any():
         monitoring["categorical"] = {"columns": np.flatnonzero(cat).tolist(),
                                      **_categorical(x[:, cat], [p for p, c in zip(profiles, cat, strict=True)
@@ -141,8 +145,7 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
                                                 shares["error_cusum"], span)
     elif "mae" in holdout:
         monitoring["labels"] = {"mae": holdout["mae"], "rmse": holdout.get("rmse")}
-    monitoring["autocorrelation"] = ar1(x_num).round(4).tolist()
-    monitoring["long_run_inflation"] = infl.round(3).tolist()
+    monitoring.update(autocorrelation=ar1(x_num).round(4).tolist(), long_run_inflation=infl.round(3).tolist())
     return monitoring
 
 

@@ -12,27 +12,16 @@ from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.models.bundle import Manifest
 from agent.monitor import readout
 from agent.monitor.alarms import TOP, AlarmBook, Key, MonitorEvent, top_streams
-from agent.monitor.calibrate import (
-    pad_profiles,
-    prediction_errors,
-    reconstruction_log_error,
-    score_transform,
-)
+from agent.monitor.calibrate import pad_profiles, prediction_errors, reconstruction_log_error, score_transform
+from agent.monitor.constant import ConstantWatch, constant_events
 from agent.monitor.cusum import POOLED
-from agent.monitor.detectors import (
-    Cusum,
-    Detection,
-    RingMean,
-    WindowCategorical,
-    WindowPSI,
-    pad_proportions,
-)
+from agent.monitor.detectors import Cusum, Detection, RingMean, WindowCategorical, WindowPSI, pad_proportions
 from agent.monitor.labelcal import outcome_llr
 from agent.monitor.performance import ClassPerformance
 from agent.monitor.pooled import monitor_events, pool_of, transform
 
 # the order in which a batch of one sample applies its detectors' transitions (ties of one index)
-_JS, _PSI, _CUSUM, _SCALE, _POOLED, _CBPE = range(6)
+_JS, _CONSTANT, _PSI, _CUSUM, _SCALE, _POOLED, _CBPE = range(7)
 _PHASE = {"warning": 0, "quiet": 1, "alarm": 2}  # a bank's detections of one sample, in its order
 HYSTERESIS = 0.8  # a window detector's condition ends below 80% of its warning level
 OUTLIER = 4.0  # a mean CUSUM counts a value beyond 4 of its sample's standard deviations as 4
@@ -73,6 +62,9 @@ class ModelMonitor:
             self.categorical = WindowCategorical([np.array(c) for c in cat["categories"]],
                                                  pad_proportions(cat["proportions"]), self.window, self.every)
             self.js_warn, self.js_alarm = np.array(cat["js_warn"]), np.array(cat["js_alarm"])
+        const = mon.get("constant")  # inputs with one value in every reference row
+        self.constant = ConstantWatch(const, self.quiet) if const else None
+        self.constant_names = [all_names[i] for i in const["columns"]] if const else []
         self.transform = p.get("transform", "none")
         self._score_table: dict[str, list[float]] | None = p.get("normal_scores")
         edges, props = pad_profiles([*(feats[n] for n in self.names), manifest.profile["prediction"]])
@@ -178,15 +170,18 @@ class ModelMonitor:
         x = x_all[:, self.numeric] if len(self.numeric) != x_all.shape[1] else x_all
         score = preds.score.astype(np.float64)
         # every detector's transitions of the batch, applied to the condition book below in
-        # sample order: (index, detector, phase, column, arrival, how to apply)
-        found: list[tuple[int, int, int, int, int, Any, tuple[Any, ...]]] = []
+        # sample order: (index, detector, phase, column, how to apply, with what)
+        found: list[tuple[int, int, int, int, Any, tuple[Any, ...]]] = []
         if self.categorical is not None:
             for index, js in self.categorical.update(x_all[:, self.cat_cols]):
-                found.append((index, _JS, 0, 0, len(found), self._levels,
+                found.append((index, _JS, 0, 0, self._levels,
                               ("js", js, index, self.js_warn, self.js_alarm,
                                ["data_drift"] * len(self.cat_cols), self.cat_names)))
+        if self.constant is not None:
+            found += [(t.index, _CONSTANT, 0, t.column, constant_events, (self, [t]))
+                      for t in self.constant.update(x_all, first)]
         for index, psi in self.psi.update(np.column_stack([x, score])):
-            found.append((index, _PSI, 0, 0, len(found), self._levels, ("psi", psi, index)))
+            found.append((index, _PSI, 0, 0, self._levels, ("psi", psi, index)))
         # every CUSUM stream side by side in one array, filled in place
         k = len(self.names)
         bank = np.empty((n, len(self.cusum.mean)))
@@ -210,21 +205,19 @@ class ModelMonitor:
             np.minimum(np.multiply(e, e, out=sq), self._sc_cap, out=sq)
         for d in self.cusum.update(bank):
             if d.column == POOLED:
-                found.append((d.index, _POOLED, _PHASE[d.level], 0, len(found), self._pooled_event, (d,)))
+                found.append((d.index, _POOLED, _PHASE[d.level], 0, self._pooled_event, (d,)))
             elif d.column < self.scale_at:
-                found.append((d.index, _CUSUM, _PHASE[d.level], d.column, len(found),
-                              self._cusum_event, (d, first, z)))
+                found.append((d.index, _CUSUM, _PHASE[d.level], d.column, self._cusum_event, (d, first, z)))
             else:
-                found.append((d.index, _SCALE, _PHASE[d.level], d.column, len(found),
-                              self._scale_event, (d,)))
+                found.append((d.index, _SCALE, _PHASE[d.level], d.column, self._scale_event, (d,)))
         if self.cbpe is not None and confidence is not None:
-            found += [(index, _CBPE, 0, 0, len(found), self._cbpe_event, (drop, index))
+            found += [(index, _CBPE, 0, 0, self._cbpe_event, (drop, index))
                       for index, drop in self._cbpe(confidence, first)]
         # A condition's transitions must reach the book in the order of their samples, as if
         # fed one sample at a time: a detector's return to normal before its next warning in
         # the same batch, not after it (else the warning is lost). Ties in the order a batch of
         # one sample gives: by detector, then warning, return to normal, alarm, then column.
-        found.sort(key=lambda f: f[:5])
+        found.sort(key=lambda f: f[:4])  # (stable: a detector's own order breaks other ties)
         self._batch_first, self._batch_ts = first, batch.timestamps
         events: list[MonitorEvent] = []
         for *_, apply, args in found:

@@ -34,6 +34,9 @@ def metrics(monitor: ModelMonitor) -> dict[str, Any]:
         out["pca_cusum"] = round(float(monitor.cusum.score[len(monitor.names) + 1]), 3)
     if monitor.pooled is not None:
         out["pooled_cusum"] = round(monitor.cusum.pooled_score, 3)
+    if monitor.constant is not None:  # the inputs off the one value they had in the reference
+        out["off_reference_value"] = [n for n, up in zip(monitor.constant_names, monitor.constant.up.tolist(),
+                                                         strict=True) if up]
     if monitor.categorical is not None:
         out["js"] = dict(zip(monitor.cat_names, np.round(monitor.categorical.last, 5).tolist(), strict=True))
         out["unseen_category_rate"] = dict(zip(
@@ -68,6 +71,8 @@ def parts(monitor: ModelMonitor) -> dict[str, Any]:
         parts["performance"] = monitor.performance
     if monitor.categorical is not None:
         parts["categorical"] = monitor.categorical
+    if monitor.constant is not None:
+        parts["constant"] = monitor.constant
     return parts
 
 

@@ -17,20 +17,23 @@ from agent.monitor.incidents import FloodGuard, IncidentBook
 from agent.monitor.monitor import ModelMonitor
 from tests.helpers.synthetic import batches, logistic_scores, manifest_for
 
-FEATURES, SAMPLES = 8, 15_000
+FEATURES, SAMPLES = 8, 15_000  # and a setpoint after them: one value in every reference row
+SETPOINT = 180.1
 ACK_EVERY = 2000  # an operator acknowledges the open incident every ACK_EVERY samples
 MIXED = (1, 7, 33, 64, 500)
 
 
 def bursts(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Training rows and a stream of short drifts of every kind a bank watches (one input's
-    mean, three inputs together, a spread, a broken correlation), each about as far after the
-    previous one as a condition's off-delay (the window, 500 samples): a return to normal and
-    the next warning of the same condition then often fall into one batch."""
+    mean, three inputs together, a spread, a broken correlation) and moves of the setpoint,
+    each about as far after the previous one as a condition's off-delay (the window, 500
+    samples): a return to normal and the next warning of the same condition then often fall
+    into one batch."""
     rng = np.random.default_rng(seed)
 
     def rows(m: int) -> np.ndarray:
-        return 0.6 * rng.normal(size=(m, 1)) + 0.8 * rng.normal(size=(m, FEATURES))
+        x = 0.6 * rng.normal(size=(m, 1)) + 0.8 * rng.normal(size=(m, FEATURES))
+        return np.column_stack([x, np.full(m, SETPOINT)])
 
     train, x = rows(5000), rows(SAMPLES)
     at, burst = 1500, 0
@@ -46,6 +49,9 @@ def bursts(seed: int) -> tuple[np.ndarray, np.ndarray]:
             x[seg, col] = 1.5 * rng.normal(size=40)
         at += 40 + 480 + (burst * 7) % 90
         burst += 1
+    for move in range(8):
+        start = 4000 + move * (530 + 9 * move)
+        x[start:start + 30, FEATURES] = 185.0
     return train, x
 
 
@@ -107,12 +113,13 @@ def truth(stream: tuple[Manifest, np.ndarray]) -> Replayed:
     return replay(x, ModelMonitor(manifest), (1,))
 
 
-def test_the_stream_raises_and_clears_conditions_of_every_bank_detector_and_notifies(
+def test_the_stream_raises_and_clears_conditions_of_every_detector_and_notifies(
         stream: tuple[Manifest, np.ndarray], truth: Replayed) -> None:
     events, incidents = truth
     kinds = {(e["detector"], e["level"]) for e in events}
     for detector in ("cusum", "resid_cusum", "scale_cusum", "pooled_cusum", "psi"):
         assert {(detector, "warning"), (detector, "alarm"), (detector, "ok")} <= kinds
+    assert {("constant", "alarm"), ("constant", "ok")} <= kinds  # (a setpoint has no warning)
     assert all(e["start_timestamp"] != "nan" for e in events if e["start_index"] is not None)
     if ModelMonitor(stream[0]).window == 500:  # (a window of 64 keeps its PSI up: one incident)
         assert sum(e["notify"] for e in incidents) >= 10
