@@ -123,6 +123,12 @@ class Cusum:
         if pool is not None and pool.rank_first is not None:
             self._rank_sides = [np.flatnonzero(self._col == c)
                                 for c in range(pool.rank_first, pool.rank_first + m)]
+        # per column, its upward side; per two-sided column, its downward side
+        up = self._sign > 0
+        self._up_side = np.empty(cols, dtype=np.int64)
+        self._up_side[self._col[up]] = np.flatnonzero(up)
+        self._down_side = np.flatnonzero(~up)
+        self._down_cols = self._col[self._down_side]
         self._h_side, self._warn_side = self.h[self._col], self.h_warn[self._col]
         # a sum above neither level needs no closer look (the usual batch)
         self._guard_side = np.minimum(self._h_side, self._warn_side)
@@ -159,11 +165,15 @@ class Cusum:
     @property
     def score(self) -> np.ndarray:
         """max(S+, S-) per column."""
-        return self._column_max(self.s)
+        out = np.zeros(len(self.mean))
+        np.maximum.at(out, self._col, self.s)
+        return out
 
     def _column_max(self, sums: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(self.mean))
-        np.maximum.at(out, self._col, sums)
+        """max(S+, S-) per column of one row of sums (as ``score``: the sums are never below
+        zero), by two gathers, a fraction of np.maximum.at's cost."""
+        out = sums[self._up_side]
+        out[self._down_cols] = np.maximum(out[self._down_cols], sums[self._down_side])
         return out
 
     def _with_scores(self, dets: list[Detection], s: np.ndarray, fired: int = -1,
