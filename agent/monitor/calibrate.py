@@ -36,6 +36,7 @@ from agent.monitor.laws import (
     window_alpha,
     window_mean_z,
 )
+from agent.monitor.pca import pca_section, reconstruction_log_error
 from agent.monitor.pooled import pooled_section
 from agent.monitor.scores import cross_fitted, normal_scores_table, score_transform
 
@@ -77,8 +78,8 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
 
     ``x``: inputs, all reference rows in time order. ``score``, ``confidence``, ``holdout``
     (metrics with ``n``), ``error_bits`` and ``outcomes`` (a binary classifier's positive-class
-    probabilities and whether each row was positive): the model on held-out rows only.
-    """
+    probabilities and whether each row was positive): the model on held-out rows only."""
+    x = x.astype(np.float32).astype(np.float64)  # the values the line's float32 samples can take
     cat = np.asarray(categorical if categorical is not None else [False] * x.shape[1], dtype=bool)
     numeric = np.flatnonzero(~cat)
     still = constant_columns(x, numeric)  # one value throughout: no spread to measure drift in
@@ -131,8 +132,12 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
                                      **_categorical(x[:, cat], [p for p, c in zip(profiles, cat, strict=True)
                                                                  if c], budget, shares["js"])}
     if k >= 2:
-        monitoring["multivariate"] = _pca(x_num, mean, std, budget, shares["pca_cusum"])
-        monitoring["multivariate"]["columns"] = numeric.tolist()
+        pca = pca_section(x_num, mean, std, budget, shares["pca_cusum"])
+        if pca is not None:
+            monitoring["multivariate"] = {**pca, "columns": numeric.tolist()}
+        else:  # the inputs vary in one direction only: no residual to watch, its share unused
+            for part in ("streams", "alarms_per_week_per_stream"):
+                monitoring["budget_split"][part].pop("pca_cusum")
         # the residual mean CUSUMs then watch each stream decorrelated from the others, pooled
         monitoring["pooled"] = pooled_section(x_num, mean, std, budget.cusum_k, _rates(
             budget, shares["resid_cusum"]), _rates(budget, shares["pooled_cusum"]), budget.samples_per_week)
@@ -367,34 +372,3 @@ def _categorical(x: np.ndarray, profiles: list[dict[str, Any]], budget: Budget,
     return {"categories": [p["categories"] for p in profiles],
             "proportions": [[*p["category_proportions"], 0.0] for p in profiles],
             "js_warn": warn, "js_alarm": alarm}
-
-
-def _pca(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget,
-         share: float) -> dict[str, Any]:
-    """Principal subspace of the standardised reference data; the log reconstruction error of
-    a sample measures how far it leaves the correlations seen there."""
-    safe_std = np.where(std > 0, std, 1.0)
-    z = (x - mean) / safe_std
-    _, s, vt = np.linalg.svd(z, full_matrices=False)
-    explained = np.cumsum(s**2) / np.sum(s**2)
-    m = int(min(x.shape[1] - 1, max(1, np.searchsorted(explained, 0.9) + 1)))
-    comps = vt[:m]
-    err = reconstruction_log_error(z, comps)
-    e_std = float(err.std() * math.sqrt(float(long_run_inflation(err, safe=True)[0])))
-    warn_rate, alarm_rate = _rates(budget, share)
-    week = budget.samples_per_week
-    h_warn = cusum_h(week / warn_rate, budget.cusum_k, False, 1 / len(x))
-    h_alarm = cusum_h(week / alarm_rate, budget.cusum_k, False, 1 / len(x))
-    for _ in range(20):  # replay check, as for the per-feature detectors
-        c = Cusum(np.array([err.mean()]), np.array([e_std]), budget.cusum_k, h_alarm, True, h_warn)
-        if not fired_too_often(c, err[:, None], len(err), alarm_rate, week):
-            break
-        h_alarm, h_warn = h_alarm * 1.25, h_warn * 1.25
-    return {"mean": mean.tolist(), "scale": safe_std.tolist(), "components": comps.tolist(),
-            "error_mean": float(err.mean()), "error_std": e_std, "cusum_k": budget.cusum_k,
-            "h_warn": h_warn, "h_alarm": h_alarm, "explained": float(explained[m - 1])}
-
-
-def reconstruction_log_error(z: np.ndarray, comps: np.ndarray) -> np.ndarray:
-    residual = z - (z @ comps.T) @ comps
-    return np.asarray(np.log((residual**2).sum(axis=1) + 1e-9))

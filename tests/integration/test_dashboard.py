@@ -6,6 +6,7 @@ as test artefacts."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -138,7 +139,7 @@ def test_dashboard_and_model_cards(hub: HubServer, hub_db: Engine, trained: dict
     # a time axis in order: six steps of about 5 minutes (labels cut to the minute), and the
     # half hour may cross midnight (23:49 ... 00:19), so the steps are taken modulo a day
     minutes = [int(t[:2]) * 60 + int(t[3:]) for t in ticks]
-    steps = [(b - a) % 1440 for a, b in zip(minutes, minutes[1:])]
+    steps = [(b - a) % 1440 for a, b in itertools.pairwise(minutes)]
     assert len(ticks) == 7 and all(4 <= step <= 5 for step in steps), ticks
     screenshot(url, "dashboard.png", tmp_path / "profile2")
 

@@ -39,7 +39,8 @@ def test_calibration_leaves_a_constant_input_out_of_the_statistics() -> None:
     manifest = manifest_for(x, logistic_scores(x))
     mon = (manifest.model_extra or {})["monitoring"]
     json.dumps(mon, allow_nan=False)  # no NaN anywhere: every threshold is a number
-    assert mon["constant"]["columns"] == [4] and mon["constant"]["values"] == [SETPOINT]
+    assert mon["constant"]["columns"] == [4]
+    assert mon["constant"]["values"] == [float(np.float32(SETPOINT))]  # as the line sees it
     assert mon["data"]["columns"] == [0, 1, 2, 3]
     assert len(mon["pooled"]["mean"]) == 4 and mon["budget_split"]["streams"]["cusum"] == 4
 
@@ -126,3 +127,26 @@ def test_bundle_build_and_replay_with_a_setpoint_column(tmp_path: Path,
     first = next(n for n in report["notifications"] if n["sent"])
     assert (first["index"], first["detector"], first["level"]) == (1500, "data_drift/constant", "alarm")
     assert "t4" in capsys.readouterr().out  # the one-screen summary names it
+
+
+@pytest.mark.parametrize("derive", ["sum of two tags", "counter-like offset"])
+def test_a_derived_tag_or_a_huge_offset_raises_nothing_on_drift_free_rows(derive: str) -> None:
+    """Calibrated on float64 rows, both alarmed on drift-free float32 samples at once (a tag that
+    is exactly x0 + 2 x2 left the PCA a reference error of ~1e-30, float32 rounding on the line a
+    million times more; at 1e9 float32 steps by 64): the reference is now the float32 values."""
+    rng = np.random.default_rng(11)
+    x, line = rng.normal(size=(4000, 5)), rng.normal(size=(20_000, 5))
+    for rows in (x, line):
+        rows[:, 4] = rows[:, 0] + 2 * rows[:, 2] if derive == "sum of two tags" else 1e9 + rows[:, 4]
+    manifest = manifest_for(x, logistic_scores(x))
+    assert [e for e in replay(ModelMonitor(manifest), line, 64) if e[3] == "alarm"] == []
+
+
+def test_inputs_that_vary_in_one_direction_get_no_multivariate_detector() -> None:
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(4000, 3))
+    x[:, 1], x[:, 2] = 2 * x[:, 0], x[:, 0] - 1  # three tags, one signal
+    mon = (manifest_for(x, logistic_scores(x)).model_extra or {})["monitoring"]
+    assert "multivariate" not in mon and "pca_cusum" not in mon["budget_split"]["streams"]
+    assert [e for e in replay(ModelMonitor(manifest_for(x, logistic_scores(x))), x, 64)
+            if e[1] == "pca_cusum"] == []
