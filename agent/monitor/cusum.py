@@ -3,7 +3,7 @@ statistic over a block of them (agent.monitor.pooled)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -70,6 +70,9 @@ class Detection:
     score: float
     start_index: int  # estimated start of the change
     level: str = "alarm"  # "warning", "alarm", or "quiet" (back to normal for long enough)
+    # a bank's warnings and alarms of a column: max(S+, S-) of every column just after this
+    # sample (an alarm's restart included), what a reader fed sample by sample would see there
+    column_scores: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 class Cusum:
@@ -120,6 +123,12 @@ class Cusum:
         if pool is not None and pool.rank_first is not None:
             self._rank_sides = [np.flatnonzero(self._col == c)
                                 for c in range(pool.rank_first, pool.rank_first + m)]
+        # per column, its upward side; per two-sided column, its downward side
+        up = self._sign > 0
+        self._up_side = np.empty(cols, dtype=np.int64)
+        self._up_side[self._col[up]] = np.flatnonzero(up)
+        self._down_side = np.flatnonzero(~up)
+        self._down_cols = self._col[self._down_side]
         self._h_side, self._warn_side = self.h[self._col], self.h_warn[self._col]
         # a sum above neither level needs no closer look (the usual batch)
         self._guard_side = np.minimum(self._h_side, self._warn_side)
@@ -158,6 +167,24 @@ class Cusum:
         """max(S+, S-) per column."""
         out = np.zeros(len(self.mean))
         np.maximum.at(out, self._col, self.s)
+        return out
+
+    def _column_max(self, sums: np.ndarray) -> np.ndarray:
+        """max(S+, S-) per column of one row of sums (as ``score``: the sums are never below
+        zero), by two gathers, a fraction of np.maximum.at's cost."""
+        out = sums[self._up_side]
+        out[self._down_cols] = np.maximum(out[self._down_cols], sums[self._down_side])
+        return out
+
+    def _with_scores(self, dets: list[Detection], s: np.ndarray, fired: int = -1,
+                     after: np.ndarray | None = None) -> list[Detection]:
+        """``dets`` (rows ``s`` of this step) with their column scores; row ``fired`` is the
+        alarm row, whose column scores after its restart are ``after``."""
+        out = []
+        for d in dets:
+            row = d.index - self.seen
+            scores = after if row == fired and after is not None else self._column_max(s[row])
+            out.append(Detection(d.index, d.column, d.score, d.start_index, d.level, scores))
         return out
 
     def update(self, x: np.ndarray) -> list[Detection]:
@@ -205,13 +232,17 @@ class Cusum:
                 above = above[:end]
                 hot = np.asarray(above.any(axis=0))
                 any_hot = bool(hot.any())
-            out += self._warnings(s[:end], hot, any_hot)
+            warnings = self._warnings(s[:end], hot, any_hot)
+            at_warnings = len(out)
+            out += warnings
             if self.quiet is not None:
                 out += self._quiet(above, hot, any_hot)
             if p is not None:
                 out += self._pool_levels(s[:end], p[:end])
             self._record_zero(c[:end], low[end - 1], neg)
             if end == len(z) and not fired_rows[-1]:
+                if warnings:
+                    out[at_warnings:at_warnings + len(warnings)] = self._with_scores(warnings, s)
                 self.s = s[-1].copy()
                 self.seen += len(z)
                 break
@@ -222,17 +253,20 @@ class Cusum:
             if pool_fired:
                 assert p is not None
                 out.append(self._pool_detection(s, p, row, "alarm"))
-            for col in cols.tolist():
-                mine = sides[self._col[sides] == col]
-                best = int(mine[np.argmax(s[row, mine])])
-                out.append(Detection(self.seen + row, col, float(s[row, best]),
-                                     int(self.start[best]), "alarm"))
             self.s = s[row].copy()
             reset = np.isin(self._col, cols)
             if pool_fired:  # every pooled sum restarts
                 reset[self._pool_at:] = True
                 self.pool_warned = False
             self.s[reset] = 0.0
+            after = self._column_max(self.s)  # what the detections of this row see
+            if warnings:
+                out[at_warnings:at_warnings + len(warnings)] = self._with_scores(warnings, s, row, after)
+            for col in cols.tolist():
+                mine = sides[self._col[sides] == col]
+                best = int(mine[np.argmax(s[row, mine])])
+                out.append(Detection(self.seen + row, col, float(s[row, best]),
+                                     int(self.start[best]), "alarm", after))
             self.start[reset] = self.seen + row + 1
             self.warned[cols] = False
             self.seen += row + 1

@@ -21,6 +21,9 @@ from agent.monitor.performance import ClassPerformance
 from agent.monitor.pooled import monitor_events, pool_of, transform
 from agent.monitor.scores import table_arrays
 
+# the order in which a batch of one sample applies its detectors' transitions (ties of one index)
+_JS, _CONSTANT, _PSI, _CUSUM, _SCALE, _POOLED, _CBPE = range(7)
+_PHASE = {"warning": 0, "quiet": 1, "alarm": 2}  # a bank's detections of one sample, in its order
 HYSTERESIS = 0.8  # a window detector's condition ends below 80% of its warning level
 OUTLIER = 4.0  # a mean CUSUM counts a value beyond 4 of its sample's standard deviations as 4
 
@@ -153,6 +156,8 @@ class ModelMonitor:
         self.labels = 0
         self._ts = np.zeros(self.window * 8)  # timestamps of recent samples, for start times
         self._ts_seen = 0
+        self._batch_first = 0  # the batch being applied (update), its first sample and times
+        self._batch_ts: np.ndarray | None = None
         self.cbpe_expected = float("nan")
 
     # -- feeding ---------------------------------------------------------------------------
@@ -162,21 +167,22 @@ class ModelMonitor:
         if not n:
             return []
         first = self.samples
-        slots = (first + np.arange(n)) % len(self._ts)
-        self._ts[slots] = batch.timestamps
-        self._ts_seen = first + n
         x_all = batch.x.astype(np.float64)
         x = x_all[:, self.numeric] if len(self.numeric) != x_all.shape[1] else x_all
         score = preds.score.astype(np.float64)
-        events: list[MonitorEvent] = []
+        # every detector's transitions of the batch, applied to the condition book below in
+        # sample order: (index, detector, phase, column, how to apply, with what)
+        found: list[tuple[int, int, int, int, Any, tuple[Any, ...]]] = []
         if self.categorical is not None:
             for index, js in self.categorical.update(x_all[:, self.cat_cols]):
-                events += self._levels("js", js, index, self.js_warn, self.js_alarm,
-                                       ["data_drift"] * len(self.cat_cols), self.cat_names)
+                found.append((index, _JS, 0, 0, self._levels,
+                              ("js", js, index, self.js_warn, self.js_alarm,
+                               ["data_drift"] * len(self.cat_cols), self.cat_names)))
         if self.constant is not None:
-            events += constant_events(self, self.constant.update(x_all, first))
+            found += [(t.index, _CONSTANT, 0, t.column, constant_events, (self, [t]))
+                      for t in self.constant.update(x_all, first)]
         for index, psi in self.psi.update(np.column_stack([x, score])):
-            events += self._levels("psi", psi, index)
+            found.append((index, _PSI, 0, 0, self._levels, ("psi", psi, index)))
         # every CUSUM stream side by side in one array, filled in place
         k = len(self.names)
         bank = np.empty((n, len(self.cusum.mean)))
@@ -198,22 +204,37 @@ class ModelMonitor:
                 bank[:, at:at + k] = x @ self._pooled_m  # minus pooled_c: the bank's mean
             sq = bank[:, at + k:at + 2 * k]
             np.minimum(np.multiply(e, e, out=sq), self._sc_cap, out=sq)
-        dets = self.cusum.update(bank)
-        events += self._cusum_events([d for d in dets if 0 <= d.column < self.scale_at], first, z)
-        if self.has_scale:
-            events += self._scale_events([d for d in dets if d.column >= self.scale_at])
-        if self.pooled is not None:
-            events += monitor_events(self, [d for d in dets if d.column == POOLED])
+        for d in self.cusum.update(bank):
+            if d.column == POOLED:
+                found.append((d.index, _POOLED, _PHASE[d.level], 0, self._pooled_event, (d,)))
+            elif d.column < self.scale_at:
+                found.append((d.index, _CUSUM, _PHASE[d.level], d.column, self._cusum_event, (d, first, z)))
+            else:
+                found.append((d.index, _SCALE, _PHASE[d.level], d.column, self._scale_event, (d,)))
         if self.cbpe is not None and confidence is not None:
-            events += self._cbpe(confidence, first)
+            found += [(index, _CBPE, 0, 0, self._cbpe_event, (drop, index))
+                      for index, drop in self._cbpe(confidence, first)]
+        # A condition's transitions must reach the book in the order of their samples, as if
+        # fed one sample at a time: a detector's return to normal before its next warning in
+        # the same batch, not after it (else the warning is lost). Ties in the order a batch of
+        # one sample gives: by detector, then warning, return to normal, alarm, then column.
+        found.sort(key=lambda f: f[:4])  # (stable: a detector's own order breaks other ties)
+        self._batch_first, self._batch_ts = first, batch.timestamps
+        events: list[MonitorEvent] = []
+        for *_, apply, args in found:
+            events += apply(*args)
+        self._batch_ts = None
+        slots = (first + np.arange(n)) % len(self._ts)
+        self._ts[slots] = batch.timestamps
+        self._ts_seen = first + n
         self.samples += n
-        events.sort(key=lambda e: e.index)  # stable: the same order whatever the batch size
         return events
 
-    def _cbpe(self, confidence: np.ndarray, first: int) -> list[MonitorEvent]:
-        """Expected accuracy from the model's own confidence: a label-free early warning."""
+    def _cbpe(self, confidence: np.ndarray, first: int) -> list[tuple[int, float]]:
+        """Expected accuracy from the model's own confidence, a label-free early warning: its
+        drop against the held-out reference at each evaluation point, (index, drop)."""
         assert self.cbpe is not None
-        events: list[MonitorEvent] = []
+        out: list[tuple[int, float]] = []
         pos = 0
         while pos < len(confidence):
             step = min(self.every - ((first + pos) % self.every), len(confidence) - pos)
@@ -222,11 +243,13 @@ class ModelMonitor:
             if (first + pos) % self.every or self.confidence.seen < self.window:
                 continue
             self.cbpe_expected = self.confidence.mean
-            drop = self.cbpe["reference_expected_accuracy"] - self.cbpe_expected
-            if drop > self._cbpe_levels[0][0] * HYSTERESIS or self.book.states:  # else nothing to do
-                events += self._levels("cbpe", np.array([drop]), first + pos - 1,
-                                       *self._cbpe_levels, ["performance"], [None])
-        return events
+            out.append((first + pos - 1, self.cbpe["reference_expected_accuracy"] - self.cbpe_expected))
+        return out
+
+    def _cbpe_event(self, drop: float, index: int) -> list[MonitorEvent]:
+        if drop > self._cbpe_levels[0][0] * HYSTERESIS or self.book.states:  # else nothing to do
+            return self._levels("cbpe", np.array([drop]), index, *self._cbpe_levels, ["performance"], [None])
+        return []
 
     def on_labels(self, indices: np.ndarray, predicted: np.ndarray, truth: np.ndarray,
                   scores: np.ndarray | None = None) -> list[MonitorEvent]:
@@ -277,13 +300,21 @@ class ModelMonitor:
     # -- events ----------------------------------------------------------------------------
     def _event(self, kind: str, detector: str, feature: str | None, level: str, score: float,
                threshold: float, index: int, top: list[str], start: int | None) -> MonitorEvent:
-        return MonitorEvent(index, self._time(index), kind, feature, detector, level, score,
+        now = index if self._batch_ts is not None else None  # (a batch's event: at its sample)
+        return MonitorEvent(index, self._time(index, now), kind, feature, detector, level, score,
                             threshold, self.model, self.version, top, start,
-                            self._time(start) if start is not None and start >= 0 else None)
+                            self._time(start, now) if start is not None and start >= 0 else None)
 
-    def _time(self, index: int) -> float:
-        if index < 0 or index >= self._ts_seen or index < self._ts_seen - len(self._ts):
+    def _time(self, index: int, now: int | None = None) -> float:
+        """The time of sample ``index`` as known at sample ``now`` (default: the latest seen):
+        the ring keeps the last len(_ts) of them. While a batch is applied, ``now`` is the
+        event's own sample and the batch's times are read from the batch (the ring takes them
+        after), so what is known does not depend on the batch size."""
+        latest = self._ts_seen - 1 if now is None else now
+        if index < 0 or index > latest or index <= latest - len(self._ts):
             return float("nan")  # older than the timestamps kept
+        if self._batch_ts is not None and index >= self._batch_first:
+            return float(self._batch_ts[index - self._batch_first])
         return float(self._ts[index % len(self._ts)])
 
     def _raise(self, e: MonitorEvent) -> list[MonitorEvent]:
@@ -323,52 +354,48 @@ class ModelMonitor:
                     events += self._normal((kinds[col], detector, name), index, float(warn[col]))
         return events
 
-    def _cusum_events(self, dets: list[Detection], first: int, z: np.ndarray | None) -> (
-            list[MonitorEvent]):
-        events: list[MonitorEvent] = []
-        for det in dets:
-            col = det.column
-            kind, name = self.cusum_kinds[col], self.cusum_columns[col]
-            detector = "pca_cusum" if kind == "multivariate_drift" else "cusum"
-            if det.level == "quiet":
-                events += self._normal((kind, detector, name), det.index, float(self.cusum.h_warn[col]))
-                continue
-            thr = float(self.cusum.h[col] if det.level == "alarm" else self.cusum.h_warn[col])
-            if kind == "multivariate_drift" and z is not None:
-                row = min(len(z) - 1, max(0, det.index - first))
-                resid = z[row] - (z[row] @ self._pca_comps.T) @ self._pca_comps
-                top = [self.names[i] for i in np.argsort(-(resid**2))[:TOP]]
-            else:
-                at = self.scale_at
-                top = top_streams(self.cusum.score[:at], self.cusum_kinds[:at],
-                                  self.cusum_columns[:at], kind, name)
-            start = det.start_index if det.start_index >= 0 else None
-            events += self._raise(self._event(kind, detector, name, det.level, det.score, thr,
-                                              det.index, top, start))
-        return events
+    def _cusum_event(self, det: Detection, first: int, z: np.ndarray | None) -> list[MonitorEvent]:
+        col = det.column
+        kind, name = self.cusum_kinds[col], self.cusum_columns[col]
+        detector = "pca_cusum" if kind == "multivariate_drift" else "cusum"
+        if det.level == "quiet":
+            return self._normal((kind, detector, name), det.index, float(self.cusum.h_warn[col]))
+        thr = float(self.cusum.h[col] if det.level == "alarm" else self.cusum.h_warn[col])
+        if kind == "multivariate_drift" and z is not None:
+            row = min(len(z) - 1, max(0, det.index - first))
+            resid = z[row] - (z[row] @ self._pca_comps.T) @ self._pca_comps
+            top = [self.names[i] for i in np.argsort(-(resid**2))[:TOP]]
+        else:
+            at = self.scale_at
+            top = top_streams(self._scores_at(det)[:at], self.cusum_kinds[:at],
+                              self.cusum_columns[:at], kind, name)
+        start = det.start_index if det.start_index >= 0 else None
+        return self._raise(self._event(kind, detector, name, det.level, det.score, thr,
+                                       det.index, top, start))
 
-    def _scale_events(self, dets: list[Detection]) -> list[MonitorEvent]:
-        events: list[MonitorEvent] = []
+    def _scale_event(self, det: Detection) -> list[MonitorEvent]:
         k = len(self.names)
-        kinds = ["data_drift"] * k
-        columns: list[str | None] = list(self.names)
-        scores = self.cusum.score[self.scale_at:]
-        for det in dets:
-            col = det.column
-            local = col - self.scale_at
-            name = self.names[local % k]
-            detector = "resid_cusum" if local < k else "scale_cusum"
-            if det.level == "quiet":
-                events += self._normal(("data_drift", detector, name), det.index,
-                                       float(self.cusum.h_warn[col]))
-                continue
-            thr = float(self.cusum.h[col] if det.level == "alarm" else self.cusum.h_warn[col])
-            part = scores[:k] if local < k else scores[k:]
-            top = top_streams(part, kinds, columns, "data_drift", name)
-            start = det.start_index if det.start_index >= 0 else None
-            events += self._raise(self._event("data_drift", detector, name, det.level,
-                                              det.score, thr, det.index, top, start))
-        return events
+        col = det.column
+        local = col - self.scale_at
+        name = self.names[local % k]
+        detector = "resid_cusum" if local < k else "scale_cusum"
+        if det.level == "quiet":
+            return self._normal(("data_drift", detector, name), det.index, float(self.cusum.h_warn[col]))
+        thr = float(self.cusum.h[col] if det.level == "alarm" else self.cusum.h_warn[col])
+        scores = self._scores_at(det)[self.scale_at:]
+        part = scores[:k] if local < k else scores[k:]
+        top = top_streams(part, ["data_drift"] * k, list(self.names), "data_drift", name)
+        start = det.start_index if det.start_index >= 0 else None
+        return self._raise(self._event("data_drift", detector, name, det.level,
+                                       det.score, thr, det.index, top, start))
+
+    def _pooled_event(self, det: Detection) -> list[MonitorEvent]:
+        return monitor_events(self, [det])
+
+    def _scores_at(self, det: Detection) -> np.ndarray:
+        """The bank's column scores at the detection's sample (as fed sample by sample), which
+        rank the streams an event names."""
+        return self.cusum.score if det.column_scores is None else det.column_scores
 
     def _label_event(self, det: Detection) -> list[MonitorEvent]:
         key: Key = ("performance", "error_cusum", None)
