@@ -11,21 +11,21 @@ import numpy as np
 from agent.inference.batches import PredictionBatch, SampleBatch
 from agent.models.bundle import Manifest
 from agent.monitor import readout
-from agent.monitor.alarms import TOP, AlarmBook, Key, MonitorEvent, top_streams
+from agent.monitor.alarms import TOP, AlarmBook, Key, MonitorEvent
+from agent.monitor.bank_events import OUTLIER, cusum_event, pooled_event, resid_columns, scale_event
 from agent.monitor.calibrate import pad_profiles, prediction_errors, reconstruction_log_error, score_transform
 from agent.monitor.constant import ConstantWatch, constant_events
 from agent.monitor.cusum import POOLED
 from agent.monitor.detectors import Cusum, Detection, RingMean, WindowCategorical, WindowPSI, pad_proportions
 from agent.monitor.labelcal import outcome_llr
 from agent.monitor.performance import ClassPerformance
-from agent.monitor.pooled import monitor_events, pool_of, transform
+from agent.monitor.pooled import pool_of, transform
 from agent.monitor.scores import table_arrays
 
 # the order in which a batch of one sample applies its detectors' transitions (ties of one index)
 _JS, _CONSTANT, _PSI, _CUSUM, _SCALE, _POOLED, _CBPE = range(7)
 _PHASE = {"warning": 0, "quiet": 1, "alarm": 2}  # a bank's detections of one sample, in its order
 HYSTERESIS = 0.8  # a window detector's condition ends below 80% of its warning level
-OUTLIER = 4.0  # a mean CUSUM counts a value beyond 4 of its sample's standard deviations as 4
 
 
 class ModelMonitor:
@@ -109,7 +109,7 @@ class ModelMonitor:
             # the residual columns: each stream decorrelated from the others (the pooled
             # section), or in bundles before it the mean of its prediction errors
             pk = mon.get("pooled")
-            rs = _resid_columns(sc) if pk is None else (
+            rs = resid_columns(sc) if pk is None else (
                 transform(pk)[1].tolist(), [1.0] * k, pk["clip"], pk["stream_h_alarm"], pk["stream_h_warn"])
             mean, std = [*mean, *rs[0], *[0.0] * k], [*std, *rs[1], *[1.0] * k]
             ref_k = [*ref_k, *[d["cusum_k"]] * k, *[sc["k"]] * k]
@@ -206,11 +206,11 @@ class ModelMonitor:
             np.minimum(np.multiply(e, e, out=sq), self._sc_cap, out=sq)
         for d in self.cusum.update(bank):
             if d.column == POOLED:
-                found.append((d.index, _POOLED, _PHASE[d.level], 0, self._pooled_event, (d,)))
+                found.append((d.index, _POOLED, _PHASE[d.level], 0, pooled_event, (self, d)))
             elif d.column < self.scale_at:
-                found.append((d.index, _CUSUM, _PHASE[d.level], d.column, self._cusum_event, (d, first, z)))
+                found.append((d.index, _CUSUM, _PHASE[d.level], d.column, cusum_event, (self, d, first, z)))
             else:
-                found.append((d.index, _SCALE, _PHASE[d.level], d.column, self._scale_event, (d,)))
+                found.append((d.index, _SCALE, _PHASE[d.level], d.column, scale_event, (self, d)))
         if self.cbpe is not None and confidence is not None:
             found += [(index, _CBPE, 0, 0, self._cbpe_event, (drop, index))
                       for index, drop in self._cbpe(confidence, first)]
@@ -354,49 +354,6 @@ class ModelMonitor:
                     events += self._normal((kinds[col], detector, name), index, float(warn[col]))
         return events
 
-    def _cusum_event(self, det: Detection, first: int, z: np.ndarray | None) -> list[MonitorEvent]:
-        col = det.column
-        kind, name = self.cusum_kinds[col], self.cusum_columns[col]
-        detector = "pca_cusum" if kind == "multivariate_drift" else "cusum"
-        if det.level == "quiet":
-            return self._normal((kind, detector, name), det.index, float(self.cusum.h_warn[col]))
-        thr = float(self.cusum.h[col] if det.level == "alarm" else self.cusum.h_warn[col])
-        if kind == "multivariate_drift" and z is not None:
-            row = min(len(z) - 1, max(0, det.index - first))
-            resid = z[row] - (z[row] @ self._pca_comps.T) @ self._pca_comps
-            top = [self.names[i] for i in np.argsort(-(resid**2))[:TOP]]
-        else:
-            at = self.scale_at
-            top = top_streams(self._scores_at(det)[:at], self.cusum_kinds[:at],
-                              self.cusum_columns[:at], kind, name)
-        start = det.start_index if det.start_index >= 0 else None
-        return self._raise(self._event(kind, detector, name, det.level, det.score, thr,
-                                       det.index, top, start))
-
-    def _scale_event(self, det: Detection) -> list[MonitorEvent]:
-        k = len(self.names)
-        col = det.column
-        local = col - self.scale_at
-        name = self.names[local % k]
-        detector = "resid_cusum" if local < k else "scale_cusum"
-        if det.level == "quiet":
-            return self._normal(("data_drift", detector, name), det.index, float(self.cusum.h_warn[col]))
-        thr = float(self.cusum.h[col] if det.level == "alarm" else self.cusum.h_warn[col])
-        scores = self._scores_at(det)[self.scale_at:]
-        part = scores[:k] if local < k else scores[k:]
-        top = top_streams(part, ["data_drift"] * k, list(self.names), "data_drift", name)
-        start = det.start_index if det.start_index >= 0 else None
-        return self._raise(self._event("data_drift", detector, name, det.level,
-                                       det.score, thr, det.index, top, start))
-
-    def _pooled_event(self, det: Detection) -> list[MonitorEvent]:
-        return monitor_events(self, [det])
-
-    def _scores_at(self, det: Detection) -> np.ndarray:
-        """The bank's column scores at the detection's sample (as fed sample by sample), which
-        rank the streams an event names."""
-        return self.cusum.score if det.column_scores is None else det.column_scores
-
     def _label_event(self, det: Detection) -> list[MonitorEvent]:
         key: Key = ("performance", "error_cusum", None)
         if det.level == "quiet":
@@ -412,11 +369,3 @@ class ModelMonitor:
 
     def parts(self) -> dict[str, Any]:
         return readout.parts(self)
-
-
-def _resid_columns(sc: dict[str, Any]) -> tuple[list[float], ...]:
-    """Mean, spread, clip and levels of the prediction errors' mean CUSUMs (bundles before the
-    pooled section)."""
-    sd = np.array(sc["resid_cusum_std"])
-    return (sc["resid_mean"], sc["resid_cusum_std"], (OUTLIER / sd).tolist(), sc["resid_h_alarm"],
-            sc["resid_h_warn"])
