@@ -160,6 +160,9 @@ def _replay(cfg: ReplayConfig, bundle: Path, staging: Path, csv_path: Path) -> d
             if model.classes:
                 correct += int((np.asarray(predicted)[rows] == truth[start + rows]).sum())
             labelled += len(rows)
+            # the labels' events among the samples', in sample order: as a batch of one sample
+            # would give them, so the incidents do not depend on BATCH
+            found.sort(key=lambda e: e.index)
         events += found
         incident_events += book.apply(found)
     metrics = monitor.metrics()
