@@ -52,6 +52,7 @@ from agent.cli import main as cli
 from bench.common import emit, quick
 from bench.line_streams import (
     DEV,
+    EIGHTH,
     FIFTH,
     FRESH,
     HELD_OUT,
@@ -243,7 +244,9 @@ def main() -> None:
                   "last-11": (1700, 1701, 1702, 1703, 1704), "loop-10": (1900, 1901, 1902, 1903, 1904),
                   "fifth-7": (2100, 2101, 2102, 2103, 2104), "loop-12": (2300, 2301, 2302, 2303, 2304),
                   "sixth-10": (2500, 2501, 2502, 2503, 2504), "loop-14": (2700, 2701, 2702, 2703, 2704),
-                  "var-8": (2900, 2901, 2902, 2903, 2904), "var-13": (3100, 3101, 3102, 3103, 3104)}
+                  "var-8": (2900, 2901, 2902, 2903, 2904), "var-13": (3100, 3101, 3102, 3103, 3104),
+                  "eighth-9": (3300, 3301, 3302, 3303, 3304), "loop-16": (3500, 3501, 3502, 3503, 3504),
+                  "var-10": (3700, 3701, 3702, 3703, 3704)}
     groups: list[tuple[str, list[tuple[Shape, int]]]] = [
         ("developed on: dev-8, seeds " + ",".join(map(str, seeds)), [(DEV, s) for s in seeds]),
         ("first held-out set (then developed on): dev-8, seeds 100-104",
@@ -271,6 +274,9 @@ def main() -> None:
         *[(f"seventh held-out set (a third generator, --holdout-csv): {shape.name}, seeds "
            f"{late_seeds[shape.name][0]}-{late_seeds[shape.name][-1]}",
            [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in SEVENTH],
+        *[(f"eighth held-out set: {shape.name}, seeds {late_seeds[shape.name][0]}-"
+           f"{late_seeds[shape.name][-1]}",
+           [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in EIGHTH],
     ]
     args = sys.argv[1:]
     if args[:1] == ["--dev-only"]:

@@ -200,6 +200,23 @@ SEVENTH = (
 )
 
 
+# the eighth held-out set (2026-12-02): defined and committed after the tie CUSUM
+# (agent.monitor.tie) was tried on development lines and before anything of it ran on these;
+# one shape of each generator
+EIGHTH = (
+    Shape("eighth-9", 9, ((0, 1), (2, 3, 4, 5), (7, 8)), 0.7, 0.5, (0.4, 0.3, 0.3),
+          quality=(1, 3, 8, 6), after_concept=(0, 4, 7, 2), shift_tags=(2, 6, 7),
+          variance_tags=(5, 8), broken_tag=1, nok_rate=0.12, label_noise=0.34),
+    Shape("loop-16", 16, ((0, 1, 2, 3), (4, 5), (6, 7, 8), (10, 11, 12), (13, 14)), 0.88, 0.52,
+          (0.46, 0.24, 0.30), quality=(3, 5, 11, 15), after_concept=(0, 7, 13, 9),
+          shift_tags=(1, 9, 14), variance_tags=(6, 12), broken_tag=13, nok_rate=0.13,
+          label_noise=0.35, extra={"period": 33.0, "noise_df": 5.0}),
+    Shape("var-10", 10, (), 0.87, 0.0, (0.0, 0.0, 0.0), quality=(2, 5, 9, 0),
+          after_concept=(1, 6, 8, 3), shift_tags=(3, 7), variance_tags=(1, 8), broken_tag=5,
+          nok_rate=0.13, label_noise=0.32, extra={"generator": "var", "holdout_csv": 1.0}),
+)
+
+
 def _ar1(rng: np.random.Generator, rows: int, cols: int, rho: float) -> np.ndarray:
     """AR(1) columns with unit stationary variance, started in their stationary law."""
     e = rng.standard_normal((rows, cols)) * np.sqrt(1 - rho * rho)
