@@ -41,17 +41,21 @@ def cusum_event(monitor: ModelMonitor, det: Detection, first: int, z: np.ndarray
 
 
 def scale_event(monitor: ModelMonitor, det: Detection) -> list[MonitorEvent]:
+    """A prediction-error column's detection: its mean (resid_cusum), its scale (scale_cusum)
+    or its tie to the others (tie_cusum, agent.monitor.tie)."""
     k = len(monitor.names)
     col = det.column
     local = col - monitor.scale_at
-    name = monitor.names[local % k]
-    detector = "resid_cusum" if local < k else "scale_cusum"
+    group = min(2, local // k)  # resid, scale, tie
+    names = list(monitor.names) if group < 2 else [monitor.names[j] for j in monitor.tie_cols]
+    name = names[local - group * k]
+    detector = ("resid_cusum", "scale_cusum", "tie_cusum")[group]
     if det.level == "quiet":
         return monitor._normal(("data_drift", detector, name), det.index, float(monitor.cusum.h_warn[col]))
     thr = float(monitor.cusum.h[col] if det.level == "alarm" else monitor.cusum.h_warn[col])
-    scores = scores_at(monitor, det)[monitor.scale_at:]
-    part = scores[:k] if local < k else scores[k:]
-    top = top_streams(part, ["data_drift"] * k, list(monitor.names), "data_drift", name)
+    scores = scores_at(monitor, det)[monitor.scale_at + group * k:]
+    part = scores[:len(names)]
+    top = top_streams(part, ["data_drift"] * len(names), list(names), "data_drift", name)
     start = det.start_index if det.start_index >= 0 else None
     return monitor._raise(monitor._event("data_drift", detector, name, det.level,
                                          det.score, thr, det.index, top, start))

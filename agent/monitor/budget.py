@@ -9,7 +9,8 @@ together. The split (stated in the manifest, shown by ``edge-agent status``):
 * the prediction (the model's score) a tenth: its PSI and its CUSUM a twentieth each;
 * the inputs the remaining 40%: half of it to the pooled mean CUSUM (agent.monitor.pooled; it
   needs two or more numeric inputs), the rest in equal parts per detector and stream: PSI, mean
-  CUSUM, residual mean CUSUM and scale CUSUM of every numeric input, the category window of
+  CUSUM, residual mean CUSUM and scale CUSUM of every numeric input, the tie CUSUM of every
+  numeric input the others predict (agent.monitor.tie), the category window of
   every categorical input, the multivariate (PCA) CUSUM (two or more numeric inputs). Without
   the pooled CUSUM, all of it in equal parts.
 
@@ -27,7 +28,8 @@ UNIT = "false alarms per model per week, all detectors and streams together"
 SPLIT_RULE = ("performance 50% (CBPE 25%, label error CUSUM 25%), prediction 10% (PSI 5%, CUSUM "
               "5%), inputs 40% (half of it to the pooled mean CUSUM, with two or more numeric "
               "inputs; the rest in equal parts per detector and stream: PSI, mean CUSUM, residual "
-              "mean CUSUM, scale CUSUM per numeric input; category window per categorical input; "
+              "mean CUSUM, scale CUSUM per numeric input, tie CUSUM per numeric input with a "
+              "tie to the others; category window per categorical input; "
               "PCA CUSUM); "
               "shares of detectors the model lacks go to the others in proportion")
 # the pooled mean CUSUM's part of the inputs' share: it is the one detector that sees a shift of
@@ -104,15 +106,16 @@ def describe(monitoring: dict[str, Any]) -> str:
             f" per week per model at {raw['sample_rate_hz']:g} Hz; split: {parts}")
 
 
-def split(numeric: int, categorical: int, multivariate: bool, cbpe: bool, labels: bool) -> (
-        dict[str, Any]):
-    """Share of the model's budget for one stream of each detector, and the record of the split.
+def split(numeric: int, categorical: int, multivariate: bool, cbpe: bool, labels: bool,
+          ties: int = 0) -> dict[str, Any]:
+    """Share of the model's budget for one stream of each detector, and the record of the split
+    (``ties``: the numeric inputs with a tie CUSUM).
 
     Returns {"per_stream": {detector: share}, "shares": {group: share}, "input_streams": n}.
     """
     weights = {"prediction_psi": WEIGHTS["prediction_psi"],
                "prediction_cusum": WEIGHTS["prediction_cusum"]}
-    input_streams = 4 * numeric + categorical + (2 if multivariate else 0)
+    input_streams = 4 * numeric + ties + categorical + (2 if multivariate else 0)
     if input_streams:
         weights["inputs"] = WEIGHTS["inputs"]
     if cbpe:
@@ -125,7 +128,7 @@ def split(numeric: int, categorical: int, multivariate: bool, cbpe: bool, labels
     pooled = POOLED_PART * inputs if multivariate else 0.0
     per_input = (inputs - pooled) / max(1, input_streams - (1 if multivariate else 0))
     per_stream = {"psi": per_input, "cusum": per_input, "scale_cusum": per_input,
-                  "resid_cusum": per_input, "js": per_input,
+                  "resid_cusum": per_input, "tie_cusum": per_input, "js": per_input,
                   "pca_cusum": per_input, "pooled_cusum": pooled,
                   "prediction_psi": shares["prediction_psi"],
                   "prediction_cusum": shares["prediction_cusum"],

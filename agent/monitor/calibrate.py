@@ -29,21 +29,19 @@ from agent.monitor.laws import (
     chi2_quantile,
     cusum_h,
     long_run_inflation,
-    robust_scale_h,
-    scale_cusum_h,
-    scale_k,
     slowest,
     window_alpha,
     window_mean_z,
 )
 from agent.monitor.pca import pca_section, reconstruction_log_error
 from agent.monitor.pooled import pooled_section
+from agent.monitor.replaycheck import allowed_alarms, fired_too_often
+from agent.monitor.scale import SCALE_CAP, prediction_errors, prediction_fit, scale_section
 from agent.monitor.scores import cross_fitted, normal_scores_table, score_transform
+from agent.monitor.tie import tie_section, tie_thresholds
 
-SCALE_CAP = 9.0  # z^2 beyond this (3 standard deviations) counts as 9 in the scale CUSUM
-
-__all__ = ["Budget", "calibrate", "pad_profiles", "prediction_errors", "reconstruction_log_error",
-           "score_transform"]
+__all__ = ["SCALE_CAP", "Budget", "calibrate", "pad_profiles", "prediction_errors",
+           "reconstruction_log_error", "score_transform"]
 
 
 def psi_threshold(rate_per_week: float, budget: Budget, bins: np.ndarray, n_ref: int,
@@ -87,9 +85,14 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     x_num = x[:, numeric]
     k = x_num.shape[1]
     labels = "accuracy" in holdout
-    plan = budgets.split(k, int(cat.sum()), k >= 2, confidence is not None, labels)
+    mean, std = x_num.mean(axis=0), x_num.std(axis=0)
+    fit = prediction_fit(x_num, mean, std)  # the scale, residual and tie CUSUMs' predictions
+    tie, tie_llr = tie_section(fit.u, fit.err / fit.resid_std, fit.resid_std, fit.spread_bump, SCALE_CAP)
+    ties = len(tie["columns"])
+    plan = budgets.split(k, int(cat.sum()), k >= 2, confidence is not None, labels, ties)
     shares = plan["per_stream"]
     streams = {d: n for d, n in (("psi", k), ("cusum", k), ("resid_cusum", k), ("scale_cusum", k),
+                                 ("tie_cusum", ties),
                                  ("js", int(cat.sum())), ("pca_cusum", int(k >= 2)),
                                  ("pooled_cusum", int(k >= 2)),
                                  ("prediction_psi", 1), ("prediction_cusum", 1),
@@ -110,11 +113,15 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     # time scale: their long-run spreads use at least the bandwidth of the inputs' (all rows)
     span = slowest(x_num)
     num_profiles = [profiles[i] for i in numeric]
-    mean, std = x_num.mean(axis=0), x_num.std(axis=0)
     monitoring["data"] = _stream_thresholds(x_num, x_num, num_profiles, mean, std, infl, budget,
                                             shares["psi"], shares["cusum"])
     monitoring["data"]["columns"] = numeric.tolist()
-    monitoring["scale"] = _scale(x_num, mean, std, budget, shares["scale_cusum"], shares["resid_cusum"])
+    monitoring["scale"] = scale_section(x_num, mean, fit, budget, shares["scale_cusum"],
+                                        shares["resid_cusum"])
+    if ties:
+        warn_rate, alarm_rate = _rates(budget, shares["tie_cusum"])
+        monitoring["tie"] = tie_thresholds(tie, tie_llr, warn_rate, alarm_rate, budget.samples_per_week,
+                                           allowed_alarms(len(tie_llr), alarm_rate, budget.samples_per_week))
     # scores are skewed (a classifier's most of all): the CUSUM watches their normal scores,
     # the held-out distribution mapped onto N(0, 1), which its law assumes
     table = normal_scores_table(score)
@@ -181,31 +188,6 @@ def _stream_thresholds(x: np.ndarray, x_cusum: np.ndarray, profiles: list[dict[s
             "replay_adjusted": adjusted}
 
 
-def allowed_alarms(rows: int, rate_per_week: float, samples_per_week: float) -> int:
-    """Most alarms a drift-free replay of ``rows`` samples may show under a detector's law: the
-    99% quantile of Poisson(rows x rate). More than that and the law does not fit these data:
-    the threshold is raised (a replay check that raises at the first alarm would spend budget
-    on chance)."""
-    lam = rows * rate_per_week / samples_per_week
-    count, term = 0, math.exp(-lam)
-    cdf = term
-    while 1 - cdf > 0.01 and count < 10_000:
-        count += 1
-        term *= lam / count
-        cdf += term
-    return count
-
-
-def fired_too_often(cusum: Cusum, x: np.ndarray, rows: int, rate_per_week: float,
-                    samples_per_week: float) -> set[int]:
-    counts: dict[int, int] = {}
-    for d in cusum.update(x):
-        if d.level == "alarm":
-            counts[d.column] = counts.get(d.column, 0) + 1
-    limit = allowed_alarms(rows, rate_per_week, samples_per_week)
-    return {col for col, n in counts.items() if n > limit}
-
-
 def _replay_check(x: np.ndarray, x_cusum: np.ndarray, profiles: list[dict[str, Any]],
                   mean: np.ndarray, eff_std: np.ndarray, psi_warn: np.ndarray, psi_alarm: np.ndarray,
                   h_warn: np.ndarray, h_alarm: np.ndarray, budget: Budget,
@@ -238,100 +220,6 @@ def _replay_check(x: np.ndarray, x_cusum: np.ndarray, profiles: list[dict[str, A
             h_warn[col] *= 1.25
         adjusted = True
     return adjusted
-
-
-def prediction_errors(u: np.ndarray, prev: np.ndarray | None, coef: np.ndarray) -> np.ndarray:
-    """One-step prediction errors of standardized inputs ``u`` (rows in time order): each
-    stream predicted from the other streams now and every stream's previous value,
-    u_t - [u_t, u_{t-1}] @ coef (the diagonal of coef's first block is zero). ``prev`` is the
-    row before the first (None: the reference mean)."""
-    k = u.shape[1]
-    now, before = coef[:k], coef[k:]
-    out = u - u @ now
-    lagged = u @ before  # each row's contribution to the next row's prediction
-    out[1:] -= lagged[:-1]
-    if prev is not None:
-        out[0] -= prev @ before
-    return np.asarray(out)
-
-
-def _predictor(u: np.ndarray) -> np.ndarray:
-    """Least squares (lightly ridged) of each stream on the others now and all a step before."""
-    k = u.shape[1]
-    design = np.hstack([u[1:], u[:-1]])
-    gram = design.T @ design + 1e-3 * len(design) * np.eye(2 * k)
-    cross = design.T @ u[1:]
-    coef = np.zeros((2 * k, k))
-    for i in range(k):
-        keep = np.array([j for j in range(2 * k) if j != i])
-        coef[keep, i] = np.linalg.solve(gram[np.ix_(keep, keep)], cross[keep, i])
-    return coef
-
-
-def _scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget,
-           share: float, resid_share: float) -> dict[str, Any]:
-    """Scale CUSUM per numeric stream on its squared standardized prediction error (from the
-    other streams and the previous values): a spread growing to ``scale_ratio`` times the
-    reference, or a stream that no longer follows the others, moves it up. z^2 is clipped at
-    SCALE_CAP (a single outlier of heavy-tailed noise must not be an alarm by itself) and its
-    law is the Markov chain of the reference rows' own clipped z^2 (robust_scale_h); errors
-    whose squares still come in runs stretch the threshold by their long-run inflation."""
-    safe = np.where(std > 0, std, 1.0)
-    u = (x - mean) / safe
-    coef = _predictor(u) if len(u) > 2 * u.shape[1] + 10 else np.zeros((2 * u.shape[1], u.shape[1]))
-    err = prediction_errors(u, None, coef)[1:]
-    resid_std = err.std(axis=0) if len(err) > 2 else np.ones_like(safe)
-    # two standard errors up (1/sqrt(2n) each): a spread estimated low shifts the scale CUSUM's
-    # in-control drift, and a short reference (a retrained model's) has a wide one
-    resid_std = np.where(resid_std > 0, resid_std, 1.0) * (1 + 2 / math.sqrt(2 * max(1, len(err))))
-    y = np.minimum((err / resid_std) ** 2, SCALE_CAP)
-    infl = np.clip(long_run_inflation(y), 1.0, 4.0) if len(y) > 20 else np.ones(len(safe))
-    k = scale_k(budget.scale_ratio)
-    warn_rate, alarm_rate = _rates(budget, share)
-    week = budget.samples_per_week
-    if len(y) >= 200:  # enough rows to show the tails of their own law
-        h_warn = np.array([robust_scale_h(week / warn_rate, y[:, j], k) for j in range(y.shape[1])]) * infl
-        h_alarm = np.array([robust_scale_h(week / alarm_rate, y[:, j], k) for j in range(y.shape[1])]) * infl
-    else:
-        h_warn = scale_cusum_h(week / warn_rate, k) * infl
-        h_alarm = scale_cusum_h(week / alarm_rate, k) * infl
-    # the mean of the same prediction errors: a shift of a few streams that breaks from what the
-    # others and their own past predict (a mean CUSUM on them, as on the raw streams)
-    z = err / resid_std
-    z_mean = z.mean(axis=0)
-    z_infl = long_run_inflation(z, safe=True) if len(z) > 20 else np.ones(len(safe))
-    z_std = z.std(axis=0) * np.sqrt(z_infl)
-    warn_rate, alarm_rate = _rates(budget, resid_share)
-    ref_var = 1 / max(1, len(z))
-    m_warn = np.full(len(safe), cusum_h(week / warn_rate, budget.cusum_k, ref_var=ref_var))
-    m_alarm = np.full(len(safe), cusum_h(week / alarm_rate, budget.cusum_k, ref_var=ref_var))
-    adjusted = False
-    cols = x.shape[1]
-    scale_rate = _rates(budget, share)[1]
-    for _ in range(20):  # replay check (both shares are the same per stream)
-        cusum = Cusum(np.concatenate([z_mean, np.zeros(cols)]), np.concatenate([z_std, np.ones(cols)]),
-                      np.concatenate([np.full(cols, budget.cusum_k), np.full(cols, k)]),
-                      np.concatenate([m_alarm, h_alarm]),
-                      np.concatenate([np.zeros(cols, bool), np.ones(cols, bool)]),
-                      np.concatenate([m_warn, h_warn]))
-        fired = fired_too_often(cusum, np.hstack([z, y]), len(z), min(alarm_rate, scale_rate), week)
-        if not fired:
-            break
-        for col in fired:
-            arr_a, arr_w = (m_alarm, m_warn) if col < cols else (h_alarm, h_warn)
-            arr_a[col % cols] *= 1.25
-            arr_w[col % cols] *= 1.25
-        adjusted = True
-    return {"mean": mean.tolist(), "std": safe.tolist(), "coef": coef.round(6).tolist(),
-            "resid_std": resid_std.tolist(), "k": k, "ratio": budget.scale_ratio,
-            "inflation": infl.round(3).tolist(), "h_warn": h_warn.tolist(), "h_alarm": h_alarm.tolist(),
-            "cap": SCALE_CAP,
-            "resid_mean": z_mean.tolist(), "resid_cusum_std": z_std.tolist(),
-            "resid_h_warn": m_warn.tolist(), "resid_h_alarm": m_alarm.tolist(),
-            "law": "Brook-Evans Markov chain of the reference rows' own z^2 clipped at the cap, "
-                   "exponential tail beyond h = 40 (theta at most the Gaussian one); h times the "
-                   "long-run inflation of z^2",
-            "replay_adjusted": adjusted}
 
 
 def _cbpe(confidence: np.ndarray, holdout: dict[str, Any], budget: Budget,

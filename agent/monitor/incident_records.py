@@ -11,7 +11,7 @@ from typing import Any
 
 from agent.monitor.alarms import MonitorEvent
 
-CHANGE_POINT_DETECTORS = {"cusum", "resid_cusum", "scale_cusum", "pca_cusum", "error_cusum",
+CHANGE_POINT_DETECTORS = {"cusum", "resid_cusum", "scale_cusum", "tie_cusum", "pca_cusum", "error_cusum",
                           "pooled_cusum"}
 CAUSE_CHAIN = {"inputs", "outputs"}  # outputs follow from inputs: one problem seen twice
 MAX_SHELVE_S = 7 * 24 * 3600.0  # EEMUA 191: shelving is always time-limited

@@ -21,6 +21,7 @@ from agent.monitor.labelcal import outcome_llr
 from agent.monitor.performance import ClassPerformance
 from agent.monitor.pooled import pool_of, transform
 from agent.monitor.scores import table_arrays
+from agent.monitor.tie import increments as tie_increments
 
 # the order in which a batch of one sample applies its detectors' transitions (ties of one index)
 _JS, _CONSTANT, _PSI, _CUSUM, _SCALE, _POOLED, _CBPE = range(7)
@@ -120,6 +121,20 @@ class ModelMonitor:
             # names for the metrics only (a prediction error of a stream is not the stream)
             self.cusum_kinds += ["data_drift"] * (2 * k)
             self.cusum_columns += [f"{n}:resid" for n in self.names] + [f"{n}:scale" for n in self.names]
+        # the tie CUSUMs of the inputs the others predict, after the scale columns (one-sided,
+        # their increments carry their own drift: k = 0)
+        self.tie: dict[str, Any] | None = mon.get("tie") if self.has_scale else None
+        self.tie_cols = np.array(self.tie["columns"] if self.tie else [], dtype=np.int64)
+        if self.tie is not None and len(self.tie_cols):
+            w = len(self.tie_cols)
+            self._tie = (np.array(self.tie["phi"]), np.array(self.tie["sigma"]),
+                         np.array(self.tie["log_ratio"]))
+            mean, std, ref_k = [*mean, *[0.0] * w], [*std, *[1.0] * w], [*ref_k, *[0.0] * w]
+            clip += [math.inf] * w
+            h, h_warn = [*h, *self.tie["h_alarm"]], [*h_warn, *self.tie["h_warn"]]
+            one_sided += [True] * w
+            self.cusum_kinds += ["data_drift"] * w
+            self.cusum_columns += [f"{self.names[j]}:tie" for j in self.tie_cols]
         # the pooled mean CUSUM over the residual columns (bundles before it have none)
         self.pooled: dict[str, Any] | None = mon.get("pooled") if self.has_scale else None
         if self.pooled is not None:
@@ -196,7 +211,6 @@ class ModelMonitor:
             u = (x - self._sc_mean) / self._sc_std
             e = prediction_errors(u, self._prev, self._sc_coef)
             e /= self._sc_resid
-            self._prev = u[-1].copy()
             at = self.scale_at
             if self.pooled is None:
                 bank[:, at:at + k] = e
@@ -204,6 +218,11 @@ class ModelMonitor:
                 bank[:, at:at + k] = x @ self._pooled_m  # minus pooled_c: the bank's mean
             sq = bank[:, at + k:at + 2 * k]
             np.minimum(np.multiply(e, e, out=sq), self._sc_cap, out=sq)
+            if len(self.tie_cols):
+                cols = self.tie_cols
+                prev = None if self._prev is None else self._prev[cols]
+                bank[:, at + 2 * k:] = tie_increments(sq[:, cols], u[:, cols], prev, *self._tie, self._sc_cap)
+            self._prev = u[-1].copy()
         for d in self.cusum.update(bank):
             if d.column == POOLED:
                 found.append((d.index, _POOLED, _PHASE[d.level], 0, pooled_event, (self, d)))

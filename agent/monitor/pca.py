@@ -18,6 +18,7 @@ import numpy as np
 from agent.monitor.budget import Budget
 from agent.monitor.cusum import Cusum
 from agent.monitor.laws import cusum_h, long_run_inflation
+from agent.monitor.replaycheck import fired_too_often
 
 EXPLAINED = 0.9  # the principal subspace: the fewest components with 90% of the variance
 # a direction with less than this share of the total variance is none: float32 rounding of
@@ -29,8 +30,6 @@ def pca_section(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget
                 share: float) -> dict[str, Any] | None:
     """The manifest's ``multivariate`` section; None when the reference rows vary in fewer
     than two directions (nothing is left outside a subspace to watch)."""
-    from agent.monitor.calibrate import fired_too_often  # calibrate imports this module
-
     safe_std = np.where(std > 0, std, 1.0)
     z = (x - mean) / safe_std
     _, s, vt = np.linalg.svd(z, full_matrices=False)

@@ -35,6 +35,7 @@ import numpy as np
 from agent.monitor.alarms import TOP, Key, MonitorEvent
 from agent.monitor.cusum import POOLED, Cusum, Detection, Pool
 from agent.monitor.laws import long_run_inflation
+from agent.monitor.replaycheck import allowed_alarms
 
 if TYPE_CHECKING:
     from agent.monitor.monitor import ModelMonitor
@@ -115,7 +116,6 @@ def pooled_section(x: np.ndarray, mean: np.ndarray, std: np.ndarray, k: float,
     the decorrelating matrix (applied to (x - mean) / std), the clip, each stream's own CUSUM
     thresholds (``stream_rates``: warnings and alarms per week of one stream) and the pooled
     statistic's b and thresholds (``pool_rates``)."""
-    from agent.monitor.calibrate import allowed_alarms  # calibrate imports this module
     from agent.monitor.laws import cusum_h
 
     safe = np.where(std > 0, std, 1.0)

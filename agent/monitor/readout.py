@@ -29,7 +29,10 @@ def metrics(monitor: ModelMonitor) -> dict[str, Any]:
         k = len(monitor.names)
         score = np.round(monitor.cusum.score[monitor.scale_at:], 3).tolist()
         out["resid_cusum"] = dict(zip(monitor.names, score[:k], strict=True))
-        out["scale_cusum"] = dict(zip(monitor.names, score[k:], strict=True))
+        out["scale_cusum"] = dict(zip(monitor.names, score[k:2 * k], strict=True))
+        if len(monitor.tie_cols):  # the inputs the others predict: their tie to them
+            out["tie_cusum"] = dict(zip([monitor.names[j] for j in monitor.tie_cols], score[2 * k:],
+                                        strict=True))
     if monitor.pca is not None:
         out["pca_cusum"] = round(float(monitor.cusum.score[len(monitor.names) + 1]), 3)
     if monitor.pooled is not None:

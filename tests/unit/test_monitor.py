@@ -117,14 +117,17 @@ def test_broken_correlation_is_named_and_marginal_detectors_stay_quiet() -> None
     fired = alarms(events)
     # f1 no longer follows f0: each of them decorrelated from the other (the residual columns)
     # and their prediction errors jump at once (14 of their standard deviations), and the PCA
-    # error grows; the pooled CUSUM of both residuals is first (3007), then the PCA CUSUM and the
-    # scale CUSUMs (which count z^2 as at most 9: one outlier is no alarm; designed for a 1.3x
-    # variance their levels are higher than a 1.5x design's, so a jump this large takes a few
-    # samples more); the pooled alarm restarts the residual sums it pooled. The marginal
-    # detectors (PSI, mean CUSUM) see nothing: the marginals are the same
-    assert fired == [("data_drift", "pooled_cusum", "f1", 3007),
+    # error grows; the tie CUSUMs are first (f0 at 3003, f1 at 3004: each is now predicted
+    # better by its own past than by the other, the likelihood ratio of exactly this change),
+    # then the pooled CUSUM of both residuals (3007), the PCA CUSUM and the scale CUSUMs (which
+    # count z^2 as at most 9: one outlier is no alarm); the pooled alarm restarts the residual
+    # sums it pooled. The marginal detectors (PSI, mean CUSUM) see nothing: the marginals are the same
+    assert fired == [("data_drift", "tie_cusum", "f0", 3003), ("data_drift", "tie_cusum", "f1", 3004),
+                     ("data_drift", "pooled_cusum", "f1", 3007),
                      ("multivariate_drift", "pca_cusum", None, 3014),
                      ("data_drift", "scale_cusum", "f0", 3016), ("data_drift", "scale_cusum", "f1", 3017)]
+    tie = next(e for e in events if e.level == "alarm" and e.detector == "tie_cusum")
+    assert tie.start_index == CHANGE and set(tie.top_features) == {"f0", "f1"}
     pooled = next(e for e in events if e.level == "alarm" and e.detector == "pooled_cusum")
     assert set(pooled.top_features) == {"f0", "f1"} and pooled.start_index == 3002
     pca = next(e for e in events if e.level == "alarm" and e.detector == "pca_cusum")
