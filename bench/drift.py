@@ -141,9 +141,16 @@ def monitor_cost(features: int = 20, repeats: int = 1, chunk: int = 64 * 64) -> 
     one of a quarter second often does, so the fastest chunk is the monitor's own cost (as
     timeit takes the fastest of its repeats) and the median says what the load added."""
     rng = np.random.default_rng(0)
-    train = rng.normal(size=(5000, features))
+    # tags in groups of five that share a factor, as on a line: every detector has work,
+    # the tie CUSUMs too (with independent tags no input has a tie to watch)
+    def tags(rows: int) -> np.ndarray:
+        factors = np.repeat(rng.normal(size=(rows, -(-features // 5))), 5, axis=1)[:, :features]
+        return np.asarray(0.8 * factors + 0.6 * rng.normal(size=(rows, features)))
+
+    train = tags(5000)
     manifest = manifest_for(train, logistic_scores(train))
-    x = rng.normal(size=(50_000, features))
+    assert len((manifest.model_extra or {})["monitoring"]["tie"]["columns"]) == features
+    x = tags(50_000)
     prepared = list(batches(x, logistic_scores(x), 64))
     warm = 1024 // 64  # batches: past the first window of 500 samples
     per_chunk = chunk // 64
