@@ -24,11 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.inference.batches import SampleBatch
-from agent.monitor.incidents import FloodGuard, IncidentBook
 from agent.monitor.monitor import ModelMonitor
 from bench.common import emit
-from tests.helpers.synthetic import batches, logistic_scores, manifest_for
+from tests.helpers.synthetic import logistic_scores, manifest_for, replay_with_incidents
 
 INPUTS, ACK_EVERY = 20, 4000
 MIXED = (1, 7, 33, 64, 500)
@@ -76,18 +74,8 @@ def plain(doc: dict[str, Any]) -> tuple[Any, ...]:
 def replay(manifest: Any, x: np.ndarray, sizes: tuple[int, ...]) -> (
         tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], float]):
     monitor = ModelMonitor(manifest)
-    book = IncidentBook("synthetic", "1", "sha", FloodGuard())
-    score = logistic_scores(x)
-    events, incidents = [], []
     started = time.perf_counter()
-    for start, stop in spans(len(x), sizes):
-        if start and start % ACK_EVERY == 0:
-            incidents += book.acknowledge(None, "operator", 1.7e9 + start)
-        ((samples, preds, conf),) = batches(x[start:stop], score[start:stop], stop - start, t0=1.7e9 + start)
-        samples = SampleBatch([str(i) for i in range(start, stop)], samples.timestamps, samples.x)
-        found = monitor.update(samples, preds, conf)
-        events += found
-        incidents += book.apply(found)
+    events, incidents = replay_with_incidents(monitor, x, spans(len(x), sizes), ACK_EVERY)
     seconds = time.perf_counter() - started
     return [plain(e.as_dict()) for e in events], [plain(e.as_dict()) for e in incidents], seconds
 

@@ -52,3 +52,25 @@ def batches(x: np.ndarray, score: np.ndarray, size: int, t0: float = 1.7e9):
 def logistic_scores(x: np.ndarray) -> np.ndarray:
     """A fixed 'model': P(NOK) from the first two features."""
     return np.asarray(1 / (1 + np.exp(-(x[:, 0] + 0.5 * x[:, 1] - 2.0))))
+
+
+def replay_with_incidents(monitor: Any, x: np.ndarray, spans: Any, ack_every: int) -> (
+        tuple[list[Any], list[Any]]):
+    """Feed ``x`` in the batches ``spans`` gives ((start, stop) pairs) through ``monitor`` and
+    an incident book whose operator acknowledges the open incident every ``ack_every``
+    samples: (condition events, incident events)."""
+    from agent.monitor.incidents import FloodGuard, IncidentBook
+
+    book = IncidentBook("synthetic", "1", "sha", FloodGuard())
+    score = logistic_scores(x)
+    events: list[Any] = []
+    incidents: list[Any] = []
+    for start, stop in spans:
+        if start and start % ack_every == 0:
+            incidents += book.acknowledge(None, "operator", 1.7e9 + start)
+        ((samples, preds, conf),) = batches(x[start:stop], score[start:stop], stop - start, t0=1.7e9 + start)
+        samples = SampleBatch([str(i) for i in range(start, stop)], samples.timestamps, samples.x)
+        found = monitor.update(samples, preds, conf)
+        events += found
+        incidents += book.apply(found)
+    return events, incidents

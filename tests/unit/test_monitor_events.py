@@ -11,11 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.inference.batches import SampleBatch
 from agent.models.bundle import Manifest
-from agent.monitor.incidents import FloodGuard, IncidentBook
 from agent.monitor.monitor import ModelMonitor
-from tests.helpers.synthetic import batches, logistic_scores, manifest_for
+from tests.helpers.synthetic import logistic_scores, manifest_for, replay_with_incidents
 
 FEATURES, SAMPLES = 8, 15_000  # and a setpoint after them: one value in every reference row
 SETPOINT = 180.1
@@ -79,17 +77,7 @@ Replayed = tuple[list[dict[str, Any]], list[dict[str, Any]]]  # condition and in
 
 
 def replay(x: np.ndarray, monitor: ModelMonitor, sizes: tuple[int, ...]) -> Replayed:
-    book = IncidentBook("synthetic", "1", "sha", FloodGuard())
-    score = logistic_scores(x)
-    events, incidents = [], []
-    for start, stop in spans(sizes):
-        if start and start % ACK_EVERY == 0:
-            incidents += book.acknowledge(None, "operator", 1.7e9 + start)
-        ((samples, preds, conf),) = batches(x[start:stop], score[start:stop], stop - start, t0=1.7e9 + start)
-        samples = SampleBatch([str(i) for i in range(start, stop)], samples.timestamps, samples.x)
-        found = monitor.update(samples, preds, conf)
-        events += found
-        incidents += book.apply(found)
+    events, incidents = replay_with_incidents(monitor, x, spans(sizes), ACK_EVERY)
     return [plain(e.as_dict()) for e in events], [plain(e.as_dict()) for e in incidents]
 
 
