@@ -87,7 +87,7 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     labels = "accuracy" in holdout
     mean, std = x_num.mean(axis=0), x_num.std(axis=0)
     fit = prediction_fit(x_num, mean, std)  # the scale, residual and tie CUSUMs' predictions
-    tie, tie_llr = tie_section(fit.u, fit.err / fit.resid_std, fit.resid_std, fit.spread_bump, SCALE_CAP)
+    tie, tie_llr = tie_section(fit, SCALE_CAP)
     ties = len(tie["columns"])
     plan = budgets.split(k, int(cat.sum()), k >= 2, confidence is not None, labels, ties)
     shares = plan["per_stream"]

@@ -38,7 +38,7 @@ def prediction_errors(u: np.ndarray, prev: np.ndarray | None, coef: np.ndarray) 
     return np.asarray(out)
 
 
-def _predictor(u: np.ndarray) -> np.ndarray:
+def predictor(u: np.ndarray) -> np.ndarray:
     """Least squares (lightly ridged) of each stream on the others now and all a step before."""
     k = u.shape[1]
     design = np.hstack([u[1:], u[:-1]])
@@ -67,7 +67,7 @@ class PredictionFit:
 def prediction_fit(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> PredictionFit:
     safe = np.where(std > 0, std, 1.0)
     u = (x - mean) / safe
-    coef = _predictor(u) if len(u) > 2 * u.shape[1] + 10 else np.zeros((2 * u.shape[1], u.shape[1]))
+    coef = predictor(u) if len(u) > 2 * u.shape[1] + 10 else np.zeros((2 * u.shape[1], u.shape[1]))
     err = prediction_errors(u, None, coef)[1:]
     resid_std = err.std(axis=0) if len(err) > 2 else np.ones_like(safe)
     # two standard errors up (1/sqrt(2n) each): a spread estimated low shifts the scale CUSUM's

@@ -21,7 +21,9 @@ predict (no tie: ln(s / sigma) near 0, a drift too small for a stable law) is no
 
 False-alarm law: the Markov chain of the reference rows' own increments with an exponential tail
 (theta at most 1, Wald's for a likelihood ratio), times their long-run inflation, then the
-replay check of the reference rows, as the other CUSUMs.
+replay check of the reference rows, as the other CUSUMs. Those increments come from
+cross-fitted predictions (each half of the reference predicted by coefficients fitted on the
+other half): the drift in control is small, and in-sample errors would understate it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 
 from agent.monitor.cusum import Cusum
 from agent.monitor.laws import ar1, empirical_cusum_h, long_run_inflation
+from agent.monitor.scale import PredictionFit, prediction_errors, predictor
 
 # a tie is watched when the others improve the tag's one-step prediction by at least this much
 # a row (nats; in control the increments drift down by it): a tag in no group (0.001-0.002
@@ -66,13 +69,34 @@ def increments(z2: np.ndarray, u: np.ndarray, prev: np.ndarray | None, phi: np.n
     return np.asarray(out)
 
 
-def tie_section(u: np.ndarray, z: np.ndarray, resid_std: np.ndarray, spread_bump: float,
-                cap: float) -> tuple[dict[str, Any], np.ndarray]:
+def cross_fitted_errors(u: np.ndarray, resid_std: np.ndarray) -> np.ndarray:
+    """The prediction errors of rows 1 .. n-1 of ``u`` in ``resid_std``, each half's from
+    coefficients fitted on the other half: the errors the line will show, not the smaller ones
+    of the rows a fit was made on (the increments' drift is a few hundredths of a nat; a
+    prediction error 5% too small on the reference, as a fit on a few hundred rows makes it,
+    would turn it positive on the line: found by `make demo`, whose retrained model's reference
+    is short)."""
+    n, k = u.shape
+    half = n // 2
+    out = np.empty((n - 1, k))
+    for fit, lo, hi in ((u[:half], half, n), (u[half:], 0, half)):
+        coef = predictor(fit) if len(fit) > 2 * k + 10 else np.zeros((2 * k, k))
+        err = prediction_errors(u[lo:hi], u[lo - 1] if lo else None, coef)
+        if lo:
+            out[lo - 1:hi - 1] = err
+        else:
+            out[:hi - 1] = err[1:]  # row 0 has no row before it
+    return np.asarray(out / resid_std)
+
+
+def tie_section(fit: PredictionFit, cap: float) -> tuple[dict[str, Any], np.ndarray]:
     """The watched tags and their increments' constants, and the reference rows' increments of
-    the watched tags (for ``tie_thresholds``), from the standardised reference rows ``u`` and
-    their prediction errors ``z`` (in their spread ``resid_std``, rows 1 .. n-1 of ``u``)."""
-    phi, sigma = own_past(u, spread_bump)
-    log_ratio = np.log(resid_std / sigma)
+    the watched tags (for ``tie_thresholds``), from the prediction fit of the reference rows;
+    the increments from cross-fitted prediction errors."""
+    u = fit.u
+    phi, sigma = own_past(u, fit.spread_bump)
+    log_ratio = np.log(fit.resid_std / sigma)
+    z = cross_fitted_errors(u, fit.resid_std) if len(u) >= 200 else np.zeros((max(0, len(u) - 1), u.shape[1]))
     llr = increments(np.minimum(z**2, cap), u[1:], u[0], phi, sigma, log_ratio, cap)
     watched = np.flatnonzero(llr.mean(axis=0) <= -TIE_MIN) if len(llr) >= 200 else np.zeros(0, int)
     return ({"columns": watched.tolist(), "phi": phi[watched].tolist(), "sigma": sigma[watched].tolist(),
