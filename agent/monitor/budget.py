@@ -71,6 +71,10 @@ class Budget:
     def samples_per_week(self) -> float:
         return self.sample_rate_hz * SECONDS_PER_WEEK
 
+    def rates(self, share: float) -> tuple[float, float]:
+        """(warnings, alarms) per week for a detector stream with this share of the budget."""
+        return self.warnings_per_week * share, self.alarms_per_week * share
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

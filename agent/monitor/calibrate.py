@@ -119,7 +119,7 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     monitoring["scale"] = scale_section(x_num, mean, fit, budget, shares["scale_cusum"],
                                         shares["resid_cusum"])
     if ties:
-        warn_rate, alarm_rate = _rates(budget, shares["tie_cusum"])
+        warn_rate, alarm_rate = budget.rates(shares["tie_cusum"])
         monitoring["tie"] = tie_thresholds(tie, tie_llr, warn_rate, alarm_rate, budget.samples_per_week,
                                            allowed_alarms(len(tie_llr), alarm_rate, budget.samples_per_week))
     # scores are skewed (a classifier's most of all): the CUSUM watches their normal scores,
@@ -146,8 +146,9 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
             for part in ("streams", "alarms_per_week_per_stream"):
                 monitoring["budget_split"][part].pop("pca_cusum")
         # the residual mean CUSUMs then watch each stream decorrelated from the others, pooled
-        monitoring["pooled"] = pooled_section(x_num, mean, std, budget.cusum_k, _rates(
-            budget, shares["resid_cusum"]), _rates(budget, shares["pooled_cusum"]), budget.samples_per_week)
+        monitoring["pooled"] = pooled_section(x_num, mean, std, budget.cusum_k,
+                                              budget.rates(shares["resid_cusum"]),
+                                              budget.rates(shares["pooled_cusum"]), budget.samples_per_week)
         for key in ("resid_mean", "resid_cusum_std", "resid_h_warn", "resid_h_alarm"):
             monitoring["scale"].pop(key)
     if confidence is not None:
@@ -161,27 +162,22 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     return monitoring
 
 
-def _rates(budget: Budget, share: float) -> tuple[float, float]:
-    """(warnings, alarms) per week for a detector with this share of the model's budget."""
-    return budget.warnings_per_week * share, budget.alarms_per_week * share
-
-
 def _stream_thresholds(x: np.ndarray, x_cusum: np.ndarray, profiles: list[dict[str, Any]],
                        mean: np.ndarray, std: np.ndarray, infl: np.ndarray, budget: Budget,
                        psi_share: float, cusum_share: float) -> dict[str, Any]:
     k = x.shape[1]
     bins = np.array([len(p["edges"]) + 1 for p in profiles])
-    warn_rate, alarm_rate = _rates(budget, psi_share)
+    warn_rate, alarm_rate = budget.rates(psi_share)
     psi_warn = psi_threshold(warn_rate, budget, bins, len(x), infl)
     psi_alarm = psi_threshold(alarm_rate, budget, bins, len(x), infl)
     eff_std = std * np.sqrt(infl)
-    warn_rate, alarm_rate = _rates(budget, cusum_share)
+    warn_rate, alarm_rate = budget.rates(cusum_share)
     week = budget.samples_per_week
     ref_var = 1 / len(x)  # the reference mean's error variance, in units of eff_std
     h_warn = np.full(k, cusum_h(week / warn_rate, budget.cusum_k, ref_var=ref_var))
     h_alarm = np.full(k, cusum_h(week / alarm_rate, budget.cusum_k, ref_var=ref_var))
     adjusted = _replay_check(x, x_cusum, profiles, mean, eff_std, psi_warn, psi_alarm, h_warn,
-                             h_alarm, budget, _rates(budget, psi_share)[1], alarm_rate)
+                             h_alarm, budget, budget.rates(psi_share)[1], alarm_rate)
     return {"psi_warn": psi_warn.tolist(), "psi_alarm": psi_alarm.tolist(),
             "cusum_mean": mean.tolist(), "cusum_std": eff_std.tolist(), "cusum_k": budget.cusum_k,
             "cusum_h_warn": h_warn.tolist(), "cusum_h_alarm": h_alarm.tolist(),
@@ -230,7 +226,7 @@ def _cbpe(confidence: np.ndarray, holdout: dict[str, Any], budget: Budget,
     infl = float(long_run_inflation(confidence, max_lag=min(budget.window, max(2, n // 5)), safe=True)[0])
     var = float(confidence.var()) * infl
     sd = math.sqrt(var / budget.window + var / max(1, n))
-    warn_rate, alarm_rate = _rates(budget, share)
+    warn_rate, alarm_rate = budget.rates(share)
     week = budget.samples_per_week
     z_warn = window_mean_z(warn_rate, week, budget.window, budget.every)
     z_alarm = window_mean_z(alarm_rate, week, budget.window, budget.every)
@@ -251,7 +247,7 @@ def js_threshold(rate_per_week: float, budget: Budget, categories: int, n_ref: i
 def _categorical(x: np.ndarray, profiles: list[dict[str, Any]], budget: Budget,
                  share: float) -> dict[str, Any]:
     infl = long_run_inflation(x)
-    warn_rate, alarm_rate = _rates(budget, share)
+    warn_rate, alarm_rate = budget.rates(share)
     # categories + the 'unseen' slot: c degrees of freedom
     warn = [js_threshold(warn_rate, budget, len(p["categories"]), len(x), float(i))
             for p, i in zip(profiles, infl, strict=True)]

@@ -45,10 +45,6 @@ def label_thresholds(holdout: dict[str, Any], error_bits: np.ndarray | None,
     return _error_rate(holdout, error_bits, budget, share, span)
 
 
-def _rates(budget: Budget, share: float) -> tuple[float, float]:
-    return budget.warnings_per_week * share, budget.alarms_per_week * share
-
-
 def _error_rate(holdout: dict[str, Any], error_bits: np.ndarray | None, budget: Budget,
                 share: float, span: float = 0.0) -> dict[str, Any]:
     """Bernoulli CUSUM for the error rate doubling. The in-control rate is the held-out error
@@ -64,7 +60,7 @@ def _error_rate(holdout: dict[str, Any], error_bits: np.ndarray | None, budget: 
     se = math.sqrt(max(p_hat, MIN_ERROR_RATE) * (1 - p_hat) * infl / n)
     p0 = float(np.clip(p_hat + 2 * se, MIN_ERROR_RATE, 0.45))
     p1 = min(0.95, ERROR_RISE * p0)
-    warn_rate, alarm_rate = _rates(budget, share)
+    warn_rate, alarm_rate = budget.rates(share)
     # labels at the sample rate at most: the label CUSUM's budget in labels per week
     week = budget.samples_per_week
     return {"kind": "error_rate", "error_rate": p0, "holdout_error_rate": round(p_hat, 6),
@@ -126,7 +122,7 @@ def _outcomes(p: np.ndarray, positive: np.ndarray, holdout: dict[str, Any], budg
     llr = outcome_llr(p, positive, a, b)
     infl = float(long_run_inflation(llr, max_lag=max(2, min(200, len(llr) // 5)), safe=True,
                                     slow=span)[0]) if len(llr) >= 20 else 1.0
-    warn_rate, alarm_rate = _rates(budget, share)
+    warn_rate, alarm_rate = budget.rates(share)
     week = budget.samples_per_week  # labels at the sample rate at most
     law = ("Markov chain of the held-out log ratios, exponential tail (theta <= 1); at least "
            f"{MIN_OUTCOME_STEPS:g} largest steps")

@@ -42,7 +42,7 @@ def pca_section(x: np.ndarray, mean: np.ndarray, std: np.ndarray, budget: Budget
     comps = vt[:m]
     err = reconstruction_log_error(z, comps)
     e_std = float(err.std() * math.sqrt(float(long_run_inflation(err, safe=True)[0])))
-    warn_rate, alarm_rate = budget.warnings_per_week * share, budget.alarms_per_week * share
+    warn_rate, alarm_rate = budget.rates(share)
     week = budget.samples_per_week
     h_warn = cusum_h(week / warn_rate, budget.cusum_k, False, 1 / len(x))
     h_alarm = cusum_h(week / alarm_rate, budget.cusum_k, False, 1 / len(x))

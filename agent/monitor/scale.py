@@ -19,10 +19,6 @@ from agent.monitor.replaycheck import fired_too_often
 SCALE_CAP = 9.0  # z^2 beyond this (3 standard deviations) counts as 9 in the scale CUSUM
 
 
-def _rates(budget: Budget, share: float) -> tuple[float, float]:
-    return budget.warnings_per_week * share, budget.alarms_per_week * share
-
-
 def prediction_errors(u: np.ndarray, prev: np.ndarray | None, coef: np.ndarray) -> np.ndarray:
     """One-step prediction errors of standardized inputs ``u`` (rows in time order): each
     stream predicted from the other streams now and every stream's previous value,
@@ -88,7 +84,7 @@ def scale_section(x: np.ndarray, mean: np.ndarray, fit: PredictionFit, budget: B
     y = np.minimum((err / resid_std) ** 2, SCALE_CAP)
     infl = np.clip(long_run_inflation(y), 1.0, 4.0) if len(y) > 20 else np.ones(len(safe))
     k = scale_k(budget.scale_ratio)
-    warn_rate, alarm_rate = _rates(budget, share)
+    warn_rate, alarm_rate = budget.rates(share)
     week = budget.samples_per_week
     if len(y) >= 200:  # enough rows to show the tails of their own law
         h_warn = np.array([robust_scale_h(week / warn_rate, y[:, j], k) for j in range(y.shape[1])]) * infl
@@ -102,13 +98,13 @@ def scale_section(x: np.ndarray, mean: np.ndarray, fit: PredictionFit, budget: B
     z_mean = z.mean(axis=0)
     z_infl = long_run_inflation(z, safe=True) if len(z) > 20 else np.ones(len(safe))
     z_std = z.std(axis=0) * np.sqrt(z_infl)
-    warn_rate, alarm_rate = _rates(budget, resid_share)
+    warn_rate, alarm_rate = budget.rates(resid_share)
     ref_var = 1 / max(1, len(z))
     m_warn = np.full(len(safe), cusum_h(week / warn_rate, budget.cusum_k, ref_var=ref_var))
     m_alarm = np.full(len(safe), cusum_h(week / alarm_rate, budget.cusum_k, ref_var=ref_var))
     adjusted = False
     cols = x.shape[1]
-    scale_rate = _rates(budget, share)[1]
+    scale_rate = budget.rates(share)[1]
     for _ in range(20):  # replay check (both shares are the same per stream)
         cusum = Cusum(np.concatenate([z_mean, np.zeros(cols)]), np.concatenate([z_std, np.ones(cols)]),
                       np.concatenate([np.full(cols, budget.cusum_k), np.full(cols, k)]),
