@@ -155,9 +155,10 @@ class Cusum:
             out.append(Detection(d.index, d.column, d.score, d.start_index, d.level, scores))
         return out
 
-    def update(self, x: np.ndarray) -> list[Detection]:
+    def update(self, x: np.ndarray, missing: np.ndarray | None = None) -> list[Detection]:
         """Feed a batch (n, cols); return warnings, alarms (and with ``quiet``, returns to
-        normal). A column that alarms restarts from zero, as after an alarm is raised."""
+        normal). A column that alarms restarts from zero, as after an alarm is raised. Where
+        ``missing`` (n, cols) is true the cell carries no evidence: its sums keep their value."""
         x = np.asarray(x, dtype=np.float64)
         z = x[:, self._col]  # a copy (fancy indexing): standardized in place, k subtracted
         z *= self._scale_side
@@ -165,6 +166,8 @@ class Cusum:
         if self._clip_side is not None:  # minimum and maximum: a fraction of np.clip's cost
             np.minimum(z, self._clip_side, out=z)
             np.maximum(z, self._clip_low, out=z)
+        if missing is not None:
+            z[missing[:, self._col]] = 0.0
         out: list[Detection] = []
         while len(z):
             c = prefix_sum(z)

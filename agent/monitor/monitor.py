@@ -17,6 +17,7 @@ from agent.monitor.calibrate import pad_profiles, prediction_errors, reconstruct
 from agent.monitor.constant import ConstantWatch, constant_events
 from agent.monitor.cusum import POOLED
 from agent.monitor.detectors import Cusum, Detection, RingMean, WindowCategorical, WindowPSI, pad_proportions
+from agent.monitor.finite import FiniteGuard, MissingCells, psi_whole_rows
 from agent.monitor.labelcal import outcome_llr
 from agent.monitor.performance import ClassPerformance
 from agent.monitor.pooled import pool_of, transform
@@ -174,6 +175,11 @@ class ModelMonitor:
         self._batch_first = 0  # the batch being applied (update), its first sample and times
         self._batch_ts: np.ndarray | None = None
         self.cbpe_expected = float("nan")
+        # NaN and infinities never reach a detector (agent.monitor.finite)
+        self.finite = FiniteGuard(np.array([feats[n]["mean"] for n in self.names]))
+        self.finite_score = FiniteGuard(np.array([manifest.profile["prediction"]["mean"]]))
+        self.finite_conf = FiniteGuard(np.array([1.0]))
+        self.missing = MissingCells(k, self.scale_at + (k if self.pooled is not None else 0))
 
     # -- feeding ---------------------------------------------------------------------------
     def update(self, batch: SampleBatch, preds: PredictionBatch,
@@ -184,7 +190,9 @@ class ModelMonitor:
         first = self.samples
         x_all = batch.x.astype(np.float64)
         x = x_all[:, self.numeric] if len(self.numeric) != x_all.shape[1] else x_all
-        score = preds.score.astype(np.float64)
+        score, ok_score = self.finite_score.column(preds.score)  # (ok: None when all finite)
+        if confidence is not None:
+            confidence = self.finite_conf.column(confidence)[0]
         # every detector's transitions of the batch, applied to the condition book below in
         # sample order: (index, detector, phase, column, how to apply, with what)
         found: list[tuple[int, int, int, int, Any, tuple[Any, ...]]] = []
@@ -196,7 +204,8 @@ class ModelMonitor:
         if self.constant is not None:
             found += [(t.index, _CONSTANT, 0, t.column, constant_events, (self, [t]))
                       for t in self.constant.update(x_all, first)]
-        for index, psi in self.psi.update(np.column_stack([x, score])):
+        ok_x = self.finite.clean(x)  # after the category and setpoint watches: NaN is off there
+        for index, psi in psi_whole_rows(self.psi, np.column_stack([x, score]), ok_x, ok_score, first):
             found.append((index, _PSI, 0, 0, self._levels, ("psi", psi, index)))
         # every CUSUM stream side by side in one array, filled in place
         k = len(self.names)
@@ -223,7 +232,8 @@ class ModelMonitor:
                 prev = None if self._prev is None else self._prev[cols]
                 bank[:, at + 2 * k:] = tie_increments(sq[:, cols], u[:, cols], prev, *self._tie, self._sc_cap)
             self._prev = u[-1].copy()
-        for d in self.cusum.update(bank):
+        missing = self.missing.mask(ok_x, ok_score, bank.shape)
+        for d in self.cusum.update(bank, missing):
             if d.column == POOLED:
                 found.append((d.index, _POOLED, _PHASE[d.level], 0, pooled_event, (self, d)))
             elif d.column < self.scale_at:

@@ -37,6 +37,10 @@ def metrics(monitor: ModelMonitor) -> dict[str, Any]:
         out["pca_cusum"] = round(float(monitor.cusum.score[len(monitor.names) + 1]), 3)
     if monitor.pooled is not None:
         out["pooled_cusum"] = round(monitor.cusum.pooled_score, 3)
+    replaced = dict(zip(monitor.names, monitor.finite.replaced.tolist(), strict=True))
+    replaced["score"] = int(monitor.finite_score.replaced[0])
+    replaced["confidence"] = int(monitor.finite_conf.replaced[0])
+    out["non_finite_values"] = {name: n for name, n in replaced.items() if n}  # held at the last value
     if monitor.constant is not None:  # the inputs off the one value they had in the reference
         out["off_reference_value"] = [n for n, up in zip(monitor.constant_names, monitor.constant.up.tolist(),
                                                          strict=True) if up]
