@@ -20,9 +20,9 @@ ERROR_RISE = 2.0  # the error-rate CUSUM is designed for the error rate doubling
 MIN_ERROR_RATE = 0.01
 # the outcome CUSUM's alternative: one outcome in ten against the model. A changed relation
 # shows first where the process happens to run, so the first hundred labels after it carry
-# little (0.003-0.13 nats a label in the slowest development runs, 0.15-0.3 later): smaller
-# steps cost less threshold (h 25% lower than for one in five) for nearly the same nats a label
-# (7% fewer), and weak evidence then adds up sooner. Measured on the development sets'
+# little (0.003-0.13 nats a label in the slowest development runs, 0.1-0.35 later): smaller
+# steps cost less threshold (h 27% lower than for one in five, median) for nearly the same nats
+# a label (9% fewer), and weak evidence then adds up sooner. Measured on the development sets'
 # concept changes (95 runs, 2026-12-02): over 120 labels 2 runs instead of 7 (max 154 instead
 # of 158, the slowest run has no evidence in its first 120 labels for any flip), with 30%
 # labels max 137 instead of 170; no false alarm on 95 x 50,000 drift-free outcomes. One in

@@ -39,6 +39,6 @@ def _labels_to_alarm(seed: int) -> int:
 
 def test_a_change_in_one_region_is_found_in_fewer_labels() -> None:
     # measured: median 213 labels with one outcome in ten against the model as the alternative,
-    # 342 with one in five (its threshold 25% higher for about the same nats a label)
+    # 342 with one in five (a higher threshold for about the same nats a label)
     assert statistics.median(_labels_to_alarm(seed) for seed in range(40)) < 280
 
