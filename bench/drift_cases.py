@@ -49,6 +49,7 @@ import numpy as np
 import yaml
 
 from agent.cli import main as cli
+from bench import oracle
 from bench.common import emit, quick
 from bench.line_streams import (
     DEV,
@@ -78,6 +79,7 @@ class Outcome:
     false_alarms: int
     warnings: int
     what: tuple[str, ...] = ()  # the detectors of our false alarms and warnings
+    h_over_kl: float | None = None  # the oracle's: its threshold over its information a row
 
 
 def run_cli(args: list[str]) -> int:
@@ -86,7 +88,7 @@ def run_cli(args: list[str]) -> int:
         return cli(args)
 
 
-def build(line: Line, seed: int, work: Path) -> tuple[Path, Any]:
+def build(line: Line, seed: int, work: Path) -> tuple[Path, Any, np.ndarray]:
     from agent.inference.runtimes import runtime_for_file
     from agent.models.training import train_onnx
 
@@ -109,7 +111,7 @@ def build(line: Line, seed: int, work: Path) -> tuple[Path, Any]:
         raise RuntimeError(f"bundle build failed ({rc})")
     (work / "replay.yaml").write_text(yaml.safe_dump(
         {"model": {"bundle": str(work / "bundle"), "allow_unsigned": True}}))
-    return work / "replay.yaml", runtime_for_file(model, line.shape.tags)
+    return work / "replay.yaml", runtime_for_file(model, line.shape.tags), history.x
 
 
 def ours(config: Path, csv: Path, change: int | None, labelled: np.ndarray, concept: bool,
@@ -160,6 +162,15 @@ def river(factory: Callable[[], Any], stream: Stream, errors: np.ndarray | None,
     return Outcome(delay, sum(1 for i in hits if i < stream.change), 0)
 
 
+def known_change(line: Line, history: np.ndarray, stream: Stream, seed: int) -> Outcome:
+    """The oracle of the mean shift (bench/oracle.py): fitted on the model's fitted rows,
+    calibrated on the held-out ones, told the shift (from the same seed's drift-free stream)."""
+    clean = line.stream("clean", len(stream.x), CHANGE, seed=seed)
+    known = oracle.fit(history, FIT, oracle.known_shift(stream.x, clean.x, CHANGE))
+    delay, false = oracle.delay(known, stream.x, CHANGE)
+    return Outcome(delay, false, 0, h_over_kl=known.h / known.kl)
+
+
 def one_line(shape: Shape, seed: int, clean_rows: int) -> dict[str, dict[str, Outcome]]:
     from river import drift
 
@@ -167,11 +178,12 @@ def one_line(shape: Shape, seed: int, clean_rows: int) -> dict[str, dict[str, Ou
     results: dict[str, dict[str, Outcome]] = {}
     with tempfile.TemporaryDirectory(prefix="drift-cases-") as tmp:
         work = Path(tmp)
-        config, runtime = build(line, seed, work)
+        config, runtime, history = build(line, seed, work)
         for n, case in enumerate(CASES):
             kind = "concept" if case.startswith("concept") else case
             rows = clean_rows if case == "clean" else CHANGE + HORIZON
-            stream = line.stream(kind, rows, CHANGE, seed=seed * 1000 + 10 + n)
+            stream_seed = seed * 1000 + 10 + n
+            stream = line.stream(kind, rows, CHANGE, seed=stream_seed)
             csv = work / f"{case}.csv"
             labelled = stream.write_csv(csv, 0.3 if case == "concept_30" else 1.0, seed=seed)
             concept = kind == "concept"
@@ -182,6 +194,8 @@ def one_line(shape: Shape, seed: int, clean_rows: int) -> dict[str, dict[str, Ou
                 "adwin": river(drift.ADWIN, stream, errors, labelled, concept),
                 "page_hinkley": river(drift.PageHinkley, stream, errors, labelled, concept),
             }
+            if case == "mean_shift":
+                results[case]["oracle"] = known_change(line, history, stream, stream_seed)
     return results
 
 
@@ -189,7 +203,9 @@ def summarise(runs: list[dict[str, dict[str, Outcome]]]) -> dict[str, dict[str, 
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for case in CASES:
         table[case] = {}
-        for who in ("ours", "adwin", "page_hinkley"):
+        for who in ("ours", "adwin", "page_hinkley", "oracle"):
+            if who not in runs[0][case]:
+                continue
             got = [r[case][who] for r in runs]
             delays = [o.delay for o in got]
             found = [d for d in delays if d is not None]
@@ -201,6 +217,8 @@ def summarise(runs: list[dict[str, dict[str, Outcome]]]) -> dict[str, dict[str, 
                 "warnings": sum(o.warnings for o in got) if who == "ours" else None,
                 "false_by": sorted({w for o in got for w in o.what}) if who == "ours" else None,
             }
+            if who == "oracle":
+                table[case][who]["h_over_kl"] = [round(o.h_over_kl or 0.0, 1) for o in got]
     return table
 
 
@@ -218,8 +236,8 @@ def markdown(title: str, table: dict[str, dict[str, dict[str, Any]]], clean_rows
 
     lines = [f"**{title}**", "",
              "| case | goal (rows) | ours: median / max delay (found); false alarms, false warnings | "
-             "river ADWIN | river PageHinkley |",
-             "| --- | --- | --- | --- | --- |"]
+             "river ADWIN | river PageHinkley | oracle that knows the change: median / max; h/KL |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for case in CASES:
         row = table[case]
         goal = GOALS.get(case)
@@ -227,8 +245,17 @@ def markdown(title: str, table: dict[str, dict[str, dict[str, Any]]], clean_rows
         lines.append(f"| {name} | {'0 alarms, <= 2 W' if case == 'clean' else f'<= {goal}'} | "
                      f"{cell(row['ours'], True, case == 'clean')} | "
                      f"{cell(row['adwin'], False, case == 'clean')} | "
-                     f"{cell(row['page_hinkley'], False, case == 'clean')} |")
+                     f"{cell(row['page_hinkley'], False, case == 'clean')} | {oracle_cell(row)} |")
     return "\n".join(lines)
+
+
+def oracle_cell(row: dict[str, dict[str, Any]]) -> str:
+    if "oracle" not in row:
+        return ""
+    r = row["oracle"]
+    ratio = statistics.median(r["h_over_kl"])
+    found = "missed" if r["median_delay"] is None else f"{r['median_delay']:g} / {r['max_delay']:g}"
+    return f"{found} ({r['detected']}); FA {r['false_alarms']}; h/KL {ratio:.0f} (median)"
 
 
 def main() -> None:
