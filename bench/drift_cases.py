@@ -7,7 +7,10 @@ are its holdout; 1 false alarm and 5 warnings a week per model at 1 Hz), then re
 through the CLI with a config that has only the model. Per case: the delay in rows (in labelled
 rows for the concept changes) from the change to the first alarm notification, false alarms
 before the change, and warnings; next to river's ADWIN and PageHinkley (defaults) on every tag
-of the same stream (and, where labels exist, on the model's error bits).
+of the same stream (and, where labels exist, on the model's error bits). For the mean shift, the
+reference a goal must be judged against: the delay of an oracle that knows the change (its tags,
+its size, the drift-free VAR(2) law of the fitted rows; bench/oracle.py), at the same budget,
+with its h / KL (its threshold over its information a row) and its alarms on the clean run.
 
     python -m bench.drift_cases                # dev shape seeds 0-4 and every held-out shape/seed
     python -m bench.drift_cases --group loop-7 # only the groups whose title holds this text
