@@ -120,7 +120,7 @@ def fit(history: np.ndarray, fit_rows: int, delta: np.ndarray, order: int = 2,
         raise ValueError("order: at least 1")
     history = np.asarray(history, dtype=np.float64)
     fitting = history[:fit_rows]
-    keep = fitting.std(axis=0) > 0
+    keep = fitting.std(axis=0) > 1e-9 * (np.abs(fitting).mean(axis=0) + 1)  # not float dust
     centre, scale = fitting[:, keep].mean(axis=0), fitting[:, keep].std(axis=0)
     z = (fitting[:, keep] - centre) / scale
     regressors = _lagged(z, order)
