@@ -54,7 +54,7 @@ import yaml
 from agent.cli import main as cli
 from bench import oracle
 from bench.common import emit, quick
-from bench.line_streams import (
+from bench.line_shapes import (
     DEV,
     EIGHTH,
     FIFTH,
@@ -62,14 +62,13 @@ from bench.line_streams import (
     HELD_OUT,
     LAST,
     LATE,
+    NINTH,
     OTHER,
     SEVENTH,
     SIXTH,
-    Line,
     Shape,
-    Stream,
-    line_for,
 )
+from bench.line_streams import Line, Stream, line_for
 
 CHANGE, HORIZON, HISTORY, FIT = 2000, 3000, 4000, 3000
 CASES = ("mean_shift", "variance", "correlation", "concept", "concept_30", "clean")
@@ -281,7 +280,9 @@ def main() -> None:
                   "sixth-10": (2500, 2501, 2502, 2503, 2504), "loop-14": (2700, 2701, 2702, 2703, 2704),
                   "var-8": (2900, 2901, 2902, 2903, 2904), "var-13": (3100, 3101, 3102, 3103, 3104),
                   "eighth-9": (3300, 3301, 3302, 3303, 3304), "loop-16": (3500, 3501, 3502, 3503, 3504),
-                  "var-10": (3700, 3701, 3702, 3703, 3704)}
+                  "var-10": (3700, 3701, 3702, 3703, 3704),
+                  "ninth-11": (3900, 3901, 3902, 3903, 3904), "loop-12b": (4100, 4101, 4102, 4103, 4104),
+                  "var-14": (4300, 4301, 4302, 4303, 4304)}
     groups: list[tuple[str, list[tuple[Shape, int]]]] = [
         ("developed on: dev-8, seeds " + ",".join(map(str, seeds)), [(DEV, s) for s in seeds]),
         ("first held-out set (then developed on): dev-8, seeds 100-104",
@@ -312,6 +313,9 @@ def main() -> None:
         *[(f"eighth held-out set: {shape.name}, seeds {late_seeds[shape.name][0]}-"
            f"{late_seeds[shape.name][-1]}",
            [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in EIGHTH],
+        *[(f"ninth held-out set: {shape.name}, seeds {late_seeds[shape.name][0]}-"
+           f"{late_seeds[shape.name][-1]}",
+           [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in NINTH],
     ]
     args = sys.argv[1:]
     if args[:1] == ["--dev-only"]:

@@ -175,8 +175,7 @@ class ModelMonitor:
         self._batch_first = 0  # the batch being applied (update), its first sample and times
         self._batch_ts: np.ndarray | None = None
         self.cbpe_expected = float("nan")
-        # NaN and infinities never reach a detector (agent.monitor.finite)
-        self.finite = FiniteGuard(np.array([feats[n]["mean"] for n in self.names]))
+        self.finite = FiniteGuard(np.array([feats[n]["mean"] for n in self.names]))  # NaN reaches no detector
         self.finite_score = FiniteGuard(np.array([manifest.profile["prediction"]["mean"]]))
         self.finite_conf = FiniteGuard(np.array([1.0]))
         self.missing = MissingCells(k, self.scale_at + (k if self.pooled is not None else 0))
@@ -322,6 +321,7 @@ class ModelMonitor:
                     events += self._label_event(mapped)
         else:
             err = np.asarray(predicted, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
+            err = err[np.isfinite(err)]  # a NaN would stay in the ring's running sum for good
             self.abs_err.update(np.abs(err))
             self.sq_err.update(err**2)
         return events

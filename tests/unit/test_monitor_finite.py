@@ -60,3 +60,20 @@ def test_nan_and_infinities_poison_no_detector_and_are_counted() -> None:
     counts = monitor.metrics()["non_finite_values"]
     assert sum(counts[f"f{j}"] for j in range(5)) == int(cells.sum()) + 50 * 5 - int(cells[1000:1050].sum())
     assert counts["score"] == 10
+
+
+def test_extreme_values_in_every_cell_neither_crash_nor_poison_the_monitor() -> None:
+    rng = np.random.default_rng(12)
+    ref = rng.normal(size=(3000, 4))
+    manifest = manifest_for(ref, logistic_scores(ref))
+    monitor = ModelMonitor(manifest)
+    extremes = np.array([np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-45, 0.0, 1e30])
+    for size in (1, 7, 64, 300):
+        x = rng.normal(size=(size, 4))
+        pick = rng.random(x.shape) < 0.2
+        x[pick] = rng.choice(extremes, size=int(pick.sum()))
+        score = rng.choice(np.array([0.2, 0.9, np.nan, np.inf, -1.0, 2.0]), size=size)
+        for samples, preds, conf in batches(x, score, size, t0=1.7e9 + monitor.samples):
+            monitor.update(samples, preds, conf)
+        assert np.isfinite(monitor.cusum.score).all() and np.isfinite(monitor.psi.last).all()
+    assert monitor.samples == 372

@@ -145,3 +145,13 @@ def test_a_non_finite_regression_label_is_refused_and_counted(
     assert math.isfinite(figures["rolling_mae"]) and math.isfinite(figures["rolling_rmse"])
     assert figures["labels_join"]["pending"] == 7  # the refused label used up no prediction
     watch.close()
+
+
+def test_a_non_finite_regression_error_fed_directly_leaves_the_rolling_errors_finite(
+        regression: dict[str, Any]) -> None:
+    from agent.monitor.monitor import ModelMonitor
+
+    monitor = ModelMonitor(regression["model"].bundle.manifest)
+    monitor.on_labels(np.arange(4), np.array([1.0, math.nan, math.inf, 2.0]), np.array([1.5, 1.0, 1.0, 1.0]))
+    figures = monitor.metrics()
+    assert figures["rolling_mae"] == pytest.approx(0.75) and math.isfinite(figures["rolling_rmse"])
