@@ -77,3 +77,6 @@ def test_extreme_values_in_every_cell_neither_crash_nor_poison_the_monitor() -> 
             monitor.update(samples, preds, conf)
         assert np.isfinite(monitor.cusum.score).all() and np.isfinite(monitor.psi.last).all()
     assert monitor.samples == 372
+    for samples, preds, conf in batches(np.full((5, 4), np.nan), np.full(5, np.nan), 5, t0=1.8e9):
+        monitor.update(samples, preds, conf)  # a batch with nothing in it: the PSI window gets no row
+    assert monitor.samples == 377 and np.isfinite(monitor.cusum.score).all()
