@@ -161,11 +161,7 @@ def _bernoulli_arl(h: float, p0: float, up: float, down: float, cells: int = 40)
     inside = ups < m
     q[rows[inside], ups[inside]] += p0
     run = float(np.linalg.solve(np.eye(m) - q, np.ones(m))[0])
-    # A chain that almost never reaches h (steps far below it: a near-perfect model's outcome
-    # ratios) makes I - q nearly singular, and the solve returns garbage, even negative
-    # (-3e17 for a model with 0.6% errors). Beyond CHAIN_ARL_MAX the figure means only "longer
-    # than any budget asks"; it is taken as that.
-    return run if math.isfinite(run) and 0 < run <= CHAIN_ARL_MAX else math.inf
+    return run if math.isfinite(run) and 0 < run <= CHAIN_ARL_MAX else math.inf  # (see chain_arl)
 
 
 def bernoulli_h(arl: float, p0: float, p1: float) -> float:
@@ -174,8 +170,10 @@ def bernoulli_h(arl: float, p0: float, p1: float) -> float:
     Wald); A comes from the Markov chain at h = 4. Never below 3 (single bursts)."""
     up, down = math.log(p1 / p0), -math.log((1 - p1) / (1 - p0))
     anchor = 4.0
-    constant = _bernoulli_arl(anchor, p0, up, down) / math.exp(anchor)
-    return max(3.0, math.log(arl / constant))
+    at_anchor = _bernoulli_arl(anchor, p0, up, down)
+    if math.isinf(at_anchor):  # longer than the chain can say: the anchor is more than enough
+        return anchor
+    return max(3.0, math.log(arl / (at_anchor / math.exp(anchor))))
 
 
 def chi2_quantile(p: float, df: int) -> float:

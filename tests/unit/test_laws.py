@@ -47,3 +47,11 @@ def test_a_well_conditioned_chain_keeps_its_figure() -> None:
     x = rng.normal(-0.5, 1.0, 200_000)
     run = chain_arl(4.0, cdf_of(x), step=0.05)
     assert 250 < run < 450
+
+
+def test_the_bernoulli_threshold_survives_a_chain_beyond_what_it_can_say() -> None:
+    from agent.monitor.laws import bernoulli_h
+
+    for p0 in (0.01, 0.2, 0.45):  # the error rates the label calibration uses (at least 1%)
+        h = bernoulli_h(6e8, p0, 2 * p0)
+        assert math.isfinite(h) and h >= 3.0
