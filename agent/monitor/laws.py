@@ -67,11 +67,16 @@ def chain_arl(h: float, cdf: Callable[[np.ndarray], np.ndarray], step: float = 0
     i = np.arange(m)
     q = cells[(i[None, :] - i[:, None]) + (m - 1)]
     q[:, 0] = cdf(0.5 * w - i * w)
-    run = float(np.linalg.solve(np.eye(m) - q, np.ones(m))[0])
-    # A chain that almost never reaches h (steps far below it: a near-perfect model's outcome
-    # ratios) makes I - q nearly singular, and the solve returns garbage, even negative
-    # (-3e17 for a model with 0.6% errors). Beyond CHAIN_ARL_MAX the figure means only "longer
-    # than any budget asks"; it is taken as that.
+    return _run_length(q)
+
+
+def _run_length(q: np.ndarray) -> float:
+    """The ARL from state 0 of a CUSUM chain with transient transitions ``q``. A chain that
+    almost never reaches h (steps far below it: a near-perfect model's outcome ratios) makes
+    I - q nearly singular, and the solve returns garbage, even negative (-3e17 for a model with
+    0.6% errors). Beyond CHAIN_ARL_MAX the figure means only "longer than any budget asks";
+    it is taken as that."""
+    run = float(np.linalg.solve(np.eye(len(q)) - q, np.ones(len(q)))[0])
     return run if math.isfinite(run) and 0 < run <= CHAIN_ARL_MAX else math.inf
 
 
@@ -160,8 +165,7 @@ def _bernoulli_arl(h: float, p0: float, up: float, down: float, cells: int = 40)
     ups = rows + jump
     inside = ups < m
     q[rows[inside], ups[inside]] += p0
-    run = float(np.linalg.solve(np.eye(m) - q, np.ones(m))[0])
-    return run if math.isfinite(run) and 0 < run <= CHAIN_ARL_MAX else math.inf  # (see chain_arl)
+    return _run_length(q)
 
 
 def bernoulli_h(arl: float, p0: float, p1: float) -> float:

@@ -40,7 +40,7 @@ def metrics(monitor: ModelMonitor) -> dict[str, Any]:
     replaced = dict(zip(monitor.names, monitor.finite.replaced.tolist(), strict=True))
     replaced["score"] = int(monitor.finite_score.replaced[0])
     replaced["confidence"] = int(monitor.finite_conf.replaced[0])
-    out["non_finite_values"] = {name: n for name, n in replaced.items() if n}  # held at the last value
+    out["non_finite_values"] = {name: n for name, n in replaced.items() if n}  # agent.monitor.finite
     if monitor.constant is not None:  # the inputs off the one value they had in the reference
         out["off_reference_value"] = [n for n, up in zip(monitor.constant_names, monitor.constant.up.tolist(),
                                                          strict=True) if up]
