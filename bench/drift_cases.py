@@ -265,8 +265,9 @@ def oracle_cell(row: dict[str, dict[str, Any]]) -> str:
     return f"{found} ({r['detected']}); FA {r['false_alarms']}; h/KL {ratio:.0f} (median)"
 
 
-def main() -> None:
-    clean_rows = 20_000 if quick() else 50_000
+def groups() -> list[tuple[str, list[tuple[Shape, int]]]]:
+    """Every set of lines, (title, [(shape, seed)]), in the order they were defined; titles
+    name what each set was (development data, or a held-out set and which)."""
     seeds = (0, 1) if quick() else (0, 1, 2, 3, 4)
     held_seeds = (100, 101) if quick() else (100, 101, 102, 103, 104)
     fresh_seeds = (300, 301) if quick() else (300, 301, 302, 303, 304)
@@ -283,7 +284,7 @@ def main() -> None:
                   "var-10": (3700, 3701, 3702, 3703, 3704),
                   "ninth-11": (3900, 3901, 3902, 3903, 3904), "loop-12b": (4100, 4101, 4102, 4103, 4104),
                   "var-14": (4300, 4301, 4302, 4303, 4304)}
-    groups: list[tuple[str, list[tuple[Shape, int]]]] = [
+    return [
         ("developed on: dev-8, seeds " + ",".join(map(str, seeds)), [(DEV, s) for s in seeds]),
         ("first held-out set (then developed on): dev-8, seeds 100-104",
          [(DEV, s) for s in held_seeds]),
@@ -317,14 +318,19 @@ def main() -> None:
            f"{late_seeds[shape.name][-1]}",
            [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in NINTH],
     ]
+
+
+def main() -> None:
+    clean_rows = 20_000 if quick() else 50_000
+    sets = groups()
     args = sys.argv[1:]
     if args[:1] == ["--dev-only"]:
-        groups = groups[:1]
+        sets = sets[:1]
     elif args[:1] == ["--group"] and len(args) == 2:  # the groups whose title contains this
-        groups = [g for g in groups if args[1] in g[0]]
+        sets = [g for g in sets if args[1] in g[0]]
     elif args:
         raise SystemExit("usage: python -m bench.drift_cases [--dev-only | --group TEXT]")
-    for title, lines in groups:
+    for title, lines in sets:
         runs = [one_line(shape, seed, clean_rows) for shape, seed in lines]
         table = summarise(runs)
         emit(bench="drift_cases", group=title, clean_rows=clean_rows, table=table,

@@ -6,7 +6,7 @@ process's dynamics (what the others and the tag's own past predict), which the m
 per-tag streams (levels, decorrelated levels) do not use; where it does not, the gap is the
 price of not knowing the direction.
 
-    python -m bench.pertag_innovations dev-8,held-6      # names: see LINES; 5 seeds each
+    python -m bench.pertag_innovations held-6,loop-16   # a text naming one set of drift_cases
 """
 
 from __future__ import annotations
@@ -19,13 +19,20 @@ import numpy as np
 
 from bench import drift_cases as dc
 from bench import oracle
-from bench.line_shapes import DEV, EIGHTH, FRESH, HELD_OUT, OTHER, Shape
+from bench.line_shapes import Shape
 from bench.line_streams import line_for
 
-LINES: dict[str, tuple[Shape, int]] = {
-    "dev-8": (DEV, 100), "held-12": (HELD_OUT[0], 100), "held-6": (HELD_OUT[1], 100),
-    "fresh-10": (FRESH[0], 300), "loop-9": (OTHER[1], 700),
-    "eighth-9": (EIGHTH[0], 3300), "loop-16": (EIGHTH[1], 3500), "var-10": (EIGHTH[2], 3700)}
+STUDIED = ("dev-8, seeds 100-104", "held-12", "held-6", "fresh-10", "loop-9", "eighth-9", "loop-16", "var-10")
+
+
+def lines_of(name: str) -> list[tuple[Shape, int]]:
+    """The lines of the drift_cases set whose title names ``name`` (one set)."""
+    found = [lines for title, lines in dc.groups() if name in title]
+    if len(found) != 1:
+        raise SystemExit(f"{name!r}: not one set of bench.drift_cases (found {len(found)})")
+    return found[0]
+
+
 DESIGN = 0.6  # the shift each tag's CUSUM is designed for, in the tag's standard deviations
 
 
@@ -55,9 +62,8 @@ def one(shape: Shape, seed: int) -> tuple[int | None, int | None, int]:
 
 
 def main() -> None:
-    for name in (sys.argv[1] if len(sys.argv) > 1 else ",".join(LINES)).split(","):
-        shape, first_seed = LINES[name]
-        runs = [one(shape, s) for s in range(first_seed, first_seed + 5)]
+    for name in (sys.argv[1].split(",") if len(sys.argv) > 1 else STUDIED):
+        runs = [one(shape, seed) for shape, seed in lines_of(name)]
         found = [r[1] for r in runs if r[1] is not None]
         print(json.dumps({"bench": "pertag_innovations", "line": name, "oracle": [r[0] for r in runs],
                           "per_tag": [r[1] for r in runs], "false_alarms": sum(r[2] for r in runs),
