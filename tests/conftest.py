@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
+from agent.aio.loglimit import RepeatFilter
 from agent.demo.sim.broker import PORT_RANGE_ENV, EmbeddedBroker, MosquittoBroker, mosquitto_path
 from agent.demo.sim.process import history
 from agent.models.builder import build_bundle
@@ -74,6 +75,9 @@ def _root_logging_restored() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for handler in handlers:  # pytest's handlers live for the session: no limiter state carries over
+        for limiter in [f for f in handler.filters if isinstance(f, RepeatFilter)]:
+            handler.removeFilter(limiter)
 
 @pytest.fixture(scope="session")
 def broker() -> Iterator[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,29 @@ from typing import Any
 from agent.demo.sim.line import node_id
 from agent.demo.sim.process import COUNTER_TAG, PROCESS_TAGS
 from agent.service.agent import Agent
+from agent.types import Reading
+
+# every reading each running agent handed its recorder, in order (see seen_readings)
+_SEEN: weakref.WeakKeyDictionary[Agent, list[Reading]] = weakref.WeakKeyDictionary()
+
+
+def seen_readings(agent: Agent) -> list[Reading]:
+    """The readings the agent took in so far. Not the recorder's pending list: each flush (every
+    0.1 s in these configs) empties that, so a test that polls it races the flusher and, on a
+    loaded machine, can miss a reading that did arrive."""
+    return _SEEN[agent]
+
+
+def _tap_readings(agent: Agent) -> None:
+    seen: list[Reading] = []
+    hand_over = agent.recorder.reading
+
+    def reading(r: Reading) -> None:
+        seen.append(r)
+        hand_over(r)
+
+    agent.recorder.reading = reading  # type: ignore[method-assign]
+    _SEEN[agent] = seen
 
 
 async def wait_for(condition: Callable[[], bool], within: float = 20.0, what: str = "") -> None:
@@ -25,6 +49,7 @@ async def wait_for(condition: Callable[[], bool], within: float = 20.0, what: st
 @contextlib.asynccontextmanager
 async def running_agent(config: dict[str, Any]) -> AsyncIterator[Agent]:
     agent = Agent.from_raw(config)
+    _tap_readings(agent)
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop))
     try:

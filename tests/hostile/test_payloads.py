@@ -18,7 +18,7 @@ from agent.ingest.quality import ReadingCheck, parse_decimal
 from agent.ingest.sources.mqtt import MqttSource
 from agent.service.agent import Agent
 from agent.types import Quality, Reading
-from tests.helpers.running import base_config, running_agent, wait_for
+from tests.helpers.running import base_config, running_agent, seen_readings, wait_for
 from tests.integration.test_mqtt import publish
 
 DAY = 86400.0
@@ -108,7 +108,7 @@ async def test_deep_json_over_a_real_broker_does_not_restart_the_source(tmp_path
         await wait_for(lambda: source.status.readings + source.status.malformed >= 22, what="all handled")
         assert source.status.malformed == 20 and source.status.readings == 2
         assert agent.health["source:s"].restarts == 0
-        values = {r.tag: r.value for r in agent._pending_readings}
+        values = {r.tag: r.value for r in seen_readings(agent)}
         assert values == {"a": 1.0, "b": 2.0}
 
 

@@ -31,7 +31,10 @@ async def readyz(agent: Any) -> tuple[int, dict[str, Any]]:
 async def test_broker_restart_is_visible_and_drops_are_counted(
         tmp_path: Path, private_broker: Any, trained: dict[str, Path],
         caplog: pytest.LogCaptureFixture) -> None:
-    install(caplog.handler)  # the agent's own log limiter, as its log setup installs it
+    # the agent's own log limiter, as its log setup installs it; caplog's handler lives for the
+    # whole session, so conftest takes the limiter off after the test (a CI run lost a later
+    # test's "connection lost" lines to this limiter's memory of this test's)
+    install(caplog.handler)
     port = free_port()
     async with SimulatedLine(SimOptions(opcua_port=port)) as line:
         cfg = base_config(tmp_path, [opcua_source(port, line.ns)],

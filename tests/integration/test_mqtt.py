@@ -10,7 +10,7 @@ from typing import Any
 import aiomqtt
 
 from agent.ingest.sources.mqtt import MqttSource
-from tests.helpers.running import base_config, running_agent, wait_for
+from tests.helpers.running import base_config, running_agent, seen_readings, wait_for
 
 
 def mqtt_source(port: int) -> dict[str, Any]:
@@ -45,7 +45,7 @@ async def test_json_fields_wildcards_and_plain_numbers(tmp_path: Path, broker: A
             ("plant/ambient", b"21.25"),
         ])
         await wait_for(lambda: sensors(agent).status.readings == 2, what="two readings")
-        readings = {r.tag: r for r in agent._pending_readings}
+        readings = {r.tag: r for r in seen_readings(agent)}
         assert readings["vib-7.temp"].value == 41.5
         assert readings["vib-7.temp"].source_ts == 1700000000.123
         assert readings["ambient"].value == 21.25

@@ -7,7 +7,7 @@ from pathlib import Path
 from agent.demo.sim.broker import free_port
 from agent.demo.sim.line import SimOptions, SimulatedLine
 from agent.ingest.sources.opcua import OpcUaSource
-from tests.helpers.running import base_config, opcua_source, running_agent, wait_for
+from tests.helpers.running import base_config, opcua_source, running_agent, seen_readings, wait_for
 
 
 def plc(agent: object) -> OpcUaSource:
@@ -24,8 +24,8 @@ async def test_readings_carry_timestamps_and_quality(tmp_path: Path) -> None:
             await wait_for(lambda: plc(agent).status.readings >= 9, what="initial values")
             await line.make_part()
             await wait_for(lambda: any(r.tag == "part_counter" and r.value == 1.0
-                                       for r in agent._pending_readings), what="counter=1")
-            reading = next(r for r in agent._pending_readings if r.tag == "part_counter" and r.value == 1.0)
+                                       for r in seen_readings(agent)), what="counter=1")
+            reading = next(r for r in seen_readings(agent) if r.tag == "part_counter" and r.value == 1.0)
             assert reading.source == "plc" and reading.quality == "good"
             assert abs(reading.receive_ts - reading.source_ts) < 2.0
 
@@ -96,7 +96,7 @@ async def test_status_codes_become_reading_quality(tmp_path: Path) -> None:
                     ua.DataValue(ua.Variant(value, ua.VariantType.Double), StatusCode=ua.StatusCode(code)))
                 count = plc(agent).status.readings
                 await wait_for(lambda c=count: plc(agent).status.readings > c, what=f"value {value}")
-            qualities = [(r.value, r.quality) for r in agent._pending_readings if r.tag == "mould_temp"]
+            qualities = [(r.value, r.quality) for r in seen_readings(agent) if r.tag == "mould_temp"]
             assert (1.5, "stale") in qualities
             bad = [v for v, q in qualities if q == "bad"]
             assert bad and all(v != v for v in bad)  # a Bad value is NaN, never a stale number

@@ -17,7 +17,7 @@ from agent.demo.sim.limits import PlcLimits
 from agent.demo.sim.line import SimOptions, SimulatedLine, node_id
 from agent.demo.sim.process import COUNTER_TAG
 from agent.ingest.sources.opcua import OpcUaSource
-from tests.helpers.running import base_config, http_get, running_agent, wait_for
+from tests.helpers.running import base_config, http_get, running_agent, seen_readings, wait_for
 
 PARTS = 40
 
@@ -50,7 +50,7 @@ async def run_line(tmp_path: Path, trained: dict[str, Path],
             assert builder is not None
             await wait_for(lambda: builder.samples + builder.invalid_total + builder.parts_missed
                            >= PARTS, 10, "every part accounted for")
-            seen = {r.value for r in agent._pending_readings if r.tag == COUNTER_TAG}
+            seen = {r.value for r in seen_readings(agent) if r.tag == COUNTER_TAG}
             return plc.subscriptions, builder.parts_missed, seen
 
 

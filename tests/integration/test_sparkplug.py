@@ -14,7 +14,7 @@ import aiomqtt
 from prometheus_client import generate_latest
 
 from agent.ingest.sources.sparkplug import SparkplugSource
-from tests.helpers.running import base_config, running_agent, wait_for
+from tests.helpers.running import base_config, running_agent, seen_readings, wait_for
 from tests.helpers.spb_edge import DEVICE_METRICS, NODE_METRICS, edge_node
 
 TAGS = dict(zip(["barrel_temp_1", "barrel_temp_2", "barrel_temp_3", "injection_pressure"],
@@ -38,7 +38,7 @@ def sparkplug_config(tmp_path: Path, port: int, trained: dict[str, Path]) -> dic
 
 
 def values_of(agent: Any, tag: str) -> list[tuple[float, str, float]]:
-    return [(r.value, r.quality, r.source_ts) for r in agent._pending_readings if r.tag == tag]
+    return [(r.value, r.quality, r.source_ts) for r in seen_readings(agent) if r.tag == tag]
 
 
 async def test_sparkplug_edge_node_lifecycle(tmp_path: Path, broker: Any,
