@@ -66,6 +66,7 @@ from bench.line_shapes import (
     OTHER,
     SEVENTH,
     SIXTH,
+    TENTH,
     Shape,
 )
 from bench.line_streams import Line, Stream, line_for
@@ -283,7 +284,9 @@ def groups() -> list[tuple[str, list[tuple[Shape, int]]]]:
                   "eighth-9": (3300, 3301, 3302, 3303, 3304), "loop-16": (3500, 3501, 3502, 3503, 3504),
                   "var-10": (3700, 3701, 3702, 3703, 3704),
                   "ninth-11": (3900, 3901, 3902, 3903, 3904), "loop-12b": (4100, 4101, 4102, 4103, 4104),
-                  "var-14": (4300, 4301, 4302, 4303, 4304)}
+                  "var-14": (4300, 4301, 4302, 4303, 4304),
+                  "tenth-13": (4500, 4501, 4502, 4503, 4504), "loop-11b": (4700, 4701, 4702, 4703, 4704),
+                  "var-9": (4900, 4901, 4902, 4903, 4904)}
     return [
         ("developed on: dev-8, seeds " + ",".join(map(str, seeds)), [(DEV, s) for s in seeds]),
         ("first held-out set (then developed on): dev-8, seeds 100-104",
@@ -317,6 +320,9 @@ def groups() -> list[tuple[str, list[tuple[Shape, int]]]]:
         *[(f"ninth held-out set: {shape.name}, seeds {late_seeds[shape.name][0]}-"
            f"{late_seeds[shape.name][-1]}",
            [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in NINTH],
+        *[(f"tenth held-out set: {shape.name}, seeds {late_seeds[shape.name][0]}-"
+           f"{late_seeds[shape.name][-1]}",
+           [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in TENTH],
     ]
 
 
