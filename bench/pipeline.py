@@ -1,15 +1,17 @@
 """End-to-end agent pipeline vs bare onnxruntime on the same model and inputs, one core.
 
-Three figures, each against bare ``session.run`` at batch 64 measured in the same run, in
-alternating pairs of short stretches (bench/pairs.py): `ratio` is the median of the pairs'
-ratios, `ratio_min` / `ratio_max` their spread, `ratio_cpu_time` the same by the process's CPU
-time. With BENCH_SINGLE_STRETCH=1 the first figure also gives `ratio_single_stretch`, the method
-before (bare, pipeline, bare again, one long stretch each), which a neighbour's load moved from
-0.40 to 0.75 between runs:
+Figures, each against bare ``session.run`` at batch 64 measured in the same run:
 - pipeline_from_rows: feature rows ready (SampleBatch) -> inference -> outputs -> outbox;
+- pipeline_from_rows_monitored: the same plus every drift detector and the pending-label table;
 - pipeline_from_readings: the same, starting from individual tag readings through the
   feature builder (9 readings and a part-counter trigger per sample), as OPC UA delivers them;
 - mqtt_publish: what the output task then sends to a real mosquitto, messages per second.
+
+The pipeline and its baseline are timed in alternating pairs of short stretches (bench/pairs.py):
+`ratio` is the median of the pairs' ratios, `ratio_min` / `ratio_max` their spread,
+`ratio_cpu_time` the same by the process's CPU time. With BENCH_SINGLE_STRETCH=1 the first
+figure also gives `ratio_single_stretch`, by the method before (bare, pipeline, bare again, one
+long stretch each), which a neighbour's load moved from 0.40 to 0.75 between runs.
 """
 
 from __future__ import annotations
