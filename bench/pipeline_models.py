@@ -2,6 +2,11 @@
 same model and inputs at batch 64 in the same run, on one core. Goal: every model's ratio >= 0.5
 (as bench.pipeline's figure for one model: rows -> inference -> outputs -> outbox).
 
+Figures, per model (`per_model`): `ratio`, the median of the pairs' ratios by wall clock, with
+`ratio_min` / `ratio_max` and `pairs`; `ratio_cpu_time` (and its min and max), the same by the
+process's CPU time; `samples_per_s` / `bare_samples_per_s` over all the pairs. Per line,
+`min_ratio` and `min_ratio_cpu_time` over the models.
+
 The three models are of the size bench.pipeline measures (a ridge or logistic model infers 64
 rows in 15 us, which no Python pipeline matches): moulding-nok, gradient boosting (60 trees) on
 every process tag; cycle-time, a gradient boosting regressor (60 trees) on the cycle time's
@@ -11,15 +16,23 @@ A model's pipeline is what its unit does with a batch: inference through its lif
 predictions to the sinks and the outbox recorder (and with monitoring on, its drift monitors and
 pending-label table). Two starting points, as in bench.pipeline: feature rows (a SampleBatch per
 model), and single tag readings through the intake, the fan-out to every model's channel and
-each model's feature builder. The time of what the models share (the intake and fan-out, the
-outbox flush) is split evenly between them; the rest is each unit's own, timed around it.
+each model's feature builder.
 
-    python -m bench pipeline        (also part of make bench)
+Timing, as bench.pipeline's (bench/pairs.py): 9 pairs (3 with BENCH_QUICK) after a warm-up
+pair, of one stretch of the gateway's pipeline and one of bare `session.run`, each one outbox
+flush period long, the order swapped every pair. In the pipeline's stretch every model runs
+blocks of 20 batches in turns; a model's time is what is timed around its own unit plus an even
+share (1/number of models) of the work the models share: the intake and fan-out of each batch
+of readings, and every outbox flush. In the bare stretch each model's session runs 20 batches in
+turns, timed around it. A model's ratio in a pair is its pipeline rate over its bare rate.
+
+    python -m bench.pipeline_models    (python -m bench pipeline: after bench.pipeline; make bench)
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -37,9 +50,10 @@ from agent.service.agent import Agent
 from agent.service.unit import ModelUnit
 from agent.store.outbox import AsyncOutbox
 from agent.types import Reading
-from bench.common import emit, quick
+from bench.common import emit, pin_to_one_core
 from bench.models3 import BARREL_MODEL, BARREL_TAGS
-from bench.pipeline import BATCH
+from bench.pairs import PairedRatio, Timings, paired_ratios
+from bench.pipeline import BATCH, BLOCK, PAIRS, STRETCH_S
 
 
 def bench_entries(work: Path) -> list[dict[str, Any]]:
@@ -90,13 +104,11 @@ def rows_of(unit: ModelUnit, x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x[:BATCH, [PROCESS_TAGS.index(t) for t in unit.model.input_tags]])
 
 
-BLOCK = 20  # batches per model in a row, then as many bare runs of that model
-
-
-async def unit_rates(entries: list[dict[str, Any]], x: np.ndarray, seconds: float,
-                     from_readings: bool, monitored: bool) -> dict[str, tuple[float, float, float, float]]:
-    """(pipeline, bare onnxruntime) samples per second of each model, all models running in
-    one agent; the two measured in alternating blocks, so both see the same machine."""
+async def unit_ratios(entries: list[dict[str, Any]], x: np.ndarray, from_readings: bool,
+                      monitored: bool) -> dict[str, PairedRatio]:
+    """Each model's pipeline against bare onnxruntime on its model, all models in one agent, in
+    pairs of stretches (bench.pairs.paired_ratios): one stretch runs the gateway's pipeline, the
+    other every model's bare session in turns, each model timed around its own work."""
     state = Path(tempfile.mkdtemp(prefix="bench-models-"))
     agent = agent_of(entries, state, monitored)
     async with AsyncOutbox(state / "outbox.db", 1 << 34) as outbox:
@@ -104,9 +116,7 @@ async def unit_rates(entries: list[dict[str, Any]], x: np.ndarray, seconds: floa
         agent.recorder.outbox = outbox
         await agent._load_initial_model()
         units = agent.units
-        spent = {u.name: np.zeros(2) for u in units}  # (wall, CPU) seconds
-        bare_spent = {u.name: np.zeros(2) for u in units}  # (wall, CPU) seconds
-        share = 1.0 / len(units)
+        share = 1.0 / len(units)  # of the work the models share: intake, fan-out, outbox flush
         rows = {u.name: rows_of(u, x) for u in units}
         now = time.time()
         ids = [[str(k * BATCH + i) for i in range(BATCH)] for k in range(2)]
@@ -126,52 +136,68 @@ async def unit_rates(entries: list[dict[str, Any]], x: np.ndarray, seconds: floa
             for unit in units:
                 unit.process_now()
         bare = {u.name: bare_session(u, rows[u.name]) for u in units}
-        n, counter, start = 0, 0, time.perf_counter()
-        last_flush = start
-        while time.perf_counter() - start < seconds:
-            if from_readings:
-                for _ in range(BLOCK):
-                    t = stamp()
-                    for r in batches[counter % 2]:
-                        agent.offer(r)
-                    shared = stamp() - t
-                    for unit in units:
+        counter = 0  # batches every model has had, over all the pipeline's stretches
+
+        async def flush(spent: dict[str, np.ndarray]) -> None:
+            t = stamp()
+            await agent._flush()
+            for name in spent:
+                spent[name] += (stamp() - t) * share
+
+        async def run_pipeline() -> Timings:
+            nonlocal counter
+            spent = {u.name: np.zeros(2) for u in units}  # (wall, CPU) seconds
+            first = counter
+            start = last_flush = time.perf_counter()
+            flushed = True
+            while time.perf_counter() - start < STRETCH_S:
+                if from_readings:
+                    for _ in range(BLOCK):
                         t = stamp()
-                        unit.process_now()
-                        spent[unit.name] += stamp() - t + shared * share
-                    counter += 1
-            else:
-                for unit in units:
-                    ready = ready_batches[unit.name]
+                        for r in batches[counter % 2]:
+                            agent.offer(r)
+                        shared = stamp() - t
+                        for unit in units:
+                            t = stamp()
+                            unit.process_now()
+                            spent[unit.name] += stamp() - t + shared * share
+                        counter += 1
+                else:
+                    for unit in units:
+                        ready = ready_batches[unit.name]
+                        t = stamp()
+                        for k in range(BLOCK):
+                            samples = ready[(counter + k) % 2]
+                            unit._settle(samples, unit._compute(samples))
+                        spent[unit.name] += stamp() - t
+                    counter += BLOCK
+                flushed = time.perf_counter() - last_flush >= agent.config.outbox.flush_interval_s
+                if flushed:  # the flusher's schedule
+                    await flush(spent)
+                    last_flush = time.perf_counter()
+            if not flushed:
+                await flush(spent)
+            n = (counter - first) * BATCH
+            return {name: (n, *s) for name, s in spent.items()}
+
+        async def run_bare() -> Timings:  # every model's session in turns, on the same rows
+            spent = {u.name: np.zeros(2) for u in units}
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < STRETCH_S:
+                for name, (session, names, feed) in bare.items():
                     t = stamp()
-                    for k in range(BLOCK):
-                        samples = ready[(counter + k) % 2]
-                        unit._settle(samples, unit._compute(samples))
-                    spent[unit.name] += stamp() - t
-                counter += BLOCK
-            n += BLOCK * BATCH
-            for unit in units:  # the baseline in the same stretch of time, on the same rows
-                session, names, feed = bare[unit.name]
-                t = stamp()
-                for _ in range(BLOCK):
-                    session.run(names, feed)
-                bare_spent[unit.name] += stamp() - t
-            if time.perf_counter() - last_flush >= agent.config.outbox.flush_interval_s:
-                t = stamp()
-                await agent._flush()
-                for name in spent:
-                    spent[name] += (stamp() - t) * share
-                last_flush = time.perf_counter()
-        t = stamp()
-        await agent._flush()
-        for name in spent:
-            spent[name] += (stamp() - t) * share
+                    for _ in range(BLOCK):
+                        session.run(names, feed)
+                    spent[name] += stamp() - t
+                n += BLOCK * BATCH
+            return {name: (n, *s) for name, s in spent.items()}
+
+        ratios = await paired_ratios(run_bare, run_pipeline, PAIRS)
         for unit in units:
-            assert unit.predictions == n, (unit.name, unit.predictions, n)
+            assert unit.predictions == counter * BATCH, (unit.name, unit.predictions, counter)
         for unit in units:
             unit.close()
-    return {name: (n / s[0], n / bare_spent[name][0], n / s[1], n / bare_spent[name][1])
-            for name, s in spent.items()}
+    return ratios
 
 
 def stamp() -> np.ndarray:
@@ -203,23 +229,30 @@ CASES = (  # (start, monitored, goal)
 
 
 def main() -> None:
-    seconds = 1.0 if quick() else 3.0
+    pin_to_one_core()
     work = Path(tempfile.mkdtemp(prefix="bench-models-"))
     entries = bench_entries(work)
     x = full_history(3000, seed=5)[0].astype(np.float32)
     for count in (1, 3):
         chosen = entries[:count]
         for start, monitored, goal in CASES:
-            rates = asyncio.run(unit_rates(chosen, x, seconds, start == "readings", monitored))
-            per_model = {}
-            for name, (rate, bare, cpu_rate, cpu_bare) in rates.items():
-                per_model[name] = {"samples_per_s": round(rate), "bare_samples_per_s": round(bare),
-                                   "ratio": round(rate / bare, 3),
-                                   "ratio_cpu_time": round(cpu_rate / cpu_bare, 3)}
+            ratios = asyncio.run(unit_ratios(chosen, x, start == "readings", monitored))
+            per_model = {name: {
+                "samples_per_s": round(r.candidate_rate), "bare_samples_per_s": round(r.baseline_rate),
+                "ratio": round(r.wall.median, 3), "ratio_min": round(r.wall.low, 3),
+                "ratio_max": round(r.wall.high, 3), "pairs": r.pairs,
+                "ratio_cpu_time": round(r.cpu.median, 3), "ratio_cpu_time_min": round(r.cpu.low, 3),
+                "ratio_cpu_time_max": round(r.cpu.high, 3)} for name, r in ratios.items()}
             emit(bench="pipeline_per_model", models=count, batch=BATCH, start=start,
                  monitored=monitored, per_model=per_model,
                  min_ratio=min(m["ratio"] for m in per_model.values()),
                  min_ratio_cpu_time=min(m["ratio_cpu_time"] for m in per_model.values()),
-                 baseline="bare onnxruntime session.run on the same model and rows, in blocks of "
-                 f"{BLOCK} batches alternating with the pipeline's", goal=goal,
+                 baseline=f"bare onnxruntime session.run on the same model and rows, in pairs of "
+                 f"{STRETCH_S} s stretches with the pipeline's, the order swapped every pair",
+                 goal=goal,
                  note="intake, fan-out and outbox flush split evenly between the models")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.ERROR)  # as python -m bench: no incident or drop lines
+    main()

@@ -1,6 +1,7 @@
 """bench/pairs.py on a fake machine whose clocks only move when a stretch says so: the ratio of
 each pair, the order swapped every pair, the warm-up left out, and a burst of a neighbour's
-load that moves one pair's wall-clock ratio and neither the median nor the CPU-time ratio."""
+load that moves one pair's wall-clock ratio and neither the median nor the CPU-time ratio; with
+stretches that time their parts themselves (paired_ratios), a ratio per part from its own seconds."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 
 import pytest
 
-from bench.pairs import PairedRatio, Stretch, paired_ratio
+from bench.pairs import PairedRatio, Stretch, TimedStretch, Timings, paired_ratio, paired_ratios
 
 
 class FakeMachine:
@@ -75,3 +76,41 @@ def test_no_pairs_is_refused() -> None:
     machine = FakeMachine()
     with pytest.raises(ValueError, match="pairs"):
         machine.measure(machine.stretch("b", 1, 1.0), machine.stretch("c", 1, 1.0), pairs=0)
+
+
+def timed_stretch(per_call: list[dict[str, tuple[float, float, float]]]) -> TimedStretch:
+    """A stretch whose parts took the given (units, wall, CPU seconds), one dict per call."""
+    calls = iter(per_call)
+
+    async def run() -> Timings:
+        return next(calls)
+    return run
+
+
+def test_each_part_gets_its_own_ratio_from_its_own_seconds_not_the_stretchs() -> None:
+    # two models in one stretch: the second takes three times the first's time per sample
+    pipe = {"a": (100.0, 1.0, 1.0), "b": (100.0, 3.0, 3.0)}
+    bare = {"a": (100.0, 0.5, 0.5), "b": (300.0, 1.0, 1.0)}
+    result = asyncio.run(paired_ratios(timed_stretch([bare] * 3), timed_stretch([pipe] * 3),
+                                       pairs=2, warmup=1))
+    assert result.keys() == {"a", "b"}
+    assert result["a"].wall.median == 0.5
+    assert result["b"].wall.median == pytest.approx(1 / 9)
+    assert (result["b"].candidate_rate, result["b"].baseline_rate) == (100 / 3, 300.0)
+
+
+def test_a_burst_in_one_parts_pair_moves_that_parts_low_only() -> None:
+    calm = {"a": (100.0, 1.0, 1.0), "b": (100.0, 1.0, 1.0)}
+    burst = {"a": (100.0, 4.0, 1.0), "b": (100.0, 1.0, 1.0)}  # a neighbour took 3 s of a's
+    result = asyncio.run(paired_ratios(timed_stretch([calm] * 5),
+                                       timed_stretch([calm, burst, calm, calm, calm]), pairs=5,
+                                       warmup=0))
+    assert (result["a"].wall.median, result["a"].wall.low) == (1.0, 0.25)
+    assert (result["a"].cpu.low, result["b"].wall.low) == (1.0, 1.0)
+    assert result["a"].candidate_rate == 500 / 8
+
+
+def test_sides_that_time_different_parts_are_refused() -> None:
+    with pytest.raises(ValueError, match="timed"):
+        asyncio.run(paired_ratios(timed_stretch([{"a": (1.0, 1.0, 1.0)}]),
+                                  timed_stretch([{"b": (1.0, 1.0, 1.0)}]), pairs=1, warmup=0))
