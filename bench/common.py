@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,19 @@ def pin_to_one_core() -> None:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 
 
+def scratch_dir(prefix: str) -> Path:
+    """A temporary folder removed when the benchmark's process exits: a bench's agents write
+    outboxes of 60-90 MB each, and `make bench` left 1.9 GB of them in /tmp before."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def release(path: Path) -> None:
+    """Remove a scratch folder now, not at exit (an agent's outbox of 60-90 MB)."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def use_all_cores() -> None:
     """Undo pin_to_one_core for benchmarks whose peers (server, agent process) need their own."""
     if hasattr(os, "sched_setaffinity"):
@@ -38,7 +53,7 @@ def quick() -> bool:
 
 def trained_bundle(kind: str = "gbt") -> tuple[Path, Path, np.ndarray]:
     """A signed bundle of the simulated line's model; returns (bundle, public key, sample X)."""
-    root = Path(tempfile.mkdtemp(prefix="bench-"))
+    root = scratch_dir("bench-")
     x, names, y = history(3000, seed=1)
     write_csv(root / "train.csv", x, names, y)
     model = train_onnx(x, y, root / "model.onnx", kind=kind)

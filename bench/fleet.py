@@ -27,7 +27,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -42,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from agent.demo.sim.broker import free_port
 from agent.store.codec import encode_json, encode_readings
-from bench.common import emit, quick, trained_bundle, use_all_cores
+from bench.common import emit, quick, scratch_dir, trained_bundle, use_all_cores
 from bench.hub import _poll_load, _readings, _request, _variant
 from hub.fleet.jobs import JobContext
 from hub.fleet.queue import HubQueue
@@ -553,7 +552,7 @@ def main() -> None:
         emit(bench="fleet", skipped=f"PostgreSQL not reachable: {str(exc).splitlines()[0]}")
         return
     url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    root = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    root = scratch_dir("bench-fleet-")
     try:
         bundle, pub, _ = trained_bundle()
         engine = open_db(url)

@@ -5,9 +5,7 @@ it can; the agent runs as its own process, as in production."""
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
-from pathlib import Path
 
 from asyncua import ua
 
@@ -15,14 +13,14 @@ from agent.demo.sim.broker import free_port
 from agent.demo.sim.line import SimOptions, SimulatedLine
 from agent.service.agent import read_status
 from bench.agentproc import AgentProcess
-from bench.common import emit, quick, use_all_cores
+from bench.common import emit, quick, scratch_dir, use_all_cores
 
 VARIABLES = 500
 
 
 async def run(seconds: float) -> None:
     port = free_port()
-    state = Path(tempfile.mkdtemp(prefix="bench-opcua-"))
+    state = scratch_dir("bench-opcua-")
     async with SimulatedLine(SimOptions(opcua_port=port, extra_vars=VARIABLES)) as line:
         nodes = [{"tag": f"extra_{i}", "node_id": f"ns={line.ns};s=Machine1.Extra{i}"}
                  for i in range(VARIABLES)]

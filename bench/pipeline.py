@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -35,7 +34,7 @@ from agent.inference.batches import SampleBatch
 from agent.inference.model import load_model
 from agent.service.agent import Agent
 from agent.types import Reading
-from bench.common import emit, pin_to_one_core, quick, trained_bundle
+from bench.common import emit, pin_to_one_core, quick, release, scratch_dir, trained_bundle
 from bench.pairs import PairedRatio, paired_ratio
 
 BATCH = 64
@@ -81,7 +80,7 @@ async def pipeline(bundle: Path, pub: Path, x: np.ndarray, from_readings: bool,
                    monitored: bool) -> AsyncIterator[Callable[[float], Awaitable[int]]]:
     """One agent with its outbox; yields a stretch of its pipeline for a given time (batches,
     the outbox flushed on the flusher's schedule and at the end), which returns the samples."""
-    state = Path(tempfile.mkdtemp(prefix="bench-agent-"))
+    state = scratch_dir("bench-agent-")
     agent = agent_for(bundle, pub, state)
     from agent.store.outbox import AsyncOutbox
 
@@ -137,6 +136,7 @@ async def pipeline(bundle: Path, pub: Path, x: np.ndarray, from_readings: bool,
 
         yield run
         assert agent.predictions == batches * BATCH, (agent.predictions, batches * BATCH)
+    release(state)
 
 
 async def mqtt_publish_rate(bundle: Path, pub: Path, x: np.ndarray, messages: int) -> float | None:
@@ -145,7 +145,7 @@ async def mqtt_publish_rate(bundle: Path, pub: Path, x: np.ndarray, messages: in
     broker = MosquittoBroker()
     broker.start()
     try:
-        state = Path(tempfile.mkdtemp(prefix="bench-agent-"))
+        state = scratch_dir("bench-agent-")
         cfg = agent_for(bundle, pub, state).config.model_copy(deep=True)
         out_cfg = cfg.outputs.mqtt
         assert out_cfg is not None

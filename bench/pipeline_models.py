@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ from agent.service.agent import Agent
 from agent.service.unit import ModelUnit
 from agent.store.outbox import AsyncOutbox
 from agent.types import Reading
-from bench.common import emit, pin_to_one_core
+from bench.common import emit, pin_to_one_core, release, scratch_dir
 from bench.models3 import BARREL_MODEL, BARREL_TAGS
 from bench.pairs import PairedRatio, Timings, paired_ratios
 from bench.pipeline import BATCH, BLOCK, PAIRS, STRETCH_S
@@ -109,7 +108,7 @@ async def unit_ratios(entries: list[dict[str, Any]], x: np.ndarray, from_reading
     """Each model's pipeline against bare onnxruntime on its model, all models in one agent, in
     pairs of stretches (bench.pairs.paired_ratios): one stretch runs the gateway's pipeline, the
     other every model's bare session in turns, each model timed around its own work."""
-    state = Path(tempfile.mkdtemp(prefix="bench-models-"))
+    state = scratch_dir("bench-models-")
     agent = agent_of(entries, state, monitored)
     async with AsyncOutbox(state / "outbox.db", 1 << 34) as outbox:
         agent.outbox = outbox
@@ -197,6 +196,7 @@ async def unit_ratios(entries: list[dict[str, Any]], x: np.ndarray, from_reading
             assert unit.predictions == counter * BATCH, (unit.name, unit.predictions, counter)
         for unit in units:
             unit.close()
+    release(state)
     return ratios
 
 
@@ -230,7 +230,7 @@ CASES = (  # (start, monitored, goal)
 
 def main() -> None:
     pin_to_one_core()
-    work = Path(tempfile.mkdtemp(prefix="bench-models-"))
+    work = scratch_dir("bench-models-")
     entries = bench_entries(work)
     x = full_history(3000, seed=5)[0].astype(np.float32)
     for count in (1, 3):

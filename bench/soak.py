@@ -15,16 +15,14 @@ import argparse
 import asyncio
 import contextlib
 import os
-import tempfile
 import time
-from pathlib import Path
 
 from agent.demo.config import agent_config
 from agent.demo.sim.broker import any_broker, free_port
 from agent.demo.sim.line import SimOptions, SimulatedLine
 from agent.service.agent import read_status
 from bench.agentproc import AgentProcess
-from bench.common import emit, quick, use_all_cores
+from bench.common import emit, quick, scratch_dir, use_all_cores
 from bench.models3 import model_entries
 
 SAMPLE_S = 30.0
@@ -32,7 +30,7 @@ GOAL_MB = 150.0
 
 
 async def run(seconds: float, models: int, sample_s: float = SAMPLE_S) -> None:
-    work = Path(tempfile.mkdtemp(prefix="bench-soak-"))
+    work = scratch_dir("bench-soak-")
     async with any_broker() as broker:
         entries = await asyncio.to_thread(model_entries, work, models, broker.port)
         options = SimOptions(opcua_port=free_port(), mqtt_port=broker.port, speed=300.0)
