@@ -93,6 +93,10 @@ def counts(agent: Agent, unit: ModelUnit, board: Scoreboard, line: SimulatedLine
         "models_on_gateway": [u.name for u in agent.units],
         "samples": unit.builder.samples if unit.builder else 0,
         "invalid_samples": unit.builder.invalid_total if unit.builder else 0,
+        # parts the part counter skipped: made while the OPC UA session was being re-established
+        # (a reconnect below), never seen, so never scored; counted rather than lost silently
+        "parts_missed": unit.builder.parts_missed if unit.builder else 0,
+        "source_reconnects": sum(s.status.reconnects for s in agent.sources),
         "predictions": unit.predictions,
         "published_all_models": agent.publisher.published if agent.publisher else 0,
         "labels_received": unit.labels_received,

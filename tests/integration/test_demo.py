@@ -70,7 +70,12 @@ def _cycle_time_checks(summary: dict[str, Any]) -> None:
     cycle = summary["models"]["cycle-time"]
     parts = summary["parts_made"]
     assert cycle["model"] == "cycle-time 1.0.0" and cycle["inference_errors"] == 0
-    assert cycle["predictions"] >= parts - 5 and cycle["labels_received"] >= parts - 5
+    # every part scored or counted as missed (the counter skipped it while OPC UA reconnected,
+    # which a loaded machine can cause: the demo's line, hub and agent share one process); a
+    # few in flight at the end; a reconnect loses about a second of parts, not dozens
+    missed = summary["parts_missed"]
+    assert cycle["predictions"] + missed >= parts - 5 and cycle["labels_received"] >= parts - 5
+    assert missed <= 30 * summary["source_reconnects"], summary
     phases = [cycle[k] for k in ("before_drift", "after_resin", "after_relation_change")]
     for phase in phases:
         assert phase["parts"] > 100 and math.isfinite(phase["mae_s"]) and math.isfinite(phase["rmse_s"])
