@@ -10,6 +10,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiomqtt
 
@@ -116,6 +117,17 @@ async def until_disconnected(client: aiomqtt.Client) -> None:
     async for _ in client.messages:
         pass  # nothing is subscribed; the iterator is how the loss is heard
     raise aiomqtt.MqttError("disconnected")
+
+
+async def publish(client: aiomqtt.Client, topic: str, payload: bytes | str, qos: int,
+                  **options: Any) -> None:
+    """``client.publish``, then stop if this task is being cancelled. aiomqtt waits for the
+    broker's acknowledgement in asyncio.wait_for, which on Python 3.11 returns instead of raising
+    when a cancellation and the acknowledgement arrive together: a publishing loop would then
+    wait for its next message forever, and the agent's stop hang (a CI run under load: "agent
+    did not stop within 15 s", the prediction publisher still waiting)."""
+    await client.publish(topic, payload, qos=qos, **options)
+    raise_if_cancelling()
 
 
 def mqtt_reason(exc: aiomqtt.MqttError) -> str:

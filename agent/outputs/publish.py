@@ -14,7 +14,7 @@ from agent.aio.links import RateLimitedLog, SourceStatus
 from agent.config import MqttOutputConfig, OpcUaWritebackConfig
 from agent.errors import SourceError
 from agent.inference.batches import PredictionBatch
-from agent.ingest.mqtt_session import run_session, until_disconnected
+from agent.ingest.mqtt_session import publish, run_session, until_disconnected
 from agent.types import Prediction
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class MqttPublisher:
         while True:
             while self._urgent:
                 topic, payload = self._urgent[0]
-                await client.publish(topic, payload, qos=1)
+                await publish(client, topic, payload, qos=1)
                 self._urgent.popleft()
                 self.published_raw += 1
             while self._queue:
@@ -122,7 +122,7 @@ class MqttPublisher:
                     self._queue.popleft()
                     continue
                 payload = prediction_json(batch.prediction(row))
-                await client.publish(topic, payload, qos=self.config.qos)
+                await publish(client, topic, payload, qos=self.config.qos)
                 if self._queue and self._queue[0] is entry:  # not dropped meanwhile
                     entry[2] += 1  # only after the broker took it
                     self._queued -= 1

@@ -22,7 +22,7 @@ from agent.config import SparkplugOutputConfig
 from agent.config.limits import DEFAULT_LIMITS, InputLimits
 from agent.inference.batches import PredictionBatch
 from agent.ingest import spb
-from agent.ingest.mqtt_session import run_session
+from agent.ingest.mqtt_session import publish, run_session
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class SparkplugPublisher:
         for name, state in self._models.items():
             metrics += self._metrics(name, state, ts)
         payload = spb.spb.NBirth(ts, self._next_seq(), tuple(metrics)).encode()
-        await client.publish(self.topic("NBIRTH"), payload, qos=0, timeout=10)
+        await publish(client, self.topic("NBIRTH"), payload, qos=0, timeout=10)
         self._born = set(self._models)
         self._dirty.clear()
         self.births += 1
@@ -157,7 +157,7 @@ class SparkplugPublisher:
             metrics += self._metrics(name, self._models[name], ts)
         self._dirty.clear()
         payload = spb.spb.NData(ts, self._next_seq(), tuple(metrics)).encode(include_dtypes=True)
-        await client.publish(self.topic("NDATA"), payload, qos=0, timeout=10)
+        await publish(client, self.topic("NDATA"), payload, qos=0, timeout=10)
         self.published += 1
 
     async def _commands(self, client: aiomqtt.Client) -> None:

@@ -83,3 +83,36 @@ async def test_broker_restart_reconnects_and_resubscribes(tmp_path: Path, privat
         await publish(port, [("plant/ambient", b"2"), ("plant/x/telemetry", b'{"data":{"temp":3},"ts":1}')])
         await wait_for(lambda: source.status.readings == 3, 10, "data after restart")
         assert source.status.reconnects >= 1
+
+
+async def test_publisher_stops_when_a_publish_swallows_its_cancellation(broker: Any,
+                                                                         monkeypatch: Any) -> None:
+    """asyncio.wait_for on Python 3.11 can return instead of raising when a cancellation and the
+    broker's acknowledgement arrive together (aiomqtt waits for PUBACK in it). Here every
+    publish swallows it that way: the publisher must still stop, not wait for its next
+    prediction forever (it did in a CI run: the agent's stop hung)."""
+    from agent.config import MqttBroker, MqttOutputConfig
+    from agent.outputs.publish import MqttPublisher
+    from tests.unit.test_batches import batch
+
+    real_publish = aiomqtt.Client.publish
+    in_flight = asyncio.Event()
+
+    async def swallowing_publish(self: aiomqtt.Client, *args: Any, **kwargs: Any) -> None:
+        try:
+            in_flight.set()
+            await asyncio.sleep(0.05)
+            await real_publish(self, *args, **kwargs)
+        except asyncio.CancelledError:
+            pass  # what wait_for does when the result was already there
+
+    monkeypatch.setattr(aiomqtt.Client, "publish", swallowing_publish)
+    publisher = MqttPublisher(MqttOutputConfig(broker=MqttBroker(host="127.0.0.1", port=broker.port),
+                                               qos=1), "gw-cancel")
+    publisher.offer(batch(3))
+    task = asyncio.create_task(publisher.run())
+    await asyncio.wait_for(in_flight.wait(), 10)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=10)
+    assert done == {task} and task.cancelled()
+    assert publisher.published < 3  # stopped in the middle, as asked

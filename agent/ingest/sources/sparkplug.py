@@ -31,7 +31,7 @@ import aiomqtt
 from agent.config import SparkplugSourceConfig
 from agent.config.limits import DEFAULT_LIMITS, InputLimits
 from agent.ingest import spb
-from agent.ingest.mqtt_session import run_session
+from agent.ingest.mqtt_session import publish, run_session
 from agent.ingest.sources.base import RateLimitedLog, ReadingSink, SourceStatus
 from agent.types import Quality, Reading
 
@@ -108,7 +108,7 @@ class SparkplugSource:
     async def _serve(self, client: aiomqtt.Client) -> None:
         self._client = client
         if self.config.host_id:  # subscribed first: births that answer it are not missed
-            await client.publish(self._state_topic(), _state(True), qos=1, retain=True, timeout=10)
+            await publish(client, self._state_topic(), _state(True), qos=1, retain=True, timeout=10)
         try:
             async for message in client.messages:
                 payload = message.payload
@@ -326,8 +326,8 @@ class SparkplugSource:
         while self._pending_rebirths and client is not None:
             edge_node = self._pending_rebirths[0]
             topic = f"{spb.NAMESPACE}/{self.config.group}/NCMD/{edge_node}"
-            await client.publish(topic, spb.rebirth_command(int(time.time() * 1000)), qos=0,
-                                 timeout=10)
+            await publish(client, topic, spb.rebirth_command(int(time.time() * 1000)), qos=0,
+                          timeout=10)
             self._pending_rebirths.pop(0)
 
 
