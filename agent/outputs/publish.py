@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import aiomqtt
 
 from agent.aio.links import RateLimitedLog, SourceStatus
+from agent.aio.supervisor import raise_if_cancelling
 from agent.config import MqttOutputConfig, OpcUaWritebackConfig
 from agent.errors import SourceError
 from agent.inference.batches import PredictionBatch
@@ -176,3 +177,4 @@ class OpcUaWriteback:
                 except SourceError as exc:
                     self.failed += 1
                     log.warning("write-back skipped: %s", exc)
+                raise_if_cancelling()  # asyncua's write answers through wait_for (see publish)

@@ -232,6 +232,7 @@ class OpcUaSource:
                 pass
             async with asyncio.timeout(self.config.timeout_s):
                 await state_node.read_value()
+            raise_if_cancelling()  # asyncua answers through wait_for, which can swallow a stop
             self.sink.alive(self.config.name, time.time())
 
     async def _on_lost(self, exc: Exception) -> None:
