@@ -27,6 +27,7 @@ control variant "sumsq" is the same scan with C_TT replaced by the identity.
 
     python -m bench.subset_glr            # the 40 development lines, the frozen design
     python -m bench.subset_glr --design   # the variants (and the shift's signal per set)
+    python -m bench.subset_glr --design --only=groups,"groups sumsq"   # some of them
     python -m bench.subset_glr --heldout  # the tenth held-out sets, once, after the freeze
 """
 
@@ -39,6 +40,7 @@ import time
 from typing import Any
 
 import numpy as np
+from scipy.sparse.csgraph import connected_components  # type: ignore[import-untyped]
 
 from agent.monitor import pooled
 from agent.monitor.budget import SECONDS_PER_WEEK
@@ -87,19 +89,27 @@ class SetScan:
         return out
 
 
-def candidate_sets(corr: np.ndarray, triples: bool, min_corr: float = MIN_CORR) -> list[tuple[int, ...]]:
+def candidate_sets(corr: np.ndarray, triples: bool, groups: bool = False,
+                   min_corr: float = MIN_CORR) -> list[tuple[int, ...]]:
+    """Every stream alone, every pair with |C_ij| >= min_corr; with ``triples`` every stream
+    with its two strongest neighbours (both at least min_corr); with ``groups`` every connected
+    set of the graph |C_ij| >= min_corr of 3 or more streams and all the streams together."""
     m = len(corr)
     strength = np.abs(corr - np.diag(np.diag(corr)))
     sets: list[tuple[int, ...]] = [(j,) for j in range(m)]
     sets += [(i, j) for i in range(m) for j in range(i + 1, m) if strength[i, j] >= min_corr]
+    found: set[tuple[int, ...]] = set()
     if triples and m >= 3:
-        found = set()
         for j in range(m):
             a, b = np.argsort(-strength[j])[:2]
             if strength[j, b] >= min_corr:
                 found.add(tuple(sorted((j, int(a), int(b)))))
-        sets += sorted(found)
-    return sets
+    if groups:
+        _, label = connected_components(strength >= min_corr, directed=False)
+        found |= {tuple(np.flatnonzero(label == g).tolist()) for g in set(label.tolist())
+                  if np.sum(label == g) >= 3}
+        found.add(tuple(range(m)))
+    return sets + sorted(found - set(sets), key=lambda t: (len(t), t))
 
 
 class SubsetGLR(mg.MixtureGLR):
@@ -160,13 +170,15 @@ def calibrate(section: dict[str, Any], z_ref: np.ndarray, scan: SetScan, grid: t
     return h, adjusted
 
 
-# name: (triples, whiten); every variant on mixture_glr's frozen grid (x1.5 up to 438)
-VARIANTS = {"pairs": (False, True), "pairs+triples": (True, True), "pairs+triples sumsq": (True, False)}
-FROZEN = "pairs+triples"
+# name: (triples, whiten, groups); every variant on mixture_glr's frozen grid (x1.5 up to 438)
+VARIANTS = {"pairs": (False, True, False), "pairs+triples": (True, True, False),
+            "pairs+triples sumsq": (True, False, False), "groups": (True, True, True),
+            "groups sumsq": (True, False, True)}
+FROZEN, CONTROL = "pairs+triples", "pairs+triples sumsq"  # the control: the same sets, C_TT = I
 
 
-def scan_of(corr: np.ndarray, triples: bool, whiten: bool) -> SetScan:
-    return SetScan(corr, candidate_sets(corr, triples), whiten)
+def scan_of(corr: np.ndarray, triples: bool, whiten: bool, groups: bool) -> SetScan:
+    return SetScan(corr, candidate_sets(corr, triples, groups), whiten)
 
 
 def signal(corr: np.ndarray, scan: SetScan, w: np.ndarray, change: int) -> dict[str, Any]:
@@ -184,7 +196,7 @@ def signal(corr: np.ndarray, scan: SetScan, w: np.ndarray, change: int) -> dict[
             "all_sumsq": round(float(mu @ mu / 2), 4)}
 
 
-def one(shape: Shape, seed: int, variants: dict[str, tuple[bool, bool]], design: bool) -> dict[str, Any]:
+def one(shape: Shape, seed: int, variants: dict[str, tuple[bool, bool, bool]]) -> dict[str, Any]:
     data = mg.line_data(shape, seed)
     section, clip = data["section"], np.asarray(data["section"]["clip"])
     corr = pooled.long_run_correlation(data["ref"], int(section["lags"]))
@@ -196,15 +208,14 @@ def one(shape: Shape, seed: int, variants: dict[str, tuple[bool, bool]], design:
     runs = [mg.glr_alarms(mg.MixtureGLR(rows.shape[1], h, clip=clip), rows)
             for rows in (data["shift"], data["clean"])]
     out["mixture_glr"] = {**mg.judged(*runs), "h": round(h, 2), "replay_adjusted": adjusted}
-    for name, (triples, whiten) in variants.items():
-        scan = scan_of(corr, triples, whiten)
+    for name, how in variants.items():
+        scan = scan_of(corr, *how)
         h, adjusted = calibrate(section, data["ref"], scan, mg.GRID)
         runs = [mg.glr_alarms(SubsetGLR(scan, h, mg.GRID, clip=clip), rows)
                 for rows in (data["shift"], data["clean"])]
         out[name] = {**mg.judged(*runs), "h": round(h, 2), "replay_adjusted": adjusted,
                      "sets": len(scan.sets)}
-    if design:
-        out["signal"] = signal(corr, scan_of(corr, True, True), data["shift"], dc.CHANGE)
+    out["signal"] = signal(corr, scan_of(corr, True, True, False), data["shift"], dc.CHANGE)
     return out
 
 
@@ -239,13 +250,15 @@ def cost_per_row(streams: int = 10, batch: int = 32, rows: int = 32_000) -> dict
 def main() -> None:
     args = sys.argv[1:]
     design = "--design" in args
-    variants = VARIANTS if design else {FROZEN: VARIANTS[FROZEN]}
+    only = next((a.split("=", 1)[1].split(",") for a in args if a.startswith("--only=")), None)
+    variants = ({n: v for n, v in VARIANTS.items() if only is None or n in only} if design
+                else {n: VARIANTS[n] for n in (FROZEN, CONTROL)})
     names = (mg.HELD_OUT,) if "--heldout" in args else mg.DEV_SETS
     sets = [(t, lines) for t, lines in dc.groups() if any(n in t + "," for n in names)]
     who = ("monitor", "pooled", "mixture_glr", *variants)
     every: list[dict[str, Any]] = []
     for title, lines in sets:
-        runs = [one(shape, seed, variants, design) for shape, seed in lines]
+        runs = [one(shape, seed, variants) for shape, seed in lines]
         every += runs
         print(json.dumps({"set": title, "runs": runs}), flush=True)
         print(json.dumps({"set": title, **{w: mg.summary(runs, w) for w in who}}), flush=True)

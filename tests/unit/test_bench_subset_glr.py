@@ -66,8 +66,8 @@ CORR = np.array([[1.0, -0.5, 0.1, 0.0], [-0.5, 1.0, -0.3, 0.0], [0.1, -0.3, 1.0,
 
 
 def test_running_sums_equal_a_direct_recomputation_whatever_the_batches() -> None:
-    scan = SetScan(CORR, candidate_sets(CORR, triples=True))
-    assert {len(t) for t in scan.sets} == {1, 2, 3}
+    scan = SetScan(CORR, candidate_sets(CORR, triples=True, groups=True))
+    assert {len(t) for t in scan.sets} == {1, 2, 3, 4}  # the 4: one connected group, all streams
     rng = np.random.default_rng(5)
     w = rng.standard_normal((300, 4)) @ np.linalg.cholesky(CORR).T
     w[150:, :2] += 0.5
