@@ -29,6 +29,20 @@ control variant "sumsq" is the same scan with C_TT replaced by the identity.
     python -m bench.subset_glr --design   # the variants (and the shift's signal per set)
     python -m bench.subset_glr --design --only=groups,"groups sumsq"   # some of them
     python -m bench.subset_glr --heldout  # the tenth held-out sets, once, after the freeze
+
+Measured (2026-12-02, commit 2eddffe froze the design "groups"; the variants' figures are at
+VARIANTS): the hypothesis fails on the typical line. The shift's per-row evidence in the best
+set of at most three streams, mu_T' C_TT^-1 mu_T / 2, is 0.84 (median; 0.66-2.98) of the sum of
+squares over the same set on the 40 development lines, and above it on 7 only (held-12 2.1-3.0,
+two of held-6); over all streams mu' C^-1 mu / 2 is 0.82 of mu' mu / 2; on the tenth set 0.83
+and 0.80, above on 1 line of 15. A set of three carries half the evidence of all streams (0.48):
+the shift moves the unshifted group-mates' streams too, against the shifted ones, along C's
+large-variance directions, where the quadratic form weighs less than the sum of squares. The
+frozen scan on the 40 lines: 0.97 of the pooled CUSUM's delay (16 wins, 16 losses), median /
+max 104 / 1,654, 37 found (2 of held-12, which neither pooled detector finds), false alarms 0 +
+1; on the tenth set, run once: 1.09 (5 wins, 9 losses), 93 / 188 against 86 / 180, 15 found, no
+false alarm; its sum-of-squares control 1.03 (8 / 6), 99 / 173; the mixture GLR 1.03 (6 / 6),
+92 / 181. 80 us a row at batch 32 (39 sets on 10 streams; the mixture GLR 3.3). Not kept.
 """
 
 from __future__ import annotations
