@@ -41,6 +41,16 @@ def release(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def one_thread_session(model_path: Path) -> Any:
+    """Bare onnxruntime on one thread, the baseline every pipeline figure is measured against."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+
+
 def use_all_cores() -> None:
     """Undo pin_to_one_core for benchmarks whose peers (server, agent process) need their own."""
     if hasattr(os, "sched_setaffinity"):

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from agent.config import ModelConfig, OutboxConfig, parse_config
 from agent.demo.sim.broker import MosquittoBroker, mosquitto_path
@@ -34,7 +33,15 @@ from agent.inference.batches import SampleBatch
 from agent.inference.model import load_model
 from agent.service.agent import Agent
 from agent.types import Reading
-from bench.common import emit, pin_to_one_core, quick, release, scratch_dir, trained_bundle
+from bench.common import (
+    emit,
+    one_thread_session,
+    pin_to_one_core,
+    quick,
+    release,
+    scratch_dir,
+    trained_bundle,
+)
 from bench.pairs import PairedRatio, paired_ratio
 
 BATCH = 64
@@ -45,10 +52,7 @@ PAIRS = 3 if quick() else 9  # a median of 9 pairs ignores up to 4 that a neighb
 
 def bare_ort(model_path: Path, x: np.ndarray) -> Callable[[float], Awaitable[int]]:
     """A stretch of bare ``session.run`` at batch 64 for a given time; returns the samples."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    session = one_thread_session(model_path)
     names = [o.name for o in session.get_outputs()]
     feed = {session.get_inputs()[0].name: x[:BATCH]}
 

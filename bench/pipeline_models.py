@@ -49,7 +49,7 @@ from agent.service.agent import Agent
 from agent.service.unit import ModelUnit
 from agent.store.outbox import AsyncOutbox
 from agent.types import Reading
-from bench.common import emit, pin_to_one_core, release, scratch_dir
+from bench.common import emit, one_thread_session, pin_to_one_core, release, scratch_dir
 from bench.models3 import BARREL_MODEL, BARREL_TAGS
 from bench.pairs import PairedRatio, Timings, paired_ratios
 from bench.pipeline import BATCH, BLOCK, PAIRS, STRETCH_S
@@ -209,14 +209,8 @@ def stamp() -> np.ndarray:
 
 def bare_session(unit: ModelUnit, rows: np.ndarray) -> tuple[Any, list[str], dict[str, np.ndarray]]:
     """A plain onnxruntime session of the unit's model file, one thread, as bench.pipeline's."""
-    import onnxruntime as ort
-
     assert unit.model is not None
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(unit.model.bundle.model_path), opts,
-                                   providers=["CPUExecutionProvider"])
+    session = one_thread_session(unit.model.bundle.model_path)
     feed = {session.get_inputs()[0].name: rows}
     return session, [o.name for o in session.get_outputs()], feed
 
