@@ -57,6 +57,7 @@ from bench.common import emit, quick
 from bench.line_shapes import (
     DEV,
     EIGHTH,
+    ELEVENTH,
     FIFTH,
     FRESH,
     HELD_OUT,
@@ -286,7 +287,9 @@ def groups() -> list[tuple[str, list[tuple[Shape, int]]]]:
                   "ninth-11": (3900, 3901, 3902, 3903, 3904), "loop-12b": (4100, 4101, 4102, 4103, 4104),
                   "var-14": (4300, 4301, 4302, 4303, 4304),
                   "tenth-13": (4500, 4501, 4502, 4503, 4504), "loop-11b": (4700, 4701, 4702, 4703, 4704),
-                  "var-9": (4900, 4901, 4902, 4903, 4904)}
+                  "var-9": (4900, 4901, 4902, 4903, 4904),
+                  "eleventh-10": (5100, 5101, 5102, 5103, 5104), "loop-14b": (5300, 5301, 5302, 5303, 5304),
+                  "var-12": (5500, 5501, 5502, 5503, 5504)}
     return [
         ("developed on: dev-8, seeds " + ",".join(map(str, seeds)), [(DEV, s) for s in seeds]),
         ("first held-out set (then developed on): dev-8, seeds 100-104",
@@ -323,6 +326,9 @@ def groups() -> list[tuple[str, list[tuple[Shape, int]]]]:
         *[(f"tenth held-out set: {shape.name}, seeds {late_seeds[shape.name][0]}-"
            f"{late_seeds[shape.name][-1]}",
            [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in TENTH],
+        *[(f"eleventh held-out set: {shape.name}, seeds {late_seeds[shape.name][0]}-"
+           f"{late_seeds[shape.name][-1]}",
+           [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in ELEVENTH],
     ]
 
 

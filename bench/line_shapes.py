@@ -211,3 +211,24 @@ TENTH = (
           shift_tags=(4, 6), variance_tags=(1, 5), broken_tag=3, nok_rate=0.12, label_noise=0.33,
           extra={"generator": "var", "holdout_csv": 1.0, "setpoint": 8.0}),
 )
+
+
+# the eleventh held-out set (2026-12-02, 19:10 UTC): defined and committed before anything of
+# this session (a change to how the long-run variance of a stream is estimated, found on the
+# development sets) was run on it; one shape of each generator, structures no set above has:
+# the first generator with ten tags, a group of four and a shift that touches both groups and a
+# lone tag; the second with Laplace noise, a ring of period 36 and four groups among fourteen
+# tags; the third with twelve coupled tags, a setpoint and three shifted tags
+ELEVENTH = (
+    Shape("eleventh-10", 10, ((0, 1, 2), (4, 5, 6, 7)), 0.78, 0.5, (0.43, 0.27, 0.30),
+          quality=(0, 5, 8, 9), after_concept=(1, 4, 7, 9), shift_tags=(1, 6, 9),
+          variance_tags=(2, 8), broken_tag=5, nok_rate=0.12, label_noise=0.34),
+    Shape("loop-14b", 14, ((0, 1, 2), (3, 4), (5, 6, 7, 8), (10, 11, 12)), 0.87, 0.53,
+          (0.48, 0.22, 0.30), quality=(2, 4, 8, 13), after_concept=(0, 6, 11, 13),
+          shift_tags=(3, 7, 13), variance_tags=(1, 11), broken_tag=6, nok_rate=0.12,
+          label_noise=0.34, extra={"period": 36.0, "noise": "laplace"}),
+    Shape("var-12", 12, (), 0.86, 0.0, (0.0, 0.0, 0.0), quality=(1, 5, 10, 3),
+          after_concept=(2, 7, 11, 0), shift_tags=(5, 8, 11), variance_tags=(0, 9), broken_tag=4,
+          nok_rate=0.12, label_noise=0.32,
+          extra={"generator": "var", "holdout_csv": 1.0, "setpoint": 6.0}),
+)
