@@ -180,7 +180,7 @@ def _long_run_var(z: np.ndarray) -> np.ndarray:
     AR(p) prewhitening: a tag decorrelated from the others of a coupled process is often
     correlated positively at lag 1 and negatively beyond, and the AR(1) estimate of the other
     mean CUSUMs overstates such a stream's long-run variance (2.3 times on VarLine's tags):
-    the mean shift took 0.88 of the rows on 150 development lines (VarLine's: 0.77), with its
+    the mean shift took 0.88 of the rows on 150 development lines (VarLine's: 0.74), with its
     false alarms at the budget's rate (docs/monitoring.md, "The pooled streams' long-run
     variance")."""
     return np.asarray(long_run_inflation(z, safe=True, ar_order=PREWHITEN_ORDER) * z.var(axis=0))

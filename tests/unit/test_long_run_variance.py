@@ -87,8 +87,8 @@ def coupled_var(rng: np.random.Generator, n: int, tags: int = 8) -> np.ndarray:
 
 def test_pooled_streams_of_a_coupled_var_are_in_their_long_run_units() -> None:
     """The pooled CUSUM's streams, scaled on 4,000 reference rows, have a long-run variance near
-    1 on 200,000 fresh rows of the same process (with the AR(1) estimate: 0.62, so a shift
-    needed 1.5 times the rows)."""
+    1 on 200,000 fresh rows of the same process (with the AR(1) estimate: 0.62, the streams'
+    spread overstated)."""
     law = np.random.default_rng(44)
     process = coupled_var(law, 204_000)
     reference, fresh = process[:4000], process[4000:]
