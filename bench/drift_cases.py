@@ -68,6 +68,7 @@ from bench.line_shapes import (
     SEVENTH,
     SIXTH,
     TENTH,
+    TWELFTH,
     Shape,
 )
 from bench.line_streams import Line, Stream, line_for
@@ -289,7 +290,9 @@ def groups() -> list[tuple[str, list[tuple[Shape, int]]]]:
                   "tenth-13": (4500, 4501, 4502, 4503, 4504), "loop-11b": (4700, 4701, 4702, 4703, 4704),
                   "var-9": (4900, 4901, 4902, 4903, 4904),
                   "eleventh-10": (5100, 5101, 5102, 5103, 5104), "loop-14b": (5300, 5301, 5302, 5303, 5304),
-                  "var-12": (5500, 5501, 5502, 5503, 5504)}
+                  "var-12": (5500, 5501, 5502, 5503, 5504),
+                  "twelfth-12": (5700, 5701, 5702, 5703, 5704), "loop-15b": (5900, 5901, 5902, 5903, 5904),
+                  "var-11": (6100, 6101, 6102, 6103, 6104)}
     return [
         ("developed on: dev-8, seeds " + ",".join(map(str, seeds)), [(DEV, s) for s in seeds]),
         ("first held-out set (then developed on): dev-8, seeds 100-104",
@@ -329,6 +332,9 @@ def groups() -> list[tuple[str, list[tuple[Shape, int]]]]:
         *[(f"eleventh held-out set: {shape.name}, seeds {late_seeds[shape.name][0]}-"
            f"{late_seeds[shape.name][-1]}",
            [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in ELEVENTH],
+        *[(f"twelfth held-out set: {shape.name}, seeds {late_seeds[shape.name][0]}-"
+           f"{late_seeds[shape.name][-1]}",
+           [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in TWELFTH],
     ]
 
 
