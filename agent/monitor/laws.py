@@ -290,7 +290,7 @@ def long_run_inflation(x: np.ndarray, max_lag: int | None = None, safe: bool = F
     d = x - x.mean(axis=0)
     var = np.where(d.var(axis=0) > 0, d.var(axis=0), 1.0)
     if ar_order > 1 and n > 10 * ar_order:
-        resid, phi_sum = _ar_prewhitened(d, ar_order)
+        resid, phi_sum = ar_prewhitened(d, ar_order)
         lrv, bandwidth = _bartlett(resid - resid.mean(axis=0), min(cap, len(resid) // 4), slow)
         est = lrv / np.maximum(1 - phi_sum, 1e-3) ** 2 / var  # a unit root: the cap of 400
     else:
@@ -303,7 +303,7 @@ def long_run_inflation(x: np.ndarray, max_lag: int | None = None, safe: bool = F
     return np.asarray(np.clip(est, 1.0, 400.0))
 
 
-def _ar_prewhitened(d: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+def ar_prewhitened(d: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
     """Per column of centred ``d``: the residuals of its least-squares AR(p), p = 0 .. ``order``
     chosen by AIC, over the rows after the first ``order``; and the sum of its coefficients.
     One Cholesky factor of each column's lagged values' Gram matrix, G = L L', gives the
