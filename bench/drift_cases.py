@@ -68,6 +68,7 @@ from bench.line_shapes import (
     SEVENTH,
     SIXTH,
     TENTH,
+    THIRTEENTH,
     TWELFTH,
     Shape,
 )
@@ -292,7 +293,9 @@ def groups() -> list[tuple[str, list[tuple[Shape, int]]]]:
                   "eleventh-10": (5100, 5101, 5102, 5103, 5104), "loop-14b": (5300, 5301, 5302, 5303, 5304),
                   "var-12": (5500, 5501, 5502, 5503, 5504),
                   "twelfth-12": (5700, 5701, 5702, 5703, 5704), "loop-15b": (5900, 5901, 5902, 5903, 5904),
-                  "var-11": (6100, 6101, 6102, 6103, 6104)}
+                  "var-11": (6100, 6101, 6102, 6103, 6104),
+                  "thirteenth-9": (6300, 6301, 6302, 6303, 6304), "loop-12c": (6500, 6501, 6502, 6503, 6504),
+                  "var-13b": (6700, 6701, 6702, 6703, 6704)}
     return [
         ("developed on: dev-8, seeds " + ",".join(map(str, seeds)), [(DEV, s) for s in seeds]),
         ("first held-out set (then developed on): dev-8, seeds 100-104",
@@ -335,6 +338,9 @@ def groups() -> list[tuple[str, list[tuple[Shape, int]]]]:
         *[(f"twelfth held-out set: {shape.name}, seeds {late_seeds[shape.name][0]}-"
            f"{late_seeds[shape.name][-1]}",
            [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in TWELFTH],
+        *[(f"thirteenth held-out set: {shape.name}, seeds {late_seeds[shape.name][0]}-"
+           f"{late_seeds[shape.name][-1]}",
+           [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in THIRTEENTH],
     ]
 
 
