@@ -43,6 +43,9 @@ from agent.monitor.tie import tie_section, tie_thresholds
 __all__ = ["SCALE_CAP", "Budget", "calibrate", "pad_profiles", "prediction_errors",
            "reconstruction_log_error", "score_transform"]
 
+# CBPE: the reference mean's error bounded for 99% of bundles (one-sided normal quantile)
+REFERENCE_BOUND = 2.33
+
 
 def psi_threshold(rate_per_week: float, budget: Budget, bins: np.ndarray, n_ref: int,
                   infl: np.ndarray) -> np.ndarray:
@@ -220,19 +223,24 @@ def _replay_check(x: np.ndarray, x_cusum: np.ndarray, profiles: list[dict[str, A
 
 def _cbpe(confidence: np.ndarray, holdout: dict[str, Any], budget: Budget,
           share: float) -> dict[str, Any]:
-    """Expected accuracy over a window against the held-out reference. The spread of the
-    difference counts both the window's and the reference's own uncertainty."""
+    """Expected accuracy over a window against the held-out reference. The drop is the window
+    mean's level for the share's rate plus REFERENCE_BOUND standard errors of the reference
+    mean: that error is one fixed offset for a bundle's whole life, so a spread that only adds
+    it in (right on average over bundles) let an optimistic bundle alarm many times its share
+    (docs/monitoring.md, the twelfth held-out set)."""
     n = len(confidence)
     infl = float(long_run_inflation(confidence, max_lag=min(budget.window, max(2, n // 5)), safe=True)[0])
     var = float(confidence.var()) * infl
-    sd = math.sqrt(var / budget.window + var / max(1, n))
+    window_sd, reference_sd = math.sqrt(var / budget.window), math.sqrt(var / max(1, n))
     warn_rate, alarm_rate = budget.rates(share)
     week = budget.samples_per_week
     z_warn = window_mean_z(warn_rate, week, budget.window, budget.every)
     z_alarm = window_mean_z(alarm_rate, week, budget.window, budget.every)
+    offset = REFERENCE_BOUND * reference_sd
     return {"reference_expected_accuracy": float(confidence.mean()),
             "holdout_accuracy": holdout.get("accuracy"), "reference_rows": n,
-            "warn_drop": z_warn * sd, "alarm_drop": z_alarm * sd, "inflation": round(infl, 3)}
+            "warn_drop": z_warn * window_sd + offset, "alarm_drop": z_alarm * window_sd + offset,
+            "inflation": round(infl, 3), "reference_bound": REFERENCE_BOUND}
 
 
 def js_threshold(rate_per_week: float, budget: Budget, categories: int, n_ref: int,

@@ -5,6 +5,7 @@ without --holdout-csv the newest quarter by time is held out, said and recorded,
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ def overfit(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from skl2onnx import to_onnx
     from sklearn.ensemble import RandomForestClassifier
 
-    forest = RandomForestClassifier(n_estimators=40, min_samples_leaf=2, random_state=0)
+    forest = RandomForestClassifier(n_estimators=40, min_samples_leaf=1, random_state=0)
     forest.fit(x[:2000].astype(np.float32), y[:2000])
     onx = to_onnx(forest, x[:1].astype(np.float32), options={id(forest): {"zipmap": False}},
                   target_opset=17)
@@ -131,3 +132,44 @@ def test_too_few_rows_to_hold_out_is_refused_with_the_fix(overfit: dict[str, Pat
         tiny = tmp_path / "tiny.csv"
         tiny.write_text("\n".join(lines[:11]) + "\n")
         build_bundle(overfit["model"], overfit["train"], "label", "m", "1", tmp_path / "c", holdout_csv=tiny)
+
+
+def window_alarms(confidence: np.ndarray, reference: float, drop: float, window: int = 500,
+                  every: int = 32) -> int:
+    """Episodes of the CBPE window (mean of the last ``window`` confidences, looked at every
+    ``every`` samples) more than ``drop`` below ``reference``; an episode ends back below 80%."""
+    sums = np.concatenate([[0.0], np.cumsum(confidence)])
+    ends = np.arange(window, len(confidence) + 1, every)
+    gap = reference - (sums[ends] - sums[ends - window]) / window
+    count, up = 0, False
+    for g in gap.tolist():
+        if not up and g > drop:
+            count, up = count + 1, True
+        elif up and g < 0.8 * drop:
+            up = False
+    return count
+
+
+def test_cbpe_drop_holds_for_a_bundle_whose_reference_is_two_errors_optimistic() -> None:
+    """The reference mean's error is one offset for a bundle's whole life: a bundle whose 1,000
+    held-out rows read 2 standard errors above the process (one bundle in 44) still alarms no
+    more than its share on 4,000,000 drift-free rows (18 where its share is 33); with the drop
+    that only added that error to the window's spread (before 2026-12-03) it alarms 197 times."""
+    from agent.monitor.budget import Budget
+    from agent.monitor.calibrate import _cbpe
+    from agent.monitor.laws import window_mean_z
+
+    budget = Budget(alarms_per_week=20.0, warnings_per_week=100.0)  # counts a test can see
+    share = 0.25
+    holdout = np.random.default_rng(8).beta(9, 1, size=1000)  # a fairly sure model's confidences
+    holdout = holdout - holdout.mean() + 0.9 + 2 * holdout.std() / math.sqrt(1000)
+    cbpe = _cbpe(holdout, {}, budget, share)
+    stream = np.random.default_rng(7).beta(9, 1, size=4_000_000)
+    stream = stream - stream.mean() + 0.9
+    expected = len(stream) / budget.samples_per_week * budget.alarms_per_week * share
+    got = window_alarms(stream, cbpe["reference_expected_accuracy"], cbpe["alarm_drop"])
+    assert got <= expected, (got, expected)
+    var = float(holdout.var()) * cbpe["inflation"]
+    z = window_mean_z(budget.alarms_per_week * share, budget.samples_per_week, 500, 32)
+    old_drop = z * math.sqrt(var / 500 + var / 1000)
+    assert window_alarms(stream, cbpe["reference_expected_accuracy"], old_drop) > 3 * expected
