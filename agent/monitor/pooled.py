@@ -60,6 +60,12 @@ def long_run_correlation(d: np.ndarray, lags: int) -> np.ndarray:
     return np.asarray((1 - RIDGE) * corr + RIDGE * np.eye(len(corr)))
 
 
+def bandwidth(rows: int, inflation: float = 1.0) -> int:
+    """Lags of a Bartlett long-run estimate over ``rows`` rows of columns whose largest long-run
+    inflation is ``inflation`` (1: uncorrelated in time)."""
+    return int(min(rows // 4, max(1, round(math.sqrt(inflation) * 2 * rows ** (1 / 3)))))
+
+
 def prewhitened_correlation(z: np.ndarray) -> np.ndarray:
     """Long-run correlation of the columns ``z`` after each is prewhitened by its own AR(p)
     (Andrews and Monahan 1992, column by column): the residuals' Bartlett estimate at their own,
@@ -73,7 +79,7 @@ def prewhitened_correlation(z: np.ndarray) -> np.ndarray:
     if len(d) <= 10 * PREWHITEN_ORDER:
         return long_run_correlation(d, 0)
     resid, phi_sum = ar_prewhitened(d, PREWHITEN_ORDER)
-    lags = int(min(len(resid) // 4, max(1, round(2 * len(resid) ** (1 / 3)))))
+    lags = bandwidth(len(resid))
     sign = np.where(1 - phi_sum < 0, -1.0, 1.0)
     return long_run_correlation(resid, lags) * sign[:, None] * sign[None, :]
 
@@ -140,7 +146,7 @@ def pooled_section(x: np.ndarray, mean: np.ndarray, std: np.ndarray, k: float,
     safe = np.where(std > 0, std, 1.0)
     u = (x - mean) / safe
     infl = long_run_inflation(u, safe=True)
-    lags = int(min(len(u) // 4, max(1, round(float(np.sqrt(infl.max())) * 2 * len(u) ** (1 / 3)))))
+    lags = bandwidth(len(u), float(infl.max()))
     matrix = _decorrelating(u, infl, lags)
     matrix = matrix / np.sqrt(_long_run_var(u @ matrix) * _out_of_sample(u, lags))[None, :]
     z = u @ matrix
