@@ -7,9 +7,9 @@ watches (agent/monitor/pooled.py `transform`: each tag decorrelated from the oth
 standard deviations) are computed for the reference rows, the mean-shift stream and the 50,000
 drift-free rows. Each design is then rebuilt offline with the monitor's own functions (its law
 from `simulate_tail` and `threshold` on the reference's `prewhitened_correlation`, the replay
-check on the reference rows) and run on the same streams: P = sum_j max(0, S_j - b), alarm at
-P > H, all sums restart after an alarm. At the shipped design (k = 0.25, b = ln(2m) / 2k, the
-pooled share) it reproduces the monitor's pooled delays row for row.
+check on the reference rows) and run on the same streams through the monitor's own CUSUM
+bank. At the shipped design (k = 0.25, b = ln(2m) / 2k, the pooled share) it reproduces the
+monitor's pooled delays row for row.
 
     python -m bench.pooled_sweep           # the designs below, 165 lines (about 15 min on 2 cores)
 
@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.monitor.cusum import POOLED, Cusum, Pool
 from agent.monitor.pooled import design_b, prewhitened_correlation, simulate_tail, threshold, transform
 from agent.monitor.replaycheck import allowed_alarms
 from bench import drift_cases as dc
@@ -64,29 +65,17 @@ def streams(shape: dc.Shape, seed: int) -> dict[str, Any]:
             "rate": mon["budget_split"]["alarms_per_week_per_stream"]["pooled_cusum"]}
 
 
-def run_pool(z: np.ndarray, k: float, b: float, h: float, h_warn: float, clip: np.ndarray,
-             chunk: int = 256) -> tuple[list[int], int]:
-    """(rows of the alarms, warning episodes) of the pooled CUSUM on ``z``, chunk by chunk with
-    the cumulative-sum form of simulate_tail, restarting every sum after an alarm."""
-    w = np.clip(z, -clip, clip)
-    y = np.concatenate([w, -w], axis=1) - k
-    s = np.zeros(y.shape[1])
-    alarms: list[int] = []
-    warnings, above, t = 0, False, 0
-    while t < len(y):
-        c = np.cumsum(y[t:t + chunk], axis=0)
-        sums = c - np.minimum(np.minimum.accumulate(c, axis=0), -s)
-        p = np.maximum(sums - b, 0.0).sum(axis=1)
-        hit = np.flatnonzero(p > h)
-        end = len(p) if not len(hit) else int(hit[0]) + 1
-        warned = p[:end] > h_warn
-        warnings += int((warned & ~np.concatenate([[above], warned[:-1]])).sum())
-        if len(hit):
-            alarms.append(t + int(hit[0]))
-            s, above, t = np.zeros_like(s), False, t + int(hit[0]) + 1
-        else:
-            s, above, t = sums[-1], bool(warned[-1]), t + len(p)
-    return alarms, warnings
+def run_pool(z: np.ndarray, k: float, b: float, h: float, h_warn: float,
+             clip: np.ndarray) -> tuple[list[int], int]:
+    """(rows of the alarms, warnings) of the pooled statistic on ``z``, through the monitor's own
+    bank (agent.monitor.cusum), its streams' own levels out of reach."""
+    streams = z.shape[1]
+    never = np.full(streams, np.inf)
+    bank = Cusum(np.zeros(streams), np.ones(streams), k, never, False, never, clip=clip,
+                 pool=Pool(0, streams, b, h, h_warn))
+    pooled = [d for d in bank.update(z) if d.column == POOLED]
+    return ([d.index for d in pooled if d.level == "alarm"],
+            sum(d.level == "warning" for d in pooled))
 
 
 def evaluate(data: dict[str, Any], k: float, b_over: float, share_over: float) -> dict[str, Any]:
