@@ -24,9 +24,12 @@ class Scoreboard:
 
     def __init__(self, model: str | None = None) -> None:
         self.model = model
-        self.predicted: dict[str, str] = {}
+        self.predicted: dict[str, tuple[str, str]] = {}  # serial -> (prediction, version that made it)
         self.hits: deque[bool] = deque(maxlen=200)
         self.by_part: dict[int, tuple[str, str]] = {}  # part -> (truth, prediction)
+        # part -> the version that answered for it: recovery is judged on the new version's
+        # calls only (a batch its predecessor answered, e.g. after an inference error, is not its)
+        self.version_of: dict[int, str] = {}
         self.sample_parts: list[int] = []
         self.joined = 0
         # each activation's monitor counts its samples from 0: where the current count starts
@@ -59,21 +62,34 @@ class Scoreboard:
             self.offsets[batch.model_version] = len(self.sample_parts)
             self._last_version = batch.model_version
         for i, sample_id in enumerate(batch.sample_ids):
-            self.predicted[sample_id] = str(batch.outputs(i).get("label"))
+            self.predicted[sample_id] = (str(batch.outputs(i).get("label")), batch.model_version)
             self.sample_parts.append(int(sample_id) if sample_id.isdigit() else -1)
 
     def on_label(self, label: Label) -> None:
-        guess = self.predicted.pop(label.sample_id, None)
-        if guess is not None:
+        found = self.predicted.pop(label.sample_id, None)
+        if found is not None:
+            guess, version = found
             self.joined += 1
             self.hits.append(guess == str(label.value))
             if label.sample_id.isdigit():
                 self.by_part[int(label.sample_id)] = (str(label.value), guess)
+                self.version_of[int(label.sample_id)] = version
 
-    def scores_between(self, first: int, last: int) -> dict[str, Any] | None:
-        """Every figure over the labelled parts first <= part < last; None without any."""
-        pairs = [tp for part, tp in self.by_part.items() if first <= part < last]
+    def scores_between(self, first: int, last: int, version: str | None = None) -> dict[str, Any] | None:
+        """Every figure over the labelled parts first <= part < last (with ``version``, only
+        the parts that version answered for); None without any."""
+        pairs = [tp for part, tp in self.by_part.items() if first <= part < last
+                 and (version is None or self.version_of.get(part) == version)]
         return score_pairs(pairs)
+
+    def versions_between(self, first: int, last: int) -> dict[str, int]:
+        """How many labelled parts first <= part < last each version answered for."""
+        out: dict[str, int] = {}
+        for part in self.by_part:
+            if first <= part < last:
+                v = self.version_of.get(part, "unknown")
+                out[v] = out.get(v, 0) + 1
+        return out
 
     @property
     def accuracy(self) -> float | None:

@@ -144,7 +144,10 @@ def loop_figures(story: Story, board: Scoreboard, onsets: dict[str, int], result
         "after_resin": headline(board.scores_between(onsets["resin"], onsets["concept"])),
         "at_worst": {k: v for k, v in (worst or headline(None)).items() if k != "part"}
         | {"window_parts": WINDOW, "ending_at_part": worst["part"] if worst else None},
-        "after_recovery": headline(board.scores_between(recovered_from, last)) if fixed else headline(None),
+        # the new version's own calls: a part its predecessor answered for is not its record
+        "after_recovery": headline(board.scores_between(recovered_from, last, story.retrain_version))
+        if fixed else headline(None),
+        "after_recovery_parts_by_version": board.versions_between(recovered_from, last) if fixed else {},
         "retrains": [r for r in story.runs if r["status"] != "skipped"],
         "retrain_decisions": story.runs,
         "incidents": incident_counts(summary.get("alarm_timeline") or []),

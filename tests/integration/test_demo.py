@@ -48,7 +48,8 @@ def test_demo_closes_the_loop(tmp_path: Path) -> None:
     assert any("waiting for labelled samples" in (r["reason"] or "") for r in loop["retrain_decisions"])
     # the changed relation really hurt where it matters, and the loop restored it
     assert loop["at_worst"]["nok_recall"] < 0.3 and loop["at_worst"]["balanced_accuracy"] < 0.6
-    assert loop["recovery"]["recovered"], loop["recovery"]
+    assert loop["recovery"]["recovered"], (loop["recovery"], loop["after_recovery_parts_by_version"],
+                                           loop["new_version_holdout"])
     before, recovered = loop["before_drift"], loop["after_recovery"]
     assert recovered["nok_recall"] >= 0.7
     assert recovered["balanced_accuracy"] >= before["balanced_accuracy"] - 0.05

@@ -41,6 +41,7 @@ def synthetic_run(model: str) -> tuple[Story, Scoreboard, dict[int, bool], dict[
         else:
             call = truth if rng.random() < 0.94 else ("NOK" if truth == "OK" else "OK")
         board.by_part[part] = (truth, call)
+        board.version_of[part] = "1.2.0" if part >= FIXED else "1.1.0" if part >= 90 else "1.0.0"
         story.drift_points.append((part, 0.3 if part < ONSETS["resin"] else 2.5))
     story.retrain_started_part, story.retrain_status, story.retrain_version = 800, "deployed", "1.2.0"
     story.new_version_active_part = FIXED
@@ -69,6 +70,17 @@ def test_recovery_is_judged_on_nok_recall_and_an_always_ok_model_fails_it() -> N
     assert loop["at_worst"]["nok_recall"] < 0.4 and loop["after_recovery"]["nok_recall"] >= 0.7
     assert [r["status"] for r in loop["retrains"]] == ["deployed"]
     assert loop["incidents"]["concept"] == {"incidents": 1, "notifications": 1}
+
+    # parts its predecessor answered for after the activation (a batch the new version failed
+    # on) are not the new version's record: judged without them, and counted
+    story, board, results, summary = synthetic_run("good")
+    for part in range(FIXED + 20, FIXED + 60):
+        board.by_part[part] = (board.by_part[part][0], "OK")
+        board.version_of[part] = "1.1.0"
+    loop = loop_figures(story, board, ONSETS, results, summary)
+    assert loop["recovery"]["recovered"], loop["recovery"]
+    assert loop["after_recovery_parts_by_version"]["1.1.0"] == 40
+    assert loop["after_recovery"]["labelled_parts"] == loop["after_recovery_parts_by_version"]["1.2.0"]
 
     story, board, results, summary = synthetic_run("always_ok")
     loop = loop_figures(story, board, ONSETS, results, summary)
