@@ -4,7 +4,7 @@ balanced accuracy, cost per part, accuracy), over any range of parts or a slidin
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 from agent.inference.batches import PredictionBatch, SampleBatch
@@ -84,12 +84,8 @@ class Scoreboard:
 
     def versions_between(self, first: int, last: int) -> dict[str, int]:
         """How many labelled parts first <= part < last each version answered for."""
-        out: dict[str, int] = {}
-        for part in self.by_part:
-            if first <= part < last:
-                v = self.version_of.get(part, "unknown")
-                out[v] = out.get(v, 0) + 1
-        return out
+        return dict(Counter(self.version_of.get(part, "unknown") for part in self.by_part
+                            if first <= part < last))
 
     @property
     def accuracy(self) -> float | None:
