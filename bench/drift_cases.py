@@ -59,6 +59,7 @@ from bench.line_shapes import (
     EIGHTH,
     ELEVENTH,
     FIFTH,
+    FOURTEENTH,
     FRESH,
     HELD_OUT,
     LAST,
@@ -295,7 +296,9 @@ def groups() -> list[tuple[str, list[tuple[Shape, int]]]]:
                   "twelfth-12": (5700, 5701, 5702, 5703, 5704), "loop-15b": (5900, 5901, 5902, 5903, 5904),
                   "var-11": (6100, 6101, 6102, 6103, 6104),
                   "thirteenth-9": (6300, 6301, 6302, 6303, 6304), "loop-12c": (6500, 6501, 6502, 6503, 6504),
-                  "var-13b": (6700, 6701, 6702, 6703, 6704)}
+                  "var-13b": (6700, 6701, 6702, 6703, 6704),
+                  "fourteenth-10": (6900, 6901, 6902, 6903, 6904), "loop-13b": (7100, 7101, 7102, 7103, 7104),
+                  "var-15": (7300, 7301, 7302, 7303, 7304)}
     return [
         ("developed on: dev-8, seeds " + ",".join(map(str, seeds)), [(DEV, s) for s in seeds]),
         ("first held-out set (then developed on): dev-8, seeds 100-104",
@@ -341,6 +344,9 @@ def groups() -> list[tuple[str, list[tuple[Shape, int]]]]:
         *[(f"thirteenth held-out set: {shape.name}, seeds {late_seeds[shape.name][0]}-"
            f"{late_seeds[shape.name][-1]}",
            [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in THIRTEENTH],
+        *[(f"fourteenth held-out set: {shape.name}, seeds {late_seeds[shape.name][0]}-"
+           f"{late_seeds[shape.name][-1]}",
+           [(shape, s) for s in late_seeds[shape.name][:2 if quick() else 5]]) for shape in FOURTEENTH],
     ]
 
 

@@ -274,3 +274,24 @@ THIRTEENTH = (
           nok_rate=0.12, label_noise=0.32,
           extra={"generator": "var", "holdout_csv": 1.0, "setpoint": 10.0}),
 )
+
+
+# the fourteenth held-out set (2026-12-03, 18:55 UTC): defined and committed before anything of
+# this session's change (the innovation GLR as a detector of the monitor, studied on every set
+# above) was run on it; one shape of each generator, structures no set above has: the first
+# generator with ten tags, a group of five and a pair, two shifted tags of the group and one of
+# the pair; the second with seven-dof Student t noise, a fast ring of period 24 and three groups
+# of three among thirteen tags; the third with fifteen coupled tags and a setpoint
+FOURTEENTH = (
+    Shape("fourteenth-10", 10, ((0, 1, 2, 3, 4), (7, 8)), 0.78, 0.50, (0.46, 0.24, 0.30),
+          quality=(1, 4, 7, 9), after_concept=(0, 5, 8, 9), shift_tags=(2, 4, 8),
+          variance_tags=(3, 9), broken_tag=1, nok_rate=0.12, label_noise=0.33),
+    Shape("loop-13b", 13, ((0, 1, 2), (4, 5, 6), (9, 10, 11)), 0.86, 0.52, (0.47, 0.23, 0.30),
+          quality=(2, 5, 10, 12), after_concept=(1, 6, 9, 12), shift_tags=(1, 5, 12),
+          variance_tags=(3, 9), broken_tag=10, nok_rate=0.12, label_noise=0.34,
+          extra={"period": 24.0, "noise_df": 7.0}),
+    Shape("var-15", 15, (), 0.86, 0.0, (0.0, 0.0, 0.0), quality=(0, 4, 9, 14),
+          after_concept=(2, 6, 11, 14), shift_tags=(4, 9, 13), variance_tags=(1, 7), broken_tag=10,
+          nok_rate=0.12, label_noise=0.32,
+          extra={"generator": "var", "holdout_csv": 1.0, "setpoint": 12.0}),
+)
