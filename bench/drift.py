@@ -148,8 +148,11 @@ def monitor_cost(features: int = 20, repeats: int = 1, chunk: int = 64 * 64) -> 
         return np.asarray(0.8 * factors + 0.6 * rng.normal(size=(rows, features)))
 
     train = tags(5000)
-    manifest = manifest_for(train, logistic_scores(train))
-    assert len((manifest.model_extra or {})["monitoring"]["tie"]["columns"]) == features
+    # the model's outputs on its newest 1,000 rows as held out, as the builder does: the
+    # innovation GLR (its VAR fitted on the rows before) is then among the detectors too
+    manifest = manifest_for(train, logistic_scores(train[-1000:]))
+    monitoring = (manifest.model_extra or {})["monitoring"]
+    assert len(monitoring["tie"]["columns"]) == features and "innovation" in monitoring
     x = tags(50_000)
     prepared = list(batches(x, logistic_scores(x), 64))
     warm = 1024 // 64  # batches: past the first window of 500 samples

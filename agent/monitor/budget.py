@@ -7,12 +7,16 @@ together. The split (stated in the manifest, shown by ``edge-agent status``):
 * performance detectors get half: CBPE a quarter, the label error CUSUM a quarter (they are
   what tells the plant the model is wrong, so they get the larger share);
 * the prediction (the model's score) a tenth: its PSI and its CUSUM a twentieth each;
-* the inputs the remaining 40%: half of it to the pooled mean CUSUM (agent.monitor.pooled; it
+* the inputs 40%: half of it to the pooled mean CUSUM (agent.monitor.pooled; it
   needs two or more numeric inputs), the rest in equal parts per detector and stream: PSI, mean
   CUSUM, residual mean CUSUM and scale CUSUM of every numeric input, the tie CUSUM of every
   numeric input the others predict (agent.monitor.tie), the category window of
   every categorical input, the multivariate (PCA) CUSUM (two or more numeric inputs). Without
-  the pooled CUSUM, all of it in equal parts.
+  the pooled CUSUM, all of it in equal parts;
+* the innovation GLR (agent.monitor.innovation; two or more numeric inputs and enough rows to
+  fit its VAR) 15 parts beside those 100 (13% of the model's budget): it sees a shift of tags
+  coupled through their dynamics that the per-tag streams miss, and the others' thresholds rise
+  by only log(1.15) for it.
 
 A detector a model does not have (a regression has no CBPE and no label CUSUM) gives its share
 to the others in proportion. Each detector's threshold is then set for its share.
@@ -30,7 +34,8 @@ SPLIT_RULE = ("performance 50% (CBPE 25%, label error CUSUM 25%), prediction 10%
               "inputs; the rest in equal parts per detector and stream: PSI, mean CUSUM, residual "
               "mean CUSUM, scale CUSUM per numeric input, tie CUSUM per numeric input with a "
               "tie to the others; category window per categorical input; "
-              "PCA CUSUM); "
+              "PCA CUSUM); the innovation GLR 15 parts beside these 100, with two or more numeric "
+              "inputs and rows enough for its VAR; "
               "shares of detectors the model lacks go to the others in proportion")
 # the pooled mean CUSUM's part of the inputs' share: it is the one detector that sees a shift of
 # a few tags together (and a single tag's too, later than that tag's own CUSUM), so a shift of
@@ -40,7 +45,7 @@ SPLIT_RULE = ("performance 50% (CBPE 25%, label error CUSUM 25%), prediction 10%
 # more rows)
 POOLED_PART = 0.5
 WEIGHTS = {"cbpe": 25.0, "error_cusum": 25.0, "prediction_psi": 5.0, "prediction_cusum": 5.0,
-           "inputs": 40.0}
+           "inputs": 40.0, "innovation_glr": 15.0}
 
 
 @dataclass(frozen=True)
@@ -111,9 +116,9 @@ def describe(monitoring: dict[str, Any]) -> str:
 
 
 def split(numeric: int, categorical: int, multivariate: bool, cbpe: bool, labels: bool,
-          ties: int = 0) -> dict[str, Any]:
+          ties: int = 0, innovation: bool = False) -> dict[str, Any]:
     """Share of the model's budget for one stream of each detector, and the record of the split
-    (``ties``: the numeric inputs with a tie CUSUM).
+    (``ties``: the numeric inputs with a tie CUSUM; ``innovation``: with the innovation GLR).
 
     Returns {"per_stream": {detector: share}, "shares": {group: share}, "input_streams": n}.
     """
@@ -126,6 +131,8 @@ def split(numeric: int, categorical: int, multivariate: bool, cbpe: bool, labels
         weights["cbpe"] = WEIGHTS["cbpe"]
     if labels:
         weights["error_cusum"] = WEIGHTS["error_cusum"]
+    if innovation:
+        weights["innovation_glr"] = WEIGHTS["innovation_glr"]
     total = sum(weights.values())
     shares = {k: v / total for k, v in weights.items()}
     inputs = shares.get("inputs", 0.0)
@@ -136,6 +143,7 @@ def split(numeric: int, categorical: int, multivariate: bool, cbpe: bool, labels
                   "pca_cusum": per_input, "pooled_cusum": pooled,
                   "prediction_psi": shares["prediction_psi"],
                   "prediction_cusum": shares["prediction_cusum"],
-                  "cbpe": shares.get("cbpe", 0.0), "error_cusum": shares.get("error_cusum", 0.0)}
+                  "cbpe": shares.get("cbpe", 0.0), "error_cusum": shares.get("error_cusum", 0.0),
+                  "innovation_glr": shares.get("innovation_glr", 0.0)}
     return {"per_stream": per_stream, "shares": {k: round(v, 6) for k, v in shares.items()},
             "input_streams": input_streams}

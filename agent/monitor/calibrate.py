@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from agent.monitor import budget as budgets
+from agent.monitor import innovation
 from agent.monitor.budget import Budget
 from agent.monitor.constant import constant_columns, constant_section
 from agent.monitor.detectors import Cusum, WindowPSI
@@ -92,12 +93,15 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
     fit = prediction_fit(x_num, mean, std)  # the scale, residual and tie CUSUMs' predictions
     tie, tie_llr = tie_section(fit, SCALE_CAP)
     ties = len(tie["columns"])
-    plan = budgets.split(k, int(cat.sum()), k >= 2, confidence is not None, labels, ties)
+    # the innovation GLR's VAR is fitted on the rows the model fitted, its law on the held-out
+    # rows (the last len(score) of x)
+    glr = innovation.possible(k, len(x), len(score))
+    plan = budgets.split(k, int(cat.sum()), k >= 2, confidence is not None, labels, ties, glr)
     shares = plan["per_stream"]
     streams = {d: n for d, n in (("psi", k), ("cusum", k), ("resid_cusum", k), ("scale_cusum", k),
                                  ("tie_cusum", ties),
                                  ("js", int(cat.sum())), ("pca_cusum", int(k >= 2)),
-                                 ("pooled_cusum", int(k >= 2)),
+                                 ("pooled_cusum", int(k >= 2)), ("innovation_glr", int(glr)),
                                  ("prediction_psi", 1), ("prediction_cusum", 1),
                                  ("cbpe", int(confidence is not None)), ("error_cusum", int(labels)))
                if n}
@@ -154,6 +158,9 @@ def calibrate(x: np.ndarray, profiles: list[dict[str, Any]], score: np.ndarray,
                                               budget.rates(shares["pooled_cusum"]), budget.samples_per_week)
         for key in ("resid_mean", "resid_cusum_std", "resid_h_warn", "resid_h_alarm"):
             monitoring["scale"].pop(key)
+    if glr:
+        monitoring["innovation"] = innovation.innovation_section(
+            x_num, len(score), budget.rates(shares["innovation_glr"]), budget.samples_per_week)
     if confidence is not None:
         monitoring["cbpe"] = _cbpe(confidence, holdout, budget, shares["cbpe"])
     if labels:

@@ -12,7 +12,7 @@ from typing import Any
 from agent.monitor.alarms import MonitorEvent
 
 CHANGE_POINT_DETECTORS = {"cusum", "resid_cusum", "scale_cusum", "tie_cusum", "pca_cusum", "error_cusum",
-                          "pooled_cusum"}
+                          "pooled_cusum", "innovation_glr"}
 CAUSE_CHAIN = {"inputs", "outputs"}  # outputs follow from inputs: one problem seen twice
 MAX_SHELVE_S = 7 * 24 * 3600.0  # EEMUA 191: shelving is always time-limited
 

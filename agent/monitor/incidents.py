@@ -130,7 +130,7 @@ class IncidentBook:
         names = [e.feature] if e.feature is not None and e.feature != "score" else []
         if e.kind == "multivariate_drift":
             names = e.top_features[:2]
-        elif e.detector == "pooled_cusum":  # the streams that moved together
+        elif e.detector in ("pooled_cusum", "innovation_glr"):  # the streams that moved together
             names = list(e.top_features)
         for name in names:
             if name not in inc.features:

@@ -14,10 +14,13 @@ from agent.monitor import readout
 from agent.monitor.alarms import TOP, AlarmBook, Key, MonitorEvent
 from agent.monitor.bank_events import OUTLIER, cusum_event, pooled_event, resid_columns, scale_event
 from agent.monitor.calibrate import pad_profiles, prediction_errors, reconstruction_log_error, score_transform
+from agent.monitor.cbpe import drops as cbpe_drops
 from agent.monitor.constant import ConstantWatch, constant_events
 from agent.monitor.cusum import POOLED
 from agent.monitor.detectors import Cusum, Detection, RingMean, WindowCategorical, WindowPSI, pad_proportions
 from agent.monitor.finite import FiniteGuard, MissingCells, psi_whole_rows
+from agent.monitor.innovation import InnovationGLR
+from agent.monitor.innovation import monitor_events as innovation_events
 from agent.monitor.labelcal import outcome_llr
 from agent.monitor.performance import ClassPerformance
 from agent.monitor.pooled import pool_of, transform
@@ -25,7 +28,7 @@ from agent.monitor.scores import table_arrays
 from agent.monitor.tie import increments as tie_increments
 
 # the order in which a batch of one sample applies its detectors' transitions (ties of one index)
-_JS, _CONSTANT, _PSI, _CUSUM, _SCALE, _POOLED, _CBPE = range(7)
+_JS, _CONSTANT, _PSI, _CUSUM, _SCALE, _POOLED, _INNOVATION, _CBPE = range(8)
 _PHASE = {"warning": 0, "quiet": 1, "alarm": 2}  # a bank's detections of one sample, in its order
 HYSTERESIS = 0.8  # a window detector's condition ends below 80% of its warning level
 
@@ -143,6 +146,8 @@ class ModelMonitor:
         self.cusum = Cusum(np.array(mean), np.array(std), np.array(ref_k), np.array(h),
                            np.array(one_sided), np.array(h_warn), quiet=self.quiet, clip=np.array(clip),
                            pool=None if self.pooled is None else pool_of(self.pooled, self.scale_at, k, 0))
+        spec = mon.get("innovation")  # the innovation GLR (bundles before it have none)
+        self.innovation = InnovationGLR(spec, self.quiet) if spec is not None else None
         self.cbpe: dict[str, Any] | None = mon.get("cbpe")
         if self.cbpe is not None:
             self._cbpe_levels = (np.array([self.cbpe["warn_drop"]]), np.array([self.cbpe["alarm_drop"]]))
@@ -239,6 +244,10 @@ class ModelMonitor:
                 found.append((d.index, _CUSUM, _PHASE[d.level], d.column, cusum_event, (self, d, first, z)))
             else:
                 found.append((d.index, _SCALE, _PHASE[d.level], d.column, scale_event, (self, d)))
+        if self.innovation is not None:
+            complete = None if ok_x is None else np.asarray(ok_x.all(axis=1))
+            found += [(d.index, _INNOVATION, _PHASE[d.level], 0, innovation_events, (self, d))
+                      for d in self.innovation.update(x, complete)]
         if self.cbpe is not None and confidence is not None:
             found += [(index, _CBPE, 0, 0, self._cbpe_event, (drop, index))
                       for index, drop in self._cbpe(confidence, first)]
@@ -259,19 +268,10 @@ class ModelMonitor:
         return events
 
     def _cbpe(self, confidence: np.ndarray, first: int) -> list[tuple[int, float]]:
-        """Expected accuracy from the model's own confidence, a label-free early warning: its
-        drop against the held-out reference at each evaluation point, (index, drop)."""
         assert self.cbpe is not None
-        out: list[tuple[int, float]] = []
-        pos = 0
-        while pos < len(confidence):
-            step = min(self.every - ((first + pos) % self.every), len(confidence) - pos)
-            self.confidence.update(confidence[pos:pos + step])
-            pos += step
-            if (first + pos) % self.every or self.confidence.seen < self.window:
-                continue
-            self.cbpe_expected = self.confidence.mean
-            out.append((first + pos - 1, self.cbpe["reference_expected_accuracy"] - self.cbpe_expected))
+        out, expected = cbpe_drops(self.confidence, confidence, first, self.every, self.window,
+                                   self.cbpe["reference_expected_accuracy"])
+        self.cbpe_expected = self.cbpe_expected if expected is None else expected
         return out
 
     def _cbpe_event(self, drop: float, index: int) -> list[MonitorEvent]:

@@ -37,6 +37,8 @@ def metrics(monitor: ModelMonitor) -> dict[str, Any]:
         out["pca_cusum"] = round(float(monitor.cusum.score[len(monitor.names) + 1]), 3)
     if monitor.pooled is not None:
         out["pooled_cusum"] = round(monitor.cusum.pooled_score, 3)
+    if monitor.innovation is not None:
+        out["innovation_glr"] = round(monitor.innovation.score, 3)
     replaced = dict(zip(monitor.names, monitor.finite.replaced.tolist(), strict=True))
     replaced["score"] = int(monitor.finite_score.replaced[0])
     replaced["confidence"] = int(monitor.finite_conf.replaced[0])
@@ -80,6 +82,8 @@ def parts(monitor: ModelMonitor) -> dict[str, Any]:
         parts["categorical"] = monitor.categorical
     if monitor.constant is not None:
         parts["constant"] = monitor.constant
+    if monitor.innovation is not None:
+        parts["innovation"] = monitor.innovation
     return parts
 
 
