@@ -226,7 +226,7 @@ class InnovationGLR:
         measured (no evidence either way)."""
         z = (x - self.centre) / self.scale
         ext = np.vstack([self.lags, z])
-        u = (z - self.c0 - ext[1:-1] @ self.a1 - ext[:-2] @ self.a2) @ self.whiten
+        u: np.ndarray = np.asarray((z - self.c0 - ext[1:-1] @ self.a1 - ext[:-2] @ self.a2) @ self.whiten)
         np.clip(u, -self.clip, self.clip, out=u)
         blind = np.zeros(len(z), dtype=bool)
         blind[:max(0, ORDER - self.lags_seen)] = True  # no lags yet
