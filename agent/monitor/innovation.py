@@ -225,6 +225,7 @@ class InnovationGLR:
         """Whitened, clipped innovations of a batch; 0 where a row or its lags were not all
         measured (no evidence either way)."""
         z = (x - self.centre) / self.scale
+        np.clip(z, -1e6, 1e6, out=z)  # a value near 1.7e308 would overflow the VAR step to NaN
         ext = np.vstack([self.lags, z])
         u: np.ndarray = np.asarray((z - self.c0 - ext[1:-1] @ self.a1 - ext[:-2] @ self.a2) @ self.whiten)
         np.clip(u, -self.clip, self.clip, out=u)
@@ -321,7 +322,9 @@ class InnovationGLR:
         self.buf[:LONGEST + 1] = s["cums"]
         self.fill = LONGEST + 1
         self.lags[:] = s["lags"]
-        c = [int(v) for v in np.asarray(s["counts"]).tolist()]
+        c = [int(v) for v in np.asarray(s["counts"]).reshape(-1).tolist()]
+        if len(c) != 7:
+            raise ValueError(f"innovation GLR state: 7 counts expected, got {len(c)}")
         self.lags_seen, self.dirty, self.since, self.seen, self.last_over = c[:5]
         self.warned, self.up = bool(c[5]), bool(c[6])
 

@@ -115,6 +115,13 @@ def test_missing_values_are_no_evidence_and_crash_nothing() -> None:
     assert [d for d in detector.update(x, complete) if d.level == "alarm"] == []
     assert np.isfinite(detector.score)
     assert detector.update(x[:0]) == []
+    wild = x[:100].copy()
+    wild[::2] = 1.7e308  # finite, but beyond any product the VAR step can hold
+    wild[1::4] = -1.7e308
+    detector.update(wild)
+    assert np.isfinite(detector.buf).all() and np.isfinite(detector.score)
+    with pytest.raises(ValueError, match="7 counts"):  # a snapshot of another layout
+        InnovationGLR(spec).restore({**detector.state(), "counts": np.zeros(3)})
 
 
 @pytest.mark.parametrize("noise", ["normal", "laplace"])
