@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.models.bundle import Manifest
 from agent.monitor.budget import Budget
 from agent.monitor.detectors import Cusum
 from agent.monitor.laws import bernoulli_h, cusum_h
@@ -133,6 +134,22 @@ def evaluate(name: str, detector: Callable[[np.ndarray], list[int]],
             "us_per_sample": round(micros, 3)}
 
 
+def cost_stream(features: int = 20) -> tuple[Manifest, np.ndarray]:
+    """The monitor_cost model and its 50,000 drift-free rows: tags in groups of five that
+    share a factor, as on a line, so every detector has work, the tie CUSUMs too (with
+    independent tags no input has a tie to watch); the model's outputs on its newest 1,000
+    rows as held out, as the builder does, so the innovation GLR (its VAR fitted on the rows
+    before) is among the detectors too."""
+    rng = np.random.default_rng(0)
+
+    def tags(rows: int) -> np.ndarray:
+        factors = np.repeat(rng.normal(size=(rows, -(-features // 5))), 5, axis=1)[:, :features]
+        return np.asarray(0.8 * factors + 0.6 * rng.normal(size=(rows, features)))
+
+    train = tags(5000)
+    return manifest_for(train, logistic_scores(train[-1000:])), tags(50_000)
+
+
 def monitor_cost(features: int = 20, repeats: int = 1, chunk: int = 64 * 64) -> tuple[float, float]:
     """Microseconds per sample of every detector of a ``features``-input model fed in batches of
     64: the fastest and the median chunk of ``chunk`` samples over ``repeats`` runs, each run a
@@ -140,20 +157,9 @@ def monitor_cost(features: int = 20, repeats: int = 1, chunk: int = 64 * 64) -> 
     chunks: on a shared machine a run of a second rarely goes by without a neighbour's slice,
     one of a quarter second often does, so the fastest chunk is the monitor's own cost (as
     timeit takes the fastest of its repeats) and the median says what the load added."""
-    rng = np.random.default_rng(0)
-    # tags in groups of five that share a factor, as on a line: every detector has work,
-    # the tie CUSUMs too (with independent tags no input has a tie to watch)
-    def tags(rows: int) -> np.ndarray:
-        factors = np.repeat(rng.normal(size=(rows, -(-features // 5))), 5, axis=1)[:, :features]
-        return np.asarray(0.8 * factors + 0.6 * rng.normal(size=(rows, features)))
-
-    train = tags(5000)
-    # the model's outputs on its newest 1,000 rows as held out, as the builder does: the
-    # innovation GLR (its VAR fitted on the rows before) is then among the detectors too
-    manifest = manifest_for(train, logistic_scores(train[-1000:]))
+    manifest, x = cost_stream(features)
     monitoring = (manifest.model_extra or {})["monitoring"]
     assert len(monitoring["tie"]["columns"]) == features and "innovation" in monitoring
-    x = tags(50_000)
     prepared = list(batches(x, logistic_scores(x), 64))
     warm = 1024 // 64  # batches: past the first window of 500 samples
     per_chunk = chunk // 64

@@ -2,9 +2,11 @@
 
     python -m bench.monitor_ab main            replay check, then timing (6 runs)
     python -m bench.monitor_ab main --runs 12  more runs of the timing
+    python -m bench.monitor_ab main --rtol 1e-9  floats within 1e-9 (sums in another order)
 
-The other commit's detectors, scores, pca, calibrate and monitor modules are loaded from git as
-separate modules beside this checkout's (every other module is shared), so both monitors see
+The other commit's monitor modules (COMPARED: the scans, the CUSUM bank, the detectors, the
+tie, CBPE, finite-value and innovation modules, calibration and the monitor) are loaded from git
+as separate modules beside this checkout's (every other module is shared), so both monitors see
 the same process, the same inputs and the same machine load.
 
 Replay check: a seeded 200,000-row stream of 20 inputs with a mean shift, a variance change, a
@@ -34,6 +36,7 @@ from agent.inference.batches import PredictionBatch, SampleBatch, inputs_hash
 from agent.models.bundle import Manifest
 from agent.monitor.monitor import ModelMonitor
 from bench.common import emit, pin_to_one_core
+from bench.drift import cost_stream
 from tests.helpers.synthetic import batches, logistic_scores, manifest_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +57,8 @@ def _module(name: str, text: str) -> types.ModuleType:
 
 
 # the modules whose cost and results are compared, in import order (those a commit has)
-COMPARED = ("detectors", "scores", "pca", "calibrate", "monitor")
+COMPARED = ("scans", "cusum", "detectors", "scores", "pca", "tie", "calibrate", "cbpe", "finite",
+            "innovation", "monitor")
 
 
 def other_monitor(ref: str) -> Any:
@@ -108,11 +112,14 @@ def sized_batches(x: np.ndarray, score: np.ndarray, sizes: list[int], t0: float 
     return out
 
 
-def _event_key(event: Any) -> str:
-    return repr(sorted((k, v) for k, v in vars(event).items() if k != "emitted"))  # wall clock
+def _event_key(event: Any, digits: int | None = None) -> str:
+    """An event's fields but its wall clock; floats to ``digits`` significant digits if given."""
+    def shown(v: Any) -> Any:
+        return f"{v:.{digits}g}" if digits is not None and isinstance(v, float) else v
+    return repr(sorted((k, shown(v)) for k, v in vars(event).items() if k != "emitted"))
 
 
-def _same_state(a: Any, b: Any, where: int) -> None:
+def _same_state(a: Any, b: Any, where: int, rtol: float = 0.0) -> None:
     pa, pb = a.parts(), b.parts()
     assert pa.keys() == pb.keys(), where
     for name in pa:
@@ -120,12 +127,16 @@ def _same_state(a: Any, b: Any, where: int) -> None:
         assert sa.keys() == sb.keys(), (where, name)
         for key in sa:
             va, vb = np.asarray(sa[key]), np.asarray(sb[key])
-            assert va.dtype == vb.dtype and np.array_equal(va, vb, equal_nan=va.dtype.kind == "f"), (
-                f"batch {where}: {name}/{key} differs")
+            same = np.allclose(va, vb, rtol=rtol, atol=rtol, equal_nan=True) if (
+                rtol and va.dtype.kind == "f") else np.array_equal(va, vb, equal_nan=va.dtype.kind == "f")
+            assert va.dtype == vb.dtype and same, f"batch {where}: {name}/{key} differs"
 
 
-def replay(other: Any, manifest: Manifest, prepared: list[Batch]) -> collections.Counter[tuple[str, str]]:
-    """Both monitors through the same batches; every difference is an AssertionError."""
+def replay(other: Any, manifest: Manifest, prepared: list[Batch],
+           rtol: float = 0.0) -> collections.Counter[tuple[str, str]]:
+    """Both monitors through the same batches; every difference is an AssertionError (with
+    ``rtol``, floats within it: a change that sums in another order)."""
+    digits = None if not rtol else max(1, int(-np.log10(rtol)) - 1)
     a, b = other(manifest), ModelMonitor(manifest)
     looks: dict[str, list[tuple[int, np.ndarray]]] = {"a": [], "b": []}
     for mon, name in ((a, "a"), (b, "b")):
@@ -137,31 +148,33 @@ def replay(other: Any, manifest: Manifest, prepared: list[Batch]) -> collections
     events: collections.Counter[tuple[str, str]] = collections.Counter()
     for at, (samples, preds, conf) in enumerate(prepared):
         ea, eb = a.update(samples, preds, conf), b.update(samples, preds, conf)
-        assert [_event_key(e) for e in ea] == [_event_key(e) for e in eb], f"batch {at}: events differ"
+        assert [_event_key(e, digits) for e in ea] == [_event_key(e, digits) for e in eb], (
+            f"batch {at}: events differ")
         events.update((e.detector, e.level) for e in ea)
         if at % 25 == 0 or at == len(prepared) - 1:
-            _same_state(a, b, at)
+            _same_state(a, b, at, rtol)
     assert len(looks["a"]) == len(looks["b"]) > 0
     for (ia, va), (ib, vb) in zip(looks["a"], looks["b"], strict=True):
-        assert ia == ib and np.array_equal(va, vb), f"PSI look at {ia} differs"
+        assert ia == ib and (np.allclose(va, vb, rtol=rtol, atol=rtol) if rtol else np.array_equal(va, vb)), (
+            f"PSI look at {ia} differs")
     return events
 
 
-def check(other: Any) -> None:
+def check(other: Any, rtol: float = 0.0) -> None:
     manifest, x, score = drift_stream()
-    at_64 = replay(other, manifest, sized_batches(x, score, [64] * (len(x) // 64 + 1)))
+    at_64 = replay(other, manifest, sized_batches(x, score, [64] * (len(x) // 64 + 1)), rtol)
     sizes = np.random.default_rng(3).choice([1, 3, 17, 32, 64, 100, 257, 1000], size=len(x)).tolist()
-    mixed = replay(other, manifest, sized_batches(x, score, sizes))
+    mixed = replay(other, manifest, sized_batches(x, score, sizes), rtol)
     by_detector = {f"{d}/{level}": count for (d, level), count in sorted(at_64.items())}
-    emit(bench="monitor_ab_replay", rows=len(x), identical=True, events_batch_64=sum(at_64.values()),
-         events_mixed=sum(mixed.values()), by_detector=by_detector)
+    emit(bench="monitor_ab_replay", rows=len(x), identical=not rtol, rtol=rtol,
+         events_batch_64=sum(at_64.values()), events_mixed=sum(mixed.values()), by_detector=by_detector)
 
 
 def timing(other: Any, runs: int, chunk: int = 4096) -> dict[str, Any]:
-    rng = np.random.default_rng(0)
-    train = rng.normal(size=(5000, 20))
-    manifest = manifest_for(train, logistic_scores(train))
-    x = rng.normal(size=(50_000, 20))
+    # bench.drift's monitor_cost stream: tags in groups of five that share a factor, the
+    # model's outputs on its newest 1,000 rows as held out (every detector has work, the tie
+    # CUSUMs and the innovation GLR too)
+    manifest, x = cost_stream()
     prepared = list(batches(x, logistic_scores(x), 64))
     warm, per_chunk = 1024 // 64, chunk // 64
     times: dict[str, list[float]] = {"other": [], "this": []}
@@ -192,10 +205,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("ref", help="the commit to compare with (main, a hash)")
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--no-check", action="store_true", help="timing only")
+    parser.add_argument("--rtol", type=float, default=0.0,
+                        help="floats equal within this (a change that sums in another order); 0: bit for bit")
     args = parser.parse_args(argv)
     other = other_monitor(args.ref)
     if not args.no_check:
-        check(other)
+        check(other, args.rtol)
     pin_to_one_core()
     emit(bench="monitor_ab_cost", ref=args.ref, runs=args.runs, **timing(other, args.runs))
 

@@ -229,6 +229,27 @@ class RingMean:
         if before // 4096 != self.seen // 4096:  # re-sum now and then: no drift of rounding error
             self.total = float(self._ring.sum())
 
+    def running_totals(self, values: np.ndarray) -> np.ndarray:
+        """Feed ``values`` (no more than a window of them); the window's total after each one,
+        from one pass over what enters and what leaves (a window mean at every evaluation
+        point of a batch without a feed per point)."""
+        n = len(values)
+        if n > self.window:
+            raise ValueError(f"{n} values for a window of {self.window}: feed them in parts")
+        first = self.seen % self.window
+        slots: slice | np.ndarray = slice(first, first + n) if first + n <= self.window else (
+            (self.seen + np.arange(n)) % self.window)
+        totals = np.subtract(values, self._ring[slots])  # unfilled slots hold zeros
+        np.add.accumulate(totals, out=totals)
+        totals += self.total
+        self._ring[slots] = values
+        before = self.seen
+        self.seen += n
+        self.total = float(totals[-1]) if n else self.total
+        if before // 4096 != self.seen // 4096:  # re-sum now and then: no drift of rounding error
+            self.total = float(self._ring.sum())
+        return np.asarray(totals)
+
     @property
     def count(self) -> int:
         return min(self.seen, self.window)

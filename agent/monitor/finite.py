@@ -20,6 +20,8 @@ tag that sends NaN is visible, not silently frozen."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from agent.monitor.detectors import WindowPSI
@@ -37,8 +39,11 @@ class FiniteGuard:
         """Replace, in ``values`` (rows x columns, float64, owned by the caller), every
         non-finite value; return where the values were finite, or None when all were (the
         common batch: one isfinite and one copy of a row)."""
+        if math.isfinite(values.sum()):  # (a sum is finite only if every value is; one pass)
+            self.hold = values[-1].copy()
+            return None
         ok: np.ndarray = np.asarray(np.isfinite(values))
-        if ok.all():
+        if ok.all():  # finite values whose sum overflowed
             self.hold = values[-1].copy()
             return None
         self.replaced += (~ok).sum(axis=0)

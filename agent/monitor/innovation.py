@@ -62,21 +62,32 @@ def _lagged(z: np.ndarray) -> np.ndarray:
 
 
 _WINDOWS = np.array(GRID, dtype=np.int64)
+_HALF_INVERSE = 1.0 / (2.0 * _WINDOWS[:, None])
+_BACK: dict[int, np.ndarray] = {}  # rows -> LONGEST + each row's offset - each window, (windows, rows)
 
 
-def window_scores(cums: np.ndarray, rows: int, since: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """G of the last ``rows`` rows of the running sums ``cums`` (the LONGEST rows before them
-    first), with ``since`` per row: how many rows its windows may reach back. Returns (G, the
-    window length that gave it). Every window at once: a dozen numpy calls per batch, whatever
-    its size (a loop over the windows cost 2.5 us a sample at batch 64)."""
+def window_scores(cums: np.ndarray, rows: int, since: np.ndarray | None,
+                  work: np.ndarray | None = None) -> np.ndarray:
+    """|window sum|^2 / (2 L) of every window (rows of the result) for each of the last
+    ``rows`` rows of the running sums ``cums`` (the LONGEST rows before them first); 0 for a
+    window longer than ``since`` (per row: how many rows its windows may reach back; None: all
+    may). G is the largest of a column. Every window at once: a few numpy calls per batch,
+    whatever its size (a loop over the windows cost 2.5 us a sample at batch 64). ``work``:
+    a (windows, rows, tags) buffer to reuse (a fresh one of that size is a page-faulting
+    allocation every batch)."""
+    back = _BACK.get(rows)
+    if back is None:  # into the rows from LONGEST before the first on
+        back = np.arange(rows)[None, :] - _WINDOWS[:, None] + LONGEST
+        if rows <= 4096:
+            _BACK[rows] = back
     end = len(cums)
-    now = cums[end - rows:]
-    back = (end - rows + np.arange(rows))[None, :] - _WINDOWS[:, None]  # (windows, rows)
-    s = now[None, :, :] - cums[back]
-    g = np.einsum("wrk,wrk->wr", s, s) / (2.0 * _WINDOWS[:, None])
-    g[since[None, :] < _WINDOWS[:, None]] = 0.0
-    best = g.argmax(axis=0)
-    return g[best, np.arange(rows)], _WINDOWS[best]
+    s = np.take(cums[end - rows - LONGEST:], back, axis=0, out=work)
+    np.subtract(cums[end - rows:], s, out=s)
+    g: np.ndarray = np.asarray(np.einsum("wrk,wrk->wr", s, s))
+    g *= _HALF_INVERSE
+    if since is not None:
+        g[since[None, :] < _WINDOWS[:, None]] = 0.0
+    return g
 
 
 def long_run_cov(u: np.ndarray) -> np.ndarray:
@@ -95,7 +106,12 @@ def long_run_cov(u: np.ndarray) -> np.ndarray:
 def glr_series(u: np.ndarray) -> np.ndarray:
     """G of every row of the (already clipped) innovations ``u``, from a start."""
     cums = np.vstack([np.zeros((LONGEST + 1, u.shape[1])), np.cumsum(u, axis=0)])
-    return window_scores(cums, len(u), np.arange(1, len(u) + 1))[0]
+    out = np.empty(len(u))
+    for at in range(0, len(u), SEGMENT):  # in bounded memory
+        rows = min(SEGMENT, len(u) - at)
+        out[at:at + rows] = window_scores(cums[:LONGEST + 1 + at + rows], rows,
+                                          np.arange(at + 1, at + rows + 1)).max(axis=0)
+    return out
 
 
 def excursions(g: np.ndarray, h: float) -> int:
@@ -163,7 +179,7 @@ def innovation_section(x: np.ndarray, held_out: int, rates: tuple[float, float],
     u_ref = (ref[ORDER:] - _lagged(ref) @ coef) @ whiten
     g = simulated(long_run_cov(u_ref), n_fit, seed=tags)
     h_warn, h_alarm = (tail_level(g, samples_per_week / r) for r in rates)
-    g_ref = glr_series(np.clip(u_ref, -CLIP, CLIP))
+    g_ref = glr_series(np.clip(u_ref, -CLIP, CLIP))  # (the replay check)
     limit = allowed_alarms(len(u_ref), rates[1], samples_per_week)
     adjusted = False
     while excursions(g_ref, h_alarm) > limit:  # the held-out rows hold no drift by definition
@@ -208,9 +224,17 @@ class InnovationGLR:
         # room for a segment after them, so that a batch is written in place, not copied
         self.buf = np.zeros((LONGEST + 1 + SEGMENT, tags))
         self.fill = LONGEST + 1
-        self.c0 = self.coef[0]
-        self.a1, self.a2 = self.coef[1:tags + 1], self.coef[tags + 1:2 * tags + 1]
-        self.lags = np.zeros((ORDER, tags))  # the last rows (standardized), oldest first
+        # the VAR step and the whitening on the raw values, in one: u = x B0 - x_(t-1) B1 -
+        # x_(t-2) B2 + b, with z = (x - centre) / scale and u = (z - c0 - z1 A1' - z2 A2') W
+        inv = 1.0 / self.scale
+        a1, a2 = self.coef[1:tags + 1], self.coef[tags + 1:2 * tags + 1]
+        zc = self.centre * inv
+        self.b_all = np.vstack([inv[:, None] * self.whiten, -inv[:, None] * (a1 @ self.whiten),
+                                -inv[:, None] * (a2 @ self.whiten),  # [x, x_(t-1), x_(t-2), 1] B
+                                (-zc + zc @ a1 + zc @ a2 - self.coef[0]) @ self.whiten])
+        self.low3 = np.tile(self.centre - 1e6 * self.scale, 3)
+        self.high3 = np.tile(self.centre + 1e6 * self.scale, 3)
+        self.lags = np.zeros((ORDER, tags))  # the last rows, oldest first
         self.lags_seen = 0
         self.dirty = 0  # rows to come whose lags were filled in (a missing value)
         self.since = 0  # rows since the start or the last alarm
@@ -219,29 +243,48 @@ class InnovationGLR:
         self.up = False  # a warning or alarm not yet back to normal
         self.last_over = -1
         self.score = 0.0
+        self._work: dict[int, np.ndarray] = {}  # rows -> window_scores' buffer
+        self._design: dict[int, np.ndarray] = {}  # rows -> innovations' buffer
         self.top: dict[int, tuple[list[int], int]] = {}  # detection index -> (tags, window)
 
     def innovations(self, x: np.ndarray, complete: np.ndarray | None) -> np.ndarray:
         """Whitened, clipped innovations of a batch; 0 where a row or its lags were not all
         measured (no evidence either way)."""
-        z = (x - self.centre) / self.scale
-        np.clip(z, -1e6, 1e6, out=z)  # a value near 1.7e308 would overflow the VAR step to NaN
-        ext = np.vstack([self.lags, z])
-        u: np.ndarray = np.asarray((z - self.c0 - ext[1:-1] @ self.a1 - ext[:-2] @ self.a2) @ self.whiten)
-        np.clip(u, -self.clip, self.clip, out=u)
-        blind = np.zeros(len(z), dtype=bool)
+        n, tags = x.shape
+        design = self._design.get(n)  # rows [x_t, x_(t-1), x_(t-2), 1], a buffer per batch size
+        if design is None:
+            design = np.ones((n, 3 * tags + 1))
+            if len(self._design) < 4:
+                self._design[n] = design
+        lags = self.lags
+        design[:, :tags] = x
+        design[:1, tags:2 * tags] = lags[1:]
+        design[1:, tags:2 * tags] = x[:-1]
+        design[:min(n, 2), 2 * tags:3 * tags] = lags[:min(n, 2)]
+        design[2:, 2 * tags:3 * tags] = x[:-2]
+        u: np.ndarray = np.asarray(design @ self.b_all)
+        if math.isnan(u.sum()):  # a value near 1.7e308 overflowed the VAR step: clip the values
+            np.clip(design[:, :-1], self.low3, self.high3, out=design[:, :-1])  # to a million
+            u = np.asarray(design @ self.b_all)  # spreads, far beyond any reading
+        np.minimum(u, self.clip, out=u)  # (minimum and maximum: a fraction of np.clip's cost)
+        np.maximum(u, -self.clip, out=u)
+        # the last two rows, clipped as the VAR step saw them
+        newest = design[-ORDER:, :tags]
+        self.lags = newest.copy() if n >= ORDER else np.vstack([lags, newest])[-ORDER:]
+        if self.lags_seen == ORDER and not self.dirty and complete is None:
+            return u  # the common batch
+        blind = np.zeros(len(x), dtype=bool)
         blind[:max(0, ORDER - self.lags_seen)] = True  # no lags yet
         blind[:self.dirty] = True
         if complete is not None:
-            for row in np.flatnonzero(~complete):
-                blind[row:row + ORDER + 1] = True
             bad = np.flatnonzero(~complete)
-            self.dirty = max(0, int(bad[-1]) + ORDER + 1 - len(z)) if len(bad) else 0
+            for row in bad:
+                blind[row:row + ORDER + 1] = True
+            self.dirty = max(0, int(bad[-1]) + ORDER + 1 - len(x)) if len(bad) else 0
         else:
-            self.dirty = max(0, self.dirty - len(z))
+            self.dirty = max(0, self.dirty - len(x))
         u[blind] = 0.0
-        self.lags = ext[-ORDER:]
-        self.lags_seen = min(ORDER, self.lags_seen + len(z))
+        self.lags_seen = min(ORDER, self.lags_seen + len(x))
         return u
 
     def update(self, x: np.ndarray, complete: np.ndarray | None = None) -> list[Detection]:
@@ -256,14 +299,21 @@ class InnovationGLR:
             if fill + len(seg) > len(buf):  # the last rows to the front, room after them
                 buf[:LONGEST + 1] = buf[fill - LONGEST - 1:fill]
                 fill = self.fill = LONGEST + 1
-            if np.abs(buf[fill - 1]).max() > REBASE:
-                buf[:fill] -= buf[fill - 1].copy()
-            np.cumsum(seg, axis=0, out=buf[fill:fill + len(seg)])
-            buf[fill:fill + len(seg)] += buf[fill - 1]
+                if np.abs(buf[fill - 1]).max() > REBASE:  # (their differences stay)
+                    buf[:fill] -= buf[fill - 1].copy()
+            new = buf[fill:fill + len(seg)]
+            np.add.accumulate(seg, axis=0, out=new)  # (narrow: faster than doubling)
+            new += buf[fill - 1]
             cums = buf[:fill + len(seg)]
-            since = self.since + np.arange(1, len(seg) + 1)
-            g, length = window_scores(cums, len(seg), since)
-            stop = self._levels(g, length, cums, pos, out)
+            since = None if self.since >= LONGEST else self.since + np.arange(1, len(seg) + 1)
+            work = self._work.get(len(seg))
+            if work is None:
+                work = np.empty((len(_WINDOWS), len(seg), buf.shape[1]))
+                if len(self._work) < 4:  # the batch sizes a line feeds
+                    self._work[len(seg)] = work
+            windows = window_scores(cums, len(seg), since, work)
+            g = windows.max(axis=0)
+            stop = self._levels(g, windows, cums, pos, out)
             used = len(seg) if stop is None else stop + 1
             self.fill = fill + used
             self.since = 0 if stop is not None else self.since + used
@@ -272,7 +322,7 @@ class InnovationGLR:
             pos += used
         return out
 
-    def _levels(self, g: np.ndarray, length: np.ndarray, cums: np.ndarray, pos: int,
+    def _levels(self, g: np.ndarray, windows: np.ndarray, cums: np.ndarray, pos: int,
                 out: list[Detection]) -> int | None:
         """Detections of a segment's rows, in order; the row of an alarm (the segment ends
         there), or None."""
@@ -289,11 +339,11 @@ class InnovationGLR:
             if over[row]:
                 self.last_over = index
                 if g[row] > self.h:
-                    out.append(self._detection(g, length, cums, row, index, "alarm"))
+                    out.append(self._detection(g, windows, cums, row, index, "alarm"))
                     self.up, self.warned = True, False
                     return row
                 if not self.warned:
-                    out.append(self._detection(g, length, cums, row, index, "warning"))
+                    out.append(self._detection(g, windows, cums, row, index, "warning"))
                     self.up = self.warned = True
             elif g[row] < HYSTERESIS * self.h_warn:
                 self.warned = False
@@ -302,9 +352,9 @@ class InnovationGLR:
                 self.up = False
         return None
 
-    def _detection(self, g: np.ndarray, length: np.ndarray, cums: np.ndarray, row: int, index: int,
+    def _detection(self, g: np.ndarray, windows: np.ndarray, cums: np.ndarray, row: int, index: int,
                    level: str) -> Detection:
-        window = int(length[row])
+        window = int(_WINDOWS[int(windows[:, row].argmax())])
         end = len(cums) - len(g) + row
         moved = (cums[end] - cums[end - window]) @ self.to_level / window
         order = np.argsort(-np.abs(moved)).tolist()

@@ -22,10 +22,11 @@ from agent.monitor.finite import FiniteGuard, MissingCells, psi_whole_rows
 from agent.monitor.innovation import InnovationGLR
 from agent.monitor.innovation import monitor_events as innovation_events
 from agent.monitor.labelcal import outcome_llr
+from agent.monitor.pca import same_standardisation
 from agent.monitor.performance import ClassPerformance
 from agent.monitor.pooled import pool_of, transform
 from agent.monitor.scores import table_arrays
-from agent.monitor.tie import increments as tie_increments
+from agent.monitor.tie import differences as tie_differences
 
 # the order in which a batch of one sample applies its detectors' transitions (ties of one index)
 _JS, _CONSTANT, _PSI, _CUSUM, _SCALE, _POOLED, _INNOVATION, _CBPE = range(8)
@@ -130,11 +131,11 @@ class ModelMonitor:
         self.tie: dict[str, Any] | None = mon.get("tie") if self.has_scale else None
         self.tie_cols = np.array(self.tie["columns"] if self.tie else [], dtype=np.int64)
         if self.tie is not None and len(self.tie_cols):
-            w = len(self.tie_cols)
-            self._tie = (np.array(self.tie["phi"]), np.array(self.tie["sigma"]),
-                         np.array(self.tie["log_ratio"]))
-            mean, std, ref_k = [*mean, *[0.0] * w], [*std, *[1.0] * w], [*ref_k, *[0.0] * w]
-            clip += [math.inf] * w
+            w, sigma = len(self.tie_cols), np.array(self.tie["sigma"])
+            self._tie_take = slice(None) if w == k else self.tie_cols  # (all watched: views, no copies)
+            self._tie = (np.array(self.tie["phi"]) / sigma, 1.0 / sigma)  # (the bank halves and shifts)
+            mean, std = [*mean, *(-2.0 * np.array(self.tie["log_ratio"])).tolist()], [*std, *[2.0] * w]
+            ref_k, clip = [*ref_k, *[0.0] * w], [*clip, *[math.inf] * w]
             h, h_warn = [*h, *self.tie["h_alarm"]], [*h_warn, *self.tie["h_warn"]]
             one_sided += [True] * w
             self.cusum_kinds += ["data_drift"] * w
@@ -146,6 +147,7 @@ class ModelMonitor:
         self.cusum = Cusum(np.array(mean), np.array(std), np.array(ref_k), np.array(h),
                            np.array(one_sided), np.array(h_warn), quiet=self.quiet, clip=np.array(clip),
                            pool=None if self.pooled is None else pool_of(self.pooled, self.scale_at, k, 0))
+        self._z_is_u = same_standardisation(self.pca, self.scale_spec)  # (then one pass for both)
         spec = mon.get("innovation")  # the innovation GLR (bundles before it have none)
         self.innovation = InnovationGLR(spec, self.quiet) if spec is not None else None
         self.cbpe: dict[str, Any] | None = mon.get("cbpe")
@@ -173,8 +175,7 @@ class ModelMonitor:
         self.tp, self.fp, self.fn = RingMean(self.window), RingMean(self.window), RingMean(self.window)
         self.performance = ClassPerformance.for_manifest(manifest, self.window)  # per class, cost
         self.book = AlarmBook()
-        self.samples = 0
-        self.labels = 0
+        self.samples = self.labels = 0
         self._ts = np.zeros(self.window * 8)  # timestamps of recent samples, for start times
         self._ts_seen = 0
         self._batch_first = 0  # the batch being applied (update), its first sample and times
@@ -216,12 +217,11 @@ class ModelMonitor:
         bank = np.empty((n, len(self.cusum.mean)))
         bank[:, :k] = x
         bank[:, k] = score_transform(score, self.transform, self._score_table)
-        z = None
-        if self.pca is not None:
-            z = (x - self._pca_mean) / self._pca_scale
+        u = (x - self._sc_mean) / self._sc_std if self.has_scale else None
+        z = None if self.pca is None else u if self._z_is_u else (x - self._pca_mean) / self._pca_scale
+        if z is not None:
             bank[:, k + 1] = reconstruction_log_error(z, self._pca_comps)
-        if self.has_scale:
-            u = (x - self._sc_mean) / self._sc_std
+        if u is not None:
             e = prediction_errors(u, self._prev, self._sc_coef)
             e /= self._sc_resid
             at = self.scale_at
@@ -232,9 +232,8 @@ class ModelMonitor:
             sq = bank[:, at + k:at + 2 * k]
             np.minimum(np.multiply(e, e, out=sq), self._sc_cap, out=sq)
             if len(self.tie_cols):
-                cols = self.tie_cols
-                prev = None if self._prev is None else self._prev[cols]
-                bank[:, at + 2 * k:] = tie_increments(sq[:, cols], u[:, cols], prev, *self._tie, self._sc_cap)
+                cols, prev = self._tie_take, None if self._prev is None else self._prev[self._tie_take]
+                tie_differences(sq[:, cols], u[:, cols], prev, *self._tie, self._sc_cap, bank[:, at + 2 * k:])
             self._prev = u[-1].copy()
         missing = self.missing.mask(ok_x, ok_score, bank.shape)
         for d in self.cusum.update(bank, missing):
@@ -261,7 +260,8 @@ class ModelMonitor:
         for *_, apply, args in found:
             events += apply(*args)
         self._batch_ts = None
-        slots = (first + np.arange(n)) % len(self._ts)
+        head = first % len(self._ts)  # (a run without a wrap is a slice: no index arrays)
+        slots = slice(head, head + n) if head + n <= len(self._ts) else (first + np.arange(n)) % len(self._ts)
         self._ts[slots] = batch.timestamps
         self._ts_seen = first + n
         self.samples += n

@@ -66,3 +66,10 @@ def reconstruction_log_error(z: np.ndarray, comps: np.ndarray) -> np.ndarray:
     total = np.add.reduce(residual, axis=1)
     total += 1e-9
     return np.asarray(np.log(total, out=total))
+
+
+def same_standardisation(pca: dict[str, Any] | None, scale: dict[str, Any] | None) -> bool:
+    """Whether the PCA standardises the inputs exactly as the scale section does (both from
+    the same reference rows, as bundles build them): the monitor then computes it once."""
+    return (pca is not None and scale is not None and pca["mean"] == scale["mean"]
+            and pca["scale"] == scale["std"])

@@ -53,21 +53,29 @@ def own_past(u: np.ndarray, spread_bump: float) -> tuple[np.ndarray, np.ndarray]
     return phi, np.where(sigma > 0, sigma, 1.0) * spread_bump
 
 
+def differences(z2: np.ndarray, u: np.ndarray, prev: np.ndarray | None, phi_over_sigma: np.ndarray,
+                inv_sigma: np.ndarray, cap: float, out: np.ndarray | None = None) -> np.ndarray:
+    """z2 - w^2, the part of each increment that changes from row to row: l_t is half of it
+    plus log_ratio, a shift and a scale the monitor's CUSUM bank applies in its own
+    standardisation (its mean -2 log_ratio, its spread 2: two passes fewer per batch). Written
+    into ``out`` when given."""
+    w = u * inv_sigma
+    w[1:] -= phi_over_sigma * u[:-1]
+    if prev is not None:
+        w[0] -= phi_over_sigma * prev
+    np.multiply(w, w, out=w)
+    np.minimum(w, cap, out=w)
+    return np.asarray(np.subtract(z2, w, out=out))
+
+
 def increments(z2: np.ndarray, u: np.ndarray, prev: np.ndarray | None, phi: np.ndarray,
                sigma: np.ndarray, log_ratio: np.ndarray, cap: float) -> np.ndarray:
     """l_t for rows ``u`` of the watched tags (``z2``: their clipped squared prediction errors;
     ``prev``: the row before the first, None for the reference mean)."""
-    w = u.copy()
-    w[1:] -= phi * u[:-1]
-    if prev is not None:
-        w[0] -= phi * prev
-    w /= sigma
-    np.multiply(w, w, out=w)
-    np.minimum(w, cap, out=w)
-    out = z2 - w
+    out = differences(z2, u, prev, phi / sigma, 1.0 / sigma, cap)
     out *= 0.5
     out += log_ratio
-    return np.asarray(out)
+    return out
 
 
 def cross_fitted_errors(u: np.ndarray, resid_std: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import pytest
 
 from agent.monitor.budget import Budget
 from agent.monitor.calibrate import SCALE_CAP
+from agent.monitor.cbpe import drops
 from agent.monitor.detectors import Cusum, RingMean, WindowCategorical, WindowPSI
 from agent.monitor.laws import (
     ar1,
@@ -248,6 +249,24 @@ def test_ring_mean_is_exact_over_batches() -> None:
     for start in range(0, len(values), 37):
         ring.update(values[start:start + 37])
     assert ring.mean == pytest.approx(values[-300:].mean())
+
+
+def test_cbpe_window_means_do_not_depend_on_the_batch_size() -> None:
+    """One feed per batch (running totals) against one feed per evaluation period, batches of
+    any size, longer than the window too: the same points and the same expected accuracy."""
+    confidence = np.random.default_rng(5).random(3_000)
+    by_size = {}
+    for size in (1, 7, 64, 300, 301, 1024):
+        ring, points, first = RingMean(300), [], 0
+        for start in range(0, len(confidence), size):
+            part = confidence[start:start + size]
+            points += drops(ring, part, first, 32, 300, 0.9)[0]
+            first += len(part)
+        by_size[size] = points
+    plain = [(i, 0.9 - confidence[i - 299:i + 1].mean()) for i in range(299, 3_000) if (i + 1) % 32 == 0]
+    for size, points in by_size.items():
+        assert [i for i, _ in points] == [i for i, _ in plain], size
+        assert np.allclose([d for _, d in points], [d for _, d in plain], rtol=0, atol=1e-12), size
 
 
 def test_thresholds_follow_the_budget() -> None:
