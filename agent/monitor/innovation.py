@@ -290,6 +290,8 @@ class InnovationGLR:
     def update(self, x: np.ndarray, complete: np.ndarray | None = None) -> list[Detection]:
         """Feed a batch of raw numeric inputs (rows x tags; ``complete``: per row whether every
         value was measured, None when all were)."""
+        if not len(x):
+            return []
         u = self.innovations(x, complete)
         out: list[Detection] = []
         pos = 0
