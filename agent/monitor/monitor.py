@@ -131,8 +131,8 @@ class ModelMonitor:
         self.tie: dict[str, Any] | None = mon.get("tie") if self.has_scale else None
         self.tie_cols = np.array(self.tie["columns"] if self.tie else [], dtype=np.int64)
         if self.tie is not None and len(self.tie_cols):
-            w, sigma = len(self.tie_cols), np.array(self.tie["sigma"])
-            self._tie_take = slice(None) if w == k else self.tie_cols  # (all watched: views, no copies)
+            w, sigma = len(self.tie_cols), np.array(self.tie["sigma"])  # (all inputs: slices, no copies)
+            self._tie_take = slice(None) if np.array_equal(self.tie_cols, np.arange(k)) else self.tie_cols
             self._tie = (np.array(self.tie["phi"]) / sigma, 1.0 / sigma)  # (the bank halves and shifts)
             mean, std = [*mean, *(-2.0 * np.array(self.tie["log_ratio"])).tolist()], [*std, *[2.0] * w]
             ref_k, clip = [*ref_k, *[0.0] * w], [*clip, *[math.inf] * w]
