@@ -13,23 +13,16 @@ def drops(ring: RingMean, confidence: np.ndarray, first: int, every: int, window
     """Feed ``confidence`` (samples ``first``..) to ``ring``; the drop of the window's expected
     accuracy against the held-out ``reference`` at each evaluation point, (index, drop), and
     the last expected accuracy evaluated (None if no point was reached)."""
-    if len(confidence) <= window:  # the usual batch: one feed, the window's total at each point
-        seen = ring.seen
-        totals = ring.running_totals(confidence)
-        # rows whose sample closes an evaluation period, once a window of samples is in
-        points = [p for p in range((every - (first + 1) % every) % every, len(confidence), every)
-                  if seen + p + 1 >= window]
-        out = [(first + p, reference - float(totals[p]) / window) for p in points]
-        return out, float(totals[points[-1]]) / window if points else None
-    out = []
+    out: list[tuple[int, float]] = []
     expected: float | None = None
-    pos = 0
-    while pos < len(confidence):
-        step = min(every - ((first + pos) % every), len(confidence) - pos)
-        ring.update(confidence[pos:pos + step])
-        pos += step
-        if (first + pos) % every or ring.seen < window:
-            continue
-        expected = ring.mean
-        out.append((first + pos - 1, reference - expected))
+    for at in range(0, len(confidence), window):  # one feed per window's worth of samples
+        part = confidence[at:at + window]
+        start, seen = first + at, ring.seen
+        totals = ring.running_totals(part)
+        # rows whose sample closes an evaluation period, once a window of samples is in
+        points = [p for p in range((every - (start + 1) % every) % every, len(part), every)
+                  if seen + p + 1 >= window]
+        out += [(start + p, reference - float(totals[p]) / window) for p in points]
+        if points:
+            expected = float(totals[points[-1]]) / window
     return out, expected

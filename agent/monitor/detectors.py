@@ -216,18 +216,11 @@ class RingMean:
         if len(values) > self.window:  # only the newest window's worth can stay
             self.seen += len(values) - self.window
             values = values[-self.window:]
-        n = len(values)
-        first = self.seen % self.window
-        # a run of slots without wrapping around is a slice (the usual case: no index arrays)
-        slots: slice | np.ndarray = slice(first, first + n) if first + n <= self.window else (
-            (self.seen + np.arange(n)) % self.window)
+        slots = self._slots(len(values))
         # unfilled slots hold zeros, so subtracting what a slot held is always right
         self.total += float(values.sum()) - float(self._ring[slots].sum())
         self._ring[slots] = values
-        before = self.seen
-        self.seen += n
-        if before // 4096 != self.seen // 4096:  # re-sum now and then: no drift of rounding error
-            self.total = float(self._ring.sum())
+        self._advance(len(values))
 
     def running_totals(self, values: np.ndarray) -> np.ndarray:
         """Feed ``values`` (no more than a window of them); the window's total after each one,
@@ -236,19 +229,28 @@ class RingMean:
         n = len(values)
         if n > self.window:
             raise ValueError(f"{n} values for a window of {self.window}: feed them in parts")
-        first = self.seen % self.window
-        slots: slice | np.ndarray = slice(first, first + n) if first + n <= self.window else (
-            (self.seen + np.arange(n)) % self.window)
+        slots = self._slots(n)
         totals = np.subtract(values, self._ring[slots])  # unfilled slots hold zeros
         np.add.accumulate(totals, out=totals)
         totals += self.total
         self._ring[slots] = values
+        self.total = float(totals[-1]) if n else self.total
+        self._advance(n)
+        return np.asarray(totals)
+
+    def _slots(self, n: int) -> slice | np.ndarray:
+        """The ring slots of the next ``n`` values (at most a window): a run without a wrap
+        is a slice (the usual case: no index arrays)."""
+        first = self.seen % self.window
+        if first + n <= self.window:
+            return slice(first, first + n)
+        return np.asarray((self.seen + np.arange(n)) % self.window)
+
+    def _advance(self, n: int) -> None:
         before = self.seen
         self.seen += n
-        self.total = float(totals[-1]) if n else self.total
         if before // 4096 != self.seen // 4096:  # re-sum now and then: no drift of rounding error
             self.total = float(self._ring.sum())
-        return np.asarray(totals)
 
     @property
     def count(self) -> int:
